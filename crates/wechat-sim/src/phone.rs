@@ -1,0 +1,138 @@
+//! The phone side and test controls under `/sim/v1`: what `wx.login`, the
+//! phone-number button and `wx.getUserInfo` give a user, introspection,
+//! faults, stats and the clock. Errors here are the simulator's own
+//! `{"error", "message"}` with a 4xx, since WeChat has no such endpoints.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::faults::FaultSpec;
+use crate::state::SimError;
+use crate::{Simulator, lock};
+
+pub(crate) fn routes() -> Router<Simulator> {
+    Router::new()
+        .route("/sim/v1/login", post(login))
+        .route("/sim/v1/phone-code", post(phone_code))
+        .route("/sim/v1/encrypt", post(encrypt))
+        .route("/sim/v1/users/{appid}/{user}", get(user))
+        .route("/sim/v1/faults", post(set_fault).delete(clear_faults))
+        .route("/sim/v1/stats", get(stats).delete(reset_stats))
+        .route("/sim/v1/clock", get(clock).post(advance_clock))
+        .route("/sim/v1/health", get(|| async { "ok" }))
+}
+
+/// The phone side's error answer.
+struct PhoneError(StatusCode, &'static str, String);
+
+impl IntoResponse for PhoneError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1, "message": self.2}))).into_response()
+    }
+}
+
+impl From<SimError> for PhoneError {
+    fn from(e: SimError) -> Self {
+        match e {
+            SimError::UnknownApp(_) => PhoneError(StatusCode::NOT_FOUND, "unknown_app", e.to_string()),
+            SimError::InvalidRequest(_) => PhoneError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for PhoneError {
+    fn from(e: JsonRejection) -> Self {
+        PhoneError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+    }
+}
+
+type Body<T> = Result<Json<T>, JsonRejection>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserReq {
+    appid: String,
+    user: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneReq {
+    appid: String,
+    user: String,
+    phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptReq {
+    appid: String,
+    user: String,
+    data: Value,
+}
+
+async fn login(State(sim): State<Simulator>, body: Body<UserReq>) -> Result<Json<Value>, PhoneError> {
+    let Json(req) = body?;
+    let code = sim.login_code(&req.appid, &req.user)?;
+    Ok(Json(json!({"code": code})))
+}
+
+async fn phone_code(State(sim): State<Simulator>, body: Body<PhoneReq>) -> Result<Json<Value>, PhoneError> {
+    let Json(req) = body?;
+    let code = sim.phone_code(&req.appid, &req.user, req.phone.as_deref())?;
+    Ok(Json(json!({"code": code})))
+}
+
+async fn encrypt(State(sim): State<Simulator>, body: Body<EncryptReq>) -> Result<Json<Value>, PhoneError> {
+    let Json(req) = body?;
+    Ok(Json(sim.encrypt(&req.appid, &req.user, req.data)?))
+}
+
+async fn user(State(sim): State<Simulator>, Path((appid, user)): Path<(String, String)>) -> Result<Json<Value>, PhoneError> {
+    Ok(Json(sim.user_info(&appid, &user)?))
+}
+
+async fn set_fault(State(sim): State<Simulator>, body: Body<FaultSpec>) -> Result<StatusCode, PhoneError> {
+    let Json(spec) = body?;
+    sim.set_fault(spec)
+        .map_err(|e| PhoneError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_faults(State(sim): State<Simulator>) -> StatusCode {
+    sim.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!(*lock(&sim.shared.stats)))
+}
+
+async fn reset_stats(State(sim): State<Simulator>) -> StatusCode {
+    sim.reset_stats();
+    StatusCode::NO_CONTENT
+}
+
+async fn clock(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"now_ms": sim.now(), "offset_ms": sim.clock().offset_ms()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceReq {
+    advance_ms: u64,
+}
+
+async fn advance_clock(State(sim): State<Simulator>, body: Body<AdvanceReq>) -> Result<Json<Value>, PhoneError> {
+    let Json(req) = body?;
+    sim.clock().advance(Duration::from_millis(req.advance_ms));
+    Ok(clock(State(sim)).await)
+}

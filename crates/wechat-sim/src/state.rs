@@ -1,0 +1,600 @@
+//! The simulated WeChat: apps, users, codes and tokens, and the rules WeChat
+//! applies to them. No HTTP here: handlers translate requests into these calls
+//! and their results into WeChat-shaped answers.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use wechat_miniapp::SessionKey;
+use wechat_miniapp::crypto::verify_login_state_signature;
+
+use crate::api::WxError;
+use crate::ids;
+
+/// A login or phone code lives this long (wx.login doc: five minutes).
+pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
+/// Access tokens live this long.
+pub const TOKEN_TTL_MS: i64 = 7200 * 1000;
+/// Overlap during which a replaced token keeps working, and how early
+/// stable_token starts handing out the next token.
+pub const TOKEN_OVERLAP_MS: i64 = 5 * 60 * 1000;
+/// stable_token force refreshes closer together than this do nothing.
+pub const FORCE_REFRESH_MIN_INTERVAL_MS: i64 = 30 * 1000;
+/// stable_token force refreshes allowed per app per day.
+pub const FORCE_REFRESH_PER_DAY: u32 = 20;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The simulator's options.
+#[derive(Debug, Clone, Default)]
+pub struct SimConfig {
+    /// Registered apps: appid → secret.
+    pub apps: HashMap<String, String>,
+    /// Accept any appid with any secret.
+    pub open: bool,
+    /// Accept a `js_code` that was never issued, as a login of the user named
+    /// by the code itself (for load tests that cannot ask for codes first).
+    pub accept_any_code: bool,
+}
+
+/// Why a phone-side (`/sim/v1/…`) request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The appid is not registered (and the simulator is not `--open`).
+    #[error("unknown appid {0:?}: register it with --app APPID:SECRET or start the simulator with --open")]
+    UnknownApp(String),
+    /// A field is missing or malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+#[derive(Debug)]
+struct User {
+    session_key: SessionKey,
+}
+
+#[derive(Debug)]
+struct LoginCodeRec {
+    appid: String,
+    user: String,
+    issued_ms: i64,
+    used: bool,
+}
+
+#[derive(Debug)]
+struct PhoneCodeRec {
+    appid: String,
+    user: String,
+    country_code: String,
+    pure_phone: String,
+    issued_ms: i64,
+    used: bool,
+}
+
+#[derive(Debug)]
+struct TokenRec {
+    appid: String,
+    expires_ms: i64,
+    /// When a newer token replaced this one, the time it stops working.
+    superseded_ms: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct StableState {
+    current: Option<String>,
+    last_force_ms: Option<i64>,
+    force_day: i64,
+    force_count: u32,
+}
+
+/// All of the simulator's mutable state. Methods take `now` so one clock
+/// decides every expiry.
+#[derive(Debug, Default)]
+pub struct SimState {
+    config: SimConfig,
+    users: HashMap<(String, String), User>,
+    openids: HashMap<String, (String, String)>,
+    login_codes: HashMap<String, LoginCodeRec>,
+    phone_codes: HashMap<String, PhoneCodeRec>,
+    tokens: HashMap<String, TokenRec>,
+    classic_current: HashMap<String, String>,
+    stable: HashMap<String, StableState>,
+    issued_since_prune: u32,
+}
+
+type WxResult = Result<Value, WxError>;
+
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    q.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+impl SimState {
+    /// Starts with the given apps and options.
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    fn app_known(&self, appid: &str) -> bool {
+        self.config.open || self.config.apps.contains_key(appid)
+    }
+
+    /// Checks an appid and secret as WeChat does: unknown appid 40013, wrong
+    /// secret 40125.
+    fn check_app(&self, appid: &str, secret: &str) -> Result<(), WxError> {
+        if self.config.open {
+            return Ok(());
+        }
+        match self.config.apps.get(appid) {
+            None => Err(WxError(40013)),
+            Some(expected) if expected != secret => Err(WxError(40125)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn require_app(&self, appid: &str) -> Result<(), SimError> {
+        if appid.is_empty() {
+            return Err(SimError::InvalidRequest("appid is required".into()));
+        }
+        if self.app_known(appid) {
+            Ok(())
+        } else {
+            Err(SimError::UnknownApp(appid.to_owned()))
+        }
+    }
+
+    fn user_entry(&mut self, appid: &str, user: &str) -> &mut User {
+        let key = (appid.to_owned(), user.to_owned());
+        if !self.users.contains_key(&key) {
+            self.openids.insert(ids::openid(appid, user), key.clone());
+        }
+        self.users.entry(key).or_insert_with(|| User {
+            session_key: SessionKey::new(ids::session_key()),
+        })
+    }
+
+    fn prune(&mut self, now: i64) {
+        self.issued_since_prune += 1;
+        if self.issued_since_prune < 1024 {
+            return;
+        }
+        self.issued_since_prune = 0;
+        // Keep codes a while past expiry so a late reuse still reads as 40029
+        // for "expired" rather than as unknown (both are 40029 anyway).
+        let horizon = now - 2 * CODE_TTL_MS;
+        self.login_codes.retain(|_, c| c.issued_ms > horizon);
+        self.phone_codes.retain(|_, c| c.issued_ms > horizon);
+        let token_horizon = now - DAY_MS;
+        self.tokens.retain(|_, t| t.expires_ms > token_horizon);
+    }
+
+    fn validate_user(user: &str) -> Result<(), SimError> {
+        if user.is_empty() || user.len() > 128 {
+            return Err(SimError::InvalidRequest("user must be 1 to 128 bytes".into()));
+        }
+        Ok(())
+    }
+
+    // ----- phone side -----
+
+    /// `wx.login()`: a new code for this user, and (as on a phone) a new session_key.
+    pub fn issue_login_code(&mut self, appid: &str, user: &str, now: i64) -> Result<String, SimError> {
+        self.require_app(appid)?;
+        Self::validate_user(user)?;
+        self.user_entry(appid, user).session_key = SessionKey::new(ids::session_key());
+        let code = ids::login_code();
+        self.login_codes.insert(
+            code.clone(),
+            LoginCodeRec {
+                appid: appid.to_owned(),
+                user: user.to_owned(),
+                issued_ms: now,
+                used: false,
+            },
+        );
+        self.prune(now);
+        Ok(code)
+    }
+
+    /// The phone-number button: a one-time code for this user's number.
+    /// `phone` is `13800138000` (mainland) or `+CC NUMBER`; by default each
+    /// user has a number derived from their name.
+    pub fn issue_phone_code(&mut self, appid: &str, user: &str, phone: Option<&str>, now: i64) -> Result<String, SimError> {
+        self.require_app(appid)?;
+        Self::validate_user(user)?;
+        let (country_code, pure_phone) = match phone {
+            None => ("86".to_owned(), ids::default_phone(user)),
+            Some(p) => parse_phone(p)?,
+        };
+        self.user_entry(appid, user);
+        let code = ids::phone_code();
+        self.phone_codes.insert(
+            code.clone(),
+            PhoneCodeRec {
+                appid: appid.to_owned(),
+                user: user.to_owned(),
+                country_code,
+                pure_phone,
+                issued_ms: now,
+                used: false,
+            },
+        );
+        self.prune(now);
+        Ok(code)
+    }
+
+    /// What `wx.getUserInfo` and friends give: `data` plus a watermark,
+    /// encrypted with the user's current session_key.
+    pub fn encrypt_for(&mut self, appid: &str, user: &str, data: Value, now: i64) -> Result<Value, SimError> {
+        self.require_app(appid)?;
+        Self::validate_user(user)?;
+        let Value::Object(map) = data else {
+            return Err(SimError::InvalidRequest("data must be a JSON object".into()));
+        };
+        let raw_data = Value::Object(map.clone()).to_string();
+        let mut full = map;
+        full.insert("watermark".into(), json!({"timestamp": now / 1000, "appid": appid}));
+        let key = self.user_entry(appid, user).session_key.clone();
+        let iv: [u8; 16] = rand::random();
+        let plaintext = Value::Object(full).to_string();
+        let encrypted = wechat_miniapp::crypto::encrypt(&key, &iv, plaintext.as_bytes())
+            .map_err(|e| SimError::InvalidRequest(e.to_string()))?;
+        use base64::Engine;
+        Ok(json!({
+            "encrypted_data": encrypted,
+            "iv": base64::engine::general_purpose::STANDARD.encode(iv),
+            "raw_data": raw_data,
+            "signature": wechat_miniapp::crypto::raw_data_signature(&raw_data, &key),
+        }))
+    }
+
+    /// Test introspection: the user's ids and current session_key.
+    pub fn user_info(&mut self, appid: &str, user: &str) -> Result<Value, SimError> {
+        self.require_app(appid)?;
+        Self::validate_user(user)?;
+        let key = self.user_entry(appid, user).session_key.expose().to_owned();
+        Ok(json!({
+            "openid": ids::openid(appid, user),
+            "unionid": ids::unionid(user),
+            "session_key": key,
+        }))
+    }
+
+    // ----- WeChat's server API -----
+
+    /// `GET /sns/jscode2session`.
+    pub fn jscode2session(&mut self, q: &HashMap<String, String>, now: i64) -> WxResult {
+        let appid = param(q, "appid").ok_or(WxError(41002))?;
+        let secret = param(q, "secret").ok_or(WxError(41004))?;
+        let code = param(q, "js_code").ok_or(WxError(41008))?;
+        // UNCONFIRMED: whether a missing grant_type is refused. Tutorials
+        // always send it; a wrong value is refused as on cgi-bin/token.
+        if param(q, "grant_type").is_some_and(|g| g != "authorization_code") {
+            return Err(WxError(40002));
+        }
+        self.check_app(appid, secret)?;
+        if !self.login_codes.contains_key(code) && self.config.accept_any_code {
+            self.user_entry(appid, code);
+            self.login_codes.insert(
+                code.to_owned(),
+                LoginCodeRec {
+                    appid: appid.to_owned(),
+                    user: code.to_owned(),
+                    issued_ms: now,
+                    used: false,
+                },
+            );
+            self.prune(now);
+        }
+        let rec = self.login_codes.get_mut(code).ok_or(WxError(40029))?;
+        // A code from another app is 40029, as WeChat answers when front and
+        // back end use different appids. An expired code is also 40029
+        // (UNCONFIRMED, most likely); reuse within its lifetime is 40163.
+        if rec.appid != appid || now - rec.issued_ms > CODE_TTL_MS {
+            return Err(WxError(40029));
+        }
+        if rec.used {
+            return Err(WxError(40163));
+        }
+        rec.used = true;
+        let user = rec.user.clone();
+        let key = self.user_entry(appid, &user).session_key.expose().to_owned();
+        // Current WeChat leaves errcode out of success answers.
+        Ok(json!({
+            "session_key": key,
+            "openid": ids::openid(appid, &user),
+            "unionid": ids::unionid(&user),
+        }))
+    }
+
+    fn new_token(&mut self, appid: &str, now: i64) -> String {
+        let token = ids::access_token();
+        self.tokens.insert(
+            token.clone(),
+            TokenRec {
+                appid: appid.to_owned(),
+                expires_ms: now + TOKEN_TTL_MS,
+                superseded_ms: None,
+            },
+        );
+        self.prune(now);
+        token
+    }
+
+    fn supersede(&mut self, token: &str, at: i64) {
+        if let Some(rec) = self.tokens.get_mut(token) {
+            rec.superseded_ms = Some(rec.superseded_ms.map_or(at, |s| s.min(at)));
+        }
+    }
+
+    fn token_answer(&self, token: &str, now: i64) -> Value {
+        let expires_ms = self.tokens.get(token).map_or(now, |t| t.expires_ms);
+        json!({"access_token": token, "expires_in": ((expires_ms - now) / 1000).max(0)})
+    }
+
+    /// `GET /cgi-bin/token`: a new token every call; the previous one keeps
+    /// working for 5 more minutes.
+    pub fn classic_token(&mut self, q: &HashMap<String, String>, now: i64) -> WxResult {
+        if param(q, "grant_type") != Some("client_credential") {
+            return Err(WxError(40002));
+        }
+        let appid = param(q, "appid").ok_or(WxError(41002))?;
+        let secret = param(q, "secret").ok_or(WxError(41004))?;
+        self.check_app(appid, secret)?;
+        if let Some(previous) = self.classic_current.get(appid).cloned() {
+            self.supersede(&previous, now + TOKEN_OVERLAP_MS);
+        }
+        let token = self.new_token(appid, now);
+        self.classic_current.insert(appid.to_owned(), token.clone());
+        Ok(self.token_answer(&token, now))
+    }
+
+    /// `POST /cgi-bin/stable_token` with a JSON body. A body that is not JSON
+    /// reads as empty, which WeChat reports as 41002 `appid missing`.
+    pub fn stable_token(&mut self, body: &[u8], now: i64) -> WxResult {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let field = |name: &str| body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let appid = field("appid").ok_or(WxError(41002))?.to_owned();
+        let secret = field("secret").ok_or(WxError(41004))?;
+        if field("grant_type") != Some("client_credential") {
+            return Err(WxError(40002));
+        }
+        let force = body.get("force_refresh").and_then(Value::as_bool).unwrap_or(false);
+        self.check_app(&appid, secret)?;
+
+        let state = self.stable.entry(appid.clone()).or_default();
+        let current = state.current.clone().filter(|t| {
+            self.tokens
+                .get(t)
+                .is_some_and(|r| r.expires_ms > now && r.superseded_ms.is_none_or(|s| s > now))
+        });
+        if force {
+            let day = now.div_euclid(DAY_MS);
+            if state.force_day != day {
+                state.force_day = day;
+                state.force_count = 0;
+            }
+            let too_soon = state
+                .last_force_ms
+                .is_some_and(|t| now - t < FORCE_REFRESH_MIN_INTERVAL_MS);
+            if let (true, Some(current)) = (too_soon, &current) {
+                // Within 30 s of the last force refresh: no refresh happens.
+                return Ok(self.token_answer(current, now));
+            }
+            if state.force_count >= FORCE_REFRESH_PER_DAY {
+                return Err(WxError(45009));
+            }
+            state.force_count += 1;
+            state.last_force_ms = Some(now);
+            if let Some(old) = &current {
+                self.supersede(old, now);
+            }
+        } else if let Some(current) = &current {
+            let expires = self.tokens.get(current).map_or(now, |r| r.expires_ms);
+            if expires - now > TOKEN_OVERLAP_MS {
+                return Ok(self.token_answer(current, now));
+            }
+            // In its last 5 minutes: hand out the next one; the old one
+            // simply runs out.
+        }
+        let token = self.new_token(&appid, now);
+        self.stable.entry(appid).or_default().current = Some(token.clone());
+        Ok(self.token_answer(&token, now))
+    }
+
+    /// The appid an access token belongs to, or WeChat's answer to a bad one:
+    /// missing 41001, unknown or replaced 40001, expired 42001.
+    fn token_app(&self, token: Option<&str>, now: i64) -> Result<String, WxError> {
+        let token = token.filter(|t| !t.is_empty()).ok_or(WxError(41001))?;
+        let rec = self.tokens.get(token).ok_or(WxError(40001))?;
+        if rec.superseded_ms.is_some_and(|s| s <= now) {
+            return Err(WxError(40001));
+        }
+        if rec.expires_ms <= now {
+            return Err(WxError(42001));
+        }
+        Ok(rec.appid.clone())
+    }
+
+    /// Shared checks of checksession and resetusersessionkey; returns the
+    /// user's key in the map.
+    fn signed_user(&mut self, q: &HashMap<String, String>, now: i64) -> Result<(String, String), WxError> {
+        let appid = self.token_app(param(q, "access_token"), now)?;
+        let openid = param(q, "openid").ok_or(WxError(40003))?;
+        if param(q, "sig_method") != Some("hmac_sha256") {
+            return Err(WxError(87008));
+        }
+        let signature = param(q, "signature").ok_or(WxError(87009))?;
+        let key = self
+            .openids
+            .get(openid)
+            .filter(|(a, _)| *a == appid)
+            .cloned()
+            .ok_or(WxError(40003))?;
+        let user = self.users.get(&key).ok_or(WxError(40003))?;
+        // The docs sign the empty string with the key's base64 text. Hex case
+        // is ignored (UNCONFIRMED whether WeChat accepts upper case).
+        if !verify_login_state_signature(&user.session_key, b"", signature) {
+            return Err(WxError(87009));
+        }
+        Ok(key)
+    }
+
+    /// `GET /wxa/checksession`.
+    pub fn checksession(&mut self, q: &HashMap<String, String>, now: i64) -> WxResult {
+        self.signed_user(q, now)?;
+        Ok(json!({"errcode": 0, "errmsg": "ok"}))
+    }
+
+    /// `GET /wxa/resetusersessionkey`: a new key; the old one stops working.
+    pub fn resetusersessionkey(&mut self, q: &HashMap<String, String>, now: i64) -> WxResult {
+        let (appid, user) = self.signed_user(q, now)?;
+        let fresh = ids::session_key();
+        self.user_entry(&appid, &user).session_key = SessionKey::new(fresh.clone());
+        Ok(json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "openid": ids::openid(&appid, &user),
+            "session_key": fresh,
+        }))
+    }
+
+    /// `POST /wxa/business/getuserphonenumber?access_token=…` with `{"code", "openid"?}`.
+    pub fn getuserphonenumber(&mut self, q: &HashMap<String, String>, body: &[u8], now: i64) -> WxResult {
+        let appid = self.token_app(param(q, "access_token"), now)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(WxError(44002));
+        }
+        // A form-encoded or otherwise non-JSON body is 47001 (community
+        // report). A JSON body without `code` is treated the same
+        // (UNCONFIRMED).
+        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let code = body
+            .get("code")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .ok_or(WxError(47001))?;
+        let rec = self.phone_codes.get_mut(code).ok_or(WxError(40029))?;
+        // UNCONFIRMED: the errcode for a reused phone code; 40029 as for an
+        // invalid one. A code of another app is 40013 (documented).
+        if now - rec.issued_ms > CODE_TTL_MS || rec.used {
+            return Err(WxError(40029));
+        }
+        if rec.appid != appid {
+            return Err(WxError(40013));
+        }
+        if let Some(openid) = body.get("openid").and_then(Value::as_str) {
+            // UNCONFIRMED: the errcode for an openid that does not own the code.
+            if openid != ids::openid(&rec.appid, &rec.user) {
+                return Err(WxError(40013));
+            }
+        }
+        rec.used = true;
+        let phone_number = if rec.country_code == "86" {
+            rec.pure_phone.clone()
+        } else {
+            // UNCONFIRMED: the exact format of non-mainland numbers.
+            format!("+{}{}", rec.country_code, rec.pure_phone)
+        };
+        Ok(json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": phone_number,
+                "purePhoneNumber": rec.pure_phone,
+                "countryCode": rec.country_code,
+                "watermark": {"timestamp": rec.issued_ms / 1000, "appid": rec.appid},
+            }
+        }))
+    }
+}
+
+fn parse_phone(phone: &str) -> Result<(String, String), SimError> {
+    let bad = || SimError::InvalidRequest("phone must be digits, optionally \"+CC NUMBER\"".into());
+    let phone = phone.trim();
+    let (cc, pure) = match phone.strip_prefix('+') {
+        Some(rest) => rest.split_once([' ', '-']).ok_or_else(bad)?,
+        None => ("86", phone),
+    };
+    let digits = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(cc, 4) || !digits(pure, 15) {
+        return Err(bad());
+    }
+    Ok((cc.to_owned(), pure.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> SimState {
+        SimState::new(SimConfig {
+            apps: [("wxa".to_owned(), "sa".to_owned()), ("wxb".to_owned(), "sb".to_owned())].into(),
+            ..SimConfig::default()
+        })
+    }
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn stable_token_same_until_last_five_minutes() {
+        let mut s = state();
+        let body = br#"{"grant_type":"client_credential","appid":"wxa","secret":"sa"}"#;
+        let a = s.stable_token(body, 0).unwrap();
+        let b = s.stable_token(body, 1000).unwrap();
+        assert_eq!(a["access_token"], b["access_token"]);
+        assert_eq!(b["expires_in"], 7199);
+        let near_end = TOKEN_TTL_MS - TOKEN_OVERLAP_MS + 1;
+        let c = s.stable_token(body, near_end).unwrap();
+        assert_ne!(a["access_token"], c["access_token"]);
+        // The old token still works until its own expiry.
+        let old = a["access_token"].as_str().unwrap();
+        assert!(s.token_app(Some(old), near_end).is_ok());
+        assert_eq!(s.token_app(Some(old), TOKEN_TTL_MS), Err(WxError(42001)));
+    }
+
+    #[test]
+    fn stable_token_force_refresh_rules() {
+        let mut s = state();
+        let normal = br#"{"grant_type":"client_credential","appid":"wxa","secret":"sa"}"#;
+        let force = br#"{"grant_type":"client_credential","appid":"wxa","secret":"sa","force_refresh":true}"#;
+        let a = s.stable_token(normal, 0).unwrap();
+        let b = s.stable_token(force, 1000).unwrap();
+        assert_ne!(a["access_token"], b["access_token"]);
+        assert_eq!(s.token_app(a["access_token"].as_str(), 1001), Err(WxError(40001)));
+        // Within 30 s: no refresh.
+        let c = s.stable_token(force, 2000).unwrap();
+        assert_eq!(b["access_token"], c["access_token"]);
+        let mut t = 1000;
+        for _ in 1..FORCE_REFRESH_PER_DAY {
+            t += FORCE_REFRESH_MIN_INTERVAL_MS;
+            assert!(s.stable_token(force, t).is_ok());
+        }
+        t += FORCE_REFRESH_MIN_INTERVAL_MS;
+        assert_eq!(s.stable_token(force, t), Err(WxError(45009)));
+    }
+
+    #[test]
+    fn classic_token_supersedes_after_overlap() {
+        let mut s = state();
+        let p = q(&[("grant_type", "client_credential"), ("appid", "wxa"), ("secret", "sa")]);
+        let a = s.classic_token(&p, 0).unwrap();
+        let b = s.classic_token(&p, 10).unwrap();
+        assert_ne!(a["access_token"], b["access_token"]);
+        assert!(s.token_app(a["access_token"].as_str(), TOKEN_OVERLAP_MS).is_ok());
+        assert_eq!(s.token_app(a["access_token"].as_str(), TOKEN_OVERLAP_MS + 10), Err(WxError(40001)));
+        assert_eq!(s.classic_token(&q(&[("appid", "wxa")]), 0), Err(WxError(40002)));
+    }
+
+    #[test]
+    fn phone_parsing() {
+        assert_eq!(parse_phone("13800138000").unwrap(), ("86".into(), "13800138000".into()));
+        assert_eq!(parse_phone("+1 4155550123").unwrap(), ("1".into(), "4155550123".into()));
+        assert!(parse_phone("+14155550123").is_err());
+        assert!(parse_phone("abc").is_err());
+    }
+}
