@@ -25,7 +25,9 @@ pub fn parse_answer<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let errcode = match map.get("errcode") {
         None | Some(Value::Null) => 0,
         Some(v) => errcode_of(v).ok_or_else(|| {
-            Error::MalformedAnswer(format!("errcode is neither a number nor a numeric string: {v}"))
+            Error::MalformedAnswer(format!(
+                "errcode is neither a number nor a numeric string: {v}"
+            ))
         })?,
     };
     if errcode != 0 {
@@ -62,9 +64,14 @@ mod tests {
 
     #[test]
     fn success_without_errcode() {
-        let s = parse(r#"{"session_key":"5tF5KuDigyB6e4m7FigHvw==","openid":"orWy35UBNFZyReiUYVZvtPrqht-0"}"#);
+        let s = parse(
+            r#"{"session_key":"5tF5KuDigyB6e4m7FigHvw==","openid":"orWy35UBNFZyReiUYVZvtPrqht-0"}"#,
+        );
         let s = s.map_err(|e| e.to_string());
-        assert_eq!(s.as_ref().map(|s| s.openid.as_str()), Ok("orWy35UBNFZyReiUYVZvtPrqht-0"));
+        assert_eq!(
+            s.as_ref().map(|s| s.openid.as_str()),
+            Ok("orWy35UBNFZyReiUYVZvtPrqht-0")
+        );
         assert_eq!(s.map(|s| s.unionid), Ok(None));
     }
 
@@ -102,10 +109,15 @@ mod tests {
 
     #[test]
     fn escaped_slashes_and_unknown_fields_are_fine() {
-        let r = parse(r#"{"errcode":40125,"errmsg":"invalid appsecret, view more at http:\/\/t.cn\/RAEkdVq"}"#);
+        let r = parse(
+            r#"{"errcode":40125,"errmsg":"invalid appsecret, view more at http:\/\/t.cn\/RAEkdVq"}"#,
+        );
         match r {
-            Err(Error::AppMisconfigured { errcode: 40125, errmsg }) => assert!(errmsg.contains("http://t.cn")),
-            other => assert!(false, "{other:?}"),
+            Err(Error::AppMisconfigured {
+                errcode: 40125,
+                errmsg,
+            }) => assert!(errmsg.contains("http://t.cn")),
+            other => panic!("{other:?}"),
         }
         assert!(parse(r#"{"openid":"o1","expires_in":7200,"anything":[1]}"#).is_ok());
     }
@@ -115,7 +127,13 @@ mod tests {
         assert!(matches!(parse(""), Err(Error::MalformedAnswer(_))));
         assert!(matches!(parse("<html>"), Err(Error::MalformedAnswer(_))));
         assert!(matches!(parse("[1]"), Err(Error::MalformedAnswer(_))));
-        assert!(matches!(parse(r#"{"errcode":true}"#), Err(Error::MalformedAnswer(_))));
-        assert!(matches!(parse(r#"{"errcode":0}"#), Err(Error::MalformedAnswer(_))));
+        assert!(matches!(
+            parse(r#"{"errcode":true}"#),
+            Err(Error::MalformedAnswer(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"errcode":0}"#),
+            Err(Error::MalformedAnswer(_))
+        ));
     }
 }

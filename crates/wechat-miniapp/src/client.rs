@@ -81,6 +81,14 @@ impl RetryPolicy {
     }
 }
 
+/// Installs ring as the process's TLS crypto provider, unless one is
+/// installed already. reqwest is built here without a bundled provider (to
+/// avoid aws-lc's C build), so call this before building any other
+/// `reqwest::Client` in the same program; [`WechatClient::new`] calls it.
+pub fn ensure_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Whether repeating a call could do harm if the first attempt reached WeChat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Repeat {
@@ -179,9 +187,7 @@ pub struct WechatClient {
 impl WechatClient {
     /// Builds a client. Fails only on an unusable base URL or TLS setup.
     pub fn new(config: ClientConfig) -> Result<Self> {
-        // reqwest is built without a bundled crypto provider (to avoid the
-        // aws-lc C build); use ring unless the application installed its own.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        ensure_tls_provider();
         let mut base_text = config.base_url.clone();
         if !base_text.ends_with('/') {
             base_text.push('/');
@@ -189,7 +195,10 @@ impl WechatClient {
         let base = Url::parse(&base_text)
             .map_err(|e| Error::Config(format!("base_url {:?}: {e}", config.base_url)))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::Config(format!("base_url {:?}: must be http or https", config.base_url)));
+            return Err(Error::Config(format!(
+                "base_url {:?}: must be http or https",
+                config.base_url
+            )));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -211,7 +220,12 @@ impl WechatClient {
     }
 
     /// Exchanges a `wx.login` code for the user's openid, session_key and unionid.
-    pub async fn code2session(&self, appid: &str, secret: &AppSecret, code: &LoginCode) -> Result<Code2Session> {
+    pub async fn code2session(
+        &self,
+        appid: &str,
+        secret: &AppSecret,
+        code: &LoginCode,
+    ) -> Result<Code2Session> {
         let url = self.url("sns/jscode2session")?;
         let answer: Code2Session = self
             .call("jscode2session", Repeat::OnlyIfNotApplied, || {
@@ -224,14 +238,20 @@ impl WechatClient {
             })
             .await?;
         if answer.openid.is_empty() {
-            return Err(Error::MalformedAnswer("jscode2session answered an empty openid".into()));
+            return Err(Error::MalformedAnswer(
+                "jscode2session answered an empty openid".into(),
+            ));
         }
         Ok(answer)
     }
 
     /// `GET /cgi-bin/token`. Each call invalidates the app's previous token
     /// (after a 5-minute overlap), so only a single fetcher per app may use it.
-    pub async fn get_access_token(&self, appid: &str, secret: &AppSecret) -> Result<AccessTokenGrant> {
+    pub async fn get_access_token(
+        &self,
+        appid: &str,
+        secret: &AppSecret,
+    ) -> Result<AccessTokenGrant> {
         let url = self.url("cgi-bin/token")?;
         self.call("token", Repeat::Safe, || {
             self.http.get(url.clone()).query(&[
@@ -259,14 +279,25 @@ impl WechatClient {
             "secret": secret.expose(),
             "force_refresh": force_refresh,
         });
-        let repeat = if force_refresh { Repeat::OnlyIfNotApplied } else { Repeat::Safe };
-        self.call("stable_token", repeat, || self.http.post(url.clone()).json(&body))
-            .await
+        let repeat = if force_refresh {
+            Repeat::OnlyIfNotApplied
+        } else {
+            Repeat::Safe
+        };
+        self.call("stable_token", repeat, || {
+            self.http.post(url.clone()).json(&body)
+        })
+        .await
     }
 
     /// `GET /wxa/checksession`: is this still the user's current session_key?
     /// `Ok(())` if so; `Error::InvalidSignature` if not.
-    pub async fn check_session(&self, access_token: &AccessToken, openid: &str, session_key: &SessionKey) -> Result<()> {
+    pub async fn check_session(
+        &self,
+        access_token: &AccessToken,
+        openid: &str,
+        session_key: &SessionKey,
+    ) -> Result<()> {
         let url = self.url("wxa/checksession")?;
         let signature = login_state_signature(session_key, b"");
         let _: Empty = self
@@ -336,10 +367,15 @@ impl WechatClient {
     ) -> Result<T> {
         let mut attempt = 1;
         loop {
-            let result = self.send_once(request()).await.and_then(|body| parse_answer::<T>(&body));
+            let result = self
+                .send_once(request())
+                .await
+                .and_then(|body| parse_answer::<T>(&body));
             match result {
                 Ok(value) => return Ok(value),
-                Err(Error::CodeUsed { .. }) if attempt > 1 => return Err(Error::CodeUsed { after_retry: true }),
+                Err(Error::CodeUsed { .. }) if attempt > 1 => {
+                    return Err(Error::CodeUsed { after_retry: true });
+                }
                 Err(err) if attempt < self.retry.max_attempts && may_retry(&err, repeat) => {
                     let delay = self.retry.delay(attempt);
                     tracing::debug!(api, attempt, error = %err, ?delay, "retrying WeChat call");
@@ -376,7 +412,10 @@ fn may_retry(err: &Error, repeat: Repeat) -> bool {
         // "system busy, retry later", so retrying is what WeChat asks for.
         Error::Busy => true,
         Error::Transport { not_sent: true, .. } => true,
-        Error::Transport { not_sent: false, .. } | Error::Timeout => repeat == Repeat::Safe,
+        Error::Transport {
+            not_sent: false, ..
+        }
+        | Error::Timeout => repeat == Repeat::Safe,
         _ => false,
     }
 }

@@ -47,11 +47,15 @@ pub enum DecryptError {
     /// The padding was wrong after decryption: almost always the wrong
     /// session_key (the user ran `wx.login` again after the data was made) or
     /// a mismatched iv.
-    #[error("decryption failed: the session_key is not the one this data was encrypted with (wx.login probably ran again after the data was obtained), or the iv does not belong to it")]
+    #[error(
+        "decryption failed: the session_key is not the one this data was encrypted with (wx.login probably ran again after the data was obtained), or the iv does not belong to it"
+    )]
     WrongKey,
     /// The plaintext is not a JSON object: a wrong key that passed the
     /// padding check by chance, or corrupted input.
-    #[error("the decrypted data is not JSON: the session_key is probably stale (wx.login ran again) or the input was altered")]
+    #[error(
+        "the decrypted data is not JSON: the session_key is probably stale (wx.login ran again) or the input was altered"
+    )]
     NotJson,
     /// The plaintext has no `watermark.appid`.
     #[error("the decrypted data has no watermark.appid")]
@@ -93,7 +97,11 @@ fn iv_bytes(iv: &str) -> Result<[u8; 16], DecryptError> {
 }
 
 /// Decrypts `encryptedData` to its plaintext bytes, without interpreting them.
-pub fn decrypt(session_key: &SessionKey, encrypted_data: &str, iv: &str) -> Result<Vec<u8>, DecryptError> {
+pub fn decrypt(
+    session_key: &SessionKey,
+    encrypted_data: &str,
+    iv: &str,
+) -> Result<Vec<u8>, DecryptError> {
     let key = key_bytes(session_key)?;
     let iv = iv_bytes(iv)?;
     let ciphertext = decode_base64_lenient(encrypted_data, "encrypted_data")?;
@@ -122,16 +130,23 @@ pub fn decrypt_verified(
     match value.pointer("/watermark/appid").and_then(Value::as_str) {
         None => Err(DecryptError::MissingWatermark),
         Some(appid) if appid == expected_appid => Ok(value),
-        Some(found) => Err(DecryptError::WatermarkMismatch { found: found.to_owned() }),
+        Some(found) => Err(DecryptError::WatermarkMismatch {
+            found: found.to_owned(),
+        }),
     }
 }
 
 /// Encrypts a payload as WeChat does for `encryptedData`: AES-128-CBC,
 /// PKCS#7, both results base64. Used by the simulator and by tests; a backend
 /// never needs it.
-pub fn encrypt(session_key: &SessionKey, iv: &[u8; 16], plaintext: &[u8]) -> Result<String, DecryptError> {
+pub fn encrypt(
+    session_key: &SessionKey,
+    iv: &[u8; 16],
+    plaintext: &[u8],
+) -> Result<String, DecryptError> {
     let key = key_bytes(session_key)?;
-    let ciphertext = cbc::Encryptor::<Aes128>::new(&key.into(), iv.into()).encrypt_padded_vec_mut::<Pkcs7>(plaintext);
+    let ciphertext = cbc::Encryptor::<Aes128>::new(&key.into(), iv.into())
+        .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
     Ok(STANDARD.encode(ciphertext))
 }
 
@@ -145,7 +160,11 @@ pub fn raw_data_signature(raw_data: &str, session_key: &SessionKey) -> String {
 }
 
 /// Checks a rawData signature in constant time (hex case ignored).
-pub fn verify_raw_data_signature(raw_data: &str, session_key: &SessionKey, signature: &str) -> Result<(), DecryptError> {
+pub fn verify_raw_data_signature(
+    raw_data: &str,
+    session_key: &SessionKey,
+    signature: &str,
+) -> Result<(), DecryptError> {
     let expected = raw_data_signature(raw_data, session_key);
     if constant_time_eq_hex(&expected, signature) {
         Ok(())
@@ -168,7 +187,11 @@ pub fn login_state_signature(session_key: &SessionKey, message: &[u8]) -> String
 }
 
 /// Checks a login-state signature in constant time (hex case ignored).
-pub fn verify_login_state_signature(session_key: &SessionKey, message: &[u8], signature: &str) -> bool {
+pub fn verify_login_state_signature(
+    session_key: &SessionKey,
+    message: &[u8],
+    signature: &str,
+) -> bool {
     constant_time_eq_hex(&login_state_signature(session_key, message), signature)
 }
 
@@ -212,13 +235,18 @@ mod tests {
         assert_eq!(v["unionId"], "ocMvos6NjeKLIBqg5Mr9QjxrP1FA");
         assert_eq!(
             decrypt_verified(&key(), DATA, IV, "wx0000000000000000"),
-            Err(DecryptError::WatermarkMismatch { found: APPID.into() })
+            Err(DecryptError::WatermarkMismatch {
+                found: APPID.into()
+            })
         );
     }
 
     #[test]
     fn encrypt_reproduces_the_official_ciphertext() {
-        let iv: [u8; 16] = hex::decode("afb0575ca90b6fcaab48d9f4e67d2a88").unwrap().try_into().unwrap();
+        let iv: [u8; 16] = hex::decode("afb0575ca90b6fcaab48d9f4e67d2a88")
+            .unwrap()
+            .try_into()
+            .unwrap();
         assert_eq!(encrypt(&key(), &iv, PLAIN.as_bytes()).unwrap(), DATA);
     }
 
@@ -233,28 +261,59 @@ mod tests {
     fn wrong_key_is_a_clear_error() {
         let other = SessionKey::new("HyVFkGl5F5OQWJZZaNzBBg==");
         let err = decrypt_verified(&other, DATA, IV, APPID).unwrap_err();
-        assert!(matches!(err, DecryptError::WrongKey | DecryptError::NotJson), "{err:?}");
+        assert!(
+            matches!(err, DecryptError::WrongKey | DecryptError::NotJson),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("wx.login"));
     }
 
     #[test]
     fn bad_inputs_are_named() {
-        assert_eq!(decrypt(&SessionKey::new("short"), DATA, IV), Err(DecryptError::InvalidBase64 { field: "session_key" }));
-        assert_eq!(decrypt(&SessionKey::new("AAAA"), DATA, IV), Err(DecryptError::InvalidSessionKey));
+        assert_eq!(
+            decrypt(&SessionKey::new("short"), DATA, IV),
+            Err(DecryptError::InvalidBase64 {
+                field: "session_key"
+            })
+        );
+        assert_eq!(
+            decrypt(&SessionKey::new("AAAA"), DATA, IV),
+            Err(DecryptError::InvalidSessionKey)
+        );
         assert_eq!(decrypt(&key(), DATA, "AAAA"), Err(DecryptError::InvalidIv));
-        assert_eq!(decrypt(&key(), "AAAA", IV), Err(DecryptError::InvalidCiphertextLength));
-        assert_eq!(decrypt(&key(), "", IV), Err(DecryptError::InvalidCiphertextLength));
-        assert_eq!(decrypt(&key(), "!!!", IV), Err(DecryptError::InvalidBase64 { field: "encrypted_data" }));
+        assert_eq!(
+            decrypt(&key(), "AAAA", IV),
+            Err(DecryptError::InvalidCiphertextLength)
+        );
+        assert_eq!(
+            decrypt(&key(), "", IV),
+            Err(DecryptError::InvalidCiphertextLength)
+        );
+        assert_eq!(
+            decrypt(&key(), "!!!", IV),
+            Err(DecryptError::InvalidBase64 {
+                field: "encrypted_data"
+            })
+        );
     }
 
     #[test]
     fn raw_data_signature_vector() {
         let raw = r#"{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}"#;
         let k = SessionKey::new("HyVFkGl5F5OQWJZZaNzBBg==");
-        assert_eq!(raw_data_signature(raw, &k), "75e81ceda165f4ffa64f4068af58c64b8f54b88c");
-        assert!(verify_raw_data_signature(raw, &k, "75E81CEDA165F4FFA64F4068AF58C64B8F54B88C").is_ok());
         assert_eq!(
-            verify_raw_data_signature(&format!("{raw} "), &k, "75e81ceda165f4ffa64f4068af58c64b8f54b88c"),
+            raw_data_signature(raw, &k),
+            "75e81ceda165f4ffa64f4068af58c64b8f54b88c"
+        );
+        assert!(
+            verify_raw_data_signature(raw, &k, "75E81CEDA165F4FFA64F4068AF58C64B8F54B88C").is_ok()
+        );
+        assert_eq!(
+            verify_raw_data_signature(
+                &format!("{raw} "),
+                &k,
+                "75e81ceda165f4ffa64f4068af58c64b8f54b88c"
+            ),
             Err(DecryptError::SignatureMismatch)
         );
         assert!(verify_raw_data_signature(raw, &k, "").is_err());
@@ -273,8 +332,16 @@ mod tests {
             login_state_signature(&key(), b""),
             "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"
         );
-        assert!(verify_login_state_signature(&key(), b"", "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"));
-        assert!(!verify_login_state_signature(&key(), b"x", "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"));
+        assert!(verify_login_state_signature(
+            &key(),
+            b"",
+            "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"
+        ));
+        assert!(!verify_login_state_signature(
+            &key(),
+            b"x",
+            "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"
+        ));
     }
 
     mod props {

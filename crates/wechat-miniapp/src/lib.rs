@@ -25,11 +25,13 @@ mod token;
 
 pub use answer::parse_answer;
 pub use client::{
-    AccessTokenGrant, ClientConfig, Code2Session, PhoneInfo, ResetSessionKey, RetryPolicy, WECHAT_API_BASE,
-    Watermark, WechatClient,
+    AccessTokenGrant, ClientConfig, Code2Session, PhoneInfo, ResetSessionKey, RetryPolicy,
+    WECHAT_API_BASE, Watermark, WechatClient, ensure_tls_provider,
 };
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use crypto::DecryptError;
 pub use error::{Error, Result};
 pub use secret::{AccessToken, AppSecret, LoginCode, PhoneCode, SessionKey};
-pub use token::{AccessTokenManager, CachedToken, MemoryTokenCache, TokenCache, TokenFuture, TokenSource};
+pub use token::{
+    AccessTokenManager, CachedToken, MemoryTokenCache, TokenCache, TokenFuture, TokenSource,
+};

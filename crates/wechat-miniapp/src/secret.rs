@@ -90,13 +90,17 @@ mod tests {
         let key = SessionKey::new("tiihtNczf5v6AKRyjwEUhQ==");
         let shown = format!("{key:?} {key} {:?}", Some(&key));
         assert!(!shown.contains("tiiht"), "{shown}");
-        assert!(shown.contains("SessionKey(<redacted, 24 chars>)"), "{shown}");
+        assert!(
+            shown.contains("SessionKey(<redacted, 24 chars>)"),
+            "{shown}"
+        );
         assert_eq!(key.expose(), "tiihtNczf5v6AKRyjwEUhQ==");
     }
 
     #[test]
     fn serde_is_transparent() {
-        let code: LoginCode = serde_json::from_str("\"abc\"").unwrap_or_else(|_| LoginCode::new(""));
+        let code: LoginCode =
+            serde_json::from_str("\"abc\"").unwrap_or_else(|_| LoginCode::new(""));
         assert_eq!(code.expose(), "abc");
     }
 }

@@ -52,7 +52,10 @@ pub struct MemoryTokenCache {
 
 impl MemoryTokenCache {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, CachedToken>) -> R) -> R {
-        let mut guard = self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }
@@ -174,7 +177,11 @@ impl AccessTokenManager {
         let token = self.token(appid).await?;
         match call(token.clone()).await {
             Err(Error::AccessTokenRejected { errcode }) => {
-                tracing::info!(appid, errcode, "WeChat refused the access token; refreshing once");
+                tracing::info!(
+                    appid,
+                    errcode,
+                    "WeChat refused the access token; refreshing once"
+                );
                 let fresh = self.refresh(appid, Some(&token)).await?;
                 call(fresh).await
             }
@@ -216,7 +223,11 @@ impl AccessTokenManager {
             return Ok(fresh);
         }
         let grant = match self.source {
-            TokenSource::Stable => self.client.get_stable_access_token(appid, secret, false).await?,
+            TokenSource::Stable => {
+                self.client
+                    .get_stable_access_token(appid, secret, false)
+                    .await?
+            }
             TokenSource::Classic => self.client.get_access_token(appid, secret).await?,
         };
         let lifetime_ms = i64::try_from(grant.expires_in.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -224,7 +235,11 @@ impl AccessTokenManager {
             token: grant.access_token,
             expires_at_ms: self.clock.now_ms().saturating_add(lifetime_ms),
         };
-        tracing::debug!(appid, expires_in = grant.expires_in, "fetched a WeChat access token");
+        tracing::debug!(
+            appid,
+            expires_in = grant.expires_in,
+            "fetched a WeChat access token"
+        );
         self.cache.put(appid, cached.clone()).await?;
         Ok(cached.token)
     }

@@ -46,7 +46,9 @@ struct Fault {
 #[derive(Debug, thiserror::Error)]
 pub enum FaultSpecError {
     /// Not one of the simulated APIs.
-    #[error("unknown api {0:?}; expected one of jscode2session, token, stable_token, checksession, resetusersessionkey, getuserphonenumber")]
+    #[error(
+        "unknown api {0:?}; expected one of jscode2session, token, stable_token, checksession, resetusersessionkey, getuserphonenumber"
+    )]
     UnknownApi(String),
     /// Neither `errcode` nor `delay_ms`.
     #[error("a fault needs errcode, delay_ms or both")]
@@ -71,7 +73,8 @@ pub struct Faults {
 impl Faults {
     /// Installs a fault.
     pub fn set(&mut self, spec: FaultSpec) -> Result<(), FaultSpecError> {
-        let api = Api::from_name(&spec.api).ok_or_else(|| FaultSpecError::UnknownApi(spec.api.clone()))?;
+        let api = Api::from_name(&spec.api)
+            .ok_or_else(|| FaultSpecError::UnknownApi(spec.api.clone()))?;
         if spec.errcode.is_none() && spec.delay_ms.is_none() {
             return Err(FaultSpecError::Empty);
         }

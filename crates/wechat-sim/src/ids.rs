@@ -9,7 +9,11 @@ use sha2::{Digest, Sha256};
 
 /// A `wx.login` code: 32 characters of `[0-9A-Za-z]`.
 pub fn login_code() -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
 }
 
 /// A phone-button code: 64 lowercase hex characters.
@@ -28,7 +32,8 @@ pub fn access_token() -> String {
     let mut rng = rand::rng();
     let body: String = (0..136)
         .map(|_| {
-            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+            const CHARS: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
             char::from(CHARS[rng.random_range(0..CHARS.len())])
         })
         .collect();
@@ -68,7 +73,9 @@ pub fn unionid(user: &str) -> String {
 /// the name, so each test user has their own.
 pub fn default_phone(user: &str) -> String {
     let digest = Sha256::digest(user.as_bytes());
-    let n = u64::from_be_bytes([0, 0, 0, digest[0], digest[1], digest[2], digest[3], digest[4]]) % 1_000_000_000;
+    let n = u64::from_be_bytes([
+        0, 0, 0, digest[0], digest[1], digest[2], digest[3], digest[4],
+    ]) % 1_000_000_000;
     format!("13{n:09}")
 }
 
@@ -83,7 +90,10 @@ mod tests {
         assert!(c.chars().all(|c| c.is_ascii_alphanumeric()));
         let p = phone_code();
         assert_eq!(p.len(), 64);
-        assert!(p.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            p.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         let k = session_key();
         assert_eq!(k.len(), 24);
         assert!(k.ends_with("=="));

@@ -126,14 +126,24 @@ impl Simulator {
 
     /// What `wx.getUserInfo` gives `user`: `data` plus a watermark, encrypted
     /// with the user's current session_key.
-    pub fn encrypt(&self, appid: &str, user: &str, data: serde_json::Value) -> Result<serde_json::Value, SimError> {
+    pub fn encrypt(
+        &self,
+        appid: &str,
+        user: &str,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, SimError> {
         let now = self.now();
         self.state().encrypt_for(appid, user, data, now)
     }
 
     /// A phone-button code for `user`'s number (`phone` as in
     /// `/sim/v1/phone-code`).
-    pub fn phone_code(&self, appid: &str, user: &str, phone: Option<&str>) -> Result<String, SimError> {
+    pub fn phone_code(
+        &self,
+        appid: &str,
+        user: &str,
+        phone: Option<&str>,
+    ) -> Result<String, SimError> {
         let now = self.now();
         self.state().issue_phone_code(appid, user, phone, now)
     }

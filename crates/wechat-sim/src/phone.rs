@@ -42,8 +42,12 @@ impl IntoResponse for PhoneError {
 impl From<SimError> for PhoneError {
     fn from(e: SimError) -> Self {
         match e {
-            SimError::UnknownApp(_) => PhoneError(StatusCode::NOT_FOUND, "unknown_app", e.to_string()),
-            SimError::InvalidRequest(_) => PhoneError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+            SimError::UnknownApp(_) => {
+                PhoneError(StatusCode::NOT_FOUND, "unknown_app", e.to_string())
+            }
+            SimError::InvalidRequest(_) => {
+                PhoneError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            }
         }
     }
 }
@@ -79,28 +83,43 @@ struct EncryptReq {
     data: Value,
 }
 
-async fn login(State(sim): State<Simulator>, body: Body<UserReq>) -> Result<Json<Value>, PhoneError> {
+async fn login(
+    State(sim): State<Simulator>,
+    body: Body<UserReq>,
+) -> Result<Json<Value>, PhoneError> {
     let Json(req) = body?;
     let code = sim.login_code(&req.appid, &req.user)?;
     Ok(Json(json!({"code": code})))
 }
 
-async fn phone_code(State(sim): State<Simulator>, body: Body<PhoneReq>) -> Result<Json<Value>, PhoneError> {
+async fn phone_code(
+    State(sim): State<Simulator>,
+    body: Body<PhoneReq>,
+) -> Result<Json<Value>, PhoneError> {
     let Json(req) = body?;
     let code = sim.phone_code(&req.appid, &req.user, req.phone.as_deref())?;
     Ok(Json(json!({"code": code})))
 }
 
-async fn encrypt(State(sim): State<Simulator>, body: Body<EncryptReq>) -> Result<Json<Value>, PhoneError> {
+async fn encrypt(
+    State(sim): State<Simulator>,
+    body: Body<EncryptReq>,
+) -> Result<Json<Value>, PhoneError> {
     let Json(req) = body?;
     Ok(Json(sim.encrypt(&req.appid, &req.user, req.data)?))
 }
 
-async fn user(State(sim): State<Simulator>, Path((appid, user)): Path<(String, String)>) -> Result<Json<Value>, PhoneError> {
+async fn user(
+    State(sim): State<Simulator>,
+    Path((appid, user)): Path<(String, String)>,
+) -> Result<Json<Value>, PhoneError> {
     Ok(Json(sim.user_info(&appid, &user)?))
 }
 
-async fn set_fault(State(sim): State<Simulator>, body: Body<FaultSpec>) -> Result<StatusCode, PhoneError> {
+async fn set_fault(
+    State(sim): State<Simulator>,
+    body: Body<FaultSpec>,
+) -> Result<StatusCode, PhoneError> {
     let Json(spec) = body?;
     sim.set_fault(spec)
         .map_err(|e| PhoneError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
@@ -131,7 +150,10 @@ struct AdvanceReq {
     advance_ms: u64,
 }
 
-async fn advance_clock(State(sim): State<Simulator>, body: Body<AdvanceReq>) -> Result<Json<Value>, PhoneError> {
+async fn advance_clock(
+    State(sim): State<Simulator>,
+    body: Body<AdvanceReq>,
+) -> Result<Json<Value>, PhoneError> {
     let Json(req) = body?;
     sim.clock().advance(Duration::from_millis(req.advance_ms));
     Ok(clock(State(sim)).await)

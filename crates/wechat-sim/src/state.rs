@@ -41,7 +41,9 @@ pub struct SimConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// The appid is not registered (and the simulator is not `--open`).
-    #[error("unknown appid {0:?}: register it with --app APPID:SECRET or start the simulator with --open")]
+    #[error(
+        "unknown appid {0:?}: register it with --app APPID:SECRET or start the simulator with --open"
+    )]
     UnknownApp(String),
     /// A field is missing or malformed.
     #[error("{0}")]
@@ -172,7 +174,9 @@ impl SimState {
 
     fn validate_user(user: &str) -> Result<(), SimError> {
         if user.is_empty() || user.len() > 128 {
-            return Err(SimError::InvalidRequest("user must be 1 to 128 bytes".into()));
+            return Err(SimError::InvalidRequest(
+                "user must be 1 to 128 bytes".into(),
+            ));
         }
         Ok(())
     }
@@ -180,7 +184,12 @@ impl SimState {
     // ----- phone side -----
 
     /// `wx.login()`: a new code for this user, and (as on a phone) a new session_key.
-    pub fn issue_login_code(&mut self, appid: &str, user: &str, now: i64) -> Result<String, SimError> {
+    pub fn issue_login_code(
+        &mut self,
+        appid: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<String, SimError> {
         self.require_app(appid)?;
         Self::validate_user(user)?;
         self.user_entry(appid, user).session_key = SessionKey::new(ids::session_key());
@@ -201,7 +210,13 @@ impl SimState {
     /// The phone-number button: a one-time code for this user's number.
     /// `phone` is `13800138000` (mainland) or `+CC NUMBER`; by default each
     /// user has a number derived from their name.
-    pub fn issue_phone_code(&mut self, appid: &str, user: &str, phone: Option<&str>, now: i64) -> Result<String, SimError> {
+    pub fn issue_phone_code(
+        &mut self,
+        appid: &str,
+        user: &str,
+        phone: Option<&str>,
+        now: i64,
+    ) -> Result<String, SimError> {
         self.require_app(appid)?;
         Self::validate_user(user)?;
         let (country_code, pure_phone) = match phone {
@@ -227,15 +242,26 @@ impl SimState {
 
     /// What `wx.getUserInfo` and friends give: `data` plus a watermark,
     /// encrypted with the user's current session_key.
-    pub fn encrypt_for(&mut self, appid: &str, user: &str, data: Value, now: i64) -> Result<Value, SimError> {
+    pub fn encrypt_for(
+        &mut self,
+        appid: &str,
+        user: &str,
+        data: Value,
+        now: i64,
+    ) -> Result<Value, SimError> {
         self.require_app(appid)?;
         Self::validate_user(user)?;
         let Value::Object(map) = data else {
-            return Err(SimError::InvalidRequest("data must be a JSON object".into()));
+            return Err(SimError::InvalidRequest(
+                "data must be a JSON object".into(),
+            ));
         };
         let raw_data = Value::Object(map.clone()).to_string();
         let mut full = map;
-        full.insert("watermark".into(), json!({"timestamp": now / 1000, "appid": appid}));
+        full.insert(
+            "watermark".into(),
+            json!({"timestamp": now / 1000, "appid": appid}),
+        );
         let key = self.user_entry(appid, user).session_key.clone();
         let iv: [u8; 16] = rand::random();
         let plaintext = Value::Object(full).to_string();
@@ -300,7 +326,11 @@ impl SimState {
         }
         rec.used = true;
         let user = rec.user.clone();
-        let key = self.user_entry(appid, &user).session_key.expose().to_owned();
+        let key = self
+            .user_entry(appid, &user)
+            .session_key
+            .expose()
+            .to_owned();
         // Current WeChat leaves errcode out of success answers.
         Ok(json!({
             "session_key": key,
@@ -355,13 +385,20 @@ impl SimState {
     /// reads as empty, which WeChat reports as 41002 `appid missing`.
     pub fn stable_token(&mut self, body: &[u8], now: i64) -> WxResult {
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let field = |name: &str| body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let field = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
         let appid = field("appid").ok_or(WxError(41002))?.to_owned();
         let secret = field("secret").ok_or(WxError(41004))?;
         if field("grant_type") != Some("client_credential") {
             return Err(WxError(40002));
         }
-        let force = body.get("force_refresh").and_then(Value::as_bool).unwrap_or(false);
+        let force = body
+            .get("force_refresh")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         self.check_app(&appid, secret)?;
 
         let state = self.stable.entry(appid.clone()).or_default();
@@ -420,7 +457,11 @@ impl SimState {
 
     /// Shared checks of checksession and resetusersessionkey; returns the
     /// user's key in the map.
-    fn signed_user(&mut self, q: &HashMap<String, String>, now: i64) -> Result<(String, String), WxError> {
+    fn signed_user(
+        &mut self,
+        q: &HashMap<String, String>,
+        now: i64,
+    ) -> Result<(String, String), WxError> {
         let appid = self.token_app(param(q, "access_token"), now)?;
         let openid = param(q, "openid").ok_or(WxError(40003))?;
         if param(q, "sig_method") != Some("hmac_sha256") {
@@ -462,7 +503,12 @@ impl SimState {
     }
 
     /// `POST /wxa/business/getuserphonenumber?access_token=…` with `{"code", "openid"?}`.
-    pub fn getuserphonenumber(&mut self, q: &HashMap<String, String>, body: &[u8], now: i64) -> WxResult {
+    pub fn getuserphonenumber(
+        &mut self,
+        q: &HashMap<String, String>,
+        body: &[u8],
+        now: i64,
+    ) -> WxResult {
         let appid = self.token_app(param(q, "access_token"), now)?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(WxError(44002));
@@ -518,7 +564,9 @@ fn parse_phone(phone: &str) -> Result<(String, String), SimError> {
         Some(rest) => rest.split_once([' ', '-']).ok_or_else(bad)?,
         None => ("86", phone),
     };
-    let digits = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
     if !digits(cc, 4) || !digits(pure, 15) {
         return Err(bad());
     }
@@ -531,13 +579,20 @@ mod tests {
 
     fn state() -> SimState {
         SimState::new(SimConfig {
-            apps: [("wxa".to_owned(), "sa".to_owned()), ("wxb".to_owned(), "sb".to_owned())].into(),
+            apps: [
+                ("wxa".to_owned(), "sa".to_owned()),
+                ("wxb".to_owned(), "sb".to_owned()),
+            ]
+            .into(),
             ..SimConfig::default()
         })
     }
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -565,7 +620,10 @@ mod tests {
         let a = s.stable_token(normal, 0).unwrap();
         let b = s.stable_token(force, 1000).unwrap();
         assert_ne!(a["access_token"], b["access_token"]);
-        assert_eq!(s.token_app(a["access_token"].as_str(), 1001), Err(WxError(40001)));
+        assert_eq!(
+            s.token_app(a["access_token"].as_str(), 1001),
+            Err(WxError(40001))
+        );
         // Within 30 s: no refresh.
         let c = s.stable_token(force, 2000).unwrap();
         assert_eq!(b["access_token"], c["access_token"]);
@@ -581,19 +639,38 @@ mod tests {
     #[test]
     fn classic_token_supersedes_after_overlap() {
         let mut s = state();
-        let p = q(&[("grant_type", "client_credential"), ("appid", "wxa"), ("secret", "sa")]);
+        let p = q(&[
+            ("grant_type", "client_credential"),
+            ("appid", "wxa"),
+            ("secret", "sa"),
+        ]);
         let a = s.classic_token(&p, 0).unwrap();
         let b = s.classic_token(&p, 10).unwrap();
         assert_ne!(a["access_token"], b["access_token"]);
-        assert!(s.token_app(a["access_token"].as_str(), TOKEN_OVERLAP_MS).is_ok());
-        assert_eq!(s.token_app(a["access_token"].as_str(), TOKEN_OVERLAP_MS + 10), Err(WxError(40001)));
-        assert_eq!(s.classic_token(&q(&[("appid", "wxa")]), 0), Err(WxError(40002)));
+        assert!(
+            s.token_app(a["access_token"].as_str(), TOKEN_OVERLAP_MS)
+                .is_ok()
+        );
+        assert_eq!(
+            s.token_app(a["access_token"].as_str(), TOKEN_OVERLAP_MS + 10),
+            Err(WxError(40001))
+        );
+        assert_eq!(
+            s.classic_token(&q(&[("appid", "wxa")]), 0),
+            Err(WxError(40002))
+        );
     }
 
     #[test]
     fn phone_parsing() {
-        assert_eq!(parse_phone("13800138000").unwrap(), ("86".into(), "13800138000".into()));
-        assert_eq!(parse_phone("+1 4155550123").unwrap(), ("1".into(), "4155550123".into()));
+        assert_eq!(
+            parse_phone("13800138000").unwrap(),
+            ("86".into(), "13800138000".into())
+        );
+        assert_eq!(
+            parse_phone("+1 4155550123").unwrap(),
+            ("1".into(), "4155550123".into())
+        );
         assert!(parse_phone("+14155550123").is_err());
         assert!(parse_phone("abc").is_err());
     }

@@ -31,39 +31,60 @@ type Query_ = Query<HashMap<String, String>>;
 async fn jscode2session(State(sim): State<Simulator>, Query(q): Query_) -> Response {
     // Parameters are read from the query only, whatever the method: a POST
     // with a body therefore gets 41002 `appid missing`, as on WeChat.
-    sim.answer(Api::Jscode2session, |s, now| s.jscode2session(&q, now)).await
+    sim.answer(Api::Jscode2session, |s, now| s.jscode2session(&q, now))
+        .await
 }
 
 async fn token(State(sim): State<Simulator>, Query(q): Query_) -> Response {
-    sim.answer(Api::Token, |s, now| s.classic_token(&q, now)).await
+    sim.answer(Api::Token, |s, now| s.classic_token(&q, now))
+        .await
 }
 
 async fn stable_token(State(sim): State<Simulator>, method: Method, body: Bytes) -> Response {
     if method != Method::POST {
-        return sim.answer(Api::StableToken, |_, _| Err(WxError(43002))).await;
+        return sim
+            .answer(Api::StableToken, |_, _| Err(WxError(43002)))
+            .await;
     }
-    sim.answer(Api::StableToken, |s, now| s.stable_token(&body, now)).await
+    sim.answer(Api::StableToken, |s, now| s.stable_token(&body, now))
+        .await
 }
 
 async fn checksession(State(sim): State<Simulator>, Query(q): Query_) -> Response {
-    sim.answer(Api::Checksession, |s, now| s.checksession(&q, now)).await
+    sim.answer(Api::Checksession, |s, now| s.checksession(&q, now))
+        .await
 }
 
 async fn resetusersessionkey(State(sim): State<Simulator>, Query(q): Query_) -> Response {
-    sim.answer(Api::Resetusersessionkey, |s, now| s.resetusersessionkey(&q, now))
-        .await
+    sim.answer(Api::Resetusersessionkey, |s, now| {
+        s.resetusersessionkey(&q, now)
+    })
+    .await
 }
 
-async fn getuserphonenumber(State(sim): State<Simulator>, method: Method, Query(q): Query_, body: Bytes) -> Response {
+async fn getuserphonenumber(
+    State(sim): State<Simulator>,
+    method: Method,
+    Query(q): Query_,
+    body: Bytes,
+) -> Response {
     if method != Method::POST {
-        return sim.answer(Api::Getuserphonenumber, |_, _| Err(WxError(43002))).await;
+        return sim
+            .answer(Api::Getuserphonenumber, |_, _| Err(WxError(43002)))
+            .await;
     }
-    sim.answer(Api::Getuserphonenumber, |s, now| s.getuserphonenumber(&q, &body, now))
-        .await
+    sim.answer(Api::Getuserphonenumber, |s, now| {
+        s.getuserphonenumber(&q, &body, now)
+    })
+    .await
 }
 
 impl Simulator {
-    async fn answer(&self, api: Api, rule: impl FnOnce(&mut SimState, i64) -> Result<Value, WxError>) -> Response {
+    async fn answer(
+        &self,
+        api: Api,
+        rule: impl FnOnce(&mut SimState, i64) -> Result<Value, WxError>,
+    ) -> Response {
         lock(&self.shared.stats).call(api);
         let hit = lock(&self.shared.faults).roll(api);
         if let Some(delay) = hit.delay {
@@ -84,6 +105,10 @@ impl Simulator {
             ),
         };
         lock(&self.shared.stats).answered(api, errcode);
-        ([(header::CONTENT_TYPE, api.content_type())], body.to_string()).into_response()
+        (
+            [(header::CONTENT_TYPE, api.content_type())],
+            body.to_string(),
+        )
+            .into_response()
     }
 }

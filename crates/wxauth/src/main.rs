@@ -10,7 +10,11 @@ use tracing_subscriber::EnvFilter;
 use wechat_sim::{SimConfig, Simulator};
 
 #[derive(Parser)]
-#[command(name = "wxauth", version, about = "Login and user-data backend for WeChat Mini Programs")]
+#[command(
+    name = "wxauth",
+    version,
+    about = "Login and user-data backend for WeChat Mini Programs"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WXAUTH_LOG_FORMAT")]
@@ -74,7 +78,10 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, apps = ?appids, open = args.open, accept_any_code = args.accept_any_code, "WeChat simulator listening");
-    println!("WeChat simulator on http://{addr}  (apps: {appids:?}{})", if args.open { ", open to any app" } else { "" });
+    println!(
+        "WeChat simulator on http://{addr}  (apps: {appids:?}{})",
+        if args.open { ", open to any app" } else { "" }
+    );
     let sim = Simulator::new(SimConfig {
         apps,
         open: args.open,
@@ -112,7 +119,9 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("WXAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -26,6 +26,7 @@ pub async fn spawn_sim() -> TestSim {
 }
 
 pub async fn spawn_sim_with(config: SimConfig) -> TestSim {
+    wechat_miniapp::ensure_tls_provider();
     let clock = OffsetClock::new();
     let sim = Simulator::with_clock(config, clock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,7 +43,10 @@ impl TestSim {
     pub fn manager(&self) -> AccessTokenManager {
         AccessTokenManager::new(
             self.client(),
-            [(APP1.to_owned(), AppSecret::new(SECRET1)), (APP2.to_owned(), AppSecret::new(SECRET2))],
+            [
+                (APP1.to_owned(), AppSecret::new(SECRET1)),
+                (APP2.to_owned(), AppSecret::new(SECRET2)),
+            ],
         )
         .with_clock(Arc::new(self.clock.clone()))
     }
@@ -51,7 +55,13 @@ impl TestSim {
         LoginCode::new(self.sim.login_code(appid, user).unwrap())
     }
 
-    pub fn fault(&self, api: &str, errcode: Option<i64>, delay_ms: Option<u64>, count: Option<u64>) {
+    pub fn fault(
+        &self,
+        api: &str,
+        errcode: Option<i64>,
+        delay_ms: Option<u64>,
+        count: Option<u64>,
+    ) {
         self.sim
             .set_fault(FaultSpec {
                 api: api.into(),
@@ -75,7 +85,10 @@ impl TestSim {
     }
 
     pub fn openid(&self, appid: &str, user: &str) -> String {
-        self.sim.user_info(appid, user).unwrap()["openid"].as_str().unwrap().to_owned()
+        self.sim.user_info(appid, user).unwrap()["openid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }
 

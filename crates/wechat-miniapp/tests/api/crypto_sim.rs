@@ -27,18 +27,36 @@ async fn sim_encrypted_payload_decrypts_over_http() {
     .unwrap();
     assert_eq!(plain["nickName"], "张三");
     assert_eq!(plain["watermark"]["appid"], APP1);
-    verify_raw_data_signature(resp["raw_data"].as_str().unwrap(), &key, resp["signature"].as_str().unwrap()).unwrap();
+    verify_raw_data_signature(
+        resp["raw_data"].as_str().unwrap(),
+        &key,
+        resp["signature"].as_str().unwrap(),
+    )
+    .unwrap();
     // Another app's backend refuses it by watermark.
     assert!(matches!(
-        decrypt_verified(&key, resp["encrypted_data"].as_str().unwrap(), resp["iv"].as_str().unwrap(), APP2),
+        decrypt_verified(
+            &key,
+            resp["encrypted_data"].as_str().unwrap(),
+            resp["iv"].as_str().unwrap(),
+            APP2
+        ),
         Err(DecryptError::WatermarkMismatch { .. })
     ));
     // After wx.login again the stored key is stale.
     let _ = t.code(APP1, "alice");
     let fresh = SessionKey::new(t.session_key(APP1, "alice"));
-    let err = decrypt_verified(&fresh, resp["encrypted_data"].as_str().unwrap(), resp["iv"].as_str().unwrap(), APP1)
-        .unwrap_err();
-    assert!(matches!(err, DecryptError::WrongKey | DecryptError::NotJson), "{err:?}");
+    let err = decrypt_verified(
+        &fresh,
+        resp["encrypted_data"].as_str().unwrap(),
+        resp["iv"].as_str().unwrap(),
+        APP1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DecryptError::WrongKey | DecryptError::NotJson),
+        "{err:?}"
+    );
 }
 
 proptest! {

@@ -3,8 +3,8 @@
 //! link, which is slow on two cores).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
 mod code2session;
+mod common;
 mod crypto_sim;
 mod phone;
 mod session;

@@ -24,7 +24,11 @@ async fn stable_token_is_fetched_once_and_cached() {
 async fn hundred_concurrent_calls_fetch_one_token() {
     let t = spawn_sim().await;
     let code = t.code(APP1, "alice");
-    let s = t.client().code2session(APP1, &secret1(), &code).await.unwrap();
+    let s = t
+        .client()
+        .code2session(APP1, &secret1(), &code)
+        .await
+        .unwrap();
     // Slow token endpoint, so every caller arrives while the fetch is in flight.
     t.fault("stable_token", None, Some(200), None);
     let m = Arc::new(t.manager());
@@ -62,30 +66,59 @@ async fn token_is_refreshed_ahead_of_expiry() {
 #[tokio::test]
 async fn an_expired_token_is_refused_with_42001() {
     let t = spawn_sim().await;
-    let grant = t.client().get_stable_access_token(APP1, &secret1(), false).await.unwrap();
+    let grant = t
+        .client()
+        .get_stable_access_token(APP1, &secret1(), false)
+        .await
+        .unwrap();
     assert_eq!(grant.expires_in, 7200);
     let code = t.code(APP1, "alice");
-    let s = t.client().code2session(APP1, &secret1(), &code).await.unwrap();
+    let s = t
+        .client()
+        .code2session(APP1, &secret1(), &code)
+        .await
+        .unwrap();
     t.clock.advance(Duration::from_secs(7201));
     let err = t
         .client()
         .check_session(&grant.access_token, &s.openid, &s.session_key)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::AccessTokenRejected { errcode: 42001 }), "{err:?}");
+    assert!(
+        matches!(err, Error::AccessTokenRejected { errcode: 42001 }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn token_errors_on_business_calls() {
     let t = spawn_sim().await;
     let code = t.code(APP1, "alice");
-    let s = t.client().code2session(APP1, &secret1(), &code).await.unwrap();
+    let s = t
+        .client()
+        .code2session(APP1, &secret1(), &code)
+        .await
+        .unwrap();
     let bogus = wechat_miniapp::AccessToken::new("86_not-a-token");
-    let err = t.client().check_session(&bogus, &s.openid, &s.session_key).await.unwrap_err();
-    assert!(matches!(err, Error::AccessTokenRejected { errcode: 40001 }), "{err:?}");
+    let err = t
+        .client()
+        .check_session(&bogus, &s.openid, &s.session_key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AccessTokenRejected { errcode: 40001 }),
+        "{err:?}"
+    );
     let empty = wechat_miniapp::AccessToken::new("");
-    let err = t.client().check_session(&empty, &s.openid, &s.session_key).await.unwrap_err();
-    assert!(matches!(err, Error::Other { errcode: 41001, .. }), "{err:?}");
+    let err = t
+        .client()
+        .check_session(&empty, &s.openid, &s.session_key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Other { errcode: 41001, .. }),
+        "{err:?}"
+    );
     // 40014 counts as a token error too.
     t.fault("checksession", Some(40014), None, Some(1));
     let m = t.manager();
@@ -103,16 +136,36 @@ async fn token_errors_on_business_calls() {
 async fn force_refresh_replaces_the_stable_token_at_once() {
     let t = spawn_sim().await;
     let c = t.client();
-    let a = c.get_stable_access_token(APP1, &secret1(), false).await.unwrap().access_token;
-    let b = c.get_stable_access_token(APP1, &secret1(), false).await.unwrap().access_token;
+    let a = c
+        .get_stable_access_token(APP1, &secret1(), false)
+        .await
+        .unwrap()
+        .access_token;
+    let b = c
+        .get_stable_access_token(APP1, &secret1(), false)
+        .await
+        .unwrap()
+        .access_token;
     assert_eq!(a, b);
-    let forced = c.get_stable_access_token(APP1, &secret1(), true).await.unwrap().access_token;
+    let forced = c
+        .get_stable_access_token(APP1, &secret1(), true)
+        .await
+        .unwrap()
+        .access_token;
     assert_ne!(a, forced);
     let code = t.code(APP1, "alice");
     let s = c.code2session(APP1, &secret1(), &code).await.unwrap();
-    let err = c.check_session(&a, &s.openid, &s.session_key).await.unwrap_err();
-    assert!(matches!(err, Error::AccessTokenRejected { errcode: 40001 }), "{err:?}");
-    c.check_session(&forced, &s.openid, &s.session_key).await.unwrap();
+    let err = c
+        .check_session(&a, &s.openid, &s.session_key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AccessTokenRejected { errcode: 40001 }),
+        "{err:?}"
+    );
+    c.check_session(&forced, &s.openid, &s.session_key)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -122,9 +175,18 @@ async fn a_force_refresh_elsewhere_is_survived() {
     let t = spawn_sim().await;
     let m = t.manager();
     let code = t.code(APP1, "alice");
-    let s = t.client().code2session(APP1, &secret1(), &code).await.unwrap();
+    let s = t
+        .client()
+        .code2session(APP1, &secret1(), &code)
+        .await
+        .unwrap();
     let old = m.token(APP1).await.unwrap();
-    let forced = t.client().get_stable_access_token(APP1, &secret1(), true).await.unwrap().access_token;
+    let forced = t
+        .client()
+        .get_stable_access_token(APP1, &secret1(), true)
+        .await
+        .unwrap()
+        .access_token;
     let used = std::sync::Mutex::new(Vec::new());
     m.with_token(APP1, |tok| {
         used.lock().unwrap().push(tok.clone());
@@ -149,10 +211,18 @@ async fn classic_tokens_replace_each_other() {
     let code = t.code(APP1, "alice");
     let s = c.code2session(APP1, &secret1(), &code).await.unwrap();
     // The replaced token works for five more minutes, then not.
-    c.check_session(&a.access_token, &s.openid, &s.session_key).await.unwrap();
+    c.check_session(&a.access_token, &s.openid, &s.session_key)
+        .await
+        .unwrap();
     t.clock.advance(Duration::from_secs(301));
-    let err = c.check_session(&a.access_token, &s.openid, &s.session_key).await.unwrap_err();
-    assert!(matches!(err, Error::AccessTokenRejected { errcode: 40001 }), "{err:?}");
+    let err = c
+        .check_session(&a.access_token, &s.openid, &s.session_key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AccessTokenRejected { errcode: 40001 }),
+        "{err:?}"
+    );
 
     let m = t.manager().with_source(TokenSource::Classic);
     m.token(APP1).await.unwrap();
@@ -164,13 +234,22 @@ async fn classic_tokens_replace_each_other() {
 async fn token_credentials_errors() {
     let t = spawn_sim().await;
     let c = t.client();
-    let err = c.get_access_token(APP1, &AppSecret::new("nope")).await.unwrap_err();
-    assert!(matches!(err, Error::AppMisconfigured { errcode: 40125, .. }), "{err:?}");
+    let err = c
+        .get_access_token(APP1, &AppSecret::new("nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AppMisconfigured { errcode: 40125, .. }),
+        "{err:?}"
+    );
     let err = c
         .get_stable_access_token("wx9999999999999999", &secret1(), false)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::AppMisconfigured { errcode: 40013, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::AppMisconfigured { errcode: 40013, .. }),
+        "{err:?}"
+    );
     let err = t.manager().token("wx-not-configured").await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
@@ -181,9 +260,16 @@ async fn a_slow_token_endpoint_times_out() {
     t.fault("stable_token", None, Some(3_000), None);
     let c = client_for(&t.url, Duration::from_millis(150));
     let started = std::time::Instant::now();
-    let err = c.get_stable_access_token(APP1, &secret1(), false).await.unwrap_err();
+    let err = c
+        .get_stable_access_token(APP1, &secret1(), false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Timeout), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(2_500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2_500),
+        "{:?}",
+        started.elapsed()
+    );
     // Reading a token is safe to repeat, so all attempts were made.
     assert_eq!(t.calls("stable_token"), 3);
 }

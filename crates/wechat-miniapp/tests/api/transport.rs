@@ -44,19 +44,38 @@ async fn errcode_as_string_under_text_plain() {
         .code2session(APP1, &secret1(), &LoginCode::new("x"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidCode { errcode: 40029 }), "{err:?}");
+    assert!(
+        matches!(err, Error::InvalidCode { errcode: 40029 }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn gateway_error_is_temporary_and_not_repeated_for_codes() {
-    let (url, hits) = canned("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+    let (url, hits) =
+        canned("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
     let c = client_for(&url, Duration::from_secs(2));
-    let err = c.code2session(APP1, &secret1(), &LoginCode::new("x")).await.unwrap_err();
-    assert!(matches!(err, Error::Transport { not_sent: false, .. }), "{err:?}");
+    let err = c
+        .code2session(APP1, &secret1(), &LoginCode::new("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                not_sent: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.is_temporary());
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     // A token read is repeated.
-    let _ = c.get_stable_access_token(APP1, &secret1(), false).await.unwrap_err();
+    let _ = c
+        .get_stable_access_token(APP1, &secret1(), false)
+        .await
+        .unwrap_err();
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
 
@@ -72,9 +91,15 @@ async fn connection_refused_is_retried_and_reports_no_url() {
         .code2session(APP1, &secret1(), &LoginCode::new("SECRETCODE123"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Transport { not_sent: true, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Transport { not_sent: true, .. }),
+        "{err:?}"
+    );
     let shown = format!("{err} {err:?}");
-    assert!(!shown.contains(SECRET1) && !shown.contains("SECRETCODE123"), "{shown}");
+    assert!(
+        !shown.contains(SECRET1) && !shown.contains("SECRETCODE123"),
+        "{shown}"
+    );
 }
 
 #[test]
