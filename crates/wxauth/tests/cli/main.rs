@@ -61,7 +61,7 @@ async fn sim_serves_wechat_and_stops_on_sigterm() {
 
 async fn check_wechat_paths(url: &str) {
     // A plain HTTP client, as any backend in any language would use.
-    let _ = rustls_provider();
+    rustls_provider();
     let http = reqwest::Client::new();
     let code: Value = http
         .post(format!("{url}/sim/v1/login"))
