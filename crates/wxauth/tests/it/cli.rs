@@ -1,6 +1,3 @@
-//! Tests of the `wxauth` binary as a user runs it: a real process, real ports.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,464 @@
+//! Configuration: defaults, then a TOML file, then `WXAUTH_…` environment
+//! variables (nested keys joined with `__`, e.g.
+//! `WXAUTH_TOKENS__ACCESS_TTL_SECS=600`). Secrets can stay out of the file:
+//! every secret has a `…_env` twin naming the variable that holds it.
+//!
+//! Everything is checked at start-up and a bad value fails with one line
+//! naming the key, never at the first request.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use wechat_miniapp::AppSecret;
+
+/// Environment variables with the `WXAUTH_` prefix that are not configuration
+/// keys (used by the CLI, logging and tests).
+const NON_CONFIG_ENV: &[&str] = &["LOG", "LOG_FORMAT", "CONFIG", "SIM_LISTEN"];
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// The configuration as written (file and environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to serve the API on.
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`.
+    pub database_url: String,
+    /// How to reach WeChat.
+    pub wechat: WechatConfig,
+    /// The mini programs this service logs users in for.
+    pub apps: Vec<AppConfig>,
+    /// Session token settings.
+    pub tokens: TokenConfig,
+    /// Keys that encrypt session_keys and phone numbers at rest.
+    pub encryption: EncryptionConfig,
+    /// Size and rate limits.
+    pub limits: LimitsConfig,
+    /// HTTP serving details.
+    pub http: HttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://wxauth.db".into(),
+            wechat: WechatConfig::default(),
+            apps: Vec::new(),
+            tokens: TokenConfig::default(),
+            encryption: EncryptionConfig::default(),
+            limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// How to reach WeChat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WechatConfig {
+    /// WeChat's API root (or a simulator's).
+    pub base_url: String,
+    /// Time allowed for one call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Time allowed to connect, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// `stable` (stable_token, safe with several instances) or `classic` (cgi-bin/token).
+    pub token_source: String,
+}
+
+impl Default for WechatConfig {
+    fn default() -> Self {
+        Self {
+            base_url: wechat_miniapp::WECHAT_API_BASE.into(),
+            timeout_ms: 5000,
+            connect_timeout_ms: 5000,
+            token_source: "stable".into(),
+        }
+    }
+}
+
+/// One mini program.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The AppID (`wx…`).
+    pub appid: String,
+    /// The AppSecret, written in the file. Prefer `secret_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The name of the environment variable holding the AppSecret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+}
+
+/// Session token settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Access token lifetime in seconds.
+    pub access_ttl_secs: u64,
+    /// Refresh token lifetime in seconds (each refresh starts a new one).
+    pub refresh_ttl_secs: u64,
+    /// Signing keys; the first signs, all verify (for rotation).
+    pub signing_keys: Vec<KeyConfig>,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            signing_keys: Vec::new(),
+        }
+    }
+}
+
+/// A named key, given as base64 in the file or through an environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The key id (a JWT `kid`, or the id stored beside ciphertexts).
+    pub id: String,
+    /// The key, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The name of the environment variable holding the key, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_env: Option<String>,
+}
+
+/// Encryption at rest.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// 32-byte keys; the first encrypts, all decrypt. Ids are 1–255.
+    pub keys: Vec<KeyConfig>,
+}
+
+/// Size and rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, bytes.
+    pub body_bytes: usize,
+    /// Largest profile (as JSON), bytes.
+    pub profile_bytes: usize,
+    /// Logins allowed per client IP per minute.
+    pub login_per_ip_per_minute: u32,
+    /// Logins allowed per app per second.
+    pub login_per_app_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            body_bytes: 64 * 1024,
+            profile_bytes: 4 * 1024,
+            login_per_ip_per_minute: 60,
+            login_per_app_per_second: 500,
+        }
+    }
+}
+
+/// HTTP serving details.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Take the client IP (for rate limits) from `X-Forwarded-For`. Only
+    /// behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
+    /// A request that takes longer is answered 503.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            trust_forwarded_for: false,
+            request_timeout_ms: 15_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads defaults, then `path` (if given), then `WXAUTH_…` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(bad(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("WXAUTH_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_uppercase();
+                !NON_CONFIG_ENV.contains(&key.as_str()) && !key.starts_with("TEST_")
+            })
+            .split("__");
+        figment
+            .merge(env)
+            .extract()
+            .map_err(|e| bad(e.to_string().replace('\n', " ")))
+    }
+}
+
+/// One app, resolved.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The AppID.
+    pub appid: String,
+    /// The AppSecret.
+    pub secret: AppSecret,
+}
+
+/// A named key, resolved to bytes.
+#[derive(Clone)]
+pub struct NamedKey {
+    /// Its id.
+    pub id: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for NamedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NamedKey({}, <{} bytes redacted>)",
+            self.id,
+            self.bytes.len()
+        )
+    }
+}
+
+/// The configuration, checked, with secrets loaded: what the service runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to serve the API on.
+    pub listen: SocketAddr,
+    /// Database URL.
+    pub database_url: String,
+    /// WeChat client settings.
+    pub wechat: wechat_miniapp::ClientConfig,
+    /// Which token endpoint.
+    pub token_source: wechat_miniapp::TokenSource,
+    /// Apps, in configuration order.
+    pub apps: Vec<App>,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_ttl: Duration,
+    /// Signing keys, the active one first.
+    pub signing_keys: Vec<NamedKey>,
+    /// Encryption keys, the active one first.
+    pub encryption_keys: Vec<NamedKey>,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// HTTP details.
+    pub http: HttpConfig,
+}
+
+fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|_| bad(format!("{key}: environment variable {name} is not set")))
+}
+
+fn resolve_key(k: &KeyConfig, key_path: &str) -> Result<Vec<u8>, ConfigError> {
+    let text = match (&k.key, &k.key_env) {
+        (Some(t), None) => t.clone(),
+        (None, Some(var)) => env_var(var, key_path)?,
+        _ => {
+            return Err(bad(format!(
+                "{key_path}: give exactly one of key or key_env"
+            )));
+        }
+    };
+    STANDARD
+        .decode(text.trim())
+        .map_err(|_| bad(format!("{key_path}: not valid base64")))
+}
+
+fn valid_appid(appid: &str) -> bool {
+    !appid.is_empty()
+        && appid.len() <= 64
+        && appid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Config {
+    /// Checks every value and loads secrets.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(format!(
+                "database_url: unsupported scheme in {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(&self.database_url)
+            )));
+        }
+        if self.apps.is_empty() {
+            return Err(bad(
+                "apps: configure at least one [[apps]] with appid and secret_env",
+            ));
+        }
+        let mut apps: Vec<App> = Vec::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = format!("apps[{i}]");
+            if !valid_appid(&app.appid) {
+                return Err(bad(format!("{key}.appid: {:?} is not an AppID", app.appid)));
+            }
+            if apps.iter().any(|a| a.appid == app.appid) {
+                return Err(bad(format!(
+                    "{key}.appid: {} is configured twice",
+                    app.appid
+                )));
+            }
+            let secret = match (&app.secret, &app.secret_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => env_var(var, &format!("{key}.secret_env"))?,
+                _ => {
+                    return Err(bad(format!(
+                        "{key}: give exactly one of secret or secret_env"
+                    )));
+                }
+            };
+            if secret.trim().is_empty() {
+                return Err(bad(format!("{key}: the secret is empty")));
+            }
+            apps.push(App {
+                appid: app.appid.clone(),
+                secret: AppSecret::new(secret.trim()),
+            });
+        }
+        let token_source = match self.wechat.token_source.as_str() {
+            "stable" => wechat_miniapp::TokenSource::Stable,
+            "classic" => wechat_miniapp::TokenSource::Classic,
+            other => {
+                return Err(bad(format!(
+                    "wechat.token_source: {other:?}; use \"stable\" or \"classic\""
+                )));
+            }
+        };
+        if self.wechat.timeout_ms == 0 || self.wechat.connect_timeout_ms == 0 {
+            return Err(bad(
+                "wechat.timeout_ms and wechat.connect_timeout_ms must be positive",
+            ));
+        }
+        if self.tokens.access_ttl_secs == 0
+            || self.tokens.refresh_ttl_secs < self.tokens.access_ttl_secs
+        {
+            return Err(bad(
+                "tokens: access_ttl_secs must be positive and at most refresh_ttl_secs",
+            ));
+        }
+        if self.tokens.signing_keys.is_empty() {
+            return Err(bad(
+                "tokens.signing_keys: configure at least one key (32+ random bytes, base64)",
+            ));
+        }
+        let mut signing_keys = Vec::new();
+        for (i, k) in self.tokens.signing_keys.iter().enumerate() {
+            let path = format!("tokens.signing_keys[{i}]");
+            let bytes = resolve_key(k, &path)?;
+            if bytes.len() < 32 {
+                return Err(bad(format!(
+                    "{path}: a signing key needs at least 32 bytes"
+                )));
+            }
+            if k.id.is_empty() || signing_keys.iter().any(|s: &NamedKey| s.id == k.id) {
+                return Err(bad(format!(
+                    "{path}.id: ids must be non-empty and distinct"
+                )));
+            }
+            signing_keys.push(NamedKey {
+                id: k.id.clone(),
+                bytes,
+            });
+        }
+        if self.encryption.keys.is_empty() {
+            return Err(bad(
+                "encryption.keys: configure at least one 32-byte key (base64)",
+            ));
+        }
+        let mut encryption_keys = Vec::new();
+        for (i, k) in self.encryption.keys.iter().enumerate() {
+            let path = format!("encryption.keys[{i}]");
+            let bytes = resolve_key(k, &path)?;
+            if bytes.len() != 32 {
+                return Err(bad(format!(
+                    "{path}: an encryption key must be exactly 32 bytes"
+                )));
+            }
+            let id_ok = k.id.parse::<u8>().is_ok_and(|n| n > 0);
+            if !id_ok || encryption_keys.iter().any(|s: &NamedKey| s.id == k.id) {
+                return Err(bad(format!(
+                    "{path}.id: ids must be distinct numbers from 1 to 255"
+                )));
+            }
+            encryption_keys.push(NamedKey {
+                id: k.id.clone(),
+                bytes,
+            });
+        }
+        if self.limits.body_bytes < 1024 || self.limits.profile_bytes == 0 {
+            return Err(bad(
+                "limits: body_bytes must be at least 1024 and profile_bytes positive",
+            ));
+        }
+        if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_app_per_second == 0 {
+            return Err(bad("limits: login rate limits must be positive"));
+        }
+        Ok(Settings {
+            listen: self.listen,
+            database_url: self.database_url.clone(),
+            wechat: wechat_miniapp::ClientConfig {
+                base_url: self.wechat.base_url.clone(),
+                timeout: Duration::from_millis(self.wechat.timeout_ms),
+                connect_timeout: Duration::from_millis(self.wechat.connect_timeout_ms),
+                ..wechat_miniapp::ClientConfig::default()
+            },
+            token_source,
+            apps,
+            access_ttl: Duration::from_secs(self.tokens.access_ttl_secs),
+            refresh_ttl: Duration::from_secs(self.tokens.refresh_ttl_secs),
+            signing_keys,
+            encryption_keys,
+            limits: self.limits.clone(),
+            http: self.http.clone(),
+        })
+    }
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,62 @@
+//! Migrations embedded in the binary, one folder per backend.
+
+use std::borrow::Cow;
+
+use sqlx::AnyPool;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+use super::Backend;
+use crate::error::Result;
+
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "users sessions",
+    include_str!("../../migrations/sqlite/0001_users_sessions.sql"),
+)];
+
+const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "users sessions",
+    include_str!("../../migrations/postgres/0001_users_sessions.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_core_box::BoxFuture<'s, std::result::Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+mod futures_core_box {
+    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+/// Brings the schema up to date.
+pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let source = match backend {
+        Backend::Sqlite => Embedded(SQLITE),
+        Backend::Postgres => Embedded(POSTGRES),
+    };
+    let migrator = Migrator::new(source).await?;
+    migrator.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! wxauth's integration tests, in one binary with modules: each test file
+//! would be another binary to link, which is slow on two cores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod db;
+mod store;

@@ -1,0 +1,319 @@
+//! The store suite, written once, run on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wxauth::store::{LoginWrite, RefreshOutcome, Store};
+
+use crate::db::both_backends;
+
+both_backends!(
+    login_creates_then_updates_the_user,
+    refresh_rotation_and_reuse_detection,
+    expired_and_unknown_refresh_tokens,
+    revocation,
+    profile_versions,
+    phone,
+    concurrent_logins_share_commits,
+    a_failing_write_does_not_sink_its_batch,
+);
+
+fn id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn hash(s: &str) -> Vec<u8> {
+    Sha256::digest(s.as_bytes()).to_vec()
+}
+
+fn login(
+    appid: &str,
+    openid: &str,
+    unionid: Option<&str>,
+    key: &[u8],
+    refresh: &str,
+    now: i64,
+) -> LoginWrite {
+    LoginWrite {
+        new_user_id: id(),
+        appid: appid.into(),
+        openid: openid.into(),
+        unionid: unionid.map(Into::into),
+        session_key_enc: key.to_vec(),
+        session_id: id(),
+        refresh_hash: hash(refresh),
+        refresh_expires_at: now + 1_000_000,
+        now,
+    }
+}
+
+async fn login_creates_then_updates_the_user(store: &Store) {
+    let w1 = login("wxa", "o-alice", Some("u-alice"), b"k1", "r1", 1000);
+    let (u1, new1) = store.login(w1.clone()).await.unwrap();
+    assert!(new1);
+    assert_eq!(u1.id, w1.new_user_id);
+    assert_eq!((u1.created_at, u1.last_login_at), (1000, 1000));
+    assert_eq!(u1.profile, "{}");
+
+    // Same (appid, openid): same user, new key, unionid kept when absent.
+    let w2 = login("wxa", "o-alice", None, b"k2", "r2", 2000);
+    let (u2, new2) = store.login(w2).await.unwrap();
+    assert!(!new2);
+    assert_eq!(u2.id, u1.id);
+    assert_eq!(u2.session_key_enc, b"k2");
+    assert_eq!(u2.unionid.as_deref(), Some("u-alice"));
+    assert_eq!((u2.created_at, u2.last_login_at), (1000, 2000));
+
+    // Same openid in another app: another user.
+    let (u3, new3) = store
+        .login(login("wxb", "o-alice", None, b"k3", "r3", 3000))
+        .await
+        .unwrap();
+    assert!(new3);
+    assert_ne!(u3.id, u1.id);
+
+    assert_eq!(
+        store.user(&u1.id).await.unwrap().unwrap().session_key_enc,
+        b"k2"
+    );
+    assert!(store.user("nope").await.unwrap().is_none());
+    let s = store.session(&w1.session_id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.user_id.as_str(), s.appid.as_str(), s.revoked_at),
+        (u1.id.as_str(), "wxa", None)
+    );
+}
+
+async fn refresh_rotation_and_reuse_detection(store: &Store) {
+    let w = login("wxa", "o-bob", None, b"k", "r1", 1000);
+    let (user, _) = store.login(w.clone()).await.unwrap();
+    let out = store
+        .rotate_refresh(hash("r1"), hash("r2"), 5000, 1100)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RefreshOutcome::Rotated {
+            session_id: w.session_id.clone(),
+            user_id: user.id.clone(),
+            appid: "wxa".into()
+        }
+    );
+    let out = store
+        .rotate_refresh(hash("r2"), hash("r3"), 5000, 1200)
+        .await
+        .unwrap();
+    assert!(matches!(out, RefreshOutcome::Rotated { .. }));
+    // r1 again: reuse. The whole session is revoked, so r3 is dead too.
+    let out = store
+        .rotate_refresh(hash("r1"), hash("rX"), 5000, 1300)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RefreshOutcome::Reused {
+            session_id: w.session_id.clone()
+        }
+    );
+    assert_eq!(
+        store
+            .session(&w.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(1300)
+    );
+    let out = store
+        .rotate_refresh(hash("r3"), hash("r4"), 5000, 1400)
+        .await
+        .unwrap();
+    assert_eq!(out, RefreshOutcome::Invalid);
+}
+
+async fn expired_and_unknown_refresh_tokens(store: &Store) {
+    let mut w = login("wxa", "o-carol", None, b"k", "r1", 1000);
+    w.refresh_expires_at = 2000;
+    store.login(w).await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh(hash("r1"), hash("r2"), 9000, 2000)
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(hash("never"), hash("r2"), 9000, 1500)
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+}
+
+async fn revocation(store: &Store) {
+    let w = login("wxa", "o-dave", None, b"k", "r1", 1000);
+    store.login(w.clone()).await.unwrap();
+    assert!(
+        store
+            .revoke_session(&w.session_id, "logout", 1500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(&w.session_id, "logout", 1600)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session("no-such-session", "logout", 1600)
+            .await
+            .unwrap()
+    );
+    let revoked = store.revoked_since(1400).await.unwrap();
+    assert!(
+        revoked.contains(&(w.session_id.clone(), 1500)),
+        "{revoked:?}"
+    );
+    assert!(
+        !store
+            .revoked_since(1501)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(s, _)| *s == w.session_id)
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(hash("r1"), hash("r2"), 9000, 1700)
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+}
+
+async fn profile_versions(store: &Store) {
+    let (u, _) = store
+        .login(login("wxa", "o-erin", None, b"k", "r1", 1000))
+        .await
+        .unwrap();
+    assert_eq!(u.profile_version, 0);
+    assert!(
+        store
+            .update_profile(&u.id, r#"{"nickname":"张三"}"#.into(), 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_profile(&u.id, r#"{"nickname":"lost"}"#.into(), 0)
+            .await
+            .unwrap()
+    );
+    let u = store.user(&u.id).await.unwrap().unwrap();
+    assert_eq!(
+        (u.profile.as_str(), u.profile_version),
+        (r#"{"nickname":"张三"}"#, 1)
+    );
+}
+
+async fn phone(store: &Store) {
+    let (u, _) = store
+        .login(login("wxa", "o-frank", None, b"k", "r1", 1000))
+        .await
+        .unwrap();
+    assert!(u.phone_enc.is_none());
+    assert!(store.set_phone(&u.id, vec![1, 2, 3]).await.unwrap());
+    assert_eq!(
+        store.user(&u.id).await.unwrap().unwrap().phone_enc,
+        Some(vec![1, 2, 3])
+    );
+    assert!(!store.set_phone("nobody", vec![1]).await.unwrap());
+}
+
+async fn concurrent_logins_share_commits(store: &Store) {
+    let store = Arc::new(store.clone());
+    let before = store.writer_stats();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .login(login(
+                    "wxa",
+                    &format!("o-{i}"),
+                    None,
+                    b"k",
+                    &format!("r-{i}"),
+                    1000,
+                ))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (u, new_user) = t.await.unwrap();
+        assert!(new_user);
+        ids.insert(u.id);
+    }
+    assert_eq!(ids.len(), 64);
+    let after = store.writer_stats();
+    assert_eq!(after.writes - before.writes, 64);
+    assert!(
+        after.commits - before.commits < 64,
+        "{before:?} → {after:?}: no batching at all"
+    );
+}
+
+async fn a_failing_write_does_not_sink_its_batch(store: &Store) {
+    let store = Arc::new(store.clone());
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 4 == 0 {
+                // A session for a user that does not exist: refused.
+                store
+                    .new_session(
+                        "no-such-user",
+                        "wxa",
+                        &id(),
+                        hash(&format!("x{i}")),
+                        9000,
+                        1000,
+                    )
+                    .await
+                    .map(|_| ())
+            } else {
+                store
+                    .login(login(
+                        "wxa",
+                        &format!("o-f{i}"),
+                        None,
+                        b"k",
+                        &format!("f-{i}"),
+                        1000,
+                    ))
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let result = t.await.unwrap();
+        assert_eq!(result.is_err(), i % 4 == 0, "write {i}: {result:?}");
+    }
+    for i in (0..16).filter(|i| i % 4 != 0) {
+        let out = store
+            .rotate_refresh(hash(&format!("f-{i}")), hash(&format!("g-{i}")), 9000, 1100)
+            .await
+            .unwrap();
+        assert!(
+            matches!(out, RefreshOutcome::Rotated { .. }),
+            "login {i} was not kept: {out:?}"
+        );
+    }
+}
