@@ -42,6 +42,9 @@ pub struct Config {
     pub wechat: WechatConfig,
     /// The mini programs this service logs users in for.
     pub apps: Vec<AppConfig>,
+    /// The app a login without `appid` is for. Optional when only one app is
+    /// configured (it is then the default).
+    pub default_appid: Option<String>,
     /// Session token settings.
     pub tokens: TokenConfig,
     /// Keys that encrypt session_keys and phone numbers at rest.
@@ -59,6 +62,7 @@ impl Default for Config {
             database_url: "sqlite://wxauth.db".into(),
             wechat: WechatConfig::default(),
             apps: Vec::new(),
+            default_appid: None,
             tokens: TokenConfig::default(),
             encryption: EncryptionConfig::default(),
             limits: LimitsConfig::default(),
@@ -263,6 +267,8 @@ pub struct Settings {
     pub token_source: wechat_miniapp::TokenSource,
     /// Apps, in configuration order.
     pub apps: Vec<App>,
+    /// The app of logins that name none.
+    pub default_appid: Option<String>,
     /// Access token lifetime.
     pub access_ttl: Duration,
     /// Refresh token lifetime.
@@ -350,6 +356,16 @@ impl Config {
                 secret: AppSecret::new(secret.trim()),
             });
         }
+        let default_appid = match &self.default_appid {
+            Some(d) if apps.iter().any(|a| &a.appid == d) => Some(d.clone()),
+            Some(d) => {
+                return Err(bad(format!(
+                    "default_appid: {d} is not one of the configured apps"
+                )));
+            }
+            None if apps.len() == 1 => Some(apps[0].appid.clone()),
+            None => None,
+        };
         let token_source = match self.wechat.token_source.as_str() {
             "stable" => wechat_miniapp::TokenSource::Stable,
             "classic" => wechat_miniapp::TokenSource::Classic,
@@ -439,6 +455,7 @@ impl Config {
             },
             token_source,
             apps,
+            default_appid,
             access_ttl: Duration::from_secs(self.tokens.access_ttl_secs),
             refresh_ttl: Duration::from_secs(self.tokens.refresh_ttl_secs),
             signing_keys,

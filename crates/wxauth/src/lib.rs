@@ -1,7 +1,95 @@
 //! wxauth: the login and user-data backend for WeChat Mini Programs.
+//!
+//! Layers, one folder each: `http` translates requests and responses, `auth`
+//! and `data` hold the rules, `store` and `cache` persist. [`build_app`] wires
+//! them for `main` and for the tests alike.
 
+pub mod auth;
+pub mod cache;
 pub mod config;
+pub mod data;
+pub mod dev;
 pub mod error;
+pub mod http;
 pub mod store;
 
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use wechat_miniapp::{Clock, SystemClock};
+
+use crate::cache::{MemoryRevocations, Revocations};
+use crate::config::Settings;
 pub use error::{Error, Result};
+
+/// What the service runs on besides its settings. Tests swap the clock.
+pub struct Deps {
+    /// Where revocations are shared.
+    pub revocations: Arc<dyn Revocations>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Deps {
+    fn default() -> Self {
+        Self {
+            revocations: Arc::new(MemoryRevocations::default()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The process-wide metrics recorder. The `metrics` facade is global by
+/// design; the handle that renders it is passed around like any state.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours renders nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A running service's parts.
+pub struct App {
+    /// The HTTP router, ready to serve.
+    pub router: Router,
+    /// The store (to close it on shutdown).
+    pub store: store::Store,
+}
+
+/// Opens the store (migrating it), warms caches and builds the router.
+pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
+    let store = store::Store::open(&settings.database_url).await?;
+    let auth = auth::Auth::new(&settings, store.clone(), deps.revocations, deps.clock)?;
+    let warmed = auth.warm_revocations().await?;
+    tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
+    let state = http::AppState::new(auth, settings, metrics_handle());
+    Ok(App {
+        router: http::router(state),
+        store,
+    })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests and closes the store (flushing queued writes).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = app
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    app.store.close().await;
+    result
+}

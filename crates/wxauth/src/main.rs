@@ -1,13 +1,16 @@
 //! The `wxauth` command line. Thin on purpose: it parses flags, sets up
-//! logging and hands over to the library crates.
+//! logging and hands over to the library.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wechat_sim::{SimConfig, Simulator};
+use wxauth::config::{Config, redact_url};
+use wxauth::{Deps, build_app, dev, serve};
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +34,34 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything locally with no configuration: the service, SQLite, and the WeChat simulator.
+    Dev(DevArgs),
+    /// Run the service in production from a configuration file.
+    Serve(ConfigArgs),
+    /// Create or update the database schema, then exit.
+    Migrate(ConfigArgs),
     /// Run the WeChat simulator alone, for developing and testing any backend offline.
     Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Address of the in-process WeChat simulator.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    sim_listen: SocketAddr,
+    /// Where the SQLite database and the generated keys live.
+    #[arg(long, default_value = "./wxauth-dev")]
+    data_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The TOML configuration file (every key can also come from WXAUTH_… variables).
+    #[arg(long, env = "WXAUTH_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +122,65 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    let sim_listener = tokio::net::TcpListener::bind(args.sim_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the simulator", args.sim_listen))?;
+    let sim_url = format!("http://{}", sim_listener.local_addr()?);
+    let sim = Simulator::new(SimConfig {
+        apps: dev::DEV_APPS
+            .iter()
+            .map(|(a, s)| ((*a).to_owned(), (*s).to_owned()))
+            .collect(),
+        ..SimConfig::default()
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(sim_listener, sim.router()).await {
+            tracing::error!(error = %e, "the simulator stopped");
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let api_url = format!("http://{}", listener.local_addr()?);
+    let config = dev::dev_config(&args.data_dir, listener.local_addr()?, &sim_url)?;
+    let settings = config.resolve()?;
+    let app = build_app(settings, Deps::default()).await?;
+    println!("{}", dev::walkthrough(&api_url, &sim_url, &args.data_dir));
+    serve(listener, app, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn load_settings(args: &ConfigArgs) -> anyhow::Result<wxauth::config::Settings> {
+    let config = Config::load(args.config.as_deref())?;
+    Ok(config.resolve()?)
+}
+
+async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
+    let settings = load_settings(&args)?;
+    let listen = settings.listen;
+    let db = redact_url(&settings.database_url);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let app = build_app(settings, Deps::default()).await?;
+    tracing::info!(addr = %listener.local_addr()?, database = %db, "wxauth serving");
+    serve(listener, app, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_migrate(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let store = wxauth::store::Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    store.close().await;
+    println!(
+        "database schema is up to date ({})",
+        redact_url(&config.database_url)
+    );
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -127,6 +215,9 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
     match cli.command {
+        Command::Dev(args) => run_dev(args).await,
+        Command::Serve(args) => run_serve(args).await,
+        Command::Migrate(args) => run_migrate(args).await,
         Command::Sim(args) => run_sim(args).await,
     }
 }

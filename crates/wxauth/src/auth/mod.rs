@@ -1,0 +1,117 @@
+//! The rules of identity: who a request is, how sessions start, rotate and
+//! end, and what WeChat-derived data a user may see. The HTTP layer calls
+//! these; they call the store, the caches and WeChat.
+
+mod phone;
+pub mod rate_limit;
+pub mod seal;
+mod sessions;
+pub mod tokens;
+mod upstream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wechat_miniapp::{AccessTokenManager, AppSecret, Clock, WechatClient};
+
+use crate::cache::{LoginCodes, Revocations};
+use crate::config::Settings;
+use crate::error::Result;
+use crate::store::Store;
+pub use phone::PhoneNumber;
+use seal::Sealer;
+pub use sessions::{Caller, Session};
+use tokens::TokenIssuer;
+
+/// Everything the rules need. Built once at start-up, shared by requests.
+pub struct Auth {
+    store: Store,
+    wechat: WechatClient,
+    wechat_tokens: AccessTokenManager,
+    apps: HashMap<String, AppSecret>,
+    default_appid: Option<String>,
+    issuer: TokenIssuer,
+    sealer: Sealer,
+    revocations: Arc<dyn Revocations>,
+    login_codes: LoginCodes,
+    login_limits: rate_limit::LoginLimits,
+    clock: Arc<dyn Clock>,
+    refresh_ttl: Duration,
+    access_ttl: Duration,
+    upstream_deadline: Duration,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Wires the rules to their dependencies.
+    pub fn new(
+        settings: &Settings,
+        store: Store,
+        revocations: Arc<dyn Revocations>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let wechat = WechatClient::new(settings.wechat.clone()).map_err(crate::Error::internal)?;
+        let apps: HashMap<String, AppSecret> = settings
+            .apps
+            .iter()
+            .map(|a| (a.appid.clone(), a.secret.clone()))
+            .collect();
+        let wechat_tokens = AccessTokenManager::new(wechat.clone(), apps.clone())
+            .with_source(settings.token_source)
+            .with_clock(clock.clone());
+        Ok(Self {
+            default_appid: settings.default_appid.clone(),
+            issuer: TokenIssuer::new(&settings.signing_keys, settings.access_ttl, clock.clone())?,
+            sealer: Sealer::new(&settings.encryption_keys)?,
+            login_codes: LoginCodes::new(wechat_code_ttl_ms()),
+            login_limits: rate_limit::LoginLimits::new(
+                settings.limits.login_per_ip_per_minute,
+                settings.limits.login_per_app_per_second,
+            ),
+            store,
+            wechat,
+            wechat_tokens,
+            apps,
+            revocations,
+            clock,
+            refresh_ttl: settings.refresh_ttl,
+            access_ttl: settings.access_ttl,
+            // A whole upstream interaction (retries included) gets the
+            // configured per-call timeout: a client waits that long at most.
+            upstream_deadline: settings.wechat.timeout,
+        })
+    }
+
+    /// The store (for readiness checks).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Loads revocations younger than an access token from the database
+    /// (after a restart the in-process cache is empty).
+    pub async fn warm_revocations(&self) -> Result<usize> {
+        let ttl_ms = i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let revoked = self.store.revoked_since(self.now_ms() - ttl_ms).await?;
+        for (session_id, at) in &revoked {
+            self.revocations.revoke(session_id, at + ttl_ms).await?;
+        }
+        Ok(revoked.len())
+    }
+}
+
+/// How long a `wx.login` code lives at WeChat: the de-duplication window.
+fn wechat_code_ttl_ms() -> i64 {
+    5 * 60 * 1000
+}

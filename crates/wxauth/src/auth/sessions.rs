@@ -1,0 +1,285 @@
+//! Login, refresh, logout, and recognising the caller of a request.
+
+use uuid::Uuid;
+use wechat_miniapp::LoginCode;
+
+use super::upstream::{self, Call};
+use super::{Auth, tokens};
+use crate::cache::LoginIdentity;
+use crate::error::{Error, Result};
+use crate::store::{LoginWrite, RefreshOutcome, UserRecord};
+
+/// The authenticated caller of a request: who, which session, which app.
+/// Always derived from a verified access token, never from the request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user id.
+    pub user_id: String,
+    /// The session id.
+    pub session_id: String,
+    /// The app the token was issued for.
+    pub appid: String,
+}
+
+/// A new or refreshed session, as the client receives it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Signed access token.
+    pub access_token: String,
+    /// Its lifetime, seconds.
+    pub expires_in: u64,
+    /// Opaque refresh token.
+    pub refresh_token: String,
+    /// Its lifetime, seconds.
+    pub refresh_expires_in: u64,
+    /// Whether this login created the user.
+    pub new_user: bool,
+    /// The user.
+    pub user: UserRecord,
+}
+
+const MAX_CODE_LEN: usize = 256;
+
+impl Auth {
+    fn resolve_app(&self, appid: Option<&str>) -> Result<String> {
+        match appid {
+            Some(a) if self.apps.contains_key(a) => Ok(a.to_owned()),
+            Some(a) => Err(Error::UnknownApp(format!(
+                "appid {a:?} is not configured on this server"
+            ))),
+            None => self.default_appid.clone().ok_or_else(|| {
+                Error::InvalidRequest("appid is required: this server serves several apps".into())
+            }),
+        }
+    }
+
+    fn refresh_expiry(&self, now: i64) -> i64 {
+        now + i64::try_from(self.refresh_ttl.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    fn session_for(
+        &self,
+        user: UserRecord,
+        session_id: &str,
+        refresh: tokens::RefreshToken,
+        new_user: bool,
+    ) -> Result<Session> {
+        Ok(Session {
+            access_token: self
+                .issuer
+                .issue_access(&user.id, session_id, &user.appid)?,
+            expires_in: self.issuer.access_ttl_secs(),
+            refresh_token: refresh.token,
+            refresh_expires_in: self.refresh_ttl.as_secs(),
+            new_user,
+            user,
+        })
+    }
+
+    /// Logs a user in with a `wx.login` code. The same code again within its
+    /// lifetime (a retry) gets the same user and `new_user`, and a session of
+    /// its own, instead of WeChat's "code been used".
+    pub async fn login(
+        &self,
+        code: &str,
+        appid: Option<&str>,
+        client_ip: std::net::IpAddr,
+    ) -> Result<Session> {
+        let code = code.trim();
+        if code.is_empty() || code.len() > MAX_CODE_LEN {
+            return Err(Error::InvalidRequest(format!(
+                "code must be 1 to {MAX_CODE_LEN} characters"
+            )));
+        }
+        let appid = self.resolve_app(appid)?;
+        self.login_limits.check(client_ip, &appid)?;
+        let first_session = std::sync::Mutex::new(None);
+        let now = self.now_ms();
+        let (identity, ran_first) = self
+            .login_codes
+            .once(&appid, code, now, || async {
+                let session = self.exchange_and_store(&appid, code).await?;
+                let identity = LoginIdentity {
+                    user_id: session.user.id.clone(),
+                    new_user: session.new_user,
+                };
+                *first_session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+                Ok(identity)
+            })
+            .await?;
+        if ran_first {
+            if let Some(session) = first_session
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+            {
+                return Ok(session);
+            }
+        }
+        // A repeat of a code already exchanged: a new session for that user.
+        tracing::info!(
+            appid,
+            "login code seen again within its lifetime; answering like the first time"
+        );
+        let user = self
+            .store
+            .user(&identity.user_id)
+            .await?
+            .ok_or_else(|| Error::internal("user of a de-duplicated login code vanished"))?;
+        let session_id = Uuid::now_v7().to_string();
+        let refresh = self.issuer.new_refresh();
+        let now = self.now_ms();
+        self.store
+            .new_session(
+                &user.id,
+                &appid,
+                &session_id,
+                refresh.hash.clone(),
+                self.refresh_expiry(now),
+                now,
+            )
+            .await?;
+        self.session_for(user, &session_id, refresh, identity.new_user)
+    }
+
+    async fn exchange_and_store(&self, appid: &str, code: &str) -> Result<Session> {
+        let secret = self.apps.get(appid).ok_or_else(|| {
+            Error::UnknownApp(format!("appid {appid:?} is not configured on this server"))
+        })?;
+        let code = LoginCode::new(code);
+        let exchange = self.wechat.code2session(appid, secret, &code);
+        let wx = tokio::time::timeout(self.upstream_deadline, exchange)
+            .await
+            .map_err(|_| upstream::unavailable("WeChat did not answer in time"))?
+            .map_err(|e| upstream::map(e, Call::Login, appid))?;
+        let now = self.now_ms();
+        let session_key_enc = self.sealer.seal(
+            wx.session_key.expose().as_bytes(),
+            &session_key_aad(appid, &wx.openid),
+        )?;
+        let session_id = Uuid::now_v7().to_string();
+        let refresh = self.issuer.new_refresh();
+        let (user, new_user) = self
+            .store
+            .login(LoginWrite {
+                new_user_id: Uuid::now_v7().to_string(),
+                appid: appid.to_owned(),
+                openid: wx.openid,
+                unionid: wx.unionid,
+                session_key_enc,
+                session_id: session_id.clone(),
+                refresh_hash: refresh.hash.clone(),
+                refresh_expires_at: self.refresh_expiry(now),
+                now,
+            })
+            .await?;
+        metrics::counter!("wxauth_logins_total", "new_user" => if new_user { "true" } else { "false" }).increment(1);
+        self.session_for(user, &session_id, refresh, new_user)
+    }
+
+    /// Exchanges a refresh token for a new pair. The old token stops working;
+    /// presenting it again revokes the whole session.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
+        let invalid = || {
+            Error::Unauthorized("the refresh token is invalid, expired or revoked; log in again")
+        };
+        if !tokens::looks_like_refresh(refresh_token) {
+            return Err(invalid());
+        }
+        let now = self.now_ms();
+        let next = self.issuer.new_refresh();
+        let outcome = self
+            .store
+            .rotate_refresh(
+                tokens::refresh_hash(refresh_token),
+                next.hash.clone(),
+                self.refresh_expiry(now),
+                now,
+            )
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated {
+                session_id,
+                user_id,
+                ..
+            } => {
+                let user = self
+                    .store
+                    .user(&user_id)
+                    .await?
+                    .ok_or_else(|| Error::internal("session without user"))?;
+                self.session_for(user, &session_id, next, false)
+            }
+            RefreshOutcome::Reused { session_id } => {
+                tracing::warn!(
+                    session_id,
+                    "a rotated refresh token was presented again; the session is revoked"
+                );
+                metrics::counter!("wxauth_refresh_reuse_total").increment(1);
+                self.revocations
+                    .revoke(&session_id, now + self.access_ttl_ms())
+                    .await?;
+                Err(invalid())
+            }
+            RefreshOutcome::Invalid => Err(invalid()),
+        }
+    }
+
+    fn access_ttl_ms(&self) -> i64 {
+        i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Ends the caller's session: its access and refresh tokens stop working.
+    pub async fn logout(&self, caller: &Caller) -> Result<()> {
+        let now = self.now_ms();
+        // Cache first: the access token must stop working at once, even if
+        // the database write is slow.
+        self.revocations
+            .revoke(&caller.session_id, now + self.access_ttl_ms())
+            .await?;
+        self.store
+            .revoke_session(&caller.session_id, "logout", now)
+            .await?;
+        Ok(())
+    }
+
+    /// Who a bearer token belongs to. No database round trip: the signature
+    /// proves the claims, the revocation cache says whether it was revoked.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Caller> {
+        let claims = self.issuer.verify_access(bearer)?;
+        if self
+            .revocations
+            .is_revoked(&claims.sid, self.now_ms())
+            .await?
+        {
+            return Err(Error::Unauthorized(
+                "the session was ended (logout or refresh-token reuse); log in again",
+            ));
+        }
+        if !self.apps.contains_key(&claims.app) {
+            return Err(Error::Unauthorized(
+                "the access token is for an app this server no longer serves",
+            ));
+        }
+        Ok(Caller {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            appid: claims.app,
+        })
+    }
+
+    /// The caller's user row.
+    pub async fn user(&self, caller: &Caller) -> Result<UserRecord> {
+        self.store
+            .user(&caller.user_id)
+            .await?
+            .filter(|u| u.appid == caller.appid)
+            .ok_or(Error::Unauthorized(
+                "the user of this token no longer exists",
+            ))
+    }
+}
+
+/// Associated data binding a sealed session_key to its user row.
+pub(crate) fn session_key_aad(appid: &str, openid: &str) -> Vec<u8> {
+    format!("session_key\0{appid}\0{openid}").into_bytes()
+}

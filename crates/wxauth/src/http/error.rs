@@ -1,0 +1,168 @@
+//! The one mapping from errors to responses, and the middleware that writes
+//! every error body as `{"error", "message", "request_id"}`.
+//!
+//! `IntoResponse` for [`Error`] has no side effects: it sets the status and
+//! headers and stores the error in the response's extensions. The
+//! `envelope` middleware, which knows the request id and runs inside the
+//! request's span, writes the body and logs internal causes. It also wraps
+//! the framework's own errors (unknown route, wrong method, oversized body)
+//! so no response leaves in another shape.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// The contract's error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Machine-readable code, e.g. `invalid_request`.
+    pub error: String,
+    /// What happened, for the developer.
+    pub message: String,
+    /// The request's id (also in the `x-request-id` header).
+    pub request_id: String,
+}
+
+/// What the envelope middleware needs to write an error body.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    code: &'static str,
+    message: String,
+    internal_cause: Option<String>,
+}
+
+fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
+    match err {
+        Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::InvalidCode(_) => (StatusCode::BAD_REQUEST, "invalid_code"),
+        Error::UnknownApp(_) => (StatusCode::BAD_REQUEST, "unknown_app"),
+        Error::DecryptFailed(_) => (StatusCode::BAD_REQUEST, "decrypt_failed"),
+        Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        Error::UserBlocked => (StatusCode::FORBIDDEN, "user_blocked"),
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        Error::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+        Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        Error::UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        Error::UpstreamUnavailable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
+        }
+        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = status_and_code(&self);
+        let mut response = status.into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Error::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Error::RateLimited { retry_after, .. }
+            | Error::UpstreamUnavailable { retry_after, .. } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            _ => {}
+        }
+        let internal_cause = match &self {
+            Error::Internal(cause) => Some(cause.clone()),
+            _ => None,
+        };
+        response.extensions_mut().insert(Arc::new(ErrorInfo {
+            code,
+            message: self.to_string(),
+            internal_cause,
+        }));
+        response
+    }
+}
+
+/// The id of the current request, set by the request-id layer.
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Writes every error response as the contract's JSON body.
+pub(crate) async fn envelope(request: Request, next: Next) -> Response {
+    let request_id = request_id(request.headers());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let info = match parts.extensions.remove::<Arc<ErrorInfo>>() {
+        Some(info) => (*info).clone(),
+        None => {
+            // The framework's own error (no route, wrong method, body too
+            // large, timeout, panic): keep its status, give it our shape.
+            let (code, message) = match status {
+                StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
+                StatusCode::METHOD_NOT_ALLOWED => (
+                    "method_not_allowed",
+                    "this route does not take that method".to_owned(),
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE => (
+                    "payload_too_large",
+                    "the request body is larger than the limit".to_owned(),
+                ),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+                    parts
+                        .headers
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    (
+                        "upstream_unavailable",
+                        "the request took too long; try again shortly".to_owned(),
+                    )
+                }
+                s if s.is_server_error() => ("internal", "internal error".to_owned()),
+                _ => (
+                    "invalid_request",
+                    status
+                        .canonical_reason()
+                        .unwrap_or("bad request")
+                        .to_owned(),
+                ),
+            };
+            drop(body);
+            ErrorInfo {
+                code,
+                message,
+                internal_cause: status
+                    .is_server_error()
+                    .then(|| format!("framework answered {status}")),
+            }
+        }
+    };
+    if let Some(cause) = &info.internal_cause {
+        tracing::error!(%status, cause = %cause, "request failed inside the service");
+    }
+    let body = ErrorBody {
+        error: info.code.to_owned(),
+        message: info.message,
+        request_id,
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, Body::from(bytes))
+}

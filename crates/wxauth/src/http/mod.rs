@@ -1,0 +1,156 @@
+//! The HTTP API: routes, extractors, the error mapping, and the middleware
+//! every request passes (request id, tracing span, metrics, error envelope,
+//! panic catcher, timeout, body limit).
+
+mod error;
+mod extract;
+mod routes;
+mod views;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::auth::Auth;
+use crate::config::Settings;
+pub use error::ErrorBody;
+pub use views::{MeView, SessionView, UserView};
+
+struct Inner {
+    auth: Auth,
+    settings: Settings,
+    metrics: PrometheusHandle,
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// Wraps the rules and settings.
+    pub fn new(auth: Auth, settings: Settings, metrics: PrometheusHandle) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                auth,
+                settings,
+                metrics,
+            }),
+        }
+    }
+
+    /// The rules.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    fn render_metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+}
+
+/// Request ids: UUIDv7, so they sort by time in logs.
+#[derive(Clone, Copy, Default)]
+struct MakeUuidV7;
+
+impl MakeRequestId for MakeUuidV7 {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        uuid::Uuid::now_v7()
+            .to_string()
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The API's routes without middleware (for listing them, e.g. in tests).
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/login", post(routes::session::login))
+        .route("/v1/token/refresh", post(routes::session::refresh))
+        .route("/v1/logout", post(routes::session::logout))
+        .route(
+            "/v1/me",
+            get(routes::me::get_me).patch(routes::me::patch_me),
+        )
+        .route("/v1/me/phone", post(routes::me::bind_phone))
+        .route("/v1/me/decrypt", post(routes::me::decrypt))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+}
+
+/// The full router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let settings = state.settings();
+    let timeout = Duration::from_millis(settings.http.request_timeout_ms);
+    let body_limit = settings.limits.body_bytes;
+    routes()
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeUuidV7))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            // Path only: never the query string or headers.
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id = %error::request_id(req.headers()),
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(middleware::from_fn(record_metrics))
+                .layer(middleware::from_fn(error::envelope))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    timeout,
+                ))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+}
+
+/// Counts requests and their latency by route template (never the raw
+/// path, whose ids would make the label set unbounded).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("wxauth_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("wxauth_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,5 @@
+//! Route handlers: extract, call one rule, shape the answer.
+
+pub(crate) mod health;
+pub(crate) mod me;
+pub(crate) mod session;

@@ -1,0 +1,110 @@
+//! Response bodies. Timestamps are RFC 3339 in UTC.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::{PhoneNumber, Session};
+use crate::store::UserRecord;
+
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The user as login and refresh return it.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    /// wxauth's user id.
+    pub id: String,
+    /// The app.
+    pub appid: String,
+    /// WeChat's id of the user within the app.
+    pub openid: String,
+    /// WeChat's id across the Open Platform account, if bound.
+    pub unionid: Option<String>,
+    /// When the user first logged in.
+    pub created_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id.clone(),
+            appid: u.appid.clone(),
+            openid: u.openid.clone(),
+            unionid: u.unionid.clone(),
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+/// The answer to login and refresh.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    /// Send as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Exchange at `/v1/token/refresh` for a new pair; single use.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+    /// Whether this login created the user.
+    pub new_user: bool,
+    /// The user.
+    pub user: UserView,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        Self {
+            user: UserView::from(&s.user),
+            access_token: s.access_token,
+            token_type: "Bearer",
+            expires_in: s.expires_in,
+            refresh_token: s.refresh_token,
+            refresh_expires_in: s.refresh_expires_in,
+            new_user: s.new_user,
+        }
+    }
+}
+
+/// `GET /v1/me`.
+#[derive(Debug, Serialize)]
+pub struct MeView {
+    /// wxauth's user id.
+    pub id: String,
+    /// The app.
+    pub appid: String,
+    /// WeChat's id of the user within the app.
+    pub openid: String,
+    /// WeChat's id across the Open Platform account, if bound.
+    pub unionid: Option<String>,
+    /// When the user first logged in.
+    pub created_at: String,
+    /// The latest login.
+    pub last_login_at: String,
+    /// Small fields the app stores (nickname, avatar_url, …).
+    pub profile: Value,
+    /// The bound phone number, or null.
+    pub phone: Option<PhoneNumber>,
+}
+
+impl MeView {
+    pub(crate) fn new(u: UserRecord, phone: Option<PhoneNumber>) -> Self {
+        Self {
+            profile: serde_json::from_str(&u.profile)
+                .unwrap_or_else(|_| Value::Object(Default::default())),
+            id: u.id,
+            appid: u.appid,
+            openid: u.openid,
+            unionid: u.unionid,
+            created_at: rfc3339(u.created_at),
+            last_login_at: rfc3339(u.last_login_at),
+            phone,
+        }
+    }
+}
