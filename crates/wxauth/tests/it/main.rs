@@ -2,6 +2,8 @@
 //! would be another binary to link, which is slow on two cores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod app;
 mod cli;
 mod db;
+mod http_session;
 mod store;

@@ -1,0 +1,247 @@
+//! Starts the real service and the simulator on loopback ports.
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wechat_miniapp::OffsetClock;
+use wechat_sim::{FaultSpec, SimConfig, Simulator};
+use wxauth::config::{AppConfig, Config, KeyConfig};
+use wxauth::{Deps, build_app};
+
+pub const APP1: &str = "wx1111111111111111";
+pub const SECRET1: &str = "11111111111111111111111111111111";
+pub const APP2: &str = "wx2222222222222222";
+pub const SECRET2: &str = "22222222222222222222222222222222";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Options {
+    pub db: Db,
+    pub access_ttl_secs: u64,
+    pub wechat_timeout_ms: u64,
+    pub login_per_ip_per_minute: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            db: Db::Sqlite,
+            access_ttl_secs: 900,
+            wechat_timeout_ms: 5000,
+            login_per_ip_per_minute: 100_000,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub sim: Simulator,
+    pub sim_url: String,
+    pub clock: OffsetClock,
+    pub http: reqwest::Client,
+    _dir: Option<crate::db::TempDir>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn b64_key(byte: u8) -> String {
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+pub async fn spawn_sim(clock: &OffsetClock) -> (Simulator, String) {
+    wechat_miniapp::ensure_tls_provider();
+    let sim = Simulator::with_clock(
+        SimConfig {
+            apps: [(APP1.into(), SECRET1.into()), (APP2.into(), SECRET2.into())].into(),
+            ..SimConfig::default()
+        },
+        clock.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(listener));
+    (sim, url)
+}
+
+/// The service's configuration for tests (also written to files by the
+/// process-level tests).
+pub fn test_config(database_url: &str, sim_url: &str) -> Config {
+    let mut c = Config::default();
+    c.database_url = database_url.to_owned();
+    c.wechat.base_url = sim_url.to_owned();
+    c.apps = vec![
+        AppConfig {
+            appid: APP1.into(),
+            secret: Some(SECRET1.into()),
+            secret_env: None,
+        },
+        AppConfig {
+            appid: APP2.into(),
+            secret: Some(SECRET2.into()),
+            secret_env: None,
+        },
+    ];
+    c.default_appid = Some(APP1.into());
+    c.tokens.signing_keys = vec![KeyConfig {
+        id: "t1".into(),
+        key: Some(b64_key(7)),
+        key_env: None,
+    }];
+    c.encryption.keys = vec![KeyConfig {
+        id: "1".into(),
+        key: Some(b64_key(9)),
+        key_env: None,
+    }];
+    c.limits.login_per_ip_per_minute = 100_000;
+    c
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await.unwrap()
+}
+
+/// None when the backend is PostgreSQL and no test database is configured.
+pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
+    let clock = OffsetClock::new();
+    let (sim, sim_url) = spawn_sim(&clock).await;
+    let (database_url, dir) = match opts.db {
+        Db::Sqlite => {
+            let dir = crate::db::temp_dir();
+            (format!("sqlite://{}/wxauth.db", dir.0.display()), Some(dir))
+        }
+        Db::Postgres => (crate::db::postgres_schema_url().await?, None),
+    };
+    let mut config = test_config(&database_url, &sim_url);
+    config.tokens.access_ttl_secs = opts.access_ttl_secs;
+    config.wechat.timeout_ms = opts.wechat_timeout_ms;
+    config.limits.login_per_ip_per_minute = opts.login_per_ip_per_minute;
+    let settings = config.resolve().unwrap();
+    let app = build_app(
+        settings,
+        Deps {
+            clock: std::sync::Arc::new(clock.clone()),
+            ..Deps::default()
+        },
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = wxauth::serve(listener, app, std::future::pending()).await;
+    });
+    Some(TestApp {
+        url,
+        sim,
+        sim_url,
+        clock,
+        http: reqwest::Client::new(),
+        _dir: dir,
+        _server: server,
+    })
+}
+
+impl TestApp {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        reply(resp).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub fn code(&self, appid: &str, user: &str) -> String {
+        self.sim.login_code(appid, user).unwrap()
+    }
+
+    /// Logs `user` of `appid` in; panics unless 200.
+    pub async fn login(&self, appid: &str, user: &str) -> Value {
+        let code = self.code(appid, user);
+        let r = self.post("/v1/login", None, json!({"code": code, "appid": appid})).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body
+    }
+
+    pub fn openid(&self, appid: &str, user: &str) -> String {
+        self.sim.user_info(appid, user).unwrap()["openid"].as_str().unwrap().to_owned()
+    }
+
+    pub fn session_key(&self, appid: &str, user: &str) -> String {
+        self.sim.user_info(appid, user).unwrap()["session_key"].as_str().unwrap().to_owned()
+    }
+
+    pub fn fault(&self, api: &str, errcode: Option<i64>, delay_ms: Option<u64>, count: Option<u64>) {
+        self.sim
+            .set_fault(FaultSpec {
+                api: api.into(),
+                errcode,
+                delay_ms,
+                rate: None,
+                count,
+            })
+            .unwrap();
+    }
+
+    pub fn sim_calls(&self, api: &str) -> u64 {
+        self.sim.stats().calls.get(api).copied().unwrap_or(0)
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+pub async fn reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Reply { status, headers, body }
+}
+
+pub fn token(login: &Value) -> &str {
+    login["access_token"].as_str().unwrap()
+}
+
+pub fn refresh(login: &Value) -> &str {
+    login["refresh_token"].as_str().unwrap()
+}
