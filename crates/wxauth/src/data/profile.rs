@@ -11,8 +11,8 @@ const MAX_FIELDS: usize = 64;
 const MAX_KEY: usize = 64;
 
 /// Applies `patch` to the caller's profile and returns the updated user.
-/// Concurrent patches do not lose each other's fields: each is applied to
-/// the latest version (optimistic concurrency, retried).
+/// The merge runs inside the store's write transaction, so concurrent
+/// patches of different fields all survive.
 pub async fn update(
     auth: &Auth,
     caller: &Caller,
@@ -26,36 +26,65 @@ pub async fn update(
             )));
         }
     }
-    for _ in 0..8 {
-        let user = auth.user(caller).await?;
-        let mut profile: Map<String, Value> =
-            serde_json::from_str(&user.profile).unwrap_or_default();
-        for (k, v) in &patch {
-            if v.is_null() {
-                profile.remove(k);
-            } else {
-                profile.insert(k.clone(), v.clone());
-            }
-        }
-        if profile.len() > MAX_FIELDS {
-            return Err(Error::InvalidRequest(format!(
-                "a profile holds at most {MAX_FIELDS} fields"
-            )));
-        }
-        let text = Value::Object(profile).to_string();
-        if text.len() > max_bytes {
-            return Err(Error::PayloadTooLarge(format!(
-                "the profile would be {} bytes; the limit is {max_bytes}",
-                text.len()
-            )));
-        }
-        if auth
-            .store()
-            .update_profile(&user.id, text, user.profile_version)
-            .await?
-        {
-            return auth.user(caller).await;
+    let user = auth.user(caller).await?;
+    auth.store()
+        .modify_profile(
+            &user.id,
+            Box::new(move |current| merge(current, &patch, max_bytes)),
+        )
+        .await?
+        .ok_or(Error::Unauthorized(
+            "the user of this token no longer exists",
+        ))
+}
+
+/// JSON merge patch of a flat profile, with the size rules.
+pub fn merge(current: &str, patch: &Map<String, Value>, max_bytes: usize) -> Result<String> {
+    let mut profile: Map<String, Value> = serde_json::from_str(current).unwrap_or_default();
+    for (k, v) in patch {
+        if v.is_null() {
+            profile.remove(k);
+        } else {
+            profile.insert(k.clone(), v.clone());
         }
     }
-    Err(Error::internal("profile update kept conflicting"))
+    if profile.len() > MAX_FIELDS {
+        return Err(Error::InvalidRequest(format!(
+            "a profile holds at most {MAX_FIELDS} fields"
+        )));
+    }
+    let text = Value::Object(profile).to_string();
+    if text.len() > max_bytes {
+        return Err(Error::PayloadTooLarge(format!(
+            "the profile would be {} bytes; the limit is {max_bytes}",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_rules() {
+        let patch = json!({"a": 1, "b": null})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            merge(r#"{"b":2,"c":3}"#, &patch, 100).ok().as_deref(),
+            Some(r#"{"a":1,"c":3}"#)
+        );
+        let big = json!({"a": "x".repeat(200)})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(matches!(
+            merge("{}", &big, 100),
+            Err(Error::PayloadTooLarge(_))
+        ));
+    }
 }

@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
 pub use records::{LoginWrite, RefreshOutcome, SessionRecord, UserRecord};
-pub use writer::WriterStats;
+pub use writer::{ProfileChange, WriterStats};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,22 +235,21 @@ impl Store {
             .into_bool()
     }
 
-    /// Replaces the profile if its version is still `expected_version`;
-    /// false when another write got there first.
-    pub async fn update_profile(
+    /// Changes the user's profile with `change`, which receives the current
+    /// profile inside the write transaction and returns the new one (or an
+    /// error, which leaves it unchanged). None if there is no such user.
+    pub async fn modify_profile(
         &self,
         user_id: &str,
-        profile: String,
-        expected_version: i64,
-    ) -> Result<bool> {
+        change: ProfileChange,
+    ) -> Result<Option<UserRecord>> {
         self.writer
-            .submit(writer::Op::UpdateProfile {
+            .submit(writer::Op::ModifyProfile {
                 user_id: user_id.to_owned(),
-                profile,
-                expected_version,
+                modify: change,
             })
             .await?
-            .into_bool()
+            .into_user()
     }
 
     /// Stores the user's (encrypted) phone number.

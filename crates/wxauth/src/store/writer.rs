@@ -37,10 +37,9 @@ pub(super) enum Op {
         reason: &'static str,
         now: i64,
     },
-    UpdateProfile {
+    ModifyProfile {
         user_id: String,
-        profile: String,
-        expected_version: i64,
+        modify: ProfileChange,
     },
     SetPhone {
         user_id: String,
@@ -48,8 +47,13 @@ pub(super) enum Op {
     },
 }
 
+/// A change to a profile, computed from the current one inside the write
+/// transaction (so concurrent changes never overwrite each other).
+pub type ProfileChange = Box<dyn FnOnce(&str) -> Result<String> + Send>;
+
 pub(super) enum Outcome {
     Login(UserRecord, bool),
+    User(Option<UserRecord>),
     Refresh(RefreshOutcome),
     Bool(bool),
     Unit,
@@ -69,6 +73,12 @@ impl Outcome {
     pub(super) fn into_refresh(self) -> Result<RefreshOutcome> {
         match self {
             Outcome::Refresh(r) => Ok(r),
+            _ => Err(mismatch()),
+        }
+    }
+    pub(super) fn into_user(self) -> Result<Option<UserRecord>> {
+        match self {
+            Outcome::User(u) => Ok(u),
             _ => Err(mismatch()),
         }
     }
@@ -340,20 +350,24 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
             .await?;
             Ok(Outcome::Bool(done.rows_affected() == 1))
         }
-        Op::UpdateProfile {
-            user_id,
-            profile,
-            expected_version,
-        } => {
-            let done = sqlx::query(
-                "UPDATE users SET profile = $1, profile_version = profile_version + 1 WHERE id = $2 AND profile_version = $3",
-            )
-            .bind(profile)
+        Op::ModifyProfile { user_id, modify } => {
+            let row = sqlx::query("SELECT profile FROM users WHERE id = $1")
+                .bind(&user_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(Outcome::User(None));
+            };
+            let current: String = row.try_get("profile")?;
+            let next = modify(&current)?;
+            let row = sqlx::query(&format!(
+                "UPDATE users SET profile = $1, profile_version = profile_version + 1 WHERE id = $2 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(next)
             .bind(&user_id)
-            .bind(expected_version)
-            .execute(&mut **tx)
+            .fetch_one(&mut **tx)
             .await?;
-            Ok(Outcome::Bool(done.rows_affected() == 1))
+            Ok(Outcome::User(Some(UserRecord::from_row(&row)?)))
         }
         Op::SetPhone { user_id, phone_enc } => {
             let done = sqlx::query("UPDATE users SET phone_enc = $1 WHERE id = $2")

@@ -42,6 +42,7 @@ impl Default for Options {
 pub struct TestApp {
     pub url: String,
     pub sim: Simulator,
+    #[allow(dead_code)]
     pub sim_url: String,
     pub clock: OffsetClock,
     pub http: reqwest::Client,
@@ -89,8 +90,10 @@ pub async fn spawn_sim(clock: &OffsetClock) -> (Simulator, String) {
 /// The service's configuration for tests (also written to files by the
 /// process-level tests).
 pub fn test_config(database_url: &str, sim_url: &str) -> Config {
-    let mut c = Config::default();
-    c.database_url = database_url.to_owned();
+    let mut c = Config {
+        database_url: database_url.to_owned(),
+        ..Config::default()
+    };
     c.wechat.base_url = sim_url.to_owned();
     c.apps = vec![
         AppConfig {
@@ -165,7 +168,13 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
 }
 
 impl TestApp {
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -192,20 +201,34 @@ impl TestApp {
     /// Logs `user` of `appid` in; panics unless 200.
     pub async fn login(&self, appid: &str, user: &str) -> Value {
         let code = self.code(appid, user);
-        let r = self.post("/v1/login", None, json!({"code": code, "appid": appid})).await;
+        let r = self
+            .post("/v1/login", None, json!({"code": code, "appid": appid}))
+            .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         r.body
     }
 
     pub fn openid(&self, appid: &str, user: &str) -> String {
-        self.sim.user_info(appid, user).unwrap()["openid"].as_str().unwrap().to_owned()
+        self.sim.user_info(appid, user).unwrap()["openid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub fn session_key(&self, appid: &str, user: &str) -> String {
-        self.sim.user_info(appid, user).unwrap()["session_key"].as_str().unwrap().to_owned()
+        self.sim.user_info(appid, user).unwrap()["session_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
-    pub fn fault(&self, api: &str, errcode: Option<i64>, delay_ms: Option<u64>, count: Option<u64>) {
+    pub fn fault(
+        &self,
+        api: &str,
+        errcode: Option<i64>,
+        delay_ms: Option<u64>,
+        count: Option<u64>,
+    ) {
         self.sim
             .set_fault(FaultSpec {
                 api: api.into(),
@@ -235,7 +258,11 @@ pub async fn reply(resp: reqwest::Response) -> Reply {
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub fn token(login: &Value) -> &str {

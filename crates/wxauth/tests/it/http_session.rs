@@ -56,11 +56,17 @@ async fn login_answers_the_contract_shape(app: TestApp) {
     let user = &b["user"];
     assert_eq!(user["appid"], APP1);
     assert_eq!(user["openid"], app.openid(APP1, "alice"));
-    assert_eq!(user["unionid"], app.sim.user_info(APP1, "alice").unwrap()["unionid"]);
+    assert_eq!(
+        user["unionid"],
+        app.sim.user_info(APP1, "alice").unwrap()["unionid"]
+    );
     assert!(user["created_at"].as_str().unwrap().ends_with('Z'));
     let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 7, "{keys:?}");
-    assert!(!r.body.to_string().contains(&app.session_key(APP1, "alice")), "session_key must never leave the server");
+    assert!(
+        !r.body.to_string().contains(&app.session_key(APP1, "alice")),
+        "session_key must never leave the server"
+    );
 
     // Again with a new code: the same user, not new.
     let again = app.login(APP1, "alice").await;
@@ -90,21 +96,41 @@ async fn login_input_errors(app: TestApp) {
 
     // The usual tutorial mistake: the client says who it is. Refused.
     let r = app
-        .post("/v1/login", None, json!({"code": app.code(APP1, "a"), "openid": "oSomeoneElse"}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"code": app.code(APP1, "a"), "openid": "oSomeoneElse"}),
+        )
         .await;
     assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
     assert!(r.message().contains("openid"), "{}", r.message());
 
     let r = app
-        .post("/v1/login", None, json!({"code": app.code(APP1, "a"), "appid": "wx9999999999999999"}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"code": app.code(APP1, "a"), "appid": "wx9999999999999999"}),
+        )
         .await;
     assert_eq!((r.status.as_u16(), r.error()), (400, "unknown_app"));
 
-    let r = app.post("/v1/login", None, json!({"code": "033CnGwb1KHhZw0tZfxb1Rs1xb1CnGwQ"})).await;
+    let r = app
+        .post(
+            "/v1/login",
+            None,
+            json!({"code": "033CnGwb1KHhZw0tZfxb1Rs1xb1CnGwQ"}),
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_code"));
 
     // A code of app 2 presented for app 1.
-    let r = app.post("/v1/login", None, json!({"code": app.code(APP2, "a"), "appid": APP1})).await;
+    let r = app
+        .post(
+            "/v1/login",
+            None,
+            json!({"code": app.code(APP2, "a"), "appid": APP1}),
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_code"));
 
     // An expired code.
@@ -161,7 +187,9 @@ async fn the_same_code_concurrently_is_exchanged_once(app: TestApp) {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (app, code) = (app.clone(), code.clone());
-        tasks.push(tokio::spawn(async move { app.post("/v1/login", None, json!({"code": code})).await }));
+        tasks.push(tokio::spawn(async move {
+            app.post("/v1/login", None, json!({"code": code})).await
+        }));
     }
     let mut users = std::collections::HashSet::new();
     for t in tasks {
@@ -176,7 +204,9 @@ async fn the_same_code_concurrently_is_exchanged_once(app: TestApp) {
 async fn refresh_rotates_and_detects_reuse(app: TestApp) {
     let login = app.login(APP1, "dave").await;
     let r1 = refresh(&login).to_owned();
-    let next = app.post("/v1/token/refresh", None, json!({"refresh_token": r1})).await;
+    let next = app
+        .post("/v1/token/refresh", None, json!({"refresh_token": r1}))
+        .await;
     assert_eq!(next.status, 200, "{:?}", next.body);
     assert_eq!(next.body["new_user"], false);
     assert_eq!(next.body["user"]["id"], login["user"]["id"]);
@@ -186,18 +216,34 @@ async fn refresh_rotates_and_detects_reuse(app: TestApp) {
     assert_eq!(app.get("/v1/me", Some(&access2)).await.status, 200);
 
     // The rotated token again: reuse. The whole session is revoked.
-    let reuse = app.post("/v1/token/refresh", None, json!({"refresh_token": r1})).await;
-    assert_eq!((reuse.status.as_u16(), reuse.error()), (401, "unauthorized"));
+    let reuse = app
+        .post("/v1/token/refresh", None, json!({"refresh_token": r1}))
+        .await;
+    assert_eq!(
+        (reuse.status.as_u16(), reuse.error()),
+        (401, "unauthorized")
+    );
     assert_eq!(reuse.header("www-authenticate"), Some("Bearer"));
-    let after = app.post("/v1/token/refresh", None, json!({"refresh_token": r2})).await;
-    assert_eq!(after.status, 401, "the newest refresh token of that session is dead too");
+    let after = app
+        .post("/v1/token/refresh", None, json!({"refresh_token": r2}))
+        .await;
+    assert_eq!(
+        after.status, 401,
+        "the newest refresh token of that session is dead too"
+    );
     let me = app.get("/v1/me", Some(&access2)).await;
     assert_eq!(me.status, 401, "and its access token, at once");
     assert_eq!(app.get("/v1/me", Some(token(&login))).await.status, 401);
 
     // Garbage and unknown refresh tokens.
-    for bad in ["", "nope", "wxr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
-        let r = app.post("/v1/token/refresh", None, json!({"refresh_token": bad})).await;
+    for bad in [
+        "",
+        "nope",
+        "wxr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let r = app
+            .post("/v1/token/refresh", None, json!({"refresh_token": bad}))
+            .await;
         assert_eq!(r.status, 401, "{bad}");
     }
     let r = app.post("/v1/token/refresh", None, json!({})).await;
@@ -207,12 +253,20 @@ async fn refresh_rotates_and_detects_reuse(app: TestApp) {
 async fn logout_ends_the_session_at_once(app: TestApp) {
     let a = app.login(APP1, "erin").await;
     let b = app.login(APP1, "erin").await;
-    let r = app.call(Method::POST, "/v1/logout", Some(token(&a)), None).await;
+    let r = app
+        .call(Method::POST, "/v1/logout", Some(token(&a)), None)
+        .await;
     assert_eq!(r.status, 204);
     let me = app.get("/v1/me", Some(token(&a))).await;
     assert_eq!((me.status.as_u16(), me.error()), (401, "unauthorized"));
     assert_eq!(me.header("www-authenticate"), Some("Bearer"));
-    let r = app.post("/v1/token/refresh", None, json!({"refresh_token": refresh(&a)})).await;
+    let r = app
+        .post(
+            "/v1/token/refresh",
+            None,
+            json!({"refresh_token": refresh(&a)}),
+        )
+        .await;
     assert_eq!(r.status, 401);
     // The user's other session is untouched.
     assert_eq!(app.get("/v1/me", Some(token(&b))).await.status, 200);
@@ -250,10 +304,7 @@ async fn unauthorized_variants() {
         ("not bearer", Some("Basic Zm9vOmJhcg==".into())),
         ("empty bearer", Some("Bearer ".into())),
         ("garbage", Some("Bearer not.a.jwt".into())),
-        (
-            "tampered",
-            Some(format!("Bearer {}x", token(&login))),
-        ),
+        ("tampered", Some(format!("Bearer {}x", token(&login)))),
     ];
     for (what, header) in cases {
         let mut req = app.http.get(format!("{}/v1/me", app.url));
@@ -261,7 +312,11 @@ async fn unauthorized_variants() {
             req = req.header("authorization", h);
         }
         let r = reply(req.send().await.unwrap()).await;
-        assert_eq!((r.status.as_u16(), r.error()), (401, "unauthorized"), "{what}");
+        assert_eq!(
+            (r.status.as_u16(), r.error()),
+            (401, "unauthorized"),
+            "{what}"
+        );
         assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{what}");
     }
     // Expired: move past the access token's lifetime.
@@ -269,7 +324,13 @@ async fn unauthorized_variants() {
     let r = app.get("/v1/me", Some(token(&login))).await;
     assert_eq!(r.status, 401);
     // The refresh token still works and gives a fresh access token.
-    let next = app.post("/v1/token/refresh", None, json!({"refresh_token": refresh(&login)})).await;
+    let next = app
+        .post(
+            "/v1/token/refresh",
+            None,
+            json!({"refresh_token": refresh(&login)}),
+        )
+        .await;
     assert_eq!(next.status, 200);
     assert_eq!(app.get("/v1/me", Some(token(&next.body))).await.status, 200);
 }
@@ -284,7 +345,9 @@ async fn login_rate_limit_per_ip() {
     .unwrap();
     app.login(APP1, "h1").await;
     app.login(APP1, "h2").await;
-    let r = app.post("/v1/login", None, json!({"code": app.code(APP1, "h3")})).await;
+    let r = app
+        .post("/v1/login", None, json!({"code": app.code(APP1, "h3")}))
+        .await;
     assert_eq!((r.status.as_u16(), r.error()), (429, "rate_limited"));
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");

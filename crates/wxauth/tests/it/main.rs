@@ -5,5 +5,8 @@
 mod app;
 mod cli;
 mod db;
+mod http_me;
+mod http_misc;
 mod http_session;
+mod http_upstream;
 mod store;

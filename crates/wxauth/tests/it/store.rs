@@ -200,22 +200,34 @@ async fn profile_versions(store: &Store) {
         .await
         .unwrap();
     assert_eq!(u.profile_version, 0);
-    assert!(
-        store
-            .update_profile(&u.id, r#"{"nickname":"张三"}"#.into(), 0)
-            .await
-            .unwrap()
+    let updated = store
+        .modify_profile(&u.id, Box::new(|cur| Ok(format!("{{\"was\":{cur}}}"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.profile.as_str(), updated.profile_version),
+        (r#"{"was":{}}"#, 1)
     );
-    assert!(
-        !store
-            .update_profile(&u.id, r#"{"nickname":"lost"}"#.into(), 0)
-            .await
-            .unwrap()
-    );
+    // A refused change leaves the profile as it was.
+    let refused = store
+        .modify_profile(
+            &u.id,
+            Box::new(|_| Err(wxauth::Error::InvalidRequest("no".into()))),
+        )
+        .await;
+    assert!(refused.is_err());
     let u = store.user(&u.id).await.unwrap().unwrap();
     assert_eq!(
         (u.profile.as_str(), u.profile_version),
-        (r#"{"nickname":"张三"}"#, 1)
+        (r#"{"was":{}}"#, 1)
+    );
+    assert!(
+        store
+            .modify_profile("nobody", Box::new(|c| Ok(c.to_owned())))
+            .await
+            .unwrap()
+            .is_none()
     );
 }
 
