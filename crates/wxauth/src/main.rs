@@ -164,7 +164,9 @@ async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let app = build_app(settings, Deps::default()).await?;
-    tracing::info!(addr = %listener.local_addr()?, database = %db, "wxauth serving");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %db, "wxauth serving");
+    println!("wxauth serving on http://{addr}");
     serve(listener, app, shutdown_signal()).await?;
     Ok(())
 }
@@ -203,8 +205,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the whole cause chain, no backtrace: this is what an
+            // operator reads when start-up fails.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("WXAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -9,4 +9,5 @@ mod http_me;
 mod http_misc;
 mod http_session;
 mod http_upstream;
+mod process;
 mod store;

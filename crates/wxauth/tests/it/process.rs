@@ -1,0 +1,455 @@
+//! The service as a real process: what it logs, and what survives SIGKILL.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use wechat_miniapp::OffsetClock;
+
+use crate::app::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxauth");
+
+fn write_config(dir: &Path, sim_url: &str) -> std::path::PathBuf {
+    let path = dir.join("wxauth.toml");
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+database_url = "sqlite://{db}"
+default_appid = "{APP1}"
+
+[wechat]
+base_url = "{sim_url}"
+
+[[apps]]
+appid = "{APP1}"
+secret_env = "TEST_APP1_SECRET"
+
+[[apps]]
+appid = "{APP2}"
+secret = "{SECRET2}"
+
+[tokens]
+signing_keys = [{{ id = "p1", key = "{sign}" }}]
+
+[encryption]
+keys = [{{ id = "1", key_env = "TEST_ENC_KEY" }}]
+"#,
+        db = dir.join("wxauth.db").display(),
+        sign = b64_key(5),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn start_serve(config: &Path, log_level: &str) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("TEST_APP1_SECRET", SECRET1)
+        .env("TEST_ENC_KEY", b64_key(6))
+        .env("WXAUTH_LOG", log_level)
+        .env_remove("WXAUTH_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("serve did not start: {line:?} {err}")
+        })
+        .to_owned();
+    Server { child, url }
+}
+
+fn stop(server: Server) -> String {
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    let output = server.child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let mut req = http.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    reply(req.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_a_whole_session_hold_no_secrets() {
+    let clock = OffsetClock::new();
+    let (sim, sim_url) = spawn_sim(&clock).await;
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, &sim_url);
+    let server = start_serve(&config, "debug");
+    let http = reqwest::Client::new();
+    let u = |p: &str| format!("{}{p}", server.url);
+    let mut secrets: Vec<String> = vec![SECRET1.into(), SECRET2.into(), b64_key(5), b64_key(6)];
+
+    let code = sim.login_code(APP1, "alice").unwrap();
+    secrets.push(code.clone());
+    secrets.push(
+        sim.user_info(APP1, "alice").unwrap()["session_key"]
+            .as_str()
+            .unwrap()
+            .into(),
+    );
+    let login = call(
+        &http,
+        Method::POST,
+        u("/v1/login"),
+        None,
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    // The same code again (de-duplicated).
+    let again = call(
+        &http,
+        Method::POST,
+        u("/v1/login"),
+        None,
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    let access = token(&login.body).to_owned();
+    secrets.extend([
+        access.clone(),
+        refresh(&login.body).to_owned(),
+        token(&again.body).to_owned(),
+        refresh(&again.body).to_owned(),
+    ]);
+
+    let r = call(&http, Method::GET, u("/v1/me"), Some(&access), None).await;
+    assert_eq!(r.status, 200);
+    let r = call(
+        &http,
+        Method::PATCH,
+        u("/v1/me"),
+        Some(&access),
+        Some(json!({"profile": {"nickname": "A"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let phone_code = sim.phone_code(APP1, "alice", Some("13912345678")).unwrap();
+    secrets.extend([phone_code.clone(), "13912345678".into()]);
+    let r = call(
+        &http,
+        Method::POST,
+        u("/v1/me/phone"),
+        Some(&access),
+        Some(json!({"code": phone_code})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let payload = sim
+        .encrypt(APP1, "alice", json!({"secretField": "s3cr3t-payload"}))
+        .unwrap();
+    secrets.push("s3cr3t-payload".into());
+    let r = call(
+        &http,
+        Method::POST,
+        u("/v1/me/decrypt"),
+        Some(&access),
+        Some(json!({"encrypted_data": payload["encrypted_data"], "iv": payload["iv"]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let refreshed = call(
+        &http,
+        Method::POST,
+        u("/v1/token/refresh"),
+        None,
+        Some(json!({"refresh_token": refresh(&login.body)})),
+    )
+    .await;
+    assert_eq!(refreshed.status, 200);
+    secrets.extend([
+        token(&refreshed.body).to_owned(),
+        refresh(&refreshed.body).to_owned(),
+    ]);
+    // Reuse, a bad code, a wrong-secret answer (logged loudly), logout.
+    let r = call(
+        &http,
+        Method::POST,
+        u("/v1/token/refresh"),
+        None,
+        Some(json!({"refresh_token": refresh(&login.body)})),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let bad_code = "0716AVll20uHk94SLDml27etM946AVlq";
+    secrets.push(bad_code.into());
+    let r = call(
+        &http,
+        Method::POST,
+        u("/v1/login"),
+        None,
+        Some(json!({"code": bad_code})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    sim.set_fault(wechat_sim::FaultSpec {
+        api: "jscode2session".into(),
+        errcode: Some(40125),
+        delay_ms: None,
+        rate: None,
+        count: Some(1),
+    })
+    .unwrap();
+    let code2 = sim.login_code(APP1, "bob").unwrap();
+    secrets.push(code2.clone());
+    let r = call(
+        &http,
+        Method::POST,
+        u("/v1/login"),
+        None,
+        Some(json!({"code": code2})),
+    )
+    .await;
+    assert_eq!(r.status, 502);
+    let r = call(
+        &http,
+        Method::POST,
+        u("/v1/logout"),
+        Some(token(&again.body)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let access_token_of_wechat = sim.stats();
+    assert_eq!(access_token_of_wechat.calls.get("stable_token"), Some(&1));
+
+    let logs = stop(server);
+    assert!(
+        logs.contains("/v1/login"),
+        "the log should show the requests:\n{logs}"
+    );
+    assert!(
+        logs.contains("40125"),
+        "a wrong secret is logged loudly:\n{logs}"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "the log contains a secret ({}…):\n{logs}",
+            &secret[..6.min(secret.len())]
+        );
+    }
+    // WeChat's own access token too.
+    for token in logs.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        assert!(
+            token.len() < 100,
+            "a long token-like string in the log: {token}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_keep_users_sessions_and_keys() {
+    let clock = OffsetClock::new();
+    let (sim, sim_url) = spawn_sim(&clock).await;
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, &sim_url);
+    let server = start_serve(&config, "warn");
+    let http = reqwest::Client::new();
+    let code = sim.login_code(APP1, "carol").unwrap();
+    let login = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/login", server.url),
+        None,
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    let other = sim.login_code(APP1, "carol").unwrap();
+    let second = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/login", server.url),
+        None,
+        Some(json!({"code": other})),
+    )
+    .await;
+    let r = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/logout", server.url),
+        Some(token(&second.body)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+
+    let mut child = server.child;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let server = start_serve(&config, "warn");
+    // The old access token still verifies (same signing key) and its user is there.
+    let me = call(
+        &http,
+        Method::GET,
+        format!("{}/v1/me", server.url),
+        Some(token(&login.body)),
+        None,
+    )
+    .await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(me.body["id"], login.body["user"]["id"]);
+    // The logged-out session stays logged out after the restart.
+    let me = call(
+        &http,
+        Method::GET,
+        format!("{}/v1/me", server.url),
+        Some(token(&second.body)),
+        None,
+    )
+    .await;
+    assert_eq!(me.status, 401);
+    // The refresh token still works.
+    let r = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/token/refresh", server.url),
+        None,
+        Some(json!({"refresh_token": refresh(&login.body)})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    stop(server);
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_the_key_named() {
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, "http://127.0.0.1:9");
+    let run = |extra_env: &[(&str, &str)], remove: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"])
+            .arg(&config)
+            .env("TEST_APP1_SECRET", SECRET1)
+            .env("TEST_ENC_KEY", b64_key(6));
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        for k in remove {
+            cmd.env_remove(k);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[], &["TEST_APP1_SECRET"]);
+    assert!(
+        err.contains("apps[0].secret_env") && err.contains("TEST_APP1_SECRET"),
+        "{err}"
+    );
+    let err = run(&[("WXAUTH_TOKENS__ACCESS_TTL_SECS", "soon")], &[]);
+    assert!(err.to_lowercase().contains("access_ttl_secs"), "{err}");
+    let err = run(&[("WXAUTH_DATABASE_URL", "mysql://root:hunter2@h/db")], &[]);
+    assert!(
+        err.contains("database_url") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let err = run(&[("WXAUTH_LISTN", "x")], &[]);
+    assert!(
+        err.to_lowercase().contains("listn"),
+        "a misspelt variable is named: {err}"
+    );
+    let err = run(&[("TEST_ENC_KEY", "c2hvcnQ=")], &[]);
+    assert!(
+        err.contains("encryption.keys[0]") && err.contains("32 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET1) && !err.contains(SECRET2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_walkthrough_runs_as_printed() {
+    let dir = crate::db::temp_dir();
+    let mut child = Command::new(BIN)
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.0.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut script = String::new();
+    let mut inside = false;
+    for _ in 0..200 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains("--- walkthrough ---") {
+            inside = true;
+        }
+        if inside {
+            script.push_str(&line);
+        }
+        if line.contains("--- end ---") {
+            break;
+        }
+    }
+    assert!(
+        script.contains("/v1/me"),
+        "no walkthrough printed: {script}"
+    );
+    let ran = tokio::task::spawn_blocking(move || {
+        Command::new("bash").arg("-c").arg(script).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ran.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let me: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(me["appid"], APP1);
+    assert!(me["openid"].as_str().unwrap().starts_with('o'));
+    let patched: Value = serde_json::from_str(stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(patched["profile"]["nickname"], "Alice");
+    assert!(dir.0.join("data/keys.json").exists());
+}
