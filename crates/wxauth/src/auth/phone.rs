@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::UserRecord;
 
 /// A bound phone number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhoneNumber {
     /// With the country code for numbers outside mainland China.
     pub phone_number: String,

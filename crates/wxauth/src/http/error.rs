@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::Error;
 
 /// The contract's error body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code, e.g. `invalid_request`.
     pub error: String,

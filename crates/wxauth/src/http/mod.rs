@@ -4,6 +4,7 @@
 
 mod error;
 mod extract;
+mod openapi;
 mod routes;
 mod views;
 
@@ -15,7 +16,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -24,6 +24,8 @@ use tower_http::request_id::{
 };
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Auth;
 use crate::config::Settings;
@@ -34,6 +36,7 @@ struct Inner {
     auth: Auth,
     settings: Settings,
     metrics: PrometheusHandle,
+    openapi_json: String,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -50,6 +53,7 @@ impl AppState {
                 auth,
                 settings,
                 metrics,
+                openapi_json: openapi_document().to_pretty_json().unwrap_or_default(),
             }),
         }
     }
@@ -67,6 +71,10 @@ impl AppState {
     fn render_metrics(&self) -> String {
         self.inner.metrics.render()
     }
+
+    fn openapi_json(&self) -> String {
+        self.inner.openapi_json.clone()
+    }
 }
 
 /// Request ids: UUIDv7, so they sort by time in logs.
@@ -83,21 +91,27 @@ impl MakeRequestId for MakeUuidV7 {
     }
 }
 
-/// The API's routes without middleware (for listing them, e.g. in tests).
-fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/login", post(routes::session::login))
-        .route("/v1/token/refresh", post(routes::session::refresh))
-        .route("/v1/logout", post(routes::session::logout))
-        .route(
-            "/v1/me",
-            get(routes::me::get_me).patch(routes::me::patch_me),
-        )
-        .route("/v1/me/phone", post(routes::me::bind_phone))
-        .route("/v1/me/decrypt", post(routes::me::decrypt))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
+/// The API's routes, each registered together with its OpenAPI entry.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(routes::session::login))
+        .routes(utoipa_axum::routes!(routes::session::refresh))
+        .routes(utoipa_axum::routes!(routes::session::logout))
+        .routes(utoipa_axum::routes!(
+            routes::me::get_me,
+            routes::me::patch_me
+        ))
+        .routes(utoipa_axum::routes!(routes::me::bind_phone))
+        .routes(utoipa_axum::routes!(routes::me::decrypt))
+        .routes(utoipa_axum::routes!(routes::health::healthz))
+        .routes(utoipa_axum::routes!(routes::health::readyz))
+        .routes(utoipa_axum::routes!(routes::health::metrics))
+        .routes(utoipa_axum::routes!(routes::health::openapi))
+}
+
+/// The OpenAPI 3 document of the whole API.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
 }
 
 /// The full router with its middleware.
@@ -106,7 +120,8 @@ pub fn router(state: AppState) -> Router {
     let settings = state.settings();
     let timeout = Duration::from_millis(settings.http.request_timeout_ms);
     let body_limit = settings.limits.body_bytes;
-    routes()
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
         .layer(

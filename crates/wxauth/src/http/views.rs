@@ -13,7 +13,7 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 }
 
 /// The user as login and refresh return it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     /// wxauth's user id.
     pub id: String,
@@ -40,7 +40,7 @@ impl From<&UserRecord> for UserView {
 }
 
 /// The answer to login and refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// Send as `Authorization: Bearer …`.
     pub access_token: String,
@@ -73,7 +73,7 @@ impl From<Session> for SessionView {
 }
 
 /// `GET /v1/me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
     /// wxauth's user id.
     pub id: String,
@@ -88,6 +88,7 @@ pub struct MeView {
     /// The latest login.
     pub last_login_at: String,
     /// Small fields the app stores (nickname, avatar_url, …).
+    #[schema(value_type = Object)]
     pub profile: Value,
     /// The bound phone number, or null.
     pub phone: Option<PhoneNumber>,

@@ -9,5 +9,6 @@ mod http_me;
 mod http_misc;
 mod http_session;
 mod http_upstream;
+mod openapi;
 mod process;
 mod store;

@@ -6,13 +6,20 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::super::AppState;
+use super::super::{AppState, ErrorBody};
 use crate::error::{Error, Result};
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Object)))]
 pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "Ready", body = Object),
+    (status = 503, description = "The database is unreachable", body = ErrorBody),
+))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     state.auth().store().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness: database unreachable");
@@ -24,10 +31,21 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>>
     Ok(Json(json!({"status": "ready"})))
 }
 
+/// Prometheus metrics (bind to a private address in production).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.render_metrics(),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+pub(crate) async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi_json(),
     )
 }

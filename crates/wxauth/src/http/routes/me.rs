@@ -5,9 +5,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::super::AppState;
 use super::super::extract::ApiJson;
 use super::super::views::MeView;
+use super::super::{AppState, ErrorBody};
 use crate::auth::{Caller, PhoneNumber};
 use crate::data::profile;
 use crate::error::{Error, Result};
@@ -17,17 +17,33 @@ async fn me_view(state: &AppState, user: crate::store::UserRecord) -> Result<Jso
     Ok(Json(MeView::new(user, phone)))
 }
 
+/// The caller's user.
+#[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = MeView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
 pub(crate) async fn get_me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeView>> {
     let user = state.auth().user(&caller).await?;
     me_view(&state, user).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchMe {
+    /// Fields to set; `null` removes a field.
+    #[schema(value_type = Object)]
     profile: Value,
 }
 
+/// Merge fields into the caller's profile.
+#[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = PatchMe,
+    responses(
+        (status = 200, description = "The updated user", body = MeView),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+    ))]
 pub(crate) async fn patch_me(
     State(state): State<AppState>,
     caller: Caller,
@@ -49,12 +65,21 @@ pub(crate) async fn patch_me(
     me_view(&state, user).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PhoneRequest {
     code: String,
 }
 
+/// Bind the phone number behind a code from the phone-number button.
+#[utoipa::path(post, path = "/v1/me/phone", tag = "me", security(("bearer" = [])), request_body = PhoneRequest,
+    responses(
+        (status = 200, description = "The bound number", body = PhoneNumber),
+        (status = 400, description = "invalid_request or invalid_code", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 502, description = "upstream_error", body = ErrorBody),
+        (status = 503, description = "upstream_unavailable", body = ErrorBody),
+    ))]
 pub(crate) async fn bind_phone(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,7 +88,7 @@ pub(crate) async fn bind_phone(
     Ok(Json(state.auth().bind_phone(&caller, &req.code).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DecryptRequest {
     encrypted_data: String,
@@ -74,6 +99,16 @@ pub(crate) struct DecryptRequest {
     signature: Option<String>,
 }
 
+/// Decrypt WeChat's `encryptedData` with the user's session_key.
+///
+/// The watermark appid is checked; `raw_data` and `signature`, when given,
+/// are checked first. A stale session_key is a 400 `decrypt_failed`.
+#[utoipa::path(post, path = "/v1/me/decrypt", tag = "me", security(("bearer" = [])), request_body = DecryptRequest,
+    responses(
+        (status = 200, description = "The decrypted JSON", body = Object),
+        (status = 400, description = "invalid_request or decrypt_failed", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
 pub(crate) async fn decrypt(
     State(state): State<AppState>,
     caller: Caller,
