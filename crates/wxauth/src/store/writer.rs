@@ -180,6 +180,8 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
             Ok(()) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters.writes.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("wxauth_store_commits_total").increment(1);
+                metrics::counter!("wxauth_store_writes_total").increment(n);
             }
             Err(e) => {
                 tracing::error!(error = %e, writes = n, "group commit failed; every write in it was refused")
