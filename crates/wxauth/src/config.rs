@@ -162,6 +162,10 @@ pub struct LimitsConfig {
     pub body_bytes: usize,
     /// Largest profile (as JSON), bytes.
     pub profile_bytes: usize,
+    /// Documents one user may keep in one collection.
+    pub documents_per_collection: u32,
+    /// The largest page of a document list.
+    pub page_size_max: u32,
     /// Logins allowed per client IP per minute.
     pub login_per_ip_per_minute: u32,
     /// Logins allowed per app per second.
@@ -173,6 +177,8 @@ impl Default for LimitsConfig {
         Self {
             body_bytes: 64 * 1024,
             profile_bytes: 4 * 1024,
+            documents_per_collection: 10_000,
+            page_size_max: 100,
             login_per_ip_per_minute: 60,
             login_per_app_per_second: 500,
         }
@@ -439,6 +445,11 @@ impl Config {
         if self.limits.body_bytes < 1024 || self.limits.profile_bytes == 0 {
             return Err(bad(
                 "limits: body_bytes must be at least 1024 and profile_bytes positive",
+            ));
+        }
+        if self.limits.documents_per_collection == 0 || self.limits.page_size_max == 0 {
+            return Err(bad(
+                "limits: documents_per_collection and page_size_max must be positive",
             ));
         }
         if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_app_per_second == 0 {

@@ -28,6 +28,9 @@ pub enum Error {
     /// The thing changed since the version the caller named.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A configured quota is reached (documents per collection).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The body is larger than the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),

@@ -67,6 +67,7 @@ pub struct App {
 /// Opens the store (migrating it), warms caches and builds the router.
 pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     let store = store::Store::open(&settings.database_url).await?;
+    spawn_idempotency_expiry(store.clone(), deps.clock.clone());
     let auth = auth::Auth::new(&settings, store.clone(), deps.revocations, deps.clock)?;
     let warmed = auth.warm_revocations().await?;
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
@@ -75,6 +76,23 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
         router: http::router(state),
         store,
     })
+}
+
+/// Forgets idempotency keys older than a day, every ten minutes. Stops when
+/// the store is closed.
+fn spawn_idempotency_expiry(store: store::Store, clock: Arc<dyn Clock>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let before = clock.now_ms() - data::documents::IDEMPOTENCY_TTL_MS;
+            match store.expire_idempotency_keys(before).await {
+                Ok(n) if n > 0 => tracing::debug!(expired = n, "idempotency keys expired"),
+                Ok(_) => {}
+                Err(_) => break, // the store was closed
+            }
+        }
+    });
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains

@@ -95,7 +95,8 @@ impl Auth {
         &self.store
     }
 
-    fn now_ms(&self) -> i64 {
+    /// The service's clock, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 

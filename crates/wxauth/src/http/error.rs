@@ -49,6 +49,7 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         Error::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
         Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        Error::LimitExceeded(_) => (StatusCode::CONFLICT, "limit_exceeded"),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Error::UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
         Error::UpstreamUnavailable { .. } => {

@@ -103,6 +103,15 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(utoipa_axum::routes!(routes::me::bind_phone))
         .routes(utoipa_axum::routes!(routes::me::decrypt))
+        .routes(utoipa_axum::routes!(
+            routes::data::create,
+            routes::data::list
+        ))
+        .routes(utoipa_axum::routes!(
+            routes::data::get,
+            routes::data::replace,
+            routes::data::delete
+        ))
         .routes(utoipa_axum::routes!(routes::health::healthz))
         .routes(utoipa_axum::routes!(routes::health::readyz))
         .routes(utoipa_axum::routes!(routes::health::metrics))

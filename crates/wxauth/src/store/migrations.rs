@@ -9,17 +9,31 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use super::Backend;
 use crate::error::Result;
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "users sessions",
-    include_str!("../../migrations/sqlite/0001_users_sessions.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "users sessions",
+        include_str!("../../migrations/sqlite/0001_users_sessions.sql"),
+    ),
+    (
+        2,
+        "documents",
+        include_str!("../../migrations/sqlite/0002_documents.sql"),
+    ),
+];
 
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "users sessions",
-    include_str!("../../migrations/postgres/0001_users_sessions.sql"),
-)];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "users sessions",
+        include_str!("../../migrations/postgres/0001_users_sessions.sql"),
+    ),
+    (
+        2,
+        "documents",
+        include_str!("../../migrations/postgres/0002_documents.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);

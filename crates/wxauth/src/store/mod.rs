@@ -12,6 +12,7 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`), with one migrations folder per
 //! backend for the few type names that differ.
 
+mod documents;
 mod migrations;
 mod records;
 mod writer;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
+pub use documents::{CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome};
 pub use records::{LoginWrite, RefreshOutcome, SessionRecord, UserRecord};
 pub use writer::{ProfileChange, WriterStats};
 
@@ -263,7 +265,82 @@ impl Store {
             .into_bool()
     }
 
+    /// Creates a document, honouring its idempotency key and the
+    /// collection's size limit, in one commit.
+    pub async fn create_document(&self, doc: NewDocument) -> Result<CreateOutcome> {
+        self.writer
+            .submit(writer::Op::CreateDocument(doc))
+            .await?
+            .into_created()
+    }
+
+    /// Replaces a document's data if it is the user's and, when given, still
+    /// at `if_version`.
+    pub async fn replace_document(
+        &self,
+        user_id: &str,
+        collection: &str,
+        id: &str,
+        data: String,
+        if_version: Option<i64>,
+        now: i64,
+    ) -> Result<ReplaceOutcome> {
+        self.writer
+            .submit(writer::Op::ReplaceDocument {
+                user_id: user_id.to_owned(),
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                data,
+                if_version,
+                now,
+            })
+            .await?
+            .into_replaced()
+    }
+
+    /// Deletes a document of the user; false if there was none.
+    pub async fn delete_document(&self, user_id: &str, collection: &str, id: &str) -> Result<bool> {
+        self.writer
+            .submit(writer::Op::DeleteDocument {
+                user_id: user_id.to_owned(),
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+            })
+            .await?
+            .into_bool()
+    }
+
+    /// Forgets idempotency keys created before `before` (Unix ms).
+    pub async fn expire_idempotency_keys(&self, before: i64) -> Result<u64> {
+        self.writer
+            .submit(writer::Op::ExpireIdempotencyKeys { before })
+            .await?
+            .into_count()
+    }
+
     // ----- reads -----
+
+    /// One of the user's documents.
+    pub async fn document(
+        &self,
+        user_id: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<DocumentRecord>> {
+        documents::get(&self.pool, user_id, collection, id).await
+    }
+
+    /// The user's documents in a collection, newest first, with ids below
+    /// `before` when given.
+    pub async fn documents(
+        &self,
+        user_id: &str,
+        collection: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DocumentRecord>> {
+        documents::list(&self.pool, user_id, collection, before, limit).await
+    }
 
     /// A user by id.
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {

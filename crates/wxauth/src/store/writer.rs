@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::documents::{self, CreateOutcome, NewDocument, ReplaceOutcome};
 use super::records::{LoginWrite, RefreshOutcome, USER_COLUMNS, UserRecord};
 use crate::error::{Error, Result};
 
@@ -45,6 +46,23 @@ pub(super) enum Op {
         user_id: String,
         phone_enc: Vec<u8>,
     },
+    CreateDocument(NewDocument),
+    ReplaceDocument {
+        user_id: String,
+        collection: String,
+        id: String,
+        data: String,
+        if_version: Option<i64>,
+        now: i64,
+    },
+    DeleteDocument {
+        user_id: String,
+        collection: String,
+        id: String,
+    },
+    ExpireIdempotencyKeys {
+        before: i64,
+    },
 }
 
 /// A change to a profile, computed from the current one inside the write
@@ -54,6 +72,9 @@ pub type ProfileChange = Box<dyn FnOnce(&str) -> Result<String> + Send>;
 pub(super) enum Outcome {
     Login(UserRecord, bool),
     User(Option<UserRecord>),
+    Created(CreateOutcome),
+    Replaced(ReplaceOutcome),
+    Count(u64),
     Refresh(RefreshOutcome),
     Bool(bool),
     Unit,
@@ -79,6 +100,24 @@ impl Outcome {
     pub(super) fn into_user(self) -> Result<Option<UserRecord>> {
         match self {
             Outcome::User(u) => Ok(u),
+            _ => Err(mismatch()),
+        }
+    }
+    pub(super) fn into_created(self) -> Result<CreateOutcome> {
+        match self {
+            Outcome::Created(c) => Ok(c),
+            _ => Err(mismatch()),
+        }
+    }
+    pub(super) fn into_replaced(self) -> Result<ReplaceOutcome> {
+        match self {
+            Outcome::Replaced(r) => Ok(r),
+            _ => Err(mismatch()),
+        }
+    }
+    pub(super) fn into_count(self) -> Result<u64> {
+        match self {
+            Outcome::Count(n) => Ok(n),
             _ => Err(mismatch()),
         }
     }
@@ -371,6 +410,27 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
             .await?;
             Ok(Outcome::User(Some(UserRecord::from_row(&row)?)))
         }
+        Op::CreateDocument(doc) => documents::create(tx, doc).await.map(Outcome::Created),
+        Op::ReplaceDocument {
+            user_id,
+            collection,
+            id,
+            data,
+            if_version,
+            now,
+        } => documents::replace(tx, &user_id, &collection, &id, &data, if_version, now)
+            .await
+            .map(Outcome::Replaced),
+        Op::DeleteDocument {
+            user_id,
+            collection,
+            id,
+        } => documents::delete(tx, &user_id, &collection, &id)
+            .await
+            .map(Outcome::Bool),
+        Op::ExpireIdempotencyKeys { before } => documents::expire_idempotency_keys(tx, before)
+            .await
+            .map(Outcome::Count),
         Op::SetPhone { user_id, phone_enc } => {
             let done = sqlx::query("UPDATE users SET phone_enc = $1 WHERE id = $2")
                 .bind(phone_enc)

@@ -26,6 +26,7 @@ pub struct Options {
     pub access_ttl_secs: u64,
     pub wechat_timeout_ms: u64,
     pub login_per_ip_per_minute: u32,
+    pub documents_per_collection: u32,
 }
 
 impl Default for Options {
@@ -35,6 +36,7 @@ impl Default for Options {
             access_ttl_secs: 900,
             wechat_timeout_ms: 5000,
             login_per_ip_per_minute: 100_000,
+            documents_per_collection: 10_000,
         }
     }
 }
@@ -141,6 +143,7 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
     config.tokens.access_ttl_secs = opts.access_ttl_secs;
     config.wechat.timeout_ms = opts.wechat_timeout_ms;
     config.limits.login_per_ip_per_minute = opts.login_per_ip_per_minute;
+    config.limits.documents_per_collection = opts.documents_per_collection;
     let settings = config.resolve().unwrap();
     let app = build_app(
         settings,
@@ -272,3 +275,29 @@ pub fn token(login: &Value) -> &str {
 pub fn refresh(login: &Value) -> &str {
     login["refresh_token"].as_str().unwrap()
 }
+
+/// Defines `sqlite` and `postgres` variants of an HTTP test written once as
+/// `async fn name(app: TestApp)`.
+macro_rules! on_both_impl {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::app::spawn_app_with(crate::app::Options { db: crate::app::Db::Sqlite, ..Default::default() }).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = crate::app::spawn_app_with(crate::app::Options { db: crate::app::Db::Postgres, ..Default::default() }).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_impl as on_both;

@@ -5,30 +5,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::app::on_both;
 use crate::app::*;
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = crate::app::spawn_app_with(crate::app::Options { db: crate::app::Db::Sqlite, ..Default::default() }).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(app) = crate::app::spawn_app_with(crate::app::Options { db: crate::app::Db::Postgres, ..Default::default() }).await else { return };
-                    super::$name(app).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both!(
     login_answers_the_contract_shape,

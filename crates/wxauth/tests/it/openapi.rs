@@ -7,8 +7,13 @@ use serde_json::Value;
 
 use crate::app::*;
 
-/// The contract's endpoints (shared/DESIGN.md), except /v1/data (its own issue).
+/// The contract's endpoints (shared/DESIGN.md).
 const CONTRACT: &[(&str, &str)] = &[
+    ("post", "/v1/data/{collection}"),
+    ("get", "/v1/data/{collection}"),
+    ("get", "/v1/data/{collection}/{id}"),
+    ("put", "/v1/data/{collection}/{id}"),
+    ("delete", "/v1/data/{collection}/{id}"),
     ("post", "/v1/login"),
     ("post", "/v1/token/refresh"),
     ("post", "/v1/logout"),
@@ -22,7 +27,14 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
 ];
 
-const AUTHENTICATED: &[&str] = &["/v1/logout", "/v1/me", "/v1/me/phone", "/v1/me/decrypt"];
+const AUTHENTICATED: &[&str] = &[
+    "/v1/logout",
+    "/v1/me",
+    "/v1/me/phone",
+    "/v1/me/decrypt",
+    "/v1/data/{collection}",
+    "/v1/data/{collection}/{id}",
+];
 
 #[tokio::test]
 async fn the_document_lists_every_route_and_each_exists() {

@@ -1,5 +1,6 @@
 //! Route handlers: extract, call one rule, shape the answer.
 
+pub(crate) mod data;
 pub(crate) mod health;
 pub(crate) mod me;
 pub(crate) mod session;

@@ -1,0 +1,382 @@
+//! Each user's own documents, by collection.
+//!
+//! - Ownership comes only from the caller: another user's document is "not
+//!   found" for every verb, whatever the body says.
+//! - Creates honour `Idempotency-Key`: the same key from the same user gets
+//!   the first answer and one document; the key with another request is refused.
+//! - Lists are newest first with an opaque cursor (keyset on the
+//!   time-ordered id), so a page walk returns every document that existed when
+//!   it started exactly once, whatever is inserted meanwhile.
+//! - Replaces take an optional `If-Match` version; a moved version is 412.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::{Auth, Caller};
+use crate::config::LimitsConfig;
+use crate::error::{Error, Result};
+use crate::store::{CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome};
+
+const CURSOR_PREFIX: &str = "c1:";
+const DEFAULT_PAGE: u32 = 20;
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// The canonical JSON of a document, as every route returns it.
+pub fn to_json(doc: &DocumentRecord) -> Value {
+    json!({
+        "id": doc.id,
+        "version": doc.version,
+        "created_at": rfc3339(doc.created_at),
+        "updated_at": rfc3339(doc.updated_at),
+        "data": serde_json::from_str::<Value>(&doc.data).unwrap_or(Value::Null),
+    })
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The `ETag` of a version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Checks a collection name against `[a-z0-9_-]{1,64}`.
+pub fn check_collection(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "collection name {:?} must match [a-z0-9_-]{{1,64}}",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+fn check_object(body: Value) -> Result<Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::InvalidRequest(format!(
+            "a document must be a JSON object, not {}",
+            match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            }
+        ))),
+    }
+}
+
+/// A document id is a UUID; anything else cannot exist (and is a 404).
+fn known_id(id: &str) -> Result<()> {
+    Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| Error::NotFound("no such document".into()))
+}
+
+fn not_found() -> Error {
+    Error::NotFound("no such document".into())
+}
+
+fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A created document, or the first answer to a repeated idempotency key.
+#[derive(Debug)]
+pub struct Created {
+    /// The document's JSON.
+    pub body: Value,
+    /// True when this answer is a replay of the first one.
+    pub replayed: bool,
+}
+
+/// Creates a document in the caller's collection.
+pub async fn create(
+    auth: &Auth,
+    caller: &Caller,
+    collection: &str,
+    body: Value,
+    idempotency_key: Option<&str>,
+    limits: &LimitsConfig,
+) -> Result<Created> {
+    check_collection(collection)?;
+    let data = check_object(body)?;
+    let data = Value::Object(data).to_string();
+    let idempotency = match idempotency_key {
+        Some(key) => {
+            check_idempotency_key(key)?;
+            let mut h = Sha256::new();
+            h.update(collection.as_bytes());
+            h.update([0]);
+            h.update(data.as_bytes());
+            Some(Idempotency {
+                key: key.to_owned(),
+                request_hash: h.finalize().to_vec(),
+                render: Box::new(|doc: &DocumentRecord| to_json(doc).to_string()),
+            })
+        }
+        None => None,
+    };
+    let outcome = auth
+        .store()
+        .create_document(NewDocument {
+            id: Uuid::now_v7().to_string(),
+            user_id: caller.user_id.clone(),
+            collection: collection.to_owned(),
+            data,
+            now: auth.now_ms(),
+            max_documents: i64::from(limits.documents_per_collection),
+            idempotency,
+        })
+        .await?;
+    match outcome {
+        CreateOutcome::Created(doc) => Ok(Created {
+            body: to_json(&doc),
+            replayed: false,
+        }),
+        CreateOutcome::Replayed(text) => Ok(Created {
+            body: serde_json::from_str(&text).map_err(Error::internal)?,
+            replayed: true,
+        }),
+        CreateOutcome::KeyReused => Err(Error::InvalidRequest(
+            "this Idempotency-Key was already used with a different request".into(),
+        )),
+        CreateOutcome::LimitReached => Err(Error::LimitExceeded(format!(
+            "collection {collection} already holds the limit of {} documents for this user",
+            limits.documents_per_collection
+        ))),
+    }
+}
+
+/// One of the caller's documents.
+pub async fn get(
+    auth: &Auth,
+    caller: &Caller,
+    collection: &str,
+    id: &str,
+) -> Result<DocumentRecord> {
+    check_collection(collection)?;
+    known_id(id)?;
+    auth.store()
+        .document(&caller.user_id, collection, id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// A page of the caller's documents, newest first, and the cursor of the next.
+pub async fn list(
+    auth: &Auth,
+    caller: &Caller,
+    collection: &str,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    limits: &LimitsConfig,
+) -> Result<(Vec<DocumentRecord>, Option<String>)> {
+    check_collection(collection)?;
+    let max = limits.page_size_max;
+    let limit = match limit {
+        None => DEFAULT_PAGE.min(max),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("limit must be a number from 1 to {max}"))
+            })?,
+    };
+    let before = cursor.map(decode_cursor).transpose()?;
+    let mut docs = auth
+        .store()
+        .documents(
+            &caller.user_id,
+            collection,
+            before.as_deref(),
+            i64::from(limit) + 1,
+        )
+        .await?;
+    let next = if docs.len() > limit as usize {
+        docs.truncate(limit as usize);
+        docs.last().map(|d| encode_cursor(&d.id))
+    } else {
+        None
+    };
+    Ok((docs, next))
+}
+
+fn encode_cursor(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    let bad = || Error::InvalidRequest("cursor is not one this server issued".into());
+    let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(text).map_err(|_| bad())?;
+    let id = text.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
+    Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(id.to_owned())
+}
+
+/// What `If-Match` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any current version.
+    Any,
+    /// One of these versions.
+    Versions(Vec<i64>),
+}
+
+/// Parses `If-Match`: `*`, or one or more entity tags (`"3"`, `W/"3"`).
+/// Tags this server never issued match nothing (412 later); text that is
+/// not an entity tag at all is a 400.
+pub fn parse_if_match(value: &str) -> Result<IfMatch> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(IfMatch::Any);
+    }
+    let mut versions = Vec::new();
+    for tag in value.split(',') {
+        let tag = tag.trim();
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        let inner = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .ok_or_else(|| {
+                Error::InvalidRequest("If-Match must be \"*\" or entity tags such as \"3\"".into())
+            })?;
+        // A tag that is not one of our version numbers matches nothing.
+        versions.push(inner.parse::<i64>().unwrap_or(-1));
+    }
+    Ok(IfMatch::Versions(versions))
+}
+
+/// Replaces the data of one of the caller's documents.
+pub async fn replace(
+    auth: &Auth,
+    caller: &Caller,
+    collection: &str,
+    id: &str,
+    body: Value,
+    if_match: Option<IfMatch>,
+) -> Result<DocumentRecord> {
+    check_collection(collection)?;
+    known_id(id)?;
+    let data = Value::Object(check_object(body)?).to_string();
+    let moved = || {
+        Error::PreconditionFailed(
+            "the document changed since that version (If-Match); fetch it again".into(),
+        )
+    };
+    let if_version = match if_match {
+        None | Some(IfMatch::Any) => None,
+        Some(IfMatch::Versions(vs)) if vs.len() == 1 => Some(vs[0]).filter(|v| *v > 0).or(Some(0)),
+        Some(IfMatch::Versions(vs)) => {
+            // Several tags: match against the current version, then update
+            // only if it is still that version.
+            let current = get(auth, caller, collection, id).await?;
+            if !vs.contains(&current.version) {
+                return Err(moved());
+            }
+            Some(current.version)
+        }
+    };
+    let outcome = auth
+        .store()
+        .replace_document(
+            &caller.user_id,
+            collection,
+            id,
+            data,
+            if_version,
+            auth.now_ms(),
+        )
+        .await?;
+    match outcome {
+        ReplaceOutcome::Replaced(doc) => Ok(doc),
+        ReplaceOutcome::NotFound => Err(not_found()),
+        ReplaceOutcome::VersionMoved => Err(moved()),
+    }
+}
+
+/// Deletes one of the caller's documents.
+pub async fn delete(auth: &Auth, caller: &Caller, collection: &str, id: &str) -> Result<()> {
+    check_collection(collection)?;
+    known_id(id)?;
+    if auth
+        .store()
+        .delete_document(&caller.user_id, collection, id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(not_found())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collections() {
+        for ok in ["notes", "a", "x-1_y", &"a".repeat(64)] {
+            assert!(check_collection(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Notes", "a b", "a/b", "笔记", &"a".repeat(65)] {
+            assert!(check_collection(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn if_match() {
+        assert_eq!(parse_if_match("*").ok(), Some(IfMatch::Any));
+        assert_eq!(
+            parse_if_match("\"3\"").ok(),
+            Some(IfMatch::Versions(vec![3]))
+        );
+        assert_eq!(
+            parse_if_match("W/\"3\", \"4\"").ok(),
+            Some(IfMatch::Versions(vec![3, 4]))
+        );
+        assert_eq!(
+            parse_if_match("\"abc\"").ok(),
+            Some(IfMatch::Versions(vec![-1]))
+        );
+        assert!(parse_if_match("3").is_err());
+    }
+
+    #[test]
+    fn cursors() {
+        let id = Uuid::now_v7().to_string();
+        assert_eq!(decode_cursor(&encode_cursor(&id)).ok(), Some(id));
+        assert!(decode_cursor("garbage!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("c1:not-a-uuid")).is_err());
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        assert!(check_idempotency_key("a-b_c.123").is_ok());
+        assert!(check_idempotency_key("").is_err());
+        assert!(check_idempotency_key("has space").is_err());
+        assert!(check_idempotency_key(&"k".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! `/v1/data/{collection}` and `/v1/data/{collection}/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::extract::ApiJson;
+use super::super::{AppState, ErrorBody};
+use crate::auth::Caller;
+use crate::data::documents::{self, parse_if_match};
+use crate::error::{Error, Result};
+use crate::store::DocumentRecord;
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                Error::InvalidRequest(format!("the {name} header must be visible ASCII"))
+            })
+        })
+        .transpose()
+}
+
+fn with_etag(status: StatusCode, version: i64, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&documents::etag(version)) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+fn document_response(status: StatusCode, doc: &DocumentRecord) -> Response {
+    with_etag(status, doc.version, documents::to_json(doc))
+}
+
+/// A document as the API returns it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DocumentView {
+    /// The document id (UUIDv7).
+    id: String,
+    /// 1 at creation, +1 on each replace; also the `ETag`.
+    version: i64,
+    /// RFC 3339.
+    created_at: String,
+    /// RFC 3339.
+    updated_at: String,
+    /// The stored JSON object.
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+/// A page of documents.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DocumentPage {
+    /// Newest first.
+    items: Vec<DocumentView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Store a new document in one of the caller's collections.
+///
+/// With `Idempotency-Key`, a retry with the same key and body answers like
+/// the first time and stores nothing more.
+#[utoipa::path(post, path = "/v1/data/{collection}", tag = "data", security(("bearer" = [])),
+    params(
+        ("collection" = String, Path, description = "[a-z0-9_-]{1,64}"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this create safe"),
+    ),
+    request_body(content = Object, description = "Any JSON object"),
+    responses(
+        (status = 201, description = "Stored (or the first answer to this Idempotency-Key)", body = DocumentView),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 409, description = "limit_exceeded", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+    ))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let key = header_text(&headers, "idempotency-key")?;
+    let created = documents::create(
+        state.auth(),
+        &caller,
+        &collection,
+        body,
+        key,
+        &state.settings().limits,
+    )
+    .await?;
+    let version = created.body["version"].as_i64().unwrap_or(1);
+    let location = format!(
+        "/v1/data/{collection}/{}",
+        created.body["id"].as_str().unwrap_or("")
+    );
+    let mut response = with_etag(StatusCode::CREATED, version, created.body);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The caller's documents in a collection, newest first.
+#[utoipa::path(get, path = "/v1/data/{collection}", tag = "data", security(("bearer" = [])),
+    params(
+        ("collection" = String, Path, description = "[a-z0-9_-]{1,64}"),
+        ("limit" = Option<u32>, Query, description = "1 to limits.page_size_max (default 20)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = DocumentPage),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>> {
+    let (docs, next) = documents::list(
+        state.auth(),
+        &caller,
+        &collection,
+        q.limit.as_deref(),
+        q.cursor.as_deref(),
+        &state.settings().limits,
+    )
+    .await?;
+    let items: Vec<Value> = docs.iter().map(documents::to_json).collect();
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+/// One of the caller's documents, with its `ETag`.
+#[utoipa::path(get, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
+    params(("collection" = String, Path), ("id" = String, Path)),
+    responses(
+        (status = 200, description = "The document", body = DocumentView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found (also another user's document)", body = ErrorBody),
+    ))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let doc = documents::get(state.auth(), &caller, &collection, &id).await?;
+    Ok(document_response(StatusCode::OK, &doc))
+}
+
+/// Replace one of the caller's documents; `If-Match` makes it conditional.
+#[utoipa::path(put, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
+    params(
+        ("collection" = String, Path),
+        ("id" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag this replace is based on"),
+    ),
+    request_body(content = Object, description = "Any JSON object"),
+    responses(
+        (status = 200, description = "The new version", body = DocumentView),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 412, description = "precondition_failed: the version moved on", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+    ))]
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let if_match = header_text(&headers, "if-match")?
+        .map(parse_if_match)
+        .transpose()?;
+    let doc = documents::replace(state.auth(), &caller, &collection, &id, body, if_match).await?;
+    Ok(document_response(StatusCode::OK, &doc))
+}
+
+/// Delete one of the caller's documents.
+#[utoipa::path(delete, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
+    params(("collection" = String, Path), ("id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+    ))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    documents::delete(state.auth(), &caller, &collection, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
