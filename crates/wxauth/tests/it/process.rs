@@ -453,3 +453,152 @@ async fn dev_walkthrough_runs_as_printed() {
     assert_eq!(patched["profile"]["nickname"], "Alice");
     assert!(dir.0.join("data/keys.json").exists());
 }
+
+/// All of a user's documents in a collection, walking every page.
+async fn all_documents(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    collection: &str,
+) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{url}/v1/data/{collection}?limit=100&cursor={c}"),
+            None => format!("{url}/v1/data/{collection}?limit=100"),
+        };
+        let r = call(http, Method::GET, path, Some(token), None).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        items.extend(r.body["items"].as_array().unwrap().iter().cloned());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_loses_no_acknowledged_document() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let clock = OffsetClock::new();
+    let (sim, sim_url) = spawn_sim(&clock).await;
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, &sim_url);
+    let server = start_serve(&config, "warn");
+    let http = reqwest::Client::new();
+    let code = sim.login_code(APP1, "crash").unwrap();
+    let login = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/login", server.url),
+        None,
+        Some(json!({"code": code})),
+    )
+    .await;
+    let token = Arc::new(token(&login.body).to_owned());
+
+    let next = Arc::new(AtomicU64::new(0));
+    let attempted = Arc::new(Mutex::new(BTreeSet::new()));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let halt = Arc::new(AtomicBool::new(false));
+    let url = Arc::new(server.url.clone());
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (http, token, next, attempted, acked, halt, url) = (
+            http.clone(),
+            token.clone(),
+            next.clone(),
+            attempted.clone(),
+            acked.clone(),
+            halt.clone(),
+            url.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !halt.load(Ordering::SeqCst) {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                attempted.lock().unwrap().insert(n);
+                let sent = http
+                    .post(format!("{url}/v1/data/crash"))
+                    .bearer_auth(token.as_str())
+                    .header("idempotency-key", format!("write-{n}"))
+                    .json(&json!({"n": n}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) if resp.status() == 201 => {
+                        acked.lock().unwrap().insert(n);
+                    }
+                    Ok(resp) => panic!("unexpected status {} before the crash", resp.status()),
+                    Err(_) => break, // the server is gone
+                }
+            }
+        }));
+    }
+    // Let writes flow, then kill the server mid-stream.
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut child = server.child;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    halt.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let attempted = attempted.lock().unwrap().clone();
+    let acked = acked.lock().unwrap().clone();
+    assert!(attempted.len() > acked.len() || attempted == acked);
+
+    let server = start_serve(&config, "warn");
+    let stored: Vec<u64> = all_documents(&http, &server.url, &token, "crash")
+        .await
+        .iter()
+        .map(|d| d["data"]["n"].as_u64().unwrap())
+        .collect();
+    let stored_set: BTreeSet<u64> = stored.iter().copied().collect();
+    assert_eq!(stored.len(), stored_set.len(), "no document stored twice");
+    let lost: Vec<&u64> = acked.difference(&stored_set).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost by the crash: {lost:?}"
+    );
+    let phantom: Vec<&u64> = stored_set.difference(&attempted).collect();
+    assert!(phantom.is_empty(), "documents nobody wrote: {phantom:?}");
+
+    // The client retries what it never got an answer for, with the same keys:
+    // afterwards every attempted write is stored exactly once.
+    for n in attempted.difference(&acked) {
+        let r = http
+            .post(format!("{}/v1/data/crash", server.url))
+            .bearer_auth(token.as_str())
+            .header("idempotency-key", format!("write-{n}"))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let after: Vec<u64> = all_documents(&http, &server.url, &token, "crash")
+        .await
+        .iter()
+        .map(|d| d["data"]["n"].as_u64().unwrap())
+        .collect();
+    let after_set: BTreeSet<u64> = after.iter().copied().collect();
+    assert_eq!(
+        after.len(),
+        after_set.len(),
+        "no duplicates after the retries"
+    );
+    assert_eq!(after_set, attempted);
+    eprintln!(
+        "crash test: {} attempted, {} acknowledged before SIGKILL, {} stored at restart",
+        attempted.len(),
+        acked.len(),
+        stored_set.len()
+    );
+    stop(server);
+}
