@@ -43,6 +43,7 @@ signing_keys = [{ id = "b1", key = "$(head -c 32 /dev/urandom | base64)" }]
 [encryption]
 keys = [{ id = "1", key = "$(head -c 32 /dev/urandom | base64)" }]
 [limits]
+documents_per_collection = 100000000
 login_per_ip_per_minute = 100000000
 login_per_app_per_second = 100000000
 TOML
@@ -52,10 +53,10 @@ TOML
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
   echo "== $name ($CONNECTIONS connections, ${SECONDS_PER}s each)"
   metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}' | tail -1; }
-  for scenario in healthz login me; do
+  for scenario in healthz login me create get; do
     local c0 w0; c0=$(metric wxauth_store_commits_total); w0=$(metric wxauth_store_writes_total)
     "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-    if [ "$scenario" = login ]; then
+    if [ "$scenario" = login ] || [ "$scenario" = create ]; then
       local c1 w1; c1=$(metric wxauth_store_commits_total); w1=$(metric wxauth_store_writes_total)
       python3 -c "c=${c1:-0}-${c0:-0}; w=${w1:-0}-${w0:-0}; print(f'                 group commit: {w:.0f} writes in {c:.0f} commits = {w/max(c,1):.1f} writes per fsync')"
     fi

@@ -7,6 +7,8 @@
 //! - `login`: `POST /v1/login` with a fresh code per request (the simulator
 //!   must run with `--accept-any-code`)
 //! - `me`: `GET /v1/me` with a token per worker
+//! - `create`: `POST /v1/data/bench` of a small document, a user per worker
+//! - `get`: `GET /v1/data/bench/{id}` of a document per worker
 //! - `fsync`: not HTTP: how many `write + fdatasync` of 4 KiB the disk under
 //!   `--dir` does per second, one at a time (the cap on a write path that
 //!   syncs per request)
@@ -25,6 +27,8 @@ enum Scenario {
     Healthz,
     Login,
     Me,
+    Create,
+    Get,
     Fsync,
 }
 
@@ -81,6 +85,11 @@ fn fsync_rate(dir: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The document the data scenarios write: the classic example, numbered.
+fn small_document(n: u64) -> Value {
+    json!({"name": "张三", "age": "20", "n": n})
+}
+
 async fn login(http: &reqwest::Client, url: &str, code: &str) -> anyhow::Result<String> {
     let r: Value = http
         .post(format!("{url}/v1/login"))
@@ -109,12 +118,27 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let run_id = std::process::id();
     let mut tokens = Vec::new();
-    if args.scenario == Scenario::Me {
+    let mut doc_ids = Vec::new();
+    if matches!(args.scenario, Scenario::Me | Scenario::Create | Scenario::Get) {
         for w in 0..args.connections {
-            tokens.push(login(&http, &args.url, &format!("bench-me-{run_id}-{w}")).await?);
+            let token = login(&http, &args.url, &format!("bench-user-{run_id}-{w}")).await?;
+            if args.scenario == Scenario::Get {
+                let doc: Value = http
+                    .post(format!("{}/v1/data/bench", args.url))
+                    .bearer_auth(&token)
+                    .json(&small_document(0))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                doc_ids.push(doc["id"].as_str().context("no id")?.to_owned());
+            }
+            tokens.push(token);
         }
     }
     let tokens = Arc::new(tokens);
+    let doc_ids = Arc::new(doc_ids);
     let url = Arc::new(args.url.clone());
     let counter = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -122,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
     let end = warmup + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();
     for w in 0..args.connections {
+        let doc_ids = doc_ids.clone();
         let (http, url, tokens, counter, errors) = (
             http.clone(),
             url.clone(),
@@ -150,6 +175,20 @@ async fn main() -> anyhow::Result<()> {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
                         http.post(format!("{url}/v1/login"))
                             .json(&json!({"code": format!("bench-{run_id}-{n}")}))
+                            .send()
+                            .await
+                    }
+                    Scenario::Create => {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        http.post(format!("{url}/v1/data/bench"))
+                            .bearer_auth(&tokens[w])
+                            .json(&small_document(n))
+                            .send()
+                            .await
+                    }
+                    Scenario::Get => {
+                        http.get(format!("{url}/v1/data/bench/{}", doc_ids[w]))
+                            .bearer_auth(&tokens[w])
                             .send()
                             .await
                     }
