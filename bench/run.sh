@@ -4,6 +4,7 @@
 #
 #   bash bench/run.sh                 # SQLite, then PostgreSQL if reachable
 #   SECONDS_PER=20 CONNECTIONS=64 bash bench/run.sh
+#   SCENARIOS="healthz create" bash bench/run.sh
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -11,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER="${SECONDS_PER:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
+SCENARIOS="${SCENARIOS:-healthz login me create get}"
 PG_URL="${WXAUTH_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 cargo build --release -q -p wxauth -p wxauth-loadgen
@@ -53,7 +55,7 @@ TOML
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
   echo "== $name ($CONNECTIONS connections, ${SECONDS_PER}s each)"
   metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}' | tail -1; }
-  for scenario in healthz login me create get; do
+  for scenario in $SCENARIOS; do
     local c0 w0; c0=$(metric wxauth_store_commits_total); w0=$(metric wxauth_store_writes_total)
     "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
     if [ "$scenario" = login ] || [ "$scenario" = create ]; then

@@ -119,7 +119,10 @@ async fn main() -> anyhow::Result<()> {
     let run_id = std::process::id();
     let mut tokens = Vec::new();
     let mut doc_ids = Vec::new();
-    if matches!(args.scenario, Scenario::Me | Scenario::Create | Scenario::Get) {
+    if matches!(
+        args.scenario,
+        Scenario::Me | Scenario::Create | Scenario::Get
+    ) {
         for w in 0..args.connections {
             let token = login(&http, &args.url, &format!("bench-user-{run_id}-{w}")).await?;
             if args.scenario == Scenario::Get {

@@ -63,7 +63,7 @@ pub struct Idempotency {
     /// SHA-256 of collection and body: a reuse with another request is refused.
     pub request_hash: Vec<u8>,
     /// Renders the answer to store, from the created document.
-    pub render: Box<dyn FnOnce(&DocumentRecord) -> String + Send + Sync>,
+    pub render: Box<dyn Fn(&DocumentRecord) -> String + Send + Sync>,
 }
 
 /// What a create did.
@@ -92,7 +92,7 @@ pub enum ReplaceOutcome {
 
 pub(super) async fn create(
     tx: &mut Transaction<'static, Any>,
-    doc: NewDocument,
+    doc: &NewDocument,
 ) -> Result<CreateOutcome> {
     if let Some(idem) = &doc.idempotency {
         let seen = sqlx::query("SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
@@ -109,13 +109,11 @@ pub(super) async fn create(
             });
         }
     }
-    sqlx::query("INSERT INTO collection_counts (user_id, collection, documents) VALUES ($1, $2, 0) ON CONFLICT (user_id, collection) DO NOTHING")
-        .bind(&doc.user_id)
-        .bind(&doc.collection)
-        .execute(&mut **tx)
-        .await?;
+    // One statement: count the document in, unless the collection is full.
     let counted = sqlx::query(
-        "UPDATE collection_counts SET documents = documents + 1 WHERE user_id = $1 AND collection = $2 AND documents < $3",
+        "INSERT INTO collection_counts (user_id, collection, documents) VALUES ($1, $2, 1) \
+         ON CONFLICT (user_id, collection) DO UPDATE SET documents = collection_counts.documents + 1 \
+         WHERE collection_counts.documents < $3",
     )
     .bind(&doc.user_id)
     .bind(&doc.collection)
@@ -137,12 +135,12 @@ pub(super) async fn create(
     .fetch_one(&mut **tx)
     .await?;
     let record = DocumentRecord::from_row(&row)?;
-    if let Some(idem) = doc.idempotency {
+    if let Some(idem) = &doc.idempotency {
         let response = (idem.render)(&record);
         sqlx::query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&doc.user_id)
             .bind(&idem.key)
-            .bind(idem.request_hash)
+            .bind(idem.request_hash.clone())
             .bind(response)
             .bind(doc.now)
             .execute(&mut **tx)

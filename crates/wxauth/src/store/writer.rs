@@ -67,7 +67,7 @@ pub(super) enum Op {
 
 /// A change to a profile, computed from the current one inside the write
 /// transaction (so concurrent changes never overwrite each other).
-pub type ProfileChange = Box<dyn FnOnce(&str) -> Result<String> + Send>;
+pub type ProfileChange = Box<dyn Fn(&str) -> Result<String> + Send + Sync>;
 
 pub(super) enum Outcome {
     Login(UserRecord, bool),
@@ -229,40 +229,63 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
     }
 }
 
+/// Commits a batch. The first attempt applies every write directly; only if
+/// one of them fails is the transaction rolled back and the batch applied
+/// again with a savepoint around each write, so the failure stays its own.
+/// Most batches have no failure and pay no savepoint statements.
 async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) -> Result<()> {
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            let msg = format!("database: {e}");
-            for job in batch {
-                let _ = job.reply.send(Err(Error::Internal(msg.clone())));
-            }
-            return Err(Error::Internal(msg));
-        }
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        let result = apply_in_savepoint(&mut tx, job.op).await;
-        results.push((job.reply, result));
+    let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
+    let mut result = attempt(pool, &ops, false).await;
+    if matches!(&result, Ok(results) if results.iter().any(Result::is_err)) {
+        result = attempt(pool, &ops, true).await;
     }
-    match tx.commit().await {
-        Ok(()) => {
-            for (reply, result) in results {
-                let _ = reply.send(result);
+    match result {
+        Ok(results) => {
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
             }
             Ok(())
         }
         Err(e) => {
-            let msg = format!("database commit: {e}");
-            for (reply, _) in results {
+            let msg = e.to_string();
+            for reply in replies {
                 let _ = reply.send(Err(Error::Internal(msg.clone())));
             }
-            Err(Error::Internal(msg))
+            Err(e)
         }
     }
 }
 
-async fn apply_in_savepoint(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
+/// One transaction over the batch. `Err` means nothing was committed;
+/// `Ok` holds each write's own result (all committed together). Without
+/// savepoints, the first failing write aborts the attempt: its results are
+/// returned uncommitted so the caller retries with savepoints.
+async fn attempt(pool: &AnyPool, ops: &[Op], savepoints: bool) -> Result<Vec<Result<Outcome>>> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| Error::Internal(format!("database: {e}")))?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let result = if savepoints {
+            apply_in_savepoint(&mut tx, op).await
+        } else {
+            apply(&mut tx, op).await
+        };
+        let failed = result.is_err();
+        results.push(result);
+        if failed && !savepoints {
+            let _ = tx.rollback().await;
+            return Ok(results);
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|e| Error::Internal(format!("database commit: {e}")))?;
+    Ok(results)
+}
+
+async fn apply_in_savepoint(tx: &mut Transaction<'static, Any>, op: &Op) -> Result<Outcome> {
     sqlx::query("SAVEPOINT w").execute(&mut **tx).await?;
     match apply(tx, op).await {
         Ok(outcome) => {
@@ -309,7 +332,7 @@ async fn insert_session(
     Ok(())
 }
 
-async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
+async fn apply(tx: &mut Transaction<'static, Any>, op: &Op) -> Result<Outcome> {
     match op {
         Op::Login(w) => {
             let row = sqlx::query(&format!(
@@ -352,18 +375,18 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
             now,
         } => {
             sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&user_id)
+                .bind(*now)
+                .bind(user_id)
                 .execute(&mut **tx)
                 .await?;
             insert_session(
                 tx,
-                &session_id,
-                &user_id,
-                &appid,
-                &refresh_hash,
-                refresh_expires_at,
-                now,
+                session_id,
+                user_id,
+                appid,
+                refresh_hash,
+                *refresh_expires_at,
+                *now,
             )
             .await?;
             Ok(Outcome::Unit)
@@ -373,9 +396,15 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
             new_hash,
             new_expires_at,
             now,
-        } => rotate(tx, old_hash, new_hash, new_expires_at, now)
-            .await
-            .map(Outcome::Refresh),
+        } => rotate(
+            tx,
+            old_hash.clone(),
+            new_hash.clone(),
+            *new_expires_at,
+            *now,
+        )
+        .await
+        .map(Outcome::Refresh),
         Op::RevokeSession {
             session_id,
             reason,
@@ -384,16 +413,16 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
             let done = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
             )
-            .bind(now)
-            .bind(reason)
-            .bind(&session_id)
+            .bind(*now)
+            .bind(*reason)
+            .bind(session_id)
             .execute(&mut **tx)
             .await?;
             Ok(Outcome::Bool(done.rows_affected() == 1))
         }
         Op::ModifyProfile { user_id, modify } => {
             let row = sqlx::query("SELECT profile FROM users WHERE id = $1")
-                .bind(&user_id)
+                .bind(user_id)
                 .fetch_optional(&mut **tx)
                 .await?;
             let Some(row) = row else {
@@ -405,7 +434,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
                 "UPDATE users SET profile = $1, profile_version = profile_version + 1 WHERE id = $2 RETURNING {USER_COLUMNS}"
             ))
             .bind(next)
-            .bind(&user_id)
+            .bind(user_id)
             .fetch_one(&mut **tx)
             .await?;
             Ok(Outcome::User(Some(UserRecord::from_row(&row)?)))
@@ -418,23 +447,23 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: Op) -> Result<Outcome> {
             data,
             if_version,
             now,
-        } => documents::replace(tx, &user_id, &collection, &id, &data, if_version, now)
+        } => documents::replace(tx, user_id, collection, id, data, *if_version, *now)
             .await
             .map(Outcome::Replaced),
         Op::DeleteDocument {
             user_id,
             collection,
             id,
-        } => documents::delete(tx, &user_id, &collection, &id)
+        } => documents::delete(tx, user_id, collection, id)
             .await
             .map(Outcome::Bool),
-        Op::ExpireIdempotencyKeys { before } => documents::expire_idempotency_keys(tx, before)
+        Op::ExpireIdempotencyKeys { before } => documents::expire_idempotency_keys(tx, *before)
             .await
             .map(Outcome::Count),
         Op::SetPhone { user_id, phone_enc } => {
             let done = sqlx::query("UPDATE users SET phone_enc = $1 WHERE id = $2")
-                .bind(phone_enc)
-                .bind(&user_id)
+                .bind(phone_enc.clone())
+                .bind(user_id)
                 .execute(&mut **tx)
                 .await?;
             Ok(Outcome::Bool(done.rows_affected() == 1))

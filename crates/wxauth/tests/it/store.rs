@@ -201,7 +201,10 @@ async fn profile_versions(store: &Store) {
         .unwrap();
     assert_eq!(u.profile_version, 0);
     let updated = store
-        .modify_profile(&u.id, Box::new(|cur| Ok(format!("{{\"was\":{cur}}}"))))
+        .modify_profile(
+            &u.id,
+            Box::new(|cur: &str| Ok(format!("{{\"was\":{cur}}}"))),
+        )
         .await
         .unwrap()
         .unwrap();
