@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::rfc3339;
 use crate::auth::{Auth, Caller};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
@@ -34,12 +35,6 @@ pub fn to_json(doc: &DocumentRecord) -> Value {
         "updated_at": rfc3339(doc.updated_at),
         "data": serde_json::from_str::<Value>(&doc.data).unwrap_or(Value::Null),
     })
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// The `ETag` of a version.

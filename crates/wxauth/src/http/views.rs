@@ -4,13 +4,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::{PhoneNumber, Session};
+use crate::data::rfc3339;
 use crate::store::UserRecord;
-
-pub(crate) fn rfc3339(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 /// The user as login and refresh return it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

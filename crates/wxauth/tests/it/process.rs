@@ -101,6 +101,42 @@ async fn call(
     reply(req.send().await.unwrap()).await
 }
 
+/// A simulator, a data folder with a config, `wxauth serve` on it, and a client.
+async fn setup() -> (
+    wechat_sim::Simulator,
+    crate::db::TempDir,
+    std::path::PathBuf,
+    Server,
+    reqwest::Client,
+) {
+    let clock = OffsetClock::new();
+    let (sim, sim_url) = spawn_sim(&clock).await;
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, &sim_url);
+    let server = start_serve(&config, "warn");
+    (sim, dir, config, server, reqwest::Client::new())
+}
+
+/// Logs `user` of app 1 in against a running server; panics unless 200.
+async fn login_user(
+    http: &reqwest::Client,
+    url: &str,
+    sim: &wechat_sim::Simulator,
+    user: &str,
+) -> Value {
+    let code = sim.login_code(APP1, user).unwrap();
+    let r = call(
+        http,
+        Method::POST,
+        format!("{url}/v1/login"),
+        None,
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_a_whole_session_hold_no_secrets() {
     let clock = OffsetClock::new();
@@ -274,36 +310,14 @@ async fn logs_of_a_whole_session_hold_no_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_keep_users_sessions_and_keys() {
-    let clock = OffsetClock::new();
-    let (sim, sim_url) = spawn_sim(&clock).await;
-    let dir = crate::db::temp_dir();
-    let config = write_config(&dir.0, &sim_url);
-    let server = start_serve(&config, "warn");
-    let http = reqwest::Client::new();
-    let code = sim.login_code(APP1, "carol").unwrap();
-    let login = call(
-        &http,
-        Method::POST,
-        format!("{}/v1/login", server.url),
-        None,
-        Some(json!({"code": code})),
-    )
-    .await;
-    assert_eq!(login.status, 200);
-    let other = sim.login_code(APP1, "carol").unwrap();
-    let second = call(
-        &http,
-        Method::POST,
-        format!("{}/v1/login", server.url),
-        None,
-        Some(json!({"code": other})),
-    )
-    .await;
+    let (sim, _dir, config, server, http) = setup().await;
+    let login = login_user(&http, &server.url, &sim, "carol").await;
+    let second = login_user(&http, &server.url, &sim, "carol").await;
     let r = call(
         &http,
         Method::POST,
         format!("{}/v1/logout", server.url),
-        Some(token(&second.body)),
+        Some(token(&second)),
         None,
     )
     .await;
@@ -319,18 +333,18 @@ async fn sigkill_and_restart_keep_users_sessions_and_keys() {
         &http,
         Method::GET,
         format!("{}/v1/me", server.url),
-        Some(token(&login.body)),
+        Some(token(&login)),
         None,
     )
     .await;
     assert_eq!(me.status, 200, "{:?}", me.body);
-    assert_eq!(me.body["id"], login.body["user"]["id"]);
+    assert_eq!(me.body["id"], login["user"]["id"]);
     // The logged-out session stays logged out after the restart.
     let me = call(
         &http,
         Method::GET,
         format!("{}/v1/me", server.url),
-        Some(token(&second.body)),
+        Some(token(&second)),
         None,
     )
     .await;
@@ -341,7 +355,7 @@ async fn sigkill_and_restart_keep_users_sessions_and_keys() {
         Method::POST,
         format!("{}/v1/token/refresh", server.url),
         None,
-        Some(json!({"refresh_token": refresh(&login.body)})),
+        Some(json!({"refresh_token": refresh(&login)})),
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -484,22 +498,9 @@ async fn sigkill_during_writes_loses_no_acknowledged_document() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let clock = OffsetClock::new();
-    let (sim, sim_url) = spawn_sim(&clock).await;
-    let dir = crate::db::temp_dir();
-    let config = write_config(&dir.0, &sim_url);
-    let server = start_serve(&config, "warn");
-    let http = reqwest::Client::new();
-    let code = sim.login_code(APP1, "crash").unwrap();
-    let login = call(
-        &http,
-        Method::POST,
-        format!("{}/v1/login", server.url),
-        None,
-        Some(json!({"code": code})),
-    )
-    .await;
-    let token = Arc::new(token(&login.body).to_owned());
+    let (sim, _dir, config, server, http) = setup().await;
+    let login = login_user(&http, &server.url, &sim, "crash").await;
+    let token = Arc::new(token(&login).to_owned());
 
     let next = Arc::new(AtomicU64::new(0));
     let attempted = Arc::new(Mutex::new(BTreeSet::new()));
