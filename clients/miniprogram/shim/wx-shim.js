@@ -1,0 +1,164 @@
+/**
+ * A small stand-in for the mini program's `wx` object, built on fetch, so the
+ * real client runs in Node (the tests) and in a browser (the playground):
+ *
+ * - wx.login asks the WeChat simulator for a code (/sim/v1/login), as the
+ *   phone would give one for the chosen test user;
+ * - wx.request makes a real HTTP call;
+ * - wx.*StorageSync keep values in a Map.
+ *
+ * Every call is reported to `onEvent` and counted in `shim.counts`, so tests
+ * and the playground can see exactly what the client did.
+ */
+(function (root, factory) {
+  if (typeof module === 'object' && module.exports) {
+    module.exports = factory();
+  } else {
+    root.wxShim = factory();
+  }
+})(typeof self !== 'undefined' ? self : this, function () {
+  'use strict';
+
+  function createWxShim(options) {
+    const simURL = options.simURL.replace(/\/+$/, '');
+    const storage = options.storage || new Map();
+    const fetchFn = options.fetch || fetch;
+    const onEvent = options.onEvent || function () {};
+    const counts = { login: 0, request: 0, byPath: {} };
+    let failNext = null; // { pathPrefix, method }: the next matching response is "lost"
+    const state = { appid: options.appid, user: options.user };
+
+    function count(path) {
+      counts.byPath[path] = (counts.byPath[path] || 0) + 1;
+    }
+
+    async function simPost(path, body) {
+      const res = await fetchFn(simURL + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const data = await res.json();
+      if (!res.ok) throw new Error(path + ': ' + (data.message || res.status));
+      return data;
+    }
+
+    function parseHeaders(headers) {
+      const out = {};
+      headers.forEach(function (value, key) {
+        out[key] = value;
+      });
+      return out;
+    }
+
+    const wx = {
+      login: function (o) {
+        counts.login++;
+        simPost('/sim/v1/login', { appid: state.appid, user: state.user }).then(
+          function (r) {
+            onEvent({ kind: 'wx.login', user: state.user, code: r.code });
+            o.success && o.success({ code: r.code, errMsg: 'login:ok' });
+            o.complete && o.complete();
+          },
+          function (err) {
+            o.fail && o.fail({ errMsg: 'login:fail ' + err.message });
+            o.complete && o.complete();
+          }
+        );
+      },
+      request: function (o) {
+        counts.request++;
+        const method = (o.method || 'GET').toUpperCase();
+        const url = new URL(o.url);
+        count(method + ' ' + url.pathname);
+        const headers = Object.assign({}, o.header || {});
+        let body;
+        if (o.data !== undefined && method !== 'GET') {
+          body = typeof o.data === 'string' ? o.data : JSON.stringify(o.data);
+        }
+        const started = Date.now();
+        fetchFn(o.url, { method: method, headers: headers, body: body })
+          .then(async function (res) {
+            const text = await res.text();
+            let data = text;
+            try {
+              data = text ? JSON.parse(text) : '';
+            } catch (e) {
+              /* not JSON: keep the text, as wx.request does */
+            }
+            const lose = failNext && url.pathname.indexOf(failNext.pathPrefix) === 0 && method === failNext.method;
+            onEvent({
+              kind: 'request',
+              method: method,
+              path: url.pathname + url.search,
+              requestBody: o.data,
+              status: res.status,
+              responseBody: data,
+              ms: Date.now() - started,
+              lost: !!lose,
+            });
+            if (lose) {
+              // The server did the work, but the answer never arrives.
+              failNext = null;
+              o.fail && o.fail({ errMsg: 'request:fail timeout' });
+            } else {
+              o.success && o.success({ statusCode: res.status, data: data, header: parseHeaders(res.headers) });
+            }
+            o.complete && o.complete();
+          })
+          .catch(function (err) {
+            onEvent({ kind: 'request', method: method, path: url.pathname, error: String(err) });
+            o.fail && o.fail({ errMsg: 'request:fail ' + err.message });
+            o.complete && o.complete();
+          });
+      },
+      getStorageSync: function (key) {
+        return storage.has(key) ? storage.get(key) : '';
+      },
+      setStorageSync: function (key, value) {
+        storage.set(key, value);
+      },
+      removeStorageSync: function (key) {
+        storage.delete(key);
+      },
+    };
+
+    return {
+      wx: wx,
+      counts: counts,
+      storage: storage,
+      /** Switches the test user that wx.login speaks for. */
+      setUser: function (user) {
+        state.user = user;
+      },
+      /** Loses the answer of the next request matching method and path prefix. */
+      loseNextResponse: function (method, pathPrefix) {
+        failNext = { method: method, pathPrefix: pathPrefix };
+      },
+      /** The event the phone-number button gives (with a code from the simulator). */
+      phoneNumberEvent: async function (phone) {
+        const body = { appid: state.appid, user: state.user };
+        if (phone) body.phone = phone;
+        const r = await simPost('/sim/v1/phone-code', body);
+        onEvent({ kind: 'phone button', code: r.code });
+        return { type: 'getphonenumber', detail: { code: r.code, errMsg: 'getPhoneNumber:ok' } };
+      },
+      /** What wx.getUserInfo and friends give: { encryptedData, iv, rawData, signature }. */
+      encryptedData: async function (data) {
+        const r = await simPost('/sim/v1/encrypt', { appid: state.appid, user: state.user, data: data });
+        return { encryptedData: r.encrypted_data, iv: r.iv, rawData: r.raw_data, signature: r.signature };
+      },
+      /** Makes the simulator misbehave (POST /sim/v1/faults). */
+      fault: async function (spec) {
+        const res = await fetchFn(simURL + '/sim/v1/faults', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(spec),
+        });
+        if (res.status !== 204) throw new Error('fault refused: ' + (await res.text()));
+      },
+    };
+  }
+
+  return { createWxShim: createWxShim };
+});

@@ -1,0 +1,65 @@
+// Starts a real `wxauth dev` (API + in-process WeChat simulator) on free
+// ports for the tests, and gives each test a client wired to it.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const readline = require('node:readline');
+
+const { createClient } = require('../index.js');
+const { createWxShim } = require('../shim/wx-shim.js');
+
+const APP1 = 'wx1111111111111111';
+const repoRoot = path.resolve(__dirname, '..', '..', '..');
+
+function binaryPath() {
+  if (process.env.WXAUTH_BIN) return process.env.WXAUTH_BIN;
+  const target = process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
+  return path.join(target, 'debug', 'wxauth');
+}
+
+/** Starts `wxauth dev`; resolves with { api, sim, stop() }. */
+async function startDev(env) {
+  const bin = binaryPath();
+  if (!fs.existsSync(bin)) {
+    throw new Error(`no wxauth binary at ${bin}: run \`cargo build -p wxauth\` first (or set WXAUTH_BIN)`);
+  }
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxauth-js-'));
+  const child = spawn(bin, ['dev', '--listen', '127.0.0.1:0', '--sim-listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    env: Object.assign({}, process.env, { WXAUTH_LOG: 'warn' }, env || {}),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const urls = await new Promise((resolve, reject) => {
+    const found = {};
+    const lines = readline.createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error('wxauth dev did not start in 20 s')), 20000);
+    child.on('exit', (code) => reject(new Error(`wxauth dev exited with ${code}`)));
+    lines.on('line', (line) => {
+      const m = line.match(/^\s+(API|simulator)\s+(http:\/\/\S+)/);
+      if (m) found[m[1]] = m[2];
+      if (found.API && found.simulator) {
+        clearTimeout(timer);
+        resolve({ api: found.API, sim: found.simulator });
+      }
+    });
+  });
+  return {
+    api: urls.api,
+    sim: urls.sim,
+    stop() {
+      child.kill('SIGTERM');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh client for a fresh phone (empty storage) of `user`. */
+function newClient(server, user, extra) {
+  const shim = createWxShim({ simURL: server.sim, appid: APP1, user });
+  const client = createClient(Object.assign({ baseURL: server.api, wx: shim.wx }, extra || {}));
+  return { client, shim };
+}
+
+module.exports = { startDev, newClient, APP1 };
