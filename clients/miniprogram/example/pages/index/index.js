@@ -1,0 +1,53 @@
+const app = getApp();
+
+Page({
+  data: {
+    user: null,
+    notes: [],
+    phone: null,
+    saving: false,
+    error: '',
+  },
+
+  async onLoad() {
+    try {
+      await app.ready;
+      const me = await app.client.me();
+      this.setData({ user: me, phone: me.phone });
+      await this.loadNotes();
+    } catch (err) {
+      this.showError(err);
+    }
+  },
+
+  async loadNotes() {
+    const page = await app.client.data('notes').list({ limit: 20 });
+    this.setData({ notes: page.items });
+  },
+
+  // The server knows who the user is from the token: the note carries no openid.
+  async saveNote() {
+    this.setData({ saving: true, error: '' });
+    try {
+      await app.client.data('notes').create({ name: '张三', age: '20' });
+      await this.loadNotes();
+    } catch (err) {
+      this.showError(err);
+    } finally {
+      this.setData({ saving: false });
+    }
+  },
+
+  async onGetPhoneNumber(event) {
+    try {
+      const phone = await app.client.bindPhone(event);
+      this.setData({ phone });
+    } catch (err) {
+      this.showError(err);
+    }
+  },
+
+  showError(err) {
+    this.setData({ error: `${err.error || 'error'}: ${err.message}` });
+  },
+});

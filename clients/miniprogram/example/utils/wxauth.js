@@ -1,0 +1,367 @@
+/**
+ * wxauth client for WeChat Mini Programs.
+ *
+ * Plain JavaScript with no dependencies and no build step. It runs in a mini
+ * program (using the global `wx`), and, with a `wx` object passed in, in Node
+ * and in a browser (the tests and the playground do that).
+ *
+ *   const { createClient } = require('./wxauth')
+ *   const client = createClient({ baseURL: 'https://api.example.com' })
+ *   await client.login()
+ *   const me = await client.me()
+ *   await client.data('notes').create({ name: '张三', age: '20' })
+ *
+ * What it does for you:
+ * - login(): wx.login -> POST /v1/login; keeps the tokens with
+ *   wx.setStorageSync (never the session_key: the server never sends it).
+ *   If the server says the code is invalid, one fresh wx.login and one retry.
+ * - request(): like wx.request, with the bearer token. On 401: one refresh,
+ *   and if that fails one new login, then the request once more. Any number
+ *   of concurrent calls share one login and one refresh in flight. 429 and
+ *   503 are retried after Retry-After, a bounded number of times.
+ * - Errors are WxauthError objects with the server's `error` code,
+ *   `message`, `statusCode` and `requestId`.
+ */
+(function (root, factory) {
+  if (typeof module === 'object' && module.exports) {
+    module.exports = factory();
+  } else {
+    root.wxauth = factory();
+  }
+})(typeof self !== 'undefined' ? self : this, function () {
+  'use strict';
+
+  /** An error answered by wxauth (or a network failure, error 'network_error'). */
+  class WxauthError extends Error {
+    constructor(statusCode, body, header) {
+      const b = body && typeof body === 'object' ? body : {};
+      super(b.message || (statusCode ? 'HTTP ' + statusCode : 'request failed'));
+      this.name = 'WxauthError';
+      this.error = b.error || (statusCode ? 'http_' + statusCode : 'network_error');
+      this.statusCode = statusCode || 0;
+      this.requestId = b.request_id || headerValue(header, 'x-request-id') || '';
+    }
+  }
+
+  function headerValue(header, name) {
+    if (!header) return undefined;
+    const wanted = name.toLowerCase();
+    for (const key of Object.keys(header)) {
+      if (key.toLowerCase() === wanted) return header[key];
+    }
+    return undefined;
+  }
+
+  function sleep(ms) {
+    return new Promise(function (resolve) {
+      setTimeout(resolve, ms);
+    });
+  }
+
+  function randomKey() {
+    let s = Date.now().toString(36) + '-';
+    for (let i = 0; i < 4; i++) s += Math.random().toString(36).slice(2, 10);
+    return s;
+  }
+
+  const SAFE_METHODS = { GET: true, HEAD: true, OPTIONS: true };
+
+  /**
+   * Creates a client.
+   * @param {object} options
+   * @param {string} options.baseURL wxauth's URL, e.g. https://api.example.com
+   * @param {string} [options.appid] the mini program's appid (when the server serves several)
+   * @param {string} [options.storageKey] where tokens are kept (default 'wxauth')
+   * @param {number} [options.maxRetries] retries after 429/503 or a network error (default 2)
+   * @param {number} [options.maxRetryAfterMs] longest wait honoured from Retry-After (default 10000)
+   * @param {object} [options.wx] the wx API (default: the global wx)
+   */
+  function createClient(options) {
+    const opts = options || {};
+    if (!opts.baseURL) throw new Error('wxauth: createClient needs a baseURL');
+    const wxApi = opts.wx || (typeof wx !== 'undefined' ? wx : undefined); // eslint-disable-line no-undef
+    if (!wxApi) throw new Error('wxauth: no wx API (pass options.wx outside a mini program)');
+    const baseURL = opts.baseURL.replace(/\/+$/, '');
+    const storageKey = opts.storageKey || 'wxauth';
+    const maxRetries = opts.maxRetries === undefined ? 2 : opts.maxRetries;
+    const maxRetryAfterMs = opts.maxRetryAfterMs === undefined ? 10000 : opts.maxRetryAfterMs;
+    let loginInFlight = null;
+    let refreshInFlight = null;
+
+    function loadTokens() {
+      try {
+        const t = wxApi.getStorageSync(storageKey);
+        return t && t.access_token ? t : null;
+      } catch (e) {
+        return null;
+      }
+    }
+
+    function saveTokens(body) {
+      const tokens = {
+        access_token: body.access_token,
+        refresh_token: body.refresh_token,
+        expires_at: Date.now() + body.expires_in * 1000,
+        user: body.user,
+      };
+      wxApi.setStorageSync(storageKey, tokens);
+      return tokens;
+    }
+
+    function clearTokens() {
+      try {
+        wxApi.removeStorageSync(storageKey);
+      } catch (e) {
+        /* nothing stored */
+      }
+    }
+
+    function wxLogin() {
+      return new Promise(function (resolve, reject) {
+        wxApi.login({
+          success: function (res) {
+            if (res && res.code) resolve(res.code);
+            else reject(new WxauthError(0, { error: 'wx_login_failed', message: 'wx.login gave no code' }));
+          },
+          fail: function (err) {
+            reject(new WxauthError(0, { error: 'wx_login_failed', message: (err && err.errMsg) || 'wx.login failed' }));
+          },
+        });
+      });
+    }
+
+    /** One HTTP exchange through wx.request; resolves with any status. */
+    function send(method, url, data, header) {
+      return new Promise(function (resolve, reject) {
+        wxApi.request({
+          url: /^https?:\/\//.test(url) ? url : baseURL + url,
+          method: method,
+          data: data,
+          header: header,
+          success: function (res) {
+            resolve(res);
+          },
+          fail: function (err) {
+            reject(new WxauthError(0, { error: 'network_error', message: (err && err.errMsg) || 'network error' }));
+          },
+        });
+      });
+    }
+
+    function retryDelay(res, attempt) {
+      const after = Number(headerValue(res && res.header, 'retry-after'));
+      const ms = isFinite(after) && after >= 0 ? after * 1000 : 500 * Math.pow(2, attempt);
+      return Math.min(ms, maxRetryAfterMs);
+    }
+
+    /**
+     * Sends with bounded retries: 429/503 after Retry-After; network errors
+     * only when repeating is safe (GET, or a create with its Idempotency-Key).
+     */
+    async function sendRetrying(method, url, data, header, repeatable) {
+      for (let attempt = 0; ; attempt++) {
+        let res;
+        try {
+          res = await send(method, url, data, header);
+        } catch (err) {
+          if (repeatable && attempt < maxRetries) {
+            await sleep(retryDelay(null, attempt));
+            continue;
+          }
+          throw err;
+        }
+        if ((res.statusCode === 429 || res.statusCode === 503) && attempt < maxRetries) {
+          await sleep(retryDelay(res, attempt));
+          continue;
+        }
+        return res;
+      }
+    }
+
+    async function doLogin() {
+      let code = await wxLogin();
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const body = { code: code };
+        if (opts.appid) body.appid = opts.appid;
+        // The server answers a repeated code like the first time, so a
+        // login may be retried with the same code.
+        const res = await sendRetrying('POST', '/v1/login', body, { 'content-type': 'application/json' }, true);
+        if (res.statusCode === 200) {
+          const tokens = saveTokens(res.data);
+          return { user: res.data.user, new_user: res.data.new_user, tokens: tokens };
+        }
+        const err = new WxauthError(res.statusCode, res.data, res.header);
+        if (err.error === 'invalid_code' && attempt === 0) {
+          code = await wxLogin();
+          continue;
+        }
+        throw err;
+      }
+      throw new WxauthError(400, { error: 'invalid_code', message: 'login failed twice' });
+    }
+
+    /** Logs in (or joins the login already in flight). */
+    function login() {
+      if (!loginInFlight) {
+        loginInFlight = doLogin().finally(function () {
+          loginInFlight = null;
+        });
+      }
+      return loginInFlight;
+    }
+
+    async function doRefresh(tokens) {
+      const res = await sendRetrying(
+        'POST',
+        '/v1/token/refresh',
+        { refresh_token: tokens.refresh_token },
+        { 'content-type': 'application/json' },
+        false
+      );
+      if (res.statusCode === 200) return saveTokens(res.data);
+      throw new WxauthError(res.statusCode, res.data, res.header);
+    }
+
+    /** After a 401 with `failedToken`: refresh once, else log in again. */
+    async function recover(failedToken) {
+      const current = loadTokens();
+      if (current && current.access_token !== failedToken) return current; // someone else already did
+      if (loginInFlight) return (await loginInFlight).tokens;
+      if (current && current.refresh_token) {
+        if (!refreshInFlight) {
+          refreshInFlight = doRefresh(current).finally(function () {
+            refreshInFlight = null;
+          });
+        }
+        try {
+          return await refreshInFlight;
+        } catch (err) {
+          if (err.statusCode !== 401) throw err;
+          clearTokens();
+        }
+      }
+      return (await login()).tokens;
+    }
+
+    async function accessToken() {
+      const tokens = loadTokens();
+      if (tokens) return tokens.access_token;
+      return (await login()).tokens.access_token;
+    }
+
+    /**
+     * Like wx.request, with the session attached. Resolves with
+     * { statusCode, data, header } for 2xx; rejects with WxauthError.
+     * @param {{url: string, method?: string, data?: any, header?: object}} o
+     */
+    async function request(o) {
+      const method = (o.method || 'GET').toUpperCase();
+      const header = Object.assign({}, o.header || {});
+      if (o.data !== undefined && !headerValue(header, 'content-type')) header['content-type'] = 'application/json';
+      const repeatable = SAFE_METHODS[method] === true || headerValue(header, 'idempotency-key') !== undefined;
+      let token = await accessToken();
+      for (let attempt = 0; attempt < 2; attempt++) {
+        header.Authorization = 'Bearer ' + token;
+        const res = await sendRetrying(method, o.url, o.data, header, repeatable);
+        if (res.statusCode === 401 && attempt === 0) {
+          token = (await recover(token)).access_token;
+          continue;
+        }
+        if (res.statusCode >= 200 && res.statusCode < 300) return res;
+        throw new WxauthError(res.statusCode, res.data, res.header);
+      }
+      throw new WxauthError(401, { error: 'unauthorized', message: 'still unauthorized after logging in again' });
+    }
+
+    async function call(method, url, data, header) {
+      return (await request({ method: method, url: url, data: data, header: header })).data;
+    }
+
+    function path(collection, id) {
+      const base = '/v1/data/' + encodeURIComponent(collection);
+      return id === undefined ? base : base + '/' + encodeURIComponent(id);
+    }
+
+    return {
+      login: login,
+      request: request,
+      /** Ends the session on the server and forgets the tokens. */
+      logout: async function () {
+        const tokens = loadTokens();
+        if (tokens) {
+          try {
+            await send('POST', '/v1/logout', undefined, { Authorization: 'Bearer ' + tokens.access_token });
+          } finally {
+            clearTokens();
+          }
+        }
+      },
+      /** Whether tokens are stored. */
+      isLoggedIn: function () {
+        return loadTokens() !== null;
+      },
+      /** The user stored with the tokens (from the last login or refresh). */
+      currentUser: function () {
+        const t = loadTokens();
+        return t ? t.user : null;
+      },
+      me: function () {
+        return call('GET', '/v1/me');
+      },
+      updateProfile: function (profile) {
+        return call('PATCH', '/v1/me', { profile: profile });
+      },
+      /** Takes the event of <button open-type="getPhoneNumber" bindgetphonenumber="…">. */
+      bindPhone: function (event) {
+        const detail = (event && event.detail) || event || {};
+        if (!detail.code) {
+          return Promise.reject(
+            new WxauthError(0, {
+              error: 'no_phone_code',
+              message: detail.errMsg || 'the getPhoneNumber event has no code (the user declined, or base library < 2.21.2)',
+            })
+          );
+        }
+        return call('POST', '/v1/me/phone', { code: detail.code });
+      },
+      /** Decrypts wx.getUserInfo / wx.getWeRunData style payloads on the server. */
+      decrypt: function (payload) {
+        const body = { encrypted_data: payload.encryptedData, iv: payload.iv };
+        if (payload.rawData !== undefined) body.raw_data = payload.rawData;
+        if (payload.signature !== undefined) body.signature = payload.signature;
+        return call('POST', '/v1/me/decrypt', body);
+      },
+      /** The caller's documents in one collection. */
+      data: function (collection) {
+        return {
+          /** Stores a document; retries are safe (one Idempotency-Key per call). */
+          create: function (doc, o) {
+            const key = (o && o.idempotencyKey) || randomKey();
+            return call('POST', path(collection), doc, { 'Idempotency-Key': key });
+          },
+          list: function (o) {
+            const q = [];
+            if (o && o.limit) q.push('limit=' + encodeURIComponent(o.limit));
+            if (o && o.cursor) q.push('cursor=' + encodeURIComponent(o.cursor));
+            return call('GET', path(collection) + (q.length ? '?' + q.join('&') : ''));
+          },
+          get: function (id) {
+            return call('GET', path(collection, id));
+          },
+          /** Replaces a document; with o.version (or o.ifMatch) only if it is still that version. */
+          update: function (id, doc, o) {
+            const header = {};
+            if (o && o.ifMatch) header['If-Match'] = o.ifMatch;
+            else if (o && o.version !== undefined) header['If-Match'] = '"' + o.version + '"';
+            return call('PUT', path(collection, id), doc, header);
+          },
+          remove: function (id) {
+            return call('DELETE', path(collection, id));
+          },
+        };
+      },
+    };
+  }
+
+  return { createClient: createClient, WxauthError: WxauthError };
+});

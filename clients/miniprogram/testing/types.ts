@@ -1,0 +1,39 @@
+// Compiled (not run) by `npm test`: the declarations must describe real usage.
+import { createClient, WxauthError, Document } from '../index';
+
+declare const event: WechatMiniprogram.ButtonGetPhoneNumber;
+
+async function usage(): Promise<void> {
+  const client = createClient({ baseURL: 'https://api.example.com', appid: 'wx1111111111111111' });
+  const { user, new_user } = await client.login();
+  const openid: string = user.openid;
+  const isNew: boolean = new_user;
+  const me = await client.me();
+  const nickname = me.profile['nickname'];
+  await client.updateProfile({ nickname: 'Alice' });
+  const phone = await client.bindPhone(event);
+  const cc: string = phone.country_code;
+  interface Note {
+    name: string;
+    age: string;
+  }
+  const notes = client.data<Note>('notes');
+  const doc: Document<Note> = await notes.create({ name: '张三', age: '20' });
+  const page = await notes.list({ limit: 10 });
+  const next: string | null = page.next_cursor;
+  await notes.update(doc.id, { name: '李四', age: '21' }, { version: doc.version });
+  await notes.remove(doc.id);
+  const steps = await client.decrypt<{ stepInfoList: { step: number }[] }>({ encryptedData: 'x', iv: 'y' });
+  const n: number = steps.stepInfoList.length;
+  try {
+    await client.request({ url: '/v1/me', method: 'GET' });
+  } catch (e) {
+    if (e instanceof WxauthError) {
+      const code: string = e.error;
+      const status: number = e.statusCode;
+      void [code, status];
+    }
+  }
+  void [openid, isNew, nickname, cc, next, n];
+}
+void usage;
