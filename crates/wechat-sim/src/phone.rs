@@ -28,6 +28,10 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/sim/v1/stats", get(stats).delete(reset_stats))
         .route("/sim/v1/clock", get(clock).post(advance_clock))
         .route("/sim/v1/health", get(|| async { "ok" }))
+        // The phone side is what a browser page (wxauth's playground, or a
+        // developer's own test page on another port) calls: allow any origin.
+        // WeChat's own paths stay as WeChat has them: no CORS.
+        .layer(tower_http::cors::CorsLayer::permissive())
 }
 
 /// The phone side's error answer.

@@ -53,6 +53,18 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// HTTP serving details.
     pub http: HttpConfig,
+    /// The browser playground (on in `wxauth dev`).
+    pub playground: PlaygroundConfig,
+}
+
+/// The browser playground at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaygroundConfig {
+    /// Serve the playground page at `/`.
+    pub enabled: bool,
+    /// The WeChat simulator the page's test phone talks to.
+    pub sim_url: String,
 }
 
 impl Default for Config {
@@ -67,6 +79,7 @@ impl Default for Config {
             encryption: EncryptionConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
+            playground: PlaygroundConfig::default(),
         }
     }
 }
@@ -287,6 +300,8 @@ pub struct Settings {
     pub limits: LimitsConfig,
     /// HTTP details.
     pub http: HttpConfig,
+    /// The simulator URL of the playground, when it is served.
+    pub playground_sim_url: Option<String>,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
@@ -455,6 +470,11 @@ impl Config {
         if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_app_per_second == 0 {
             return Err(bad("limits: login rate limits must be positive"));
         }
+        if self.playground.enabled && !self.playground.sim_url.starts_with("http") {
+            return Err(bad(
+                "playground.sim_url: the playground needs the WeChat simulator's URL",
+            ));
+        }
         Ok(Settings {
             listen: self.listen,
             database_url: self.database_url.clone(),
@@ -473,6 +493,10 @@ impl Config {
             encryption_keys,
             limits: self.limits.clone(),
             http: self.http.clone(),
+            playground_sim_url: self
+                .playground
+                .enabled
+                .then(|| self.playground.sim_url.clone()),
         })
     }
 }

@@ -80,6 +80,8 @@ pub fn dev_config(
         })
         .collect();
     config.default_appid = Some(DEV_APPS[0].0.into());
+    config.playground.enabled = true;
+    config.playground.sim_url = sim_url.to_owned();
     config.tokens.signing_keys = vec![KeyConfig {
         id: "dev1".into(),
         key: Some(keys.signing_key),
@@ -111,6 +113,7 @@ pub fn walkthrough(api: &str, sim: &str, data_dir: &Path) -> String {
     format!(
         r#"wxauth dev is running
   API        {api}
+  playground {api}/   (open it in a browser)
   simulator  {sim}   (WeChat's server API and the phone side)
   apps       {app1} (default), {app2}
   data       {data_dir}

@@ -5,6 +5,7 @@
 mod error;
 mod extract;
 mod openapi;
+mod playground;
 mod routes;
 mod views;
 
@@ -129,7 +130,10 @@ pub fn router(state: AppState) -> Router {
     let settings = state.settings();
     let timeout = Duration::from_millis(settings.http.request_timeout_ms);
     let body_limit = settings.limits.body_bytes;
-    let (router, _) = routes().split_for_parts();
+    let (mut router, _) = routes().split_for_parts();
+    if settings.playground_sim_url.is_some() {
+        router = router.merge(playground::routes());
+    }
     router
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)

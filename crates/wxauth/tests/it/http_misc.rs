@@ -59,3 +59,12 @@ async fn a_client_request_id_is_kept() {
     assert_eq!(r.header("x-request-id"), Some("client-abc-123"));
     assert_eq!(r.body["request_id"], "client-abc-123");
 }
+
+#[tokio::test]
+async fn the_playground_is_off_unless_asked() {
+    let app = spawn_app().await;
+    for path in ["/", "/playground/wxauth.js", "/playground/config.json"] {
+        let r = app.get(path, None).await;
+        assert_eq!((r.status.as_u16(), r.error()), (404, "not_found"), "{path}");
+    }
+}

@@ -1,0 +1,78 @@
+'use strict';
+
+// The playground in a real browser: Debian's Chromium driven by
+// playwright-core. Clicks login, save and bind phone, checks what the page
+// shows, and saves a screenshot (its path is printed; .ci/run shows it).
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const { startDev, APP1 } = require('../testing/harness.js');
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOT = path.resolve(__dirname, '..', 'test-output', 'playground.png');
+
+test('the playground logs alice in, saves a note and binds a phone in Chromium', async (t) => {
+  if (!fs.existsSync(CHROMIUM)) {
+    assert.notEqual(process.env.CI, 'true', `Chromium is required under CI (looked for ${CHROMIUM})`);
+    t.skip(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+    return;
+  }
+  const { chromium } = require('playwright-core');
+  const server = await startDev();
+  t.after(() => server.stop());
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+
+  await page.goto(`${server.api}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  assert.equal(await page.textContent('#sim-url'), server.sim);
+
+  await page.selectOption('#user', 'alice');
+  await page.click('#login');
+  await page.waitForFunction(() => document.querySelector('#status').textContent === 'logged in');
+  const expected = await (await fetch(`${server.sim}/sim/v1/users/${APP1}/alice`)).json();
+  assert.equal(await page.textContent('#openid'), expected.openid);
+  assert.equal(await page.textContent('#unionid'), expected.unionid);
+  assert.equal(await page.textContent('#new-user'), 'true');
+
+  await page.click('#save');
+  await page.waitForFunction(() => document.querySelector('#note-count').textContent === '1');
+  assert.match(await page.textContent('#notes'), /张三, 20/);
+
+  await page.click('#bind-phone');
+  await page.waitForFunction(() => /^1\d{10}$/.test(document.querySelector('#phone').textContent));
+
+  // The timeline shows each step: the code from wx.login, the exchange, the data.
+  const timeline = await page.textContent('#events');
+  assert.match(timeline, /wx\.login\(\) as alice → code \w{32}/);
+  assert.match(timeline, /POST \/v1\/login200/);
+  assert.match(timeline, /POST \/v1\/data\/notes201/);
+  assert.match(timeline, /POST \/v1\/me\/phone200/);
+  assert.ok(!timeline.includes(expected.session_key), 'the session_key never reaches the page');
+  assert.equal(await page.textContent('#error'), '');
+  assert.deepEqual(errors, []);
+
+  fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
+  console.log(`playground screenshot: ${SCREENSHOT}`);
+});
+
+test('the playground runs the very same client file as the package', async () => {
+  const server = await startDev();
+  try {
+    const client = await (await fetch(`${server.api}/playground/wxauth.js`)).text();
+    const lib = fs.readFileSync(path.join(__dirname, '..', 'index.js'), 'utf8');
+    assert.equal(client, lib, 'the playground runs the very same client file');
+  } finally {
+    server.stop();
+  }
+});

@@ -1,0 +1,139 @@
+// The playground: a mini program page driven by the real wxauth client
+// (window.wxauth) through the wx shim (window.wxShim), with a timeline of
+// everything the client does.
+(async function () {
+  'use strict';
+  const config = await (await fetch('/playground/config.json')).json();
+  const $ = (id) => document.getElementById(id);
+  $('sim-url').textContent = config.simURL;
+
+  function short(value) {
+    // Tokens are long; show enough to tell them apart.
+    return JSON.stringify(
+      value,
+      (key, v) => (typeof v === 'string' && /token$/.test(key) && v.length > 24 ? v.slice(0, 16) + '…' : v),
+      2
+    );
+  }
+
+  function addEvent(ev) {
+    const li = document.createElement('li');
+    const head = document.createElement('div');
+    head.className = 'head';
+    if (ev.kind === 'wx.login') {
+      li.className = 'wx';
+      head.textContent = `wx.login() as ${ev.user} → code ${ev.code}`;
+    } else if (ev.kind === 'phone button') {
+      li.className = 'wx';
+      head.textContent = `phone-number button → code ${ev.code.slice(0, 16)}…`;
+    } else {
+      if (ev.status >= 400 || ev.error) li.className = 'bad';
+      head.textContent = `${ev.method} ${ev.path}`;
+      const status = document.createElement('span');
+      status.className = 'status';
+      status.textContent = ev.error ? 'network error' : `${ev.status} · ${ev.ms} ms`;
+      head.appendChild(status);
+    }
+    li.appendChild(head);
+    for (const [label, body] of [['request', ev.requestBody], ['response', ev.responseBody]]) {
+      if (body === undefined || body === '') continue;
+      const pre = document.createElement('pre');
+      pre.textContent = `${label}: ${short(body)}`;
+      li.appendChild(pre);
+    }
+    $('events').prepend(li);
+  }
+
+  const phones = {}; // one phone (storage) per test user
+  function phoneFor(user) {
+    if (!phones[user]) {
+      const shim = wxShim.createWxShim({ simURL: config.simURL, appid: config.appid, user, onEvent: addEvent });
+      const client = wxauth.createClient({ baseURL: location.origin, wx: shim.wx, appid: config.appid });
+      phones[user] = { shim, client };
+    }
+    return phones[user];
+  }
+  let current = phoneFor($('user').value);
+
+  function showError(err) {
+    $('error').textContent = err ? `${err.error || 'error'}: ${err.message}` : '';
+  }
+
+  function setLoggedIn(on) {
+    for (const id of ['save', 'bind-phone', 'logout']) $(id).disabled = !on;
+  }
+
+  async function refresh() {
+    const me = await current.client.me();
+    $('status').textContent = 'logged in';
+    $('openid').textContent = me.openid;
+    $('unionid').textContent = me.unionid || '–';
+    $('phone').textContent = me.phone ? me.phone.phone_number : 'not bound';
+    const page = await current.client.data('notes').list({ limit: 20 });
+    $('note-count').textContent = String(page.items.length);
+    $('notes').replaceChildren(
+      ...page.items.map((doc) => {
+        const li = document.createElement('li');
+        li.textContent = `${doc.data.name}, ${doc.data.age}`;
+        const when = document.createElement('small');
+        when.textContent = doc.created_at.slice(11, 19);
+        li.appendChild(when);
+        return li;
+      })
+    );
+    setLoggedIn(true);
+  }
+
+  function resetView() {
+    $('status').textContent = 'not logged in';
+    for (const id of ['openid', 'unionid', 'new-user', 'phone']) $(id).textContent = '–';
+    $('notes').replaceChildren();
+    $('note-count').textContent = '0';
+    setLoggedIn(false);
+  }
+
+  async function run(fn) {
+    showError(null);
+    try {
+      await fn();
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  $('user').addEventListener('change', () =>
+    run(async () => {
+      current = phoneFor($('user').value);
+      resetView();
+      if (current.client.isLoggedIn()) await refresh();
+    })
+  );
+  $('login').addEventListener('click', () =>
+    run(async () => {
+      const { new_user } = await current.client.login();
+      $('new-user').textContent = String(new_user);
+      await refresh();
+    })
+  );
+  $('save').addEventListener('click', () =>
+    run(async () => {
+      await current.client.data('notes').create({ name: '张三', age: '20' });
+      await refresh();
+    })
+  );
+  $('bind-phone').addEventListener('click', () =>
+    run(async () => {
+      const event = await current.shim.phoneNumberEvent();
+      await current.client.bindPhone(event);
+      await refresh();
+    })
+  );
+  $('logout').addEventListener('click', () =>
+    run(async () => {
+      await current.client.logout();
+      resetView();
+    })
+  );
+  $('clear').addEventListener('click', () => $('events').replaceChildren());
+  document.body.dataset.ready = 'true';
+})();

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: the Rust workspace, then the JavaScript client, the
+# example mini program and the playground (in Chromium) against a real
+# `wxauth dev`. README's test command; .ci/run runs it too.
+#
+# PostgreSQL tests run when WXAUTH_TEST_POSTGRES_URL is set (.ci/run sets
+# it); the browser test runs when Chromium is at /usr/bin/chromium (this
+# script installs it, with a CJK font, when run as root, as on CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --workspace --locked
+cargo build --locked -q -p wxauth # the binary the JavaScript tests start
+
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing Chromium and a CJK font for the browser test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends chromium fonts-wqy-zenhei >/dev/null ||
+      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; }
+  fi
+fi
+
+cd clients/miniprogram
+npm ci --no-audit --no-fund --loglevel=error
+npm test
