@@ -106,7 +106,9 @@ impl Auth {
         let ttl_ms = i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let revoked = self.store.revoked_since(self.now_ms() - ttl_ms).await?;
         for (session_id, at) in &revoked {
-            self.revocations.revoke(session_id, at + ttl_ms).await?;
+            self.revocations
+                .revoke(session_id, at + ttl_ms, self.now_ms())
+                .await?;
         }
         Ok(revoked.len())
     }

@@ -216,7 +216,7 @@ impl Auth {
                 );
                 metrics::counter!("wxauth_refresh_reuse_total").increment(1);
                 self.revocations
-                    .revoke(&session_id, now + self.access_ttl_ms())
+                    .revoke(&session_id, now + self.access_ttl_ms(), now)
                     .await?;
                 Err(invalid())
             }
@@ -234,7 +234,7 @@ impl Auth {
         // Cache first: the access token must stop working at once, even if
         // the database write is slow.
         self.revocations
-            .revoke(&caller.session_id, now + self.access_ttl_ms())
+            .revoke(&caller.session_id, now + self.access_ttl_ms(), now)
             .await?;
         self.store
             .revoke_session(&caller.session_id, "logout", now)
