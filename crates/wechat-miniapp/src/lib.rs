@@ -23,6 +23,10 @@ mod error;
 pub mod secret;
 mod token;
 
+/// How long a `wx.login` code (and a phone-button code) stays valid at
+/// WeChat: five minutes (wx.login documentation).
+pub const LOGIN_CODE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 pub use answer::parse_answer;
 pub use client::{
     AccessTokenGrant, ClientConfig, Code2Session, PhoneInfo, ResetSessionKey, RetryPolicy,

@@ -12,7 +12,7 @@ use crate::api::WxError;
 use crate::ids;
 
 /// A login or phone code lives this long (wx.login doc: five minutes).
-pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
+pub const CODE_TTL_MS: i64 = wechat_miniapp::LOGIN_CODE_LIFETIME.as_millis() as i64;
 /// Access tokens live this long.
 pub const TOKEN_TTL_MS: i64 = 7200 * 1000;
 /// Overlap during which a replaced token keeps working, and how early

@@ -71,7 +71,11 @@ impl Auth {
             default_appid: settings.default_appid.clone(),
             issuer: TokenIssuer::new(&settings.signing_keys, settings.access_ttl, clock.clone())?,
             sealer: Sealer::new(&settings.encryption_keys)?,
-            login_codes: LoginCodes::new(wechat_code_ttl_ms()),
+            // A repeated code is answered like the first for as long as
+            // WeChat itself would accept the code.
+            login_codes: LoginCodes::new(
+                i64::try_from(wechat_miniapp::LOGIN_CODE_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+            ),
             login_limits: rate_limit::LoginLimits::new(
                 settings.limits.login_per_ip_per_minute,
                 settings.limits.login_per_app_per_second,
@@ -112,9 +116,4 @@ impl Auth {
         }
         Ok(revoked.len())
     }
-}
-
-/// How long a `wx.login` code lives at WeChat: the de-duplication window.
-fn wechat_code_ttl_ms() -> i64 {
-    5 * 60 * 1000
 }

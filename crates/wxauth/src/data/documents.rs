@@ -11,11 +11,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::rfc3339;
 use crate::auth::{Auth, Caller};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
@@ -25,17 +24,6 @@ const CURSOR_PREFIX: &str = "c1:";
 const DEFAULT_PAGE: u32 = 20;
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
-
-/// The canonical JSON of a document, as every route returns it.
-pub fn to_json(doc: &DocumentRecord) -> Value {
-    json!({
-        "id": doc.id,
-        "version": doc.version,
-        "created_at": rfc3339(doc.created_at),
-        "updated_at": rfc3339(doc.updated_at),
-        "data": serde_json::from_str::<Value>(&doc.data).unwrap_or(Value::Null),
-    })
-}
 
 /// The `ETag` of a version.
 pub fn etag(version: i64) -> String {
@@ -98,12 +86,17 @@ fn check_idempotency_key(key: &str) -> Result<()> {
 
 /// A created document, or the first answer to a repeated idempotency key.
 #[derive(Debug)]
-pub struct Created {
-    /// The document's JSON.
-    pub body: Value,
-    /// True when this answer is a replay of the first one.
-    pub replayed: bool,
+pub enum Created {
+    /// Stored now.
+    New(DocumentRecord),
+    /// The answer given the first time this Idempotency-Key was used, as the
+    /// `render` function of that first call wrote it.
+    Replayed(String),
 }
+
+/// Renders a created document as the answer to store with its
+/// idempotency key (the HTTP layer's JSON).
+pub type Render = fn(&DocumentRecord) -> String;
 
 /// Creates a document in the caller's collection.
 pub async fn create(
@@ -113,6 +106,7 @@ pub async fn create(
     body: Value,
     idempotency_key: Option<&str>,
     limits: &LimitsConfig,
+    render: Render,
 ) -> Result<Created> {
     check_collection(collection)?;
     let data = check_object(body)?;
@@ -127,7 +121,7 @@ pub async fn create(
             Some(Idempotency {
                 key: key.to_owned(),
                 request_hash: h.finalize().to_vec(),
-                render: Box::new(|doc: &DocumentRecord| to_json(doc).to_string()),
+                render: Box::new(render),
             })
         }
         None => None,
@@ -145,14 +139,8 @@ pub async fn create(
         })
         .await?;
     match outcome {
-        CreateOutcome::Created(doc) => Ok(Created {
-            body: to_json(&doc),
-            replayed: false,
-        }),
-        CreateOutcome::Replayed(text) => Ok(Created {
-            body: serde_json::from_str(&text).map_err(Error::internal)?,
-            replayed: true,
-        }),
+        CreateOutcome::Created(doc) => Ok(Created::New(doc)),
+        CreateOutcome::Replayed(text) => Ok(Created::Replayed(text)),
         CreateOutcome::KeyReused => Err(Error::InvalidRequest(
             "this Idempotency-Key was already used with a different request".into(),
         )),

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::super::extract::ApiJson;
 use super::super::{AppState, ErrorBody};
 use crate::auth::Caller;
-use crate::data::documents::{self, parse_if_match};
+use crate::data::documents::{self, Created, parse_if_match};
+use crate::data::rfc3339;
 use crate::error::{Error, Result};
 use crate::store::DocumentRecord;
 
@@ -25,21 +26,16 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
         .transpose()
 }
 
-fn with_etag(status: StatusCode, version: i64, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    if let Ok(tag) = HeaderValue::from_str(&documents::etag(version)) {
+fn document_response(status: StatusCode, doc: &DocumentRecord) -> Response {
+    let mut response = (status, Json(DocumentView::from(doc))).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&documents::etag(doc.version)) {
         response.headers_mut().insert(header::ETAG, tag);
     }
     response
 }
 
-fn document_response(status: StatusCode, doc: &DocumentRecord) -> Response {
-    with_etag(status, doc.version, documents::to_json(doc))
-}
-
 /// A document as the API returns it.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DocumentView {
     /// The document id (UUIDv7).
     id: String,
@@ -54,9 +50,25 @@ pub(crate) struct DocumentView {
     data: Value,
 }
 
+impl From<&DocumentRecord> for DocumentView {
+    fn from(doc: &DocumentRecord) -> Self {
+        Self {
+            id: doc.id.clone(),
+            version: doc.version,
+            created_at: rfc3339(doc.created_at),
+            updated_at: rfc3339(doc.updated_at),
+            data: serde_json::from_str(&doc.data).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// The answer stored with an idempotency key: the same JSON a create returns.
+fn render(doc: &DocumentRecord) -> String {
+    serde_json::to_string(&DocumentView::from(doc)).unwrap_or_default()
+}
+
 /// A page of documents.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DocumentPage {
     /// Newest first.
     items: Vec<DocumentView>,
@@ -89,28 +101,41 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
     let key = header_text(&headers, "idempotency-key")?;
+    let limits = &state.settings().limits;
     let created = documents::create(
         state.auth(),
         &caller,
         &collection,
         body,
         key,
-        &state.settings().limits,
+        limits,
+        render,
     )
     .await?;
-    let version = created.body["version"].as_i64().unwrap_or(1);
-    let location = format!(
-        "/v1/data/{collection}/{}",
-        created.body["id"].as_str().unwrap_or("")
-    );
-    let mut response = with_etag(StatusCode::CREATED, version, created.body);
-    if let Ok(location) = HeaderValue::from_str(&location) {
+    let (mut response, id) = match created {
+        Created::New(doc) => (document_response(StatusCode::CREATED, &doc), doc.id),
+        Created::Replayed(text) => {
+            // The first answer, byte for byte.
+            let first: Value = serde_json::from_str(&text).map_err(Error::internal)?;
+            let id = first["id"].as_str().unwrap_or_default().to_owned();
+            let etag = documents::etag(first["version"].as_i64().unwrap_or(1));
+            let mut response = (
+                StatusCode::CREATED,
+                [(header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response();
+            if let Ok(tag) = HeaderValue::from_str(&etag) {
+                response.headers_mut().insert(header::ETAG, tag);
+            }
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            (response, id)
+        }
+    };
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/data/{collection}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
-    }
-    if created.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -138,7 +163,7 @@ pub(crate) async fn list(
     caller: Caller,
     Path(collection): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<DocumentPage>> {
     let (docs, next) = documents::list(
         state.auth(),
         &caller,
@@ -148,8 +173,10 @@ pub(crate) async fn list(
         &state.settings().limits,
     )
     .await?;
-    let items: Vec<Value> = docs.iter().map(documents::to_json).collect();
-    Ok(Json(json!({"items": items, "next_cursor": next})))
+    Ok(Json(DocumentPage {
+        items: docs.iter().map(DocumentView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// One of the caller's documents, with its `ETag`.
