@@ -106,6 +106,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     tracing::info!(%addr, apps = ?appids, open = args.open, accept_any_code = args.accept_any_code, "WeChat simulator listening");
     println!(
         "WeChat simulator on http://{addr}  (apps: {appids:?}{})",
@@ -117,7 +118,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         accept_any_code: args.accept_any_code,
     });
     axum::serve(listener, sim.router())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }
@@ -146,8 +147,9 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let config = dev::dev_config(&args.data_dir, listener.local_addr()?, &sim_url)?;
     let settings = config.resolve()?;
     let app = build_app(settings, Deps::default()).await?;
+    let shutdown = shutdown_signal();
     println!("{}", dev::walkthrough(&api_url, &sim_url, &args.data_dir));
-    serve(listener, app, shutdown_signal()).await?;
+    serve(listener, app, shutdown).await?;
     Ok(())
 }
 
@@ -165,9 +167,10 @@ async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let app = build_app(settings, Deps::default()).await?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     tracing::info!(%addr, database = %db, "wxauth serving");
     println!("wxauth serving on http://{addr}");
-    serve(listener, app, shutdown_signal()).await?;
+    serve(listener, app, shutdown).await?;
     Ok(())
 }
 
@@ -183,26 +186,40 @@ async fn run_migrate(args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C. The handlers are registered when this is
+/// called, not when it is first awaited, so a signal that arrives right
+/// after start-up (before the server is polled) still shuts down gracefully.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let (term, int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 fn main() -> std::process::ExitCode {

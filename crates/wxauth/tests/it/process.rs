@@ -76,12 +76,19 @@ fn start_serve(config: &Path, log_level: &str) -> Server {
     Server { child, url }
 }
 
+/// Stops the server with SIGTERM (graceful: it must exit 0) and returns its log.
 fn stop(server: Server) -> String {
     let _ = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
     let output = server.child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "wxauth serve did not shut down cleanly ({}):\n{log}",
+        output.status
+    );
+    log
 }
 
 async fn call(
