@@ -250,11 +250,19 @@
     }
 
     /**
-     * Like wx.request, with the session attached. Resolves with
+     * Like wx.request, with the session attached (only for paths on
+     * baseURL: the token never goes to another host). Resolves with
      * { statusCode, data, header } for 2xx; rejects with WxauthError.
      * @param {{url: string, method?: string, data?: any, header?: object}} o
      */
     async function request(o) {
+      // The token is for wxauth only: never attach it to another host.
+      if (/^https?:\/\//i.test(o.url) && o.url.indexOf(baseURL + '/') !== 0) {
+        throw new WxauthError(0, {
+          error: 'invalid_request',
+          message: 'request() only calls ' + baseURL + '; use wx.request for other hosts',
+        });
+      }
       const method = (o.method || 'GET').toUpperCase();
       const header = Object.assign({}, o.header || {});
       if (o.data !== undefined && !headerValue(header, 'content-type')) header['content-type'] = 'application/json';

@@ -141,3 +141,17 @@ test('logout forgets the tokens and ends the session', async () => {
   const r = await fetch(`${server.api}/v1/me`, { headers: { Authorization: `Bearer ${tokens.access_token}` } });
   assert.equal(r.status, 401);
 });
+
+test('the token is never sent to another host', async () => {
+  const { client, shim } = newClient(server, 'jay');
+  await client.login();
+  const before = shim.counts.request;
+  await assert.rejects(client.request({ url: 'https://evil.example.com/steal' }), (err) => {
+    assert.equal(err.error, 'invalid_request');
+    return true;
+  });
+  await assert.rejects(client.request({ url: `${server.api}.evil.example.com/x` }));
+  assert.equal(shim.counts.request, before, 'nothing was sent');
+  const ok = await client.request({ url: `${server.api}/v1/me` });
+  assert.equal(ok.statusCode, 200);
+});

@@ -122,6 +122,31 @@ mod tests {
         assert!(parse(r#"{"openid":"o1","expires_in":7200,"anything":[1]}"#).is_ok());
     }
 
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn never_panics_on_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let _ = parse_answer::<Session>(&body);
+            }
+
+            #[test]
+            fn any_nonzero_errcode_is_an_error(code in any::<i64>().prop_filter("nonzero", |c| *c != 0),
+                                               as_string in any::<bool>()) {
+                let body = if as_string {
+                    format!(r#"{{"errcode":"{code}","errmsg":"x","openid":"o"}}"#)
+                } else {
+                    format!(r#"{{"errcode":{code},"errmsg":"x","openid":"o"}}"#)
+                };
+                let err = parse_answer::<Session>(body.as_bytes());
+                prop_assert!(err.is_err());
+                prop_assert_eq!(err.err().and_then(|e| e.errcode()), Some(code));
+            }
+        }
+    }
+
     #[test]
     fn malformed_bodies() {
         assert!(matches!(parse(""), Err(Error::MalformedAnswer(_))));
