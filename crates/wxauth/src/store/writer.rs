@@ -421,7 +421,10 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: &Op) -> Result<Outcome> {
             Ok(Outcome::Bool(done.rows_affected() == 1))
         }
         Op::ModifyProfile { user_id, modify } => {
-            let row = sqlx::query("SELECT profile FROM users WHERE id = $1")
+            // Read with the row locked (a no-op UPDATE, valid on both
+            // databases): another instance's writer changing the same
+            // profile waits, so neither merge is lost.
+            let row = sqlx::query("UPDATE users SET profile_version = profile_version WHERE id = $1 RETURNING profile")
                 .bind(user_id)
                 .fetch_optional(&mut **tx)
                 .await?;

@@ -5,7 +5,6 @@ use wxauth::store::Store;
 /// A store on a new database, and what keeps it alive.
 pub struct TestDb {
     pub store: Store,
-    #[allow(dead_code)]
     pub url: String,
     _dir: Option<TempDir>,
 }

@@ -18,6 +18,50 @@ both_backends!(
     a_failing_write_does_not_sink_its_batch,
 );
 
+/// Two instances (two stores on one database) patching one profile at once:
+/// every field survives.
+async fn concurrent_profile_changes_from_two_instances(url: &str) {
+    let one = Store::open(url).await.unwrap();
+    let two = Store::open(url).await.unwrap();
+    let (u, _) = one
+        .login(login("wxa", "o-two-instances", None, b"k", "r-ti", 1000))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+        let id = u.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let change: wxauth::store::ProfileChange = Box::new(move |cur: &str| {
+                let mut v: serde_json::Value = serde_json::from_str(cur).unwrap();
+                v[format!("f{i}")] = serde_json::json!(i);
+                Ok(v.to_string())
+            });
+            store.modify_profile(&id, change).await.unwrap().unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let profile: serde_json::Value =
+        serde_json::from_str(&one.user(&u.id).await.unwrap().unwrap().profile).unwrap();
+    assert_eq!(profile.as_object().unwrap().len(), 20, "{profile}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sqlite() {
+    let db = crate::db::sqlite().await;
+    concurrent_profile_changes_from_two_instances(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_postgres() {
+    let Some(db) = crate::db::postgres().await else {
+        return;
+    };
+    concurrent_profile_changes_from_two_instances(&db.url).await;
+}
+
 fn id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
