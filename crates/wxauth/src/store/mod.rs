@@ -123,7 +123,8 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
-        let writer = Arc::new(writer::Writer::spawn(pool.clone()));
+        let begin = (backend == Backend::Sqlite).then_some("BEGIN IMMEDIATE");
+        let writer = Arc::new(writer::Writer::spawn(pool.clone(), begin));
         Ok(Self {
             pool,
             backend,

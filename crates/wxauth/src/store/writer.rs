@@ -162,10 +162,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn spawn(pool: AnyPool) -> Self {
+    /// `begin` is the statement that opens each write transaction (SQLite
+    /// needs `BEGIN IMMEDIATE`: a transaction that reads first and writes
+    /// later cannot wait for another process's write lock, it fails at once).
+    pub(super) fn spawn(pool: AnyPool, begin: Option<&'static str>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(pool, rx, counters.clone()));
+        let task = tokio::spawn(run(pool, begin, rx, counters.clone()));
         Self {
             tx: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
@@ -205,7 +208,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>) {
+async fn run(
+    pool: AnyPool,
+    begin: Option<&'static str>,
+    mut rx: mpsc::Receiver<Job>,
+    counters: Arc<Counters>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -215,7 +223,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
             }
         }
         let n = batch.len() as u64;
-        match commit_batch(&pool, batch).await {
+        match commit_batch(&pool, begin, batch).await {
             Ok(()) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters.writes.fetch_add(n, Ordering::Relaxed);
@@ -233,11 +241,11 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
 /// one of them fails is the transaction rolled back and the batch applied
 /// again with a savepoint around each write, so the failure stays its own.
 /// Most batches have no failure and pay no savepoint statements.
-async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) -> Result<()> {
+async fn commit_batch(pool: &AnyPool, begin: Option<&'static str>, batch: Vec<Job>) -> Result<()> {
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
-    let mut result = attempt(pool, &ops, false).await;
+    let mut result = attempt(pool, begin, &ops, false).await;
     if matches!(&result, Ok(results) if results.iter().any(Result::is_err)) {
-        result = attempt(pool, &ops, true).await;
+        result = attempt(pool, begin, &ops, true).await;
     }
     match result {
         Ok(results) => {
@@ -260,11 +268,17 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) -> Result<()> {
 /// `Ok` holds each write's own result (all committed together). Without
 /// savepoints, the first failing write aborts the attempt: its results are
 /// returned uncommitted so the caller retries with savepoints.
-async fn attempt(pool: &AnyPool, ops: &[Op], savepoints: bool) -> Result<Vec<Result<Outcome>>> {
-    let mut tx = pool
-        .begin()
-        .await
-        .map_err(|e| Error::Internal(format!("database: {e}")))?;
+async fn attempt(
+    pool: &AnyPool,
+    begin: Option<&'static str>,
+    ops: &[Op],
+    savepoints: bool,
+) -> Result<Vec<Result<Outcome>>> {
+    let tx = match begin {
+        Some(statement) => pool.begin_with(statement).await,
+        None => pool.begin().await,
+    };
+    let mut tx = tx.map_err(|e| Error::Internal(format!("database: {e}")))?;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         let result = if savepoints {

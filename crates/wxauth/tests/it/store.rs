@@ -52,6 +52,7 @@ async fn concurrent_profile_changes_from_two_instances(url: &str) {
 async fn two_instances_sqlite() {
     let db = crate::db::sqlite().await;
     concurrent_profile_changes_from_two_instances(&db.url).await;
+    one_idempotency_key_on_two_instances(&db.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,6 +61,7 @@ async fn two_instances_postgres() {
         return;
     };
     concurrent_profile_changes_from_two_instances(&db.url).await;
+    one_idempotency_key_on_two_instances(&db.url).await;
 }
 
 fn id() -> String {
@@ -375,4 +377,55 @@ async fn a_failing_write_does_not_sink_its_batch(store: &Store) {
             "login {i} was not kept: {out:?}"
         );
     }
+}
+
+/// The same Idempotency-Key arriving at two instances at once: one document,
+/// and both answers are the first one.
+async fn one_idempotency_key_on_two_instances(url: &str) {
+    use wxauth::store::{CreateOutcome, Idempotency, NewDocument};
+    let one = Store::open(url).await.unwrap();
+    let two = Store::open(url).await.unwrap();
+    let (u, _) = one
+        .login(login("wxa", "o-idem", None, b"k", "r-idem", 1000))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+        let user_id = u.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_document(NewDocument {
+                    id: id(),
+                    user_id,
+                    collection: "notes".into(),
+                    data: "{}".into(),
+                    now: 2000,
+                    max_documents: 100,
+                    idempotency: Some(Idempotency {
+                        key: "same-key".into(),
+                        request_hash: vec![1; 32],
+                        render: Box::new(|doc| doc.id.clone()),
+                    }),
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            CreateOutcome::Created(doc) => ids.insert(doc.id),
+            CreateOutcome::Replayed(first) => ids.insert(first),
+            other => panic!("{other:?}"),
+        };
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(
+        one.documents(&u.id, "notes", None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
