@@ -144,8 +144,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|req: &Request| {
-                            // Path only: never the query string or headers.
-                            tracing::info_span!(
+                            // Path only: never the query string or headers. ERROR level so
+                            // the span (and its request_id) is enabled whenever anything is
+                            // logged, even with WXAUTH_LOG=warn.
+                            tracing::error_span!(
                                 "request",
                                 method = %req.method(),
                                 path = %req.uri().path(),

@@ -49,11 +49,16 @@ struct Server {
 }
 
 fn start_serve(config: &Path, log_level: &str) -> Server {
+    start_serve_with_key(config, log_level, 6)
+}
+
+/// `wxauth serve` whose encryption key is 32 bytes of `key_byte`.
+fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
         .env("TEST_APP1_SECRET", SECRET1)
-        .env("TEST_ENC_KEY", b64_key(6))
+        .env("TEST_ENC_KEY", b64_key(key_byte))
         .env("WXAUTH_LOG", log_level)
         .env_remove("WXAUTH_CONFIG")
         .stdout(Stdio::piped())
@@ -609,4 +614,48 @@ async fn sigkill_during_writes_loses_no_acknowledged_document() {
         stored_set.len()
     );
     stop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_encryption_key_is_a_500_that_names_its_cause_only_in_the_log() {
+    let (sim, _dir, config, server, http) = setup().await;
+    let login = login_user(&http, &server.url, &sim, "kim").await;
+    stop(server);
+    // The operator replaced the key instead of adding the new one first.
+    let server = start_serve_with_key(&config, "warn", 7);
+    let payload = sim.encrypt(APP1, "kim", json!({"x": 1})).unwrap();
+    let r = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/me/decrypt", server.url),
+        Some(token(&login)),
+        Some(json!({"encrypted_data": payload["encrypted_data"], "iv": payload["iv"]})),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.error()), (500, "internal"));
+    assert_eq!(
+        r.message(),
+        "internal error",
+        "the cause is not shown to clients"
+    );
+    assert_eq!(r.body["request_id"].as_str(), r.header("x-request-id"));
+    // Everything that does not need the sealed key still works.
+    let me = call(
+        &http,
+        Method::GET,
+        format!("{}/v1/me", server.url),
+        Some(token(&login)),
+        None,
+    )
+    .await;
+    assert_eq!(me.status, 200);
+    let log = stop(server);
+    assert!(
+        log.contains("sealed value failed authentication"),
+        "the log names the cause:\n{log}"
+    );
+    assert!(
+        log.contains(r.header("x-request-id").unwrap()),
+        "with the request id:\n{log}"
+    );
 }
