@@ -28,10 +28,14 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
 
 fn document_response(status: StatusCode, doc: &DocumentRecord) -> Response {
     let mut response = (status, Json(DocumentView::from(doc))).into_response();
-    if let Ok(tag) = HeaderValue::from_str(&documents::etag(doc.version)) {
+    set_etag(&mut response, doc.version);
+    response
+}
+
+fn set_etag(response: &mut Response, version: i64) {
+    if let Ok(tag) = HeaderValue::from_str(&documents::etag(version)) {
         response.headers_mut().insert(header::ETAG, tag);
     }
-    response
 }
 
 /// A document as the API returns it.
@@ -118,16 +122,13 @@ pub(crate) async fn create(
             // The first answer, byte for byte.
             let first: Value = serde_json::from_str(&text).map_err(Error::internal)?;
             let id = first["id"].as_str().unwrap_or_default().to_owned();
-            let etag = documents::etag(first["version"].as_i64().unwrap_or(1));
             let mut response = (
                 StatusCode::CREATED,
                 [(header::CONTENT_TYPE, "application/json")],
                 text,
             )
                 .into_response();
-            if let Ok(tag) = HeaderValue::from_str(&etag) {
-                response.headers_mut().insert(header::ETAG, tag);
-            }
+            set_etag(&mut response, first["version"].as_i64().unwrap_or(1));
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
