@@ -14,21 +14,36 @@ const { createWxShim } = require('../shim/wx-shim.js');
 const APP1 = 'wx1111111111111111';
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 
+// The harness's own settings live outside the server's `WXAUTH_*`
+// configuration namespace: `wxauth` refuses unknown WXAUTH_ variables (to
+// catch typos), but ignores WXAUTH_TEST_*. WXAUTH_BIN is still read as an
+// older spelling and is never passed on to the server.
+const HARNESS_VARS = ['WXAUTH_TEST_BIN', 'WXAUTH_BIN'];
+
+/** The wxauth binary: $WXAUTH_TEST_BIN, else target/debug/wxauth. */
 function binaryPath() {
-  if (process.env.WXAUTH_BIN) return process.env.WXAUTH_BIN;
+  const given = process.env.WXAUTH_TEST_BIN || process.env.WXAUTH_BIN;
+  if (given) return given;
   const target = process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
   return path.join(target, 'debug', 'wxauth');
+}
+
+/** The server's environment: ours, minus the harness's own variables. */
+function serverEnv(extra) {
+  const env = Object.assign({}, process.env, { WXAUTH_LOG: 'warn' }, extra || {});
+  for (const name of HARNESS_VARS) delete env[name];
+  return env;
 }
 
 /** Starts `wxauth dev`; resolves with { api, sim, stop() }. */
 async function startDev(env) {
   const bin = binaryPath();
   if (!fs.existsSync(bin)) {
-    throw new Error(`no wxauth binary at ${bin}: run \`cargo build -p wxauth\` first (or set WXAUTH_BIN)`);
+    throw new Error(`no wxauth binary at ${bin}: run \`cargo build -p wxauth\` first (or set WXAUTH_TEST_BIN)`);
   }
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxauth-js-'));
   const child = spawn(bin, ['dev', '--listen', '127.0.0.1:0', '--sim-listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: Object.assign({}, process.env, { WXAUTH_LOG: 'warn' }, env || {}),
+    env: serverEnv(env),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const urls = await new Promise((resolve, reject) => {
@@ -62,4 +77,4 @@ function newClient(server, user, extra) {
   return { client, shim };
 }
 
-module.exports = { startDev, newClient, APP1 };
+module.exports = { startDev, newClient, binaryPath, APP1 };

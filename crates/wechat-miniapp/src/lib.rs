@@ -35,7 +35,7 @@ pub use client::{
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use crypto::DecryptError;
 pub use error::{Error, Result};
-pub use secret::{AccessToken, AppSecret, LoginCode, PhoneCode, SessionKey};
+pub use secret::{AccessToken, AppSecret, LoginCode, PhoneCode, SecretText, SessionKey};
 pub use token::{
     AccessTokenManager, CachedToken, MemoryTokenCache, TokenCache, TokenFuture, TokenSource,
 };

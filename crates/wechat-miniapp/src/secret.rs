@@ -80,6 +80,11 @@ secret_string!(
     /// A one-time code from the phone-number button.
     PhoneCode
 );
+secret_string!(
+    /// Any other secret text (session tokens, keys in configuration): the
+    /// one redacting type for secrets that have no type of their own.
+    SecretText
+);
 
 #[cfg(test)]
 mod tests {

@@ -15,11 +15,16 @@ use base64::engine::general_purpose::STANDARD;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use wechat_miniapp::AppSecret;
+use wechat_miniapp::{AppSecret, SecretText};
 
 /// Environment variables with the `WXAUTH_` prefix that are not configuration
 /// keys (used by the CLI, logging and tests).
 const NON_CONFIG_ENV: &[&str] = &["LOG", "LOG_FORMAT", "CONFIG", "SIM_LISTEN"];
+
+/// The deepest `limits.json_depth` allowed: below serde_json's own
+/// recursion limit (128), with room for the wrappers a stored document is
+/// answered in, so a body we accepted can always be parsed again.
+pub const MAX_JSON_DEPTH: usize = 100;
 
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +42,7 @@ pub struct Config {
     /// Address to serve the API on.
     pub listen: SocketAddr,
     /// `sqlite://path` or `postgres://…`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// How to reach WeChat.
     pub wechat: WechatConfig,
     /// The mini programs this service logs users in for.
@@ -71,7 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url: "sqlite://wxauth.db".into(),
+            database_url: DatabaseUrl::new("sqlite://wxauth.db"),
             wechat: WechatConfig::default(),
             apps: Vec::new(),
             default_appid: None,
@@ -117,7 +122,7 @@ pub struct AppConfig {
     pub appid: String,
     /// The AppSecret, written in the file. Prefer `secret_env`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
+    pub secret: Option<SecretText>,
     /// The name of the environment variable holding the AppSecret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
@@ -153,7 +158,7 @@ pub struct KeyConfig {
     pub id: String,
     /// The key, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<SecretText>,
     /// The name of the environment variable holding the key, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_env: Option<String>,
@@ -183,6 +188,9 @@ pub struct LimitsConfig {
     pub login_per_ip_per_minute: u32,
     /// Logins allowed per app per second.
     pub login_per_app_per_second: u32,
+    /// How deep arrays and objects may nest in any JSON body (documents
+    /// included), at most 100.
+    pub json_depth: usize,
 }
 
 impl Default for LimitsConfig {
@@ -194,6 +202,7 @@ impl Default for LimitsConfig {
             page_size_max: 100,
             login_per_ip_per_minute: 60,
             login_per_app_per_second: 500,
+            json_depth: 32,
         }
     }
 }
@@ -279,7 +288,7 @@ pub struct Settings {
     /// Address to serve the API on.
     pub listen: SocketAddr,
     /// Database URL.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// WeChat client settings.
     pub wechat: wechat_miniapp::ClientConfig,
     /// Which token endpoint.
@@ -310,7 +319,7 @@ fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
 
 fn resolve_key(k: &KeyConfig, key_path: &str) -> Result<Vec<u8>, ConfigError> {
     let text = match (&k.key, &k.key_env) {
-        (Some(t), None) => t.clone(),
+        (Some(t), None) => t.expose().to_owned(),
         (None, Some(var)) => env_var(var, key_path)?,
         _ => {
             return Err(bad(format!(
@@ -334,13 +343,14 @@ fn valid_appid(appid: &str) -> bool {
 impl Config {
     /// Checks every value and loads secrets.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        if !(self.database_url.starts_with("sqlite:")
-            || self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
         {
             return Err(bad(format!(
                 "database_url: unsupported scheme in {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
-                redact_url(&self.database_url)
+                redact_url(url)
             )));
         }
         if self.apps.is_empty() {
@@ -361,7 +371,7 @@ impl Config {
                 )));
             }
             let secret = match (&app.secret, &app.secret_env) {
-                (Some(s), None) => s.clone(),
+                (Some(s), None) => s.expose().to_owned(),
                 (None, Some(var)) => env_var(var, &format!("{key}.secret_env"))?,
                 _ => {
                     return Err(bad(format!(
@@ -467,6 +477,11 @@ impl Config {
                 "limits: documents_per_collection and page_size_max must be positive",
             ));
         }
+        if self.limits.json_depth == 0 || self.limits.json_depth > MAX_JSON_DEPTH {
+            return Err(bad(format!(
+                "limits.json_depth: must be from 1 to {MAX_JSON_DEPTH}"
+            )));
+        }
         if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_app_per_second == 0 {
             return Err(bad("limits: login rate limits must be positive"));
         }
@@ -501,16 +516,75 @@ impl Config {
     }
 }
 
-/// A database URL with any password replaced, for messages and logs.
+/// A database URL. It may hold a password, so its `Debug` shows it
+/// redacted; `expose()` is for connecting only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, password included: to connect, never to show.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced, for messages and logs.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+/// A database URL with any password replaced (in the user-info part and in
+/// a `password=` query parameter), for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(q) => {
+            let params: Vec<String> = q
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
     }
 }

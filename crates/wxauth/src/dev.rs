@@ -69,7 +69,7 @@ pub fn dev_config(
     let keys = dev_keys(data_dir)?;
     let mut config = Config::load(None)?;
     config.listen = listen;
-    config.database_url = format!("sqlite://{}", data_dir.join("wxauth.db").display());
+    config.database_url = format!("sqlite://{}", data_dir.join("wxauth.db").display()).into();
     config.wechat.base_url = sim_url.to_owned();
     config.apps = DEV_APPS
         .iter()
@@ -84,12 +84,12 @@ pub fn dev_config(
     config.playground.sim_url = sim_url.to_owned();
     config.tokens.signing_keys = vec![KeyConfig {
         id: "dev1".into(),
-        key: Some(keys.signing_key),
+        key: Some(keys.signing_key.into()),
         key_env: None,
     }];
     config.encryption.keys = vec![KeyConfig {
         id: "1".into(),
-        key: Some(keys.encryption_key),
+        key: Some(keys.encryption_key.into()),
         key_env: None,
     }];
     // Development logs many users in from one address; keep the per-IP

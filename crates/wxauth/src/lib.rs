@@ -41,16 +41,40 @@ impl Default for Deps {
     }
 }
 
+/// Latency buckets, seconds: from a cached read to a slow WeChat call.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// The process-wide metrics recorder. The `metrics` facade is global by
 /// design; the handle that renders it is passed around like any state.
+///
+/// Histograms are bucketed (Prometheus histograms, which add up across
+/// instances; summaries' quantiles do not). The exporter buffers samples
+/// until they are folded into the buckets, so a task folds them every
+/// second: memory stays flat whether or not anyone scrapes.
 fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new();
+            let recorder = builder
+                .set_buckets(LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed; then ours renders nothing.
             let _ = metrics::set_global_recorder(recorder);
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("wxauth-metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok();
             handle
         })
         .clone()
@@ -66,7 +90,7 @@ pub struct App {
 
 /// Opens the store (migrating it), warms caches and builds the router.
 pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
-    let store = store::Store::open(&settings.database_url).await?;
+    let store = store::Store::open(settings.database_url.expose()).await?;
     spawn_idempotency_expiry(store.clone(), deps.clock.clone());
     let auth = auth::Auth::new(&settings, store.clone(), deps.revocations, deps.clock)?;
     let warmed = auth.warm_revocations().await?;

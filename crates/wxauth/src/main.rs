@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wechat_sim::{SimConfig, Simulator};
-use wxauth::config::{Config, redact_url};
+use wxauth::config::Config;
 use wxauth::{Deps, build_app, dev, serve};
 
 #[derive(Parser)]
@@ -161,7 +161,7 @@ fn load_settings(args: &ConfigArgs) -> anyhow::Result<wxauth::config::Settings> 
 async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
     let settings = load_settings(&args)?;
     let listen = settings.listen;
-    let db = redact_url(&settings.database_url);
+    let db = settings.database_url.redacted();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -176,12 +176,12 @@ async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
 
 async fn run_migrate(args: ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
-    let store = wxauth::store::Store::connect(&config.database_url).await?;
+    let store = wxauth::store::Store::connect(config.database_url.expose()).await?;
     store.migrate().await?;
     store.close().await;
     println!(
         "database schema is up to date ({})",
-        redact_url(&config.database_url)
+        config.database_url.redacted()
     );
     Ok(())
 }
@@ -242,8 +242,10 @@ fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("WXAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),

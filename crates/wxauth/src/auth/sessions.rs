@@ -1,7 +1,7 @@
 //! Login, refresh, logout, and recognising the caller of a request.
 
 use uuid::Uuid;
-use wechat_miniapp::LoginCode;
+use wechat_miniapp::{LoginCode, SecretText};
 
 use super::upstream::{self, Call};
 use super::{Auth, tokens};
@@ -25,11 +25,11 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Session {
     /// Signed access token.
-    pub access_token: String,
+    pub access_token: SecretText,
     /// Its lifetime, seconds.
     pub expires_in: u64,
     /// Opaque refresh token.
-    pub refresh_token: String,
+    pub refresh_token: SecretText,
     /// Its lifetime, seconds.
     pub refresh_expires_in: u64,
     /// Whether this login created the user.
@@ -67,7 +67,8 @@ impl Auth {
         Ok(Session {
             access_token: self
                 .issuer
-                .issue_access(&user.id, session_id, &user.appid)?,
+                .issue_access(&user.id, session_id, &user.appid)?
+                .into(),
             expires_in: self.issuer.access_ttl_secs(),
             refresh_token: refresh.token,
             refresh_expires_in: self.refresh_ttl.as_secs(),

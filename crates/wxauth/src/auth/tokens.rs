@@ -65,7 +65,7 @@ impl std::fmt::Debug for TokenIssuer {
 /// A refresh token: the text the client keeps and the hash the store keeps.
 pub struct RefreshToken {
     /// Give this to the client, once.
-    pub token: String,
+    pub token: wechat_miniapp::SecretText,
     /// Store this.
     pub hash: Vec<u8>,
 }
@@ -143,7 +143,10 @@ impl TokenIssuer {
         let bytes: [u8; 32] = rand::rng().random();
         let token = format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
         let hash = refresh_hash(&token);
-        RefreshToken { token, hash }
+        RefreshToken {
+            token: token.into(),
+            hash,
+        }
     }
 }
 
@@ -263,11 +266,13 @@ mod tests {
         let t = issuer(&[key("k1", 1)], &clock);
         let a = t.new_refresh();
         let b = t.new_refresh();
-        assert_ne!(a.token, b.token);
-        assert!(looks_like_refresh(&a.token));
-        assert_eq!(a.hash, refresh_hash(&a.token));
+        assert_ne!(a.token.expose(), b.token.expose());
+        assert!(looks_like_refresh(a.token.expose()));
+        assert_eq!(a.hash, refresh_hash(a.token.expose()));
         assert_eq!(a.hash.len(), 32);
         assert!(!looks_like_refresh("wxr_short"));
-        assert!(!looks_like_refresh(&a.token.replace("wxr_", "xxx_")));
+        assert!(!looks_like_refresh(
+            &a.token.expose().replace("wxr_", "xxx_")
+        ));
     }
 }

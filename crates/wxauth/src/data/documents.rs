@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::auth::{Auth, Caller};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
-use crate::store::{CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome};
+use crate::store::{
+    CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, StoredAnswer,
+};
 
 const CURSOR_PREFIX: &str = "c1:";
 const DEFAULT_PAGE: u32 = 20;
@@ -90,8 +92,9 @@ pub enum Created {
     /// Stored now.
     New(DocumentRecord),
     /// The answer given the first time this Idempotency-Key was used, as the
-    /// `render` function of that first call wrote it.
-    Replayed(String),
+    /// `render` function of that first call wrote it, and the document it
+    /// created. Never parsed again: it is sent as stored.
+    Replayed(StoredAnswer),
 }
 
 /// Renders a created document as the answer to store with its

@@ -21,8 +21,10 @@ pub async fn update(
 ) -> Result<UserRecord> {
     for key in patch.keys() {
         if key.is_empty() || key.len() > MAX_KEY {
+            let shown: String = key.chars().take(16).collect();
+            let more = if shown.len() < key.len() { "…" } else { "" };
             return Err(Error::InvalidRequest(format!(
-                "profile field names must be 1 to {MAX_KEY} bytes"
+                "`profile.{shown}{more}`: profile field names must be 1 to {MAX_KEY} bytes"
             )));
         }
     }

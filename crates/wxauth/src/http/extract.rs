@@ -13,14 +13,15 @@ use super::AppState;
 use crate::auth::Caller;
 use crate::error::Error;
 
-/// A JSON body. Malformed JSON, wrong types and unknown fields become a 400
-/// `invalid_request` naming the problem; an oversized body a 413.
+/// A JSON body. Malformed JSON, wrong types, unknown fields and nesting
+/// past `limits.json_depth` become a 400 `invalid_request` naming the
+/// field's path (never echoing its value); an oversized body a 413.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -47,9 +48,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "the body is empty; send a JSON object".into(),
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| Error::InvalidRequest(format!("invalid JSON body: {e}")))
+        super::json_body::parse(&bytes, state.settings().limits.json_depth).map(ApiJson)
     }
 }
 

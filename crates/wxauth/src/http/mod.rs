@@ -4,6 +4,7 @@
 
 mod error;
 mod extract;
+mod json_body;
 mod openapi;
 mod playground;
 mod routes;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -92,6 +93,32 @@ impl MakeRequestId for MakeUuidV7 {
     }
 }
 
+/// Whether a client's `X-Request-Id` may be used as the request's id: a
+/// short token that cannot carry a log field or flood every log line.
+fn fit_request_id(value: &[u8]) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Removes a client's `X-Request-Id` that is not a plain token of at most
+/// 64 characters (or that is sent more than once); the request then gets a
+/// generated id.
+async fn drop_unfit_request_id(mut request: Request) -> Request {
+    let ids = request.headers().get_all("x-request-id");
+    let mut iter = ids.iter();
+    let fit = match (iter.next(), iter.next()) {
+        (Some(one), None) => fit_request_id(one.as_bytes()),
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if !fit {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// The API's routes, each registered together with its OpenAPI entry.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -139,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_unfit_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeUuidV7))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(
@@ -147,11 +175,13 @@ pub fn router(state: AppState) -> Router {
                             // Path only: never the query string or headers. ERROR level so
                             // the span (and its request_id) is enabled whenever anything is
                             // logged, even with WXAUTH_LOG=warn.
+                            // Values are recorded as strings, which the text
+                            // format quotes and escapes: no input can add a field.
                             tracing::error_span!(
                                 "request",
-                                method = %req.method(),
-                                path = %req.uri().path(),
-                                request_id = %error::request_id(req.headers()),
+                                method = metric_method(req.method()),
+                                path = req.uri().path(),
+                                request_id = error::request_id(req.headers()).as_str(),
                             )
                         })
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
@@ -167,18 +197,33 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
+/// The method as a label: the standard ones by name, anything a client
+/// invents as `other`, so labels stay a small fixed set.
+fn metric_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts requests and their latency by route template (never the raw
-/// path, whose ids would make the label set unbounded).
+/// path, whose ids would make the label set unbounded) and bounded method.
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = metric_method(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("wxauth_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("wxauth_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("wxauth_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());

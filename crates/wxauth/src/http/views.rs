@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use wechat_miniapp::SecretText;
 
 use crate::auth::{PhoneNumber, Session};
 use crate::data::rfc3339;
@@ -38,13 +39,15 @@ impl From<&UserRecord> for UserView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// Send as `Authorization: Bearer …`.
-    pub access_token: String,
+    #[schema(value_type = String)]
+    pub access_token: SecretText,
     /// Always `Bearer`.
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
     /// Exchange at `/v1/token/refresh` for a new pair; single use.
-    pub refresh_token: String,
+    #[schema(value_type = String)]
+    pub refresh_token: SecretText,
     /// Seconds until the refresh token expires.
     pub refresh_expires_in: u64,
     /// Whether this login created the user.

@@ -72,11 +72,21 @@ pub enum CreateOutcome {
     /// Stored.
     Created(DocumentRecord),
     /// The key was seen before with the same request: its first answer.
-    Replayed(String),
+    Replayed(StoredAnswer),
     /// The key was seen before with a different request.
     KeyReused,
     /// The collection is full.
     LimitReached,
+}
+
+/// The first answer to an idempotency key, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    /// The answer's body, exactly as first sent.
+    pub response: String,
+    /// The document that create made (None for keys stored before the
+    /// column existed).
+    pub document_id: Option<String>,
 }
 
 /// What a replace did.
@@ -95,7 +105,7 @@ pub(super) async fn create(
     doc: &NewDocument,
 ) -> Result<CreateOutcome> {
     if let Some(idem) = &doc.idempotency {
-        let seen = sqlx::query("SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
+        let seen = sqlx::query("SELECT request_hash, response, document_id FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
             .bind(&doc.user_id)
             .bind(&idem.key)
             .fetch_optional(&mut **tx)
@@ -103,7 +113,10 @@ pub(super) async fn create(
         if let Some(seen) = seen {
             let hash: Vec<u8> = seen.try_get("request_hash")?;
             return Ok(if hash == idem.request_hash {
-                CreateOutcome::Replayed(seen.try_get("response")?)
+                CreateOutcome::Replayed(StoredAnswer {
+                    response: seen.try_get("response")?,
+                    document_id: seen.try_get("document_id")?,
+                })
             } else {
                 CreateOutcome::KeyReused
             });
@@ -137,12 +150,13 @@ pub(super) async fn create(
     let record = DocumentRecord::from_row(&row)?;
     if let Some(idem) = &doc.idempotency {
         let response = (idem.render)(&record);
-        sqlx::query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at, document_id) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&doc.user_id)
             .bind(&idem.key)
             .bind(idem.request_hash.clone())
             .bind(response)
             .bind(doc.now)
+            .bind(&record.id)
             .execute(&mut **tx)
             .await?;
     }

@@ -20,6 +20,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "documents",
         include_str!("../../migrations/sqlite/0002_documents.sql"),
     ),
+    (
+        3,
+        "idempotency document id",
+        include_str!("../../migrations/sqlite/0003_idempotency_document.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -32,6 +37,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "documents",
         include_str!("../../migrations/postgres/0002_documents.sql"),
+    ),
+    (
+        3,
+        "idempotency document id",
+        include_str!("../../migrations/postgres/0003_idempotency_document.sql"),
     ),
 ];
 

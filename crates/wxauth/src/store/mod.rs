@@ -24,7 +24,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
-pub use documents::{CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome};
+pub use documents::{
+    CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, StoredAnswer,
+};
 pub use records::{LoginWrite, RefreshOutcome, SessionRecord, UserRecord};
 pub use writer::{ProfileChange, WriterStats};
 

@@ -93,7 +93,7 @@ pub async fn spawn_sim(clock: &OffsetClock) -> (Simulator, String) {
 /// process-level tests).
 pub fn test_config(database_url: &str, sim_url: &str) -> Config {
     let mut c = Config {
-        database_url: database_url.to_owned(),
+        database_url: database_url.into(),
         ..Config::default()
     };
     c.wechat.base_url = sim_url.to_owned();
@@ -112,12 +112,12 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
     c.default_appid = Some(APP1.into());
     c.tokens.signing_keys = vec![KeyConfig {
         id: "t1".into(),
-        key: Some(b64_key(7)),
+        key: Some(b64_key(7).into()),
         key_env: None,
     }];
     c.encryption.keys = vec![KeyConfig {
         id: "1".into(),
-        key: Some(b64_key(9)),
+        key: Some(b64_key(9).into()),
         key_env: None,
     }];
     c.limits.login_per_ip_per_minute = 100_000;

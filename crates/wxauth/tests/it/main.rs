@@ -5,6 +5,7 @@
 mod app;
 mod cli;
 mod db;
+mod hardening;
 mod http_data;
 mod http_me;
 mod http_misc;

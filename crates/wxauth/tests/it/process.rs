@@ -10,9 +10,9 @@ use wechat_miniapp::OffsetClock;
 
 use crate::app::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wxauth");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wxauth");
 
-fn write_config(dir: &Path, sim_url: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, sim_url: &str) -> std::path::PathBuf {
     let path = dir.join("wxauth.toml");
     let text = format!(
         r#"listen = "127.0.0.1:0"
@@ -43,17 +43,17 @@ keys = [{{ id = "1", key_env = "TEST_ENC_KEY" }}]
     path
 }
 
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub child: Child,
+    pub url: String,
 }
 
-fn start_serve(config: &Path, log_level: &str) -> Server {
+pub(crate) fn start_serve(config: &Path, log_level: &str) -> Server {
     start_serve_with_key(config, log_level, 6)
 }
 
 /// `wxauth serve` whose encryption key is 32 bytes of `key_byte`.
-fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8) -> Server {
+pub(crate) fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
@@ -82,7 +82,7 @@ fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8) -> Server 
 }
 
 /// Stops the server with SIGTERM (graceful: it must exit 0) and returns its log.
-fn stop(server: Server) -> String {
+pub(crate) fn stop(server: Server) -> String {
     let _ = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
@@ -96,7 +96,7 @@ fn stop(server: Server) -> String {
     log
 }
 
-async fn call(
+pub(crate) async fn call(
     http: &reqwest::Client,
     method: Method,
     url: String,
@@ -114,7 +114,20 @@ async fn call(
 }
 
 /// A simulator, a data folder with a config, `wxauth serve` on it, and a client.
-async fn setup() -> (
+pub(crate) async fn setup() -> (
+    wechat_sim::Simulator,
+    crate::db::TempDir,
+    std::path::PathBuf,
+    Server,
+    reqwest::Client,
+) {
+    setup_at("warn").await
+}
+
+/// [`setup`] with the server logging at `log_level`.
+pub(crate) async fn setup_at(
+    log_level: &str,
+) -> (
     wechat_sim::Simulator,
     crate::db::TempDir,
     std::path::PathBuf,
@@ -125,12 +138,12 @@ async fn setup() -> (
     let (sim, sim_url) = spawn_sim(&clock).await;
     let dir = crate::db::temp_dir();
     let config = write_config(&dir.0, &sim_url);
-    let server = start_serve(&config, "warn");
+    let server = start_serve(&config, log_level);
     (sim, dir, config, server, reqwest::Client::new())
 }
 
 /// Logs `user` of app 1 in against a running server; panics unless 200.
-async fn login_user(
+pub(crate) async fn login_user(
     http: &reqwest::Client,
     url: &str,
     sim: &wechat_sim::Simulator,

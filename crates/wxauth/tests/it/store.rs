@@ -416,7 +416,7 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
     for t in tasks {
         match t.await.unwrap() {
             CreateOutcome::Created(doc) => ids.insert(doc.id),
-            CreateOutcome::Replayed(first) => ids.insert(first),
+            CreateOutcome::Replayed(first) => ids.insert(first.document_id.unwrap()),
             other => panic!("{other:?}"),
         };
     }

@@ -82,8 +82,12 @@ pub(crate) struct DocumentPage {
 
 /// Store a new document in one of the caller's collections.
 ///
-/// With `Idempotency-Key`, a retry with the same key and body answers like
-/// the first time and stores nothing more.
+/// With `Idempotency-Key`, a retry with the same key and the same body
+/// within 24 hours gets the first answer again, byte for byte (201 with
+/// `Idempotent-Replayed: true`), and stores nothing more. The replay is the
+/// first answer even when the document was replaced or deleted since (as
+/// Stripe does): it says what the create did, not what the document is now.
+/// The same key with another body is a 400.
 #[utoipa::path(post, path = "/v1/data/{collection}", tag = "data", security(("bearer" = [])),
     params(
         ("collection" = String, Path, description = "[a-z0-9_-]{1,64}"),
@@ -118,25 +122,27 @@ pub(crate) async fn create(
     .await?;
     let (mut response, id) = match created {
         Created::New(doc) => (document_response(StatusCode::CREATED, &doc), doc.id),
-        Created::Replayed(text) => {
-            // The first answer, byte for byte.
-            let first: Value = serde_json::from_str(&text).map_err(Error::internal)?;
-            let id = first["id"].as_str().unwrap_or_default().to_owned();
+        Created::Replayed(first) => {
+            // The first answer, byte for byte, never parsed again (a
+            // document the service accepted must always replay). Its
+            // version is 1: it is the answer of a create.
             let mut response = (
                 StatusCode::CREATED,
                 [(header::CONTENT_TYPE, "application/json")],
-                text,
+                first.response,
             )
                 .into_response();
-            set_etag(&mut response, first["version"].as_i64().unwrap_or(1));
+            set_etag(&mut response, 1);
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            (response, id)
+            (response, first.document_id.unwrap_or_default())
         }
     };
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/data/{collection}/{id}")) {
-        response.headers_mut().insert(header::LOCATION, location);
+    if !id.is_empty() {
+        if let Ok(location) = HeaderValue::from_str(&format!("/v1/data/{collection}/{id}")) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
     }
     Ok(response)
 }

@@ -51,7 +51,7 @@ pub(crate) async fn patch_me(
 ) -> Result<Json<MeView>> {
     let Value::Object(patch) = req.profile else {
         return Err(Error::InvalidRequest(
-            "profile must be a JSON object".into(),
+            "`profile` must be a JSON object".into(),
         ));
     };
     let patch: Map<String, Value> = patch;

@@ -1,0 +1,310 @@
+//! Hostile input, one test per finding of the hardening issue: each fails
+//! on the code before its fix.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::app::*;
+
+/// Posts raw bytes as JSON.
+async fn post_raw(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> Reply {
+    let mut req = app
+        .http
+        .post(format!("{}{path}", app.url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    reply(req.send().await.unwrap()).await
+}
+
+// ----- 1. wrong-typed fields are named, values never echoed -----
+
+#[tokio::test]
+async fn wrong_typed_fields_are_named_by_path() {
+    let app = spawn_app().await;
+    let cases = [
+        (r#"{"code": 5}"#, "`code` must be a string, not a number"),
+        (r#"{"code": null}"#, "`code` must be a string, not null"),
+        (
+            r#"{"code": ["a"]}"#,
+            "`code` must be a string, not an array",
+        ),
+        (
+            r#"{"code": {"a": 1}}"#,
+            "`code` must be a string, not an object",
+        ),
+        (
+            r#"{"code": false}"#,
+            "`code` must be a string, not a boolean",
+        ),
+        (
+            r#"{"code": "abc", "appid": 12}"#,
+            "`appid` must be a string, not a number",
+        ),
+    ];
+    for (body, want) in cases {
+        let r = post_raw(&app, "/v1/login", None, body).await;
+        assert_eq!(
+            (r.status.as_u16(), r.error()),
+            (400, "invalid_request"),
+            "{body}"
+        );
+        assert_eq!(r.message(), want, "{body}");
+    }
+    // A bare JSON string: the value (a login code, say) is not echoed.
+    let code = app.code(APP1, "bare");
+    let r = post_raw(&app, "/v1/login", None, &format!("\"{code}\"")).await;
+    assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+    assert_eq!(r.message(), "the body must be a JSON object, not a string");
+    assert!(!r.body.to_string().contains(&code));
+
+    let login = app.login(APP1, "typed").await;
+    let t = token(&login);
+    let r = post_raw(&app, "/v1/me/phone", Some(t), r#"{"code": 5}"#).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "`code` must be a string, not a number");
+    let r = post_raw(
+        &app,
+        "/v1/me/decrypt",
+        Some(t),
+        r#"{"encrypted_data": "x", "iv": []}"#,
+    )
+    .await;
+    assert_eq!(r.message(), "`iv` must be a string, not an array");
+    let r = post_raw(&app, "/v1/token/refresh", None, r#"{"refresh_token": 1.5}"#).await;
+    assert_eq!(
+        r.message(),
+        "`refresh_token` must be a string, not a number"
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            "/v1/me",
+            Some(t),
+            Some(json!({"profile": "x"})),
+        )
+        .await;
+    assert_eq!(r.message(), "`profile` must be a JSON object");
+    let r = app
+        .call(
+            Method::PATCH,
+            "/v1/me",
+            Some(t),
+            Some(json!({"profile": {"nickname": "A"}, "extra": 1})),
+        )
+        .await;
+    assert!(
+        r.message().starts_with("`extra` is not a known field"),
+        "{}",
+        r.message()
+    );
+    let r = post_raw(&app, "/v1/login", None, r#"{"code": "abc"#).await;
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("line 1 column"), "{}", r.message());
+    assert!(!r.message().contains("abc"), "{}", r.message());
+}
+
+// ----- 6. one nesting limit, for create and replay -----
+
+fn nested(depth: usize) -> String {
+    // {"a":{"a":...{"a":1}...}} : `depth` objects.
+    format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth))
+}
+
+async fn create_raw(app: &TestApp, token: &str, key: &str, body: &str) -> Reply {
+    let resp = app
+        .http
+        .post(format!("{}/v1/data/deep", app.url))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    reply(resp).await
+}
+
+#[tokio::test]
+async fn nesting_is_limited_once_and_replays_never_fail() {
+    let app = spawn_app().await;
+    let login = app.login(APP1, "deep").await;
+    let t = token(&login);
+    // 127 deep used to be stored (201) and then replayed as a 500.
+    for _ in 0..2 {
+        let r = create_raw(&app, t, "k-127", &nested(127)).await;
+        assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+        assert!(
+            r.message().contains("more than 32 levels"),
+            "{}",
+            r.message()
+        );
+    }
+    // At the limit: stored, and the replay is the first answer byte for byte.
+    let first = create_raw(&app, t, "k-32", &nested(32)).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let again = create_raw(&app, t, "k-32", &nested(32)).await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(again.header("etag"), Some("\"1\""));
+    // After the document changed or is gone, the replay is still the first answer.
+    let id = first.body["id"].as_str().unwrap();
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/data/deep/{id}"),
+            Some(t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let after = create_raw(&app, t, "k-32", &nested(32)).await;
+    assert_eq!((after.status.as_u16(), &after.body), (201, &first.body));
+    // One level more, anywhere in any body: refused with the limit named.
+    let r = create_raw(&app, t, "k-33", &nested(33)).await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .call(
+            Method::PATCH,
+            "/v1/me",
+            Some(t),
+            Some(
+                serde_json::from_str(&format!("{{\"profile\":{{\"x\":{}}}}}", nested(31))).unwrap(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.message().contains("limits.json_depth"), "{}", r.message());
+}
+
+// ----- 7. client request ids cannot forge log fields -----
+
+#[tokio::test]
+async fn unfit_client_request_ids_are_replaced() {
+    let app = spawn_app().await;
+    for (sent, kept) in [
+        ("abc-123_x.y:z", true),
+        ("123 status=200 path=/v1/admin", false),
+        ("a\"b", false),
+        (&"x".repeat(65) as &str, false),
+        (&"x".repeat(8192) as &str, false),
+        (&"y".repeat(64) as &str, true),
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}/healthz", app.url))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        if kept {
+            assert_eq!(id, sent);
+        } else {
+            assert_ne!(id, sent);
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_text_log_quotes_client_input() {
+    use crate::process::*;
+    let (_sim, _dir, _config, server, http) = setup_at("info").await;
+    let forged = "123 status=200 path=/v1/admin";
+    let resp = http
+        .get(format!("{}/v1/me", server.url))
+        .header("x-request-id", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let log = stop(server);
+    assert!(!log.contains(forged), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no line with {id}: {log}"));
+    assert!(line.contains(&format!("request_id=\"{id}\"")), "{line}");
+    assert!(line.contains("path=\"/v1/me\""), "{line}");
+}
+
+// ----- 8. no secret in Debug -----
+
+#[test]
+fn debug_output_of_config_settings_and_sessions_holds_no_secret() {
+    use wxauth::auth::Session;
+    use wxauth::http::SessionView;
+    use wxauth::store::UserRecord;
+
+    let password = "pg-Pa55word-xyz";
+    let mut config = test_config(
+        &format!("postgres://wx:{password}@127.0.0.1/test?sslmode=disable&password={password}"),
+        "http://127.0.0.1:1",
+    );
+    config.apps[1].secret = Some("app-secret-0123456789abcdef".into());
+    let signing = b64_key(7);
+    let sealing = b64_key(9);
+    let settings = config.resolve().unwrap();
+    let access = "eyJhbGciOi.access-token-body.signature-part";
+    let refresh_token = "wxr_refresh-token-secret-part";
+    let session = Session {
+        access_token: access.into(),
+        expires_in: 900,
+        refresh_token: refresh_token.into(),
+        refresh_expires_in: 60,
+        new_user: true,
+        user: UserRecord {
+            id: "u1".into(),
+            appid: APP1.into(),
+            openid: "o1".into(),
+            unionid: None,
+            session_key_enc: b"sealed-session-key".to_vec(),
+            phone_enc: Some(b"sealed-phone".to_vec()),
+            profile: "{}".into(),
+            profile_version: 0,
+            created_at: 0,
+            last_login_at: 0,
+        },
+    };
+    let shown = [
+        format!("{config:?}"),
+        format!("{:?}", config.apps),
+        format!("{:?}", config.tokens.signing_keys),
+        format!("{settings:?}"),
+        format!("{session:?}"),
+        format!("{:?}", SessionView::from(session.clone())),
+    ];
+    for text in &shown {
+        for secret in [
+            password,
+            SECRET1,
+            "app-secret-0123456789abcdef",
+            &signing,
+            &sealing,
+            access,
+            refresh_token,
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    // Still useful: the URL's host and the app ids show.
+    assert!(shown[3].contains("127.0.0.1/test"), "{}", shown[3]);
+    assert!(shown[0].contains(APP1));
+    // And the real values are still what the service uses.
+    let view = serde_json::to_value(SessionView::from(session)).unwrap();
+    assert_eq!(view["access_token"], access);
+    assert_eq!(view["refresh_token"], refresh_token);
+    let _: Value = view;
+}
