@@ -308,3 +308,108 @@ fn debug_output_of_config_settings_and_sessions_holds_no_secret() {
     assert_eq!(view["refresh_token"], refresh_token);
     let _: Value = view;
 }
+
+// ----- 5. /metrics: bounded labels, no growth per request -----
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn series(http: &reqwest::Client, url: &str) -> (usize, usize) {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("wxauth_http_"))
+        .count();
+    (series, text.len())
+}
+
+/// `n` requests from 8 concurrent clients; request `i` uses `method(i)`.
+async fn burst(http: &reqwest::Client, url: &str, n: usize, method: fn(usize) -> Method) {
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let http = http.clone();
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for i in (worker..n).step_by(8) {
+                let resp = http
+                    .request(method(i), format!("{url}/healthz"))
+                    .send()
+                    .await
+                    .unwrap();
+                let _ = resp.bytes().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_flat_without_a_scrape() {
+    use crate::process::*;
+    let (_sim, _dir, _config, server, http) = setup().await;
+    let pid = server.child.id();
+    // Warm up every label set the run will use (and the allocator).
+    burst(&http, &server.url, 2_000, |i| {
+        if i % 5 == 0 {
+            Method::from_bytes(format!("X{i:05}").as_bytes()).unwrap()
+        } else {
+            Method::GET
+        }
+    })
+    .await;
+    series(&http, &server.url).await; // the scrape's own label set
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (before_series, before_len) = series(&http, &server.url).await;
+    let before_rss = rss_kib(pid);
+    // 10,000 requests, 2,000 of them with methods nobody has seen, no scrape.
+    burst(&http, &server.url, 10_000, |i| {
+        if i % 5 == 0 {
+            Method::from_bytes(format!("Y{i:05}").as_bytes()).unwrap()
+        } else {
+            Method::GET
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let after_rss = rss_kib(pid);
+    let (after_series, after_len) = series(&http, &server.url).await;
+    assert_eq!(after_series, before_series, "label sets must not grow");
+    assert!(
+        after_len < before_len + 512,
+        "{before_len} -> {after_len} bytes"
+    );
+    assert!(
+        after_rss < before_rss + 2048,
+        "RSS grew from {before_rss} KiB to {after_rss} KiB over 10,000 requests"
+    );
+    let text = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("wxauth_http_request_duration_seconds_bucket"),
+        "histograms, not summaries"
+    );
+    assert!(text.contains("method=\"other\""));
+    assert!(!text.contains("Y0"), "no invented method is a label");
+    stop(server);
+}
