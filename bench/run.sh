@@ -48,6 +48,7 @@ keys = [{ id = "1", key = "$(head -c 32 /dev/urandom | base64)" }]
 documents_per_collection = 100000000
 login_per_ip_per_minute = 100000000
 login_per_app_per_second = 100000000
+login_in_flight_per_ip = 100000   # the load generator is one address with many connections
 TOML
   WXAUTH_LOG=warn "$BIN" serve --config "$WORK/$name.toml" >/dev/null 2>"$WORK/$name.log" &
   local pid=$!

@@ -191,6 +191,16 @@ pub struct LimitsConfig {
     /// How deep arrays and objects may nest in any JSON body (documents
     /// included), at most 100.
     pub json_depth: usize,
+    /// Login codes WeChat may refuse per client address per minute; past
+    /// that the address is refused before it costs the app anything.
+    pub login_failures_per_ip_per_minute: u32,
+    /// Code exchanges one client address may have in flight at once.
+    pub login_in_flight_per_ip: u32,
+    /// How long a login code already exchanged is answered like the first
+    /// time (a client's retry after a lost answer), seconds; 0 turns
+    /// replays off. Kept short: anyone who saw a used code (a log, a proxy)
+    /// could otherwise open sessions with it for the code's whole 5 minutes.
+    pub login_code_replay_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -203,6 +213,9 @@ impl Default for LimitsConfig {
             login_per_ip_per_minute: 60,
             login_per_app_per_second: 500,
             json_depth: 32,
+            login_failures_per_ip_per_minute: 10,
+            login_in_flight_per_ip: 8,
+            login_code_replay_secs: 30,
         }
     }
 }
@@ -211,9 +224,14 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Take the client IP (for rate limits) from `X-Forwarded-For`. Only
-    /// behind a proxy that sets it.
-    pub trust_forwarded_for: bool,
+    /// The proxies (addresses or CIDRs, e.g. `"10.0.0.0/8"`) whose
+    /// `X-Forwarded-For` is believed. The client address is the right-most
+    /// entry that is not one of them (as nginx's `real_ip_recursive`);
+    /// empty (the default): the socket peer, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Replaced by `trusted_proxies`; refused with a message saying so.
+    #[serde(default, skip_serializing)]
+    pub trust_forwarded_for: Option<bool>,
     /// A request that takes longer is answered 503.
     pub request_timeout_ms: u64,
 }
@@ -221,7 +239,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            trust_forwarded_for: None,
             request_timeout_ms: 15_000,
         }
     }
@@ -309,6 +328,8 @@ pub struct Settings {
     pub limits: LimitsConfig,
     /// HTTP details.
     pub http: HttpConfig,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The simulator URL of the playground, when it is served.
     pub playground_sim_url: Option<String>,
 }
@@ -482,8 +503,34 @@ impl Config {
                 "limits.json_depth: must be from 1 to {MAX_JSON_DEPTH}"
             )));
         }
-        if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_app_per_second == 0 {
+        if self.limits.login_per_ip_per_minute == 0
+            || self.limits.login_per_app_per_second == 0
+            || self.limits.login_failures_per_ip_per_minute == 0
+            || self.limits.login_in_flight_per_ip == 0
+        {
             return Err(bad("limits: login rate limits must be positive"));
+        }
+        if self.limits.login_code_replay_secs > 300 {
+            return Err(bad(
+                "limits.login_code_replay_secs: at most 300 (a login code lives 5 minutes)",
+            ));
+        }
+        if self.http.trust_forwarded_for.is_some() {
+            return Err(bad(
+                "http.trust_forwarded_for was replaced: list your proxies instead, e.g. http.trusted_proxies = [\"10.0.0.0/8\"]",
+            ));
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in self.http.trusted_proxies.iter().enumerate() {
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    bad(format!(
+                        "http.trusted_proxies[{i}]: {text:?} is not an address or CIDR (e.g. 10.0.0.0/8)"
+                    ))
+                })?;
+            trusted_proxies.push(net);
         }
         if self.playground.enabled && !self.playground.sim_url.starts_with("http") {
             return Err(bad(
@@ -508,6 +555,7 @@ impl Config {
             encryption_keys,
             limits: self.limits.clone(),
             http: self.http.clone(),
+            trusted_proxies,
             playground_sim_url: self
                 .playground
                 .enabled

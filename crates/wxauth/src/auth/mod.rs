@@ -71,15 +71,15 @@ impl Auth {
             default_appid: settings.default_appid.clone(),
             issuer: TokenIssuer::new(&settings.signing_keys, settings.access_ttl, clock.clone())?,
             sealer: Sealer::new(&settings.encryption_keys)?,
-            // A repeated code is answered like the first for as long as
-            // WeChat itself would accept the code.
+            // A repeated code is answered like the first only briefly: long
+            // enough for a client's retry after a lost answer, never the
+            // code's whole lifetime (see limits.login_code_replay_secs).
             login_codes: LoginCodes::new(
-                i64::try_from(wechat_miniapp::LOGIN_CODE_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+                i64::try_from(settings.limits.login_code_replay_secs)
+                    .unwrap_or(300)
+                    .saturating_mul(1000),
             ),
-            login_limits: rate_limit::LoginLimits::new(
-                settings.limits.login_per_ip_per_minute,
-                settings.limits.login_per_app_per_second,
-            ),
+            login_limits: rate_limit::LoginLimits::new(&(&settings.limits).into()),
             store,
             wechat,
             wechat_tokens,

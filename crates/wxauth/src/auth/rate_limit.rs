@@ -1,22 +1,52 @@
-//! Login rate limits, per client IP and per app (GCRA via `governor`). Logins
-//! cost a WeChat call each, and WeChat limits the app, so a flood from one
-//! address must not spend the whole app's quota.
+//! Login limits. A login costs a WeChat call, and WeChat limits the app, so
+//! the app's budget is the shared resource to protect: no single address
+//! may spend it. In the order they are checked (the code's shape is checked
+//! before any of them, so malformed codes cost nothing):
+//!
+//! 1. **per address** (GCRA via `governor`): `login_per_ip_per_minute`;
+//! 2. **failed logins per address**: an address whose codes WeChat refused
+//!    more than `login_failures_per_ip_per_minute` times is refused for a
+//!    while before it can spend anything else (garbage codes cost one
+//!    WeChat call each, and then stop costing);
+//! 3. **in flight per address**: at most `login_in_flight_per_ip` code
+//!    exchanges at once, so a flood cannot put many calls on the app's
+//!    budget before its failures are counted;
+//! 4. **per app**: `login_per_app_per_second`, the budget itself.
+//!
+//! IPv6 addresses count by their /64 (one subscriber usually holds a whole
+//! /64 and could otherwise rotate through it).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 
-/// The login limits.
+/// The login limits of one process.
 pub struct LoginLimits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_app: DefaultKeyedRateLimiter<String>,
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses refused after too many failures, until the instant given.
+    penalties: Mutex<Penalties>,
+    in_flight: Mutex<HashMap<IpAddr, u32>>,
+    max_in_flight: u32,
     checks: AtomicU32,
+}
+
+#[derive(Default)]
+struct Penalties {
+    until: HashMap<IpAddr, Instant>,
+    /// Size after the last sweep: sweep again when it has doubled, so the
+    /// work per failure stays constant on average.
+    swept_at: usize,
 }
 
 impl std::fmt::Debug for LoginLimits {
@@ -29,37 +59,148 @@ fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
 }
 
+/// The key an address counts under: IPv4 as is, IPv6 by its /64.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Holds one of an address's in-flight exchange slots; frees it on drop.
+#[must_use]
+pub struct InFlight<'a> {
+    limits: &'a LoginLimits,
+    key: IpAddr,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .limits
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 impl LoginLimits {
-    /// `per_ip_per_minute` logins per address (bursts up to that many), and
-    /// `per_app_per_second` per app.
-    pub fn new(per_ip_per_minute: u32, per_app_per_second: u32) -> Self {
+    /// The limits of `limits`.
+    pub fn new(limits: &LoginLimitSettings) -> Self {
         Self {
-            per_ip: RateLimiter::keyed(Quota::per_minute(nonzero(per_ip_per_minute))),
-            per_app: RateLimiter::keyed(Quota::per_second(nonzero(per_app_per_second))),
+            per_ip: RateLimiter::keyed(Quota::per_minute(nonzero(limits.per_ip_per_minute))),
+            per_app: RateLimiter::keyed(Quota::per_second(nonzero(limits.per_app_per_second))),
+            failures: RateLimiter::keyed(Quota::per_minute(nonzero(
+                limits.failures_per_ip_per_minute,
+            ))),
+            penalties: Mutex::new(Penalties::default()),
+            in_flight: Mutex::new(HashMap::new()),
+            max_in_flight: limits.in_flight_per_ip.max(1),
             checks: AtomicU32::new(0),
         }
     }
 
-    /// Counts one login attempt, or says when to try again.
-    pub fn check(&self, ip: IpAddr, appid: &str) -> Result<()> {
+    /// Admits one login attempt from `ip` for `appid`, or says when to try
+    /// again. The returned slot must be held until the code exchange ends.
+    pub fn admit(&self, ip: IpAddr, appid: &str) -> Result<InFlight<'_>> {
+        let key = limit_key(ip);
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 0 {
             self.per_ip.retain_recent();
             self.per_app.retain_recent();
+            self.failures.retain_recent();
         }
-        let now = DefaultClock::default().now();
-        if let Err(not_until) = self.per_ip.check_key(&ip) {
+        // One clock for the limiters: building one per call re-calibrates it.
+        let now = self.per_ip.clock().now();
+        if let Err(not_until) = self.per_ip.check_key(&key) {
             return Err(limited(
                 "too many logins from this address",
                 not_until.wait_time_from(now),
             ));
         }
+        if let Some(until) = self.penalty(&key) {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                return Err(limited("too many failed logins from this address", left));
+            }
+        }
+        let slot = {
+            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(key).or_insert(0);
+            if *n >= self.max_in_flight {
+                None
+            } else {
+                *n += 1;
+                Some(InFlight { limits: self, key })
+            }
+        };
+        let slot = slot.ok_or_else(|| {
+            limited(
+                "too many logins in progress from this address",
+                Duration::from_secs(1),
+            )
+        })?;
         if let Err(not_until) = self.per_app.check_key(&appid.to_owned()) {
             return Err(limited(
                 "too many logins for this app right now",
                 not_until.wait_time_from(now),
             ));
         }
-        Ok(())
+        Ok(slot)
+    }
+
+    /// Counts a code WeChat refused. Past the failure limit, the address is
+    /// refused until its failure budget has refilled by one.
+    pub fn record_failure(&self, ip: IpAddr) {
+        let key = limit_key(ip);
+        let now = self.failures.clock().now();
+        if let Err(not_until) = self.failures.check_key(&key) {
+            let wall = Instant::now();
+            let until = wall + not_until.wait_time_from(now);
+            let mut p = self.penalties.lock().unwrap_or_else(|p| p.into_inner());
+            p.until.insert(key, until);
+            if p.until.len() > 2 * p.swept_at.max(512) {
+                p.until.retain(|_, until| *until > wall);
+                p.swept_at = p.until.len();
+            }
+        }
+    }
+
+    fn penalty(&self, key: &IpAddr) -> Option<Instant> {
+        let p = self.penalties.lock().unwrap_or_else(|p| p.into_inner());
+        p.until.get(key).copied()
+    }
+}
+
+/// The numbers [`LoginLimits`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimitSettings {
+    /// Logins per address per minute.
+    pub per_ip_per_minute: u32,
+    /// Logins per app per second.
+    pub per_app_per_second: u32,
+    /// Refused codes per address per minute before it is refused.
+    pub failures_per_ip_per_minute: u32,
+    /// Code exchanges in flight per address.
+    pub in_flight_per_ip: u32,
+}
+
+impl From<&LimitsConfig> for LoginLimitSettings {
+    fn from(l: &LimitsConfig) -> Self {
+        Self {
+            per_ip_per_minute: l.login_per_ip_per_minute,
+            per_app_per_second: l.login_per_app_per_second,
+            failures_per_ip_per_minute: l.login_failures_per_ip_per_minute,
+            in_flight_per_ip: l.login_in_flight_per_ip,
+        }
     }
 }
 
@@ -76,26 +217,73 @@ fn limited(what: &str, wait: Duration) -> Error {
 mod tests {
     use super::*;
 
+    fn settings(per_ip: u32, per_app: u32, failures: u32, in_flight: u32) -> LoginLimitSettings {
+        LoginLimitSettings {
+            per_ip_per_minute: per_ip,
+            per_app_per_second: per_app,
+            failures_per_ip_per_minute: failures,
+            in_flight_per_ip: in_flight,
+        }
+    }
+
     #[test]
     fn per_ip_and_per_app() {
-        let l = LoginLimits::new(2, 1000);
+        let l = LoginLimits::new(&settings(2, 1000, 10, 8));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        assert!(l.check(a, "wx1").is_ok());
-        assert!(l.check(a, "wx1").is_ok());
-        match l.check(a, "wx1") {
+        assert!(l.admit(a, "wx1").is_ok());
+        assert!(l.admit(a, "wx1").is_ok());
+        match l.admit(a, "wx1") {
             Err(Error::RateLimited { retry_after, .. }) => {
                 assert!(retry_after >= Duration::from_secs(1))
             }
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.map(|_| ())),
         }
         assert!(
-            l.check(b, "wx1").is_ok(),
+            l.admit(b, "wx1").is_ok(),
             "other addresses are not affected"
         );
-        let app = LoginLimits::new(1000, 1);
-        assert!(app.check(a, "wx1").is_ok());
-        assert!(app.check(b, "wx1").is_err());
-        assert!(app.check(b, "wx2").is_ok());
+        let app = LoginLimits::new(&settings(1000, 1, 10, 8));
+        assert!(app.admit(a, "wx1").is_ok());
+        assert!(app.admit(b, "wx1").is_err());
+        assert!(app.admit(b, "wx2").is_ok());
+    }
+
+    #[test]
+    fn failures_refuse_the_address_before_it_spends_the_app() {
+        let l = LoginLimits::new(&settings(1000, 1000, 3, 8));
+        let bad: IpAddr = [10, 0, 0, 9].into();
+        for _ in 0..4 {
+            drop(l.admit(bad, "wx1").map(|_| ()));
+            l.record_failure(bad);
+        }
+        assert!(l.admit(bad, "wx1").is_err());
+        assert!(l.admit([10, 0, 0, 8].into(), "wx1").is_ok());
+    }
+
+    #[test]
+    fn in_flight_slots_are_per_address_and_freed_on_drop() {
+        let l = LoginLimits::new(&settings(1000, 1000, 10, 2));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let s1 = l.admit(a, "wx1");
+        let s2 = l.admit(a, "wx1");
+        assert!(s1.is_ok() && s2.is_ok());
+        assert!(l.admit(a, "wx1").is_err());
+        assert!(l.admit([10, 0, 0, 2].into(), "wx1").is_ok());
+        drop(s1);
+        assert!(l.admit(a, "wx1").is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1"
+            .parse()
+            .unwrap_or(IpAddr::from([0; 4]));
+        let other: IpAddr = "2001:db8:1:2:bbbb::9"
+            .parse()
+            .unwrap_or(IpAddr::from([0; 4]));
+        assert_eq!(limit_key(one), limit_key(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(IpAddr::from([0; 4]));
+        assert_eq!(limit_key(mapped), IpAddr::from([10, 0, 0, 1]));
     }
 }

@@ -38,7 +38,17 @@ pub struct Session {
     pub user: UserRecord,
 }
 
-const MAX_CODE_LEN: usize = 256;
+/// The longest login code accepted. WeChat's are 32 characters of
+/// `[0-9A-Za-z]`; the check is looser (128, plus `-` and `_`) in case the
+/// shape changes, and still refuses garbage before it costs a WeChat call.
+const MAX_CODE_LEN: usize = 128;
+
+fn well_formed_code(code: &str) -> bool {
+    (1..=MAX_CODE_LEN).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 impl Auth {
     fn resolve_app(&self, appid: Option<&str>) -> Result<String> {
@@ -77,9 +87,10 @@ impl Auth {
         })
     }
 
-    /// Logs a user in with a `wx.login` code. The same code again within its
-    /// lifetime (a retry) gets the same user and `new_user`, and a session of
-    /// its own, instead of WeChat's "code been used".
+    /// Logs a user in with a `wx.login` code. The same code again within the
+    /// replay window (`limits.login_code_replay_secs`: a retry) gets the same
+    /// user and `new_user`, and a session of its own, instead of WeChat's
+    /// "code been used"; later it is refused as WeChat refuses it.
     pub async fn login(
         &self,
         code: &str,
@@ -87,16 +98,16 @@ impl Auth {
         client_ip: std::net::IpAddr,
     ) -> Result<Session> {
         let code = code.trim();
-        if code.is_empty() || code.len() > MAX_CODE_LEN {
+        if !well_formed_code(code) {
             return Err(Error::InvalidRequest(format!(
-                "code must be 1 to {MAX_CODE_LEN} characters"
+                "`code` must be 1 to {MAX_CODE_LEN} letters, digits, '-' or '_' (what wx.login() gives)"
             )));
         }
         let appid = self.resolve_app(appid)?;
-        self.login_limits.check(client_ip, &appid)?;
+        let _slot = self.login_limits.admit(client_ip, &appid)?;
         let first_session = std::sync::Mutex::new(None);
         let now = self.now_ms();
-        let (identity, ran_first) = self
+        let outcome = self
             .login_codes
             .once(&appid, code, now, || async {
                 let session = self.exchange_and_store(&appid, code).await?;
@@ -107,7 +118,11 @@ impl Auth {
                 *first_session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
                 Ok(identity)
             })
-            .await?;
+            .await;
+        if matches!(outcome, Err(Error::InvalidCode(_))) {
+            self.login_limits.record_failure(client_ip);
+        }
+        let (identity, ran_first) = outcome?;
         if ran_first {
             if let Some(session) = first_session
                 .into_inner()
@@ -119,7 +134,7 @@ impl Auth {
         // A repeat of a code already exchanged: a new session for that user.
         tracing::info!(
             appid,
-            "login code seen again within its lifetime; answering like the first time"
+            "login code seen again within the replay window; answering like the first time"
         );
         let user = self
             .store

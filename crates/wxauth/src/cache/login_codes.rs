@@ -2,11 +2,15 @@
 //! retries a login (a lost response, a double tap, a proxy retry) would get
 //! 40163 "code been used". Instead, the first exchange of a code is shared:
 //! concurrent requests with the same code wait for it, and later ones within
-//! the code's lifetime reuse its outcome. Only the identity is kept (user id
+//! the replay window reuse its outcome. Only the identity is kept (user id
 //! and whether it was new), never a token or the session_key; each request
 //! still gets its own session. Codes are keyed by a hash, never stored.
+//!
+//! Expiry is a queue in arrival order: each call drops the expired entries
+//! at its front, so the work per login is constant however many codes the
+//! window holds (no sweep of the whole map).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +36,42 @@ struct Entry {
 /// Shared first outcomes of login codes.
 pub struct LoginCodes {
     ttl_ms: i64,
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<[u8; 32], Entry>,
+    /// (created_ms, key) in arrival order, for expiry.
+    order: VecDeque<(i64, [u8; 32])>,
+}
+
+impl Entries {
+    /// Drops entries older than the window whose exchange has finished
+    /// (one still in flight is kept: its waiters need it).
+    fn expire(&mut self, now_ms: i64, ttl_ms: i64) {
+        while let Some(&(created, key)) = self.order.front() {
+            if now_ms - created <= ttl_ms {
+                break;
+            }
+            self.order.pop_front();
+            let current = self.by_key.get(&key);
+            // A newer entry may have replaced this key: leave it. An entry
+            // is done when answered, or when nobody holds its cell (its
+            // exchange failed and no one waits).
+            let done = |e: &Entry| e.cell.initialized() || Arc::strong_count(&e.cell) == 1;
+            if current.is_some_and(|e| e.created_ms == created && done(e)) {
+                self.by_key.remove(&key);
+            } else if current.is_some_and(|e| e.created_ms == created) {
+                // Still in flight: look again later.
+                self.order.push_back((now_ms, key));
+                if let Some(e) = self.by_key.get_mut(&key) {
+                    e.created_ms = now_ms;
+                }
+                break;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for LoginCodes {
@@ -44,11 +83,11 @@ impl std::fmt::Debug for LoginCodes {
 }
 
 impl LoginCodes {
-    /// Remembers each code's outcome for `ttl_ms` (a code's lifetime).
+    /// Remembers each code's outcome for `ttl_ms` (the replay window).
     pub fn new(ttl_ms: i64) -> Self {
         Self {
             ttl_ms,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
@@ -77,26 +116,31 @@ impl LoginCodes {
     {
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if entries.len() > 1024 {
-                entries.retain(|_, e| now_ms - e.created_ms <= self.ttl_ms);
-            }
+            entries.expire(now_ms, self.ttl_ms);
             let key = Self::key(appid, code);
-            let fresh = entries
+            // In flight (others wait for it) or answered within the window.
+            let usable = entries
+                .by_key
                 .get(&key)
-                .is_some_and(|e| now_ms - e.created_ms <= self.ttl_ms);
-            if !fresh {
-                entries.insert(
+                .is_some_and(|e| !e.cell.initialized() || now_ms - e.created_ms <= self.ttl_ms);
+            if usable {
+                entries
+                    .by_key
+                    .get(&key)
+                    .map(|e| e.cell.clone())
+                    .unwrap_or_default()
+            } else {
+                let cell = Arc::new(OnceCell::new());
+                entries.by_key.insert(
                     key,
                     Entry {
                         created_ms: now_ms,
-                        cell: Arc::new(OnceCell::new()),
+                        cell: cell.clone(),
                     },
                 );
+                entries.order.push_back((now_ms, key));
+                cell
             }
-            entries
-                .get(&key)
-                .map(|e| e.cell.clone())
-                .unwrap_or_default()
         };
         let ran = std::sync::atomic::AtomicBool::new(false);
         let identity = cell
@@ -107,5 +151,62 @@ impl LoginCodes {
             .await?
             .clone();
         Ok((identity, ran.load(std::sync::atomic::Ordering::SeqCst)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn who(id: &str) -> LoginIdentity {
+        LoginIdentity {
+            user_id: id.into(),
+            new_user: true,
+        }
+    }
+
+    fn len(codes: &LoginCodes) -> usize {
+        codes
+            .entries
+            .lock()
+            .map(|e| e.by_key.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    #[tokio::test]
+    async fn a_repeat_within_the_window_shares_the_first_outcome_and_expires_after() {
+        let codes = LoginCodes::new(1000);
+        let first = codes.once("a", "c1", 0, || async { Ok(who("u1")) }).await;
+        assert!(matches!(first, Ok((ref i, true)) if i.user_id == "u1"));
+        let again = codes.once("a", "c1", 999, || async { Ok(who("u2")) }).await;
+        assert!(matches!(again, Ok((ref i, false)) if i.user_id == "u1"));
+        // Past the window the code is new again (WeChat will refuse it).
+        let later = codes
+            .once("a", "c1", 2001, || async { Ok(who("u3")) })
+            .await;
+        assert!(matches!(later, Ok((ref i, true)) if i.user_id == "u3"));
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_remembered_and_entries_do_not_pile_up() {
+        let codes = LoginCodes::new(1000);
+        for n in 0..500 {
+            let r = codes
+                .once("a", &format!("bad{n}"), n, || async {
+                    Err(Error::InvalidCode("no".into()))
+                })
+                .await;
+            assert!(r.is_err());
+        }
+        let retried = codes
+            .once("a", "bad1", 600, || async { Ok(who("u1")) })
+            .await;
+        assert!(matches!(retried, Ok((_, true))));
+        // Far later, one call sweeps what expired ahead of it.
+        let _ = codes
+            .once("a", "fresh", 10_000, || async { Ok(who("u9")) })
+            .await;
+        assert_eq!(len(&codes), 1);
     }
 }

@@ -94,8 +94,11 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For`
-/// entry when the configuration trusts the proxy in front.
+/// The client's address: the socket peer, unless the peer is a trusted
+/// proxy; then the right-most `X-Forwarded-For` entry that is not a trusted
+/// proxy. Entries left of it were written by the client and are never
+/// believed (a client rotating the left-most entry must not get a fresh
+/// rate limit per request).
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientIp {
@@ -105,21 +108,97 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if state.settings().http.trust_forwarded_for {
-            let forwarded = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if let Some(ip) = forwarded {
-                return Ok(ClientIp(ip));
-            }
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        Ok(ClientIp(peer))
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical());
+        let trusted = &state.settings().trusted_proxies;
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(client_ip(peer, forwarded, trusted)))
+    }
+}
+
+/// The client address behind `peer` (see [`ClientIp`]). `forwarded` are the
+/// `X-Forwarded-For` header values in the order received.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded: impl Iterator<Item = &'a str>,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = forwarded.flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(ip) = parse_forwarded_entry(entry) else {
+            // Garbage where an address should be: stop at the last hop we
+            // could read (a trusted proxy, or the peer itself).
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:443`.
+fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn the_right_most_untrusted_entry_is_the_client() {
+        let trusted: Vec<ipnet::IpNet> = ["10.0.0.0/8", "127.0.0.1/32"]
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let proxy = ip("127.0.0.1");
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "127.0.0.1"),
+            (&["203.0.113.7"], "203.0.113.7"),
+            (&["1.1.1.1, 203.0.113.7"], "203.0.113.7"),
+            (&["6.6.6.6, 203.0.113.7, 10.1.2.3"], "203.0.113.7"),
+            (&["6.6.6.6", "203.0.113.7, 10.1.2.3"], "203.0.113.7"),
+            (&["10.0.0.5, 10.1.2.3"], "10.0.0.5"),
+            (&["garbage, 203.0.113.7"], "203.0.113.7"),
+            (&["203.0.113.7, garbage"], "127.0.0.1"),
+            (&["[2001:db8::1]:443"], "2001:db8::1"),
+            (&["203.0.113.7:5555"], "203.0.113.7"),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(
+                client_ip(proxy, headers.iter().copied(), &trusted),
+                ip(want),
+                "{headers:?}"
+            );
+        }
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_ip(ip("198.51.100.1"), ["1.2.3.4"].into_iter(), &trusted),
+            ip("198.51.100.1")
+        );
+        // No trusted proxies: always the peer.
+        assert_eq!(client_ip(proxy, ["1.2.3.4"].into_iter(), &[]), proxy);
     }
 }

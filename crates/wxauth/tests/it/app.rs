@@ -27,6 +27,8 @@ pub struct Options {
     pub wechat_timeout_ms: u64,
     pub login_per_ip_per_minute: u32,
     pub documents_per_collection: u32,
+    /// Any other change to the configuration.
+    pub tweak: fn(&mut Config),
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             wechat_timeout_ms: 5000,
             login_per_ip_per_minute: 100_000,
             documents_per_collection: 10_000,
+            tweak: |_| {},
         }
     }
 }
@@ -144,6 +147,7 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
     config.wechat.timeout_ms = opts.wechat_timeout_ms;
     config.limits.login_per_ip_per_minute = opts.login_per_ip_per_minute;
     config.limits.documents_per_collection = opts.documents_per_collection;
+    (opts.tweak)(&mut config);
     let settings = config.resolve().unwrap();
     let app = build_app(
         settings,

@@ -413,3 +413,173 @@ async fn metrics_stay_flat_without_a_scrape() {
     assert!(!text.contains("Y0"), "no invented method is a label");
     stop(server);
 }
+
+// ----- 2. X-Forwarded-For: only trusted proxies' entries count -----
+
+async fn login_from(app: &TestApp, forwarded_for: &str, code: &str) -> Reply {
+    let resp = app
+        .http
+        .post(format!("{}/v1/login", app.url))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    reply(resp).await
+}
+
+#[tokio::test]
+async fn rotating_the_left_most_forwarded_address_gets_no_new_limit() {
+    let app = spawn_app_with(Options {
+        login_per_ip_per_minute: 5,
+        tweak: |c| c.http.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The client writes the left part; our proxies append the real address.
+    let mut ok = 0;
+    for n in 0..20 {
+        let code = app.code(APP1, &format!("xff{n}"));
+        let r = login_from(
+            &app,
+            &format!("198.51.100.{n}, 203.0.113.9, 10.0.0.2"),
+            &code,
+        )
+        .await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => assert_eq!(r.error(), "rate_limited"),
+            other => panic!("{other}: {:?}", r.body),
+        }
+    }
+    assert_eq!(
+        ok, 5,
+        "the limit of 5 holds for 203.0.113.9 however the left part changes"
+    );
+    // Another real client behind the same proxies has its own budget.
+    let r = login_from(&app, "203.0.113.10", &app.code(APP1, "other")).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_forwarded_for_is_ignored() {
+    let app = spawn_app_with(Options {
+        login_per_ip_per_minute: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let code = app.code(APP1, &format!("peer{n}"));
+        statuses.push(
+            login_from(&app, &format!("198.51.100.{n}"), &code)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+}
+
+#[test]
+fn the_old_boolean_is_refused_with_a_pointer_to_the_list() {
+    let mut c = test_config("sqlite://x.db", "http://127.0.0.1:1");
+    c.http.trust_forwarded_for = Some(true);
+    let e = c.resolve().unwrap_err().to_string();
+    assert!(e.contains("trusted_proxies"), "{e}");
+    let mut c = test_config("sqlite://x.db", "http://127.0.0.1:1");
+    c.http.trusted_proxies = vec!["10.0.0.0/33".into()];
+    let e = c.resolve().unwrap_err().to_string();
+    assert!(e.contains("http.trusted_proxies[0]"), "{e}");
+}
+
+// ----- 3. one address cannot lock everyone else out of login -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_leaves_logins_from_others_working() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(Options {
+            // As in `wxauth dev`: the per-address limit out of the way.
+            login_per_ip_per_minute: 100_000,
+            tweak: |c| {
+                c.limits.login_per_app_per_second = 30;
+                c.http.trusted_proxies = vec!["127.0.0.1".into()];
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for worker in 0..16 {
+        let app = app.clone();
+        let stop = stop.clone();
+        flood.push(tokio::spawn(async move {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 5_000 {
+                // Well-formed garbage (costs a WeChat call until refused) and
+                // malformed garbage (refused before any budget).
+                let code = if sent % 2 == 0 {
+                    format!("garbage{worker}x{sent}")
+                } else {
+                    format!("bad code {sent}!")
+                };
+                let r = login_from(&app, "192.0.2.66", &code).await;
+                assert!([400, 429].contains(&r.status.as_u16()), "{:?}", r.body);
+                sent += 1;
+            }
+            sent
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Real users, from 40 other addresses, during the flood.
+    let mut failed = Vec::new();
+    for n in 0..40 {
+        let code = app.code(APP1, &format!("real{n}"));
+        let r = login_from(&app, &format!("203.0.113.{n}"), &code).await;
+        if r.status != 200 {
+            failed.push((n, r.status.as_u16(), r.message().to_owned()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for f in flood {
+        sent += f.await.unwrap();
+    }
+    assert!(sent > 500, "the flood sent {sent}");
+    assert!(
+        failed.is_empty(),
+        "logins from other addresses failed: {failed:?}"
+    );
+    // The flood cost WeChat a handful of calls, not thousands.
+    let calls = app.sim_calls("jscode2session");
+    assert!(calls < 40 + 30, "{calls} jscode2session calls");
+}
+
+// ----- the replay window of a used login code -----
+
+#[tokio::test]
+async fn a_used_code_is_answered_like_the_first_only_within_the_replay_window() {
+    let app = spawn_app_with(Options {
+        tweak: |c| c.limits.login_code_replay_secs = 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let code = app.code(APP1, "replayed");
+    let first = app.post("/v1/login", None, json!({"code": code})).await;
+    assert_eq!(first.status, 200);
+    app.advance(std::time::Duration::from_secs(9));
+    let retry = app.post("/v1/login", None, json!({"code": code})).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.body["user"]["id"], first.body["user"]["id"]);
+    // 11 s after: the code is WeChat's business again, which says it was used.
+    app.advance(std::time::Duration::from_secs(2));
+    let late = app.post("/v1/login", None, json!({"code": code})).await;
+    assert_eq!((late.status.as_u16(), late.error()), (400, "invalid_code"));
+    assert_eq!(app.sim_calls("jscode2session"), 2);
+}
