@@ -234,6 +234,25 @@ pub struct HttpConfig {
     pub trust_forwarded_for: Option<bool>,
     /// A request that takes longer is answered 503.
     pub request_timeout_ms: u64,
+    /// A new connection, or a request whose first byte arrived, must have
+    /// sent its whole header block within this time, or it is closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout_ms: u64,
+    /// Reading a request body may take this long; then 408 `request_timeout`.
+    pub body_timeout_ms: u64,
+    /// Open connections served; past this a new one gets 503 `server_busy`
+    /// and is closed (keep it below the process's open-files limit).
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in progress may finish before every
+    /// connection is closed.
+    pub shutdown_grace_ms: u64,
+    /// The request headers' total size (names and values), bytes; larger
+    /// is 431 `header_too_large`.
+    pub max_header_bytes: usize,
+    /// The request target's length (path and query), bytes; longer is 414
+    /// `uri_too_long`.
+    pub max_uri_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -242,6 +261,13 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             trust_forwarded_for: None,
             request_timeout_ms: 15_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 10_000,
+            max_connections: 1024,
+            shutdown_grace_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
         }
     }
 }
@@ -513,6 +539,24 @@ impl Config {
         if self.limits.login_code_replay_secs > 300 {
             return Err(bad(
                 "limits.login_code_replay_secs: at most 300 (a login code lives 5 minutes)",
+            ));
+        }
+        let h = &self.http;
+        if [
+            h.request_timeout_ms,
+            h.header_read_timeout_ms,
+            h.idle_timeout_ms,
+            h.body_timeout_ms,
+            h.shutdown_grace_ms,
+        ]
+        .contains(&0)
+            || h.max_connections == 0
+        {
+            return Err(bad("http: timeouts and max_connections must be positive"));
+        }
+        if h.max_header_bytes < 1024 || h.max_uri_bytes < 256 {
+            return Err(bad(
+                "http: max_header_bytes must be at least 1024 and max_uri_bytes at least 256",
             ));
         }
         if self.http.trust_forwarded_for.is_some() {

@@ -34,6 +34,15 @@ pub enum Error {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The client took too long to send its request (a trickling body).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The request target is longer than `http.max_uri_bytes`.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's headers are larger than `http.max_header_bytes`.
+    #[error("{0}")]
+    HeaderTooLarge(String),
     /// Too many requests; try again after `retry_after`.
     #[error("{message}")]
     RateLimited {

@@ -13,7 +13,6 @@ pub mod error;
 pub mod http;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -86,6 +85,8 @@ pub struct App {
     pub router: Router,
     /// The store (to close it on shutdown).
     pub store: store::Store,
+    /// Connection timeouts and caps (`[http]`).
+    pub connections: http::server::ConnectionLimits,
 }
 
 /// Opens the store (migrating it), warms caches and builds the router.
@@ -95,10 +96,12 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     let auth = auth::Auth::new(&settings, store.clone(), deps.revocations, deps.clock)?;
     let warmed = auth.warm_revocations().await?;
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
+    let connections = http::server::ConnectionLimits::from(&settings.http);
     let state = http::AppState::new(auth, settings, metrics_handle());
     Ok(App {
         router: http::router(state),
         store,
+        connections,
     })
 }
 
@@ -120,18 +123,14 @@ fn spawn_idempotency_expiry(store: store::Store, clock: Arc<dyn Clock>) {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests and closes the store (flushing queued writes).
+/// requests in progress (for at most `http.shutdown_grace_ms`) and closes
+/// the store (flushing queued writes).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = app
-        .router
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = http::server::serve(listener, app.router, app.connections, shutdown).await;
     app.store.close().await;
     result
 }

@@ -49,6 +49,12 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         Error::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
         Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        Error::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+        Error::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+        Error::HeaderTooLarge(_) => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+        ),
         Error::LimitExceeded(_) => (StatusCode::CONFLICT, "limit_exceeded"),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Error::UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
@@ -123,7 +129,7 @@ pub(crate) async fn envelope(request: Request, next: Next) -> Response {
                     "payload_too_large",
                     "the request body is larger than the limit".to_owned(),
                 ),
-                StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+                StatusCode::SERVICE_UNAVAILABLE => {
                     parts
                         .headers
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -132,6 +138,10 @@ pub(crate) async fn envelope(request: Request, next: Next) -> Response {
                         "the request took too long; try again shortly".to_owned(),
                     )
                 }
+                StatusCode::REQUEST_TIMEOUT => (
+                    "request_timeout",
+                    "the request was not received in time".to_owned(),
+                ),
                 s if s.is_server_error() => ("internal", "internal error".to_owned()),
                 _ => (
                     "invalid_request",
@@ -142,11 +152,16 @@ pub(crate) async fn envelope(request: Request, next: Next) -> Response {
                 ),
             };
             drop(body);
+            // The whole-request timeout is slowness, worth a warning; other
+            // framework 5xx (a panic) are errors with a cause to log.
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!("request timed out (http.request_timeout_ms)");
+            }
             ErrorInfo {
                 code,
                 message,
-                internal_cause: status
-                    .is_server_error()
+                internal_cause: (status.is_server_error()
+                    && status != StatusCode::SERVICE_UNAVAILABLE)
                     .then(|| format!("framework answered {status}")),
             }
         }

@@ -33,16 +33,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 "the body must be JSON (Content-Type: application/json), not {content_type}"
             )));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge("the request body is larger than the limit".into())
-            } else {
-                Error::InvalidRequest(format!(
-                    "could not read the body: {}",
-                    rejection.body_text()
+        let body_timeout = std::time::Duration::from_millis(state.settings().http.body_timeout_ms);
+        let read = tokio::time::timeout(body_timeout, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| {
+                Error::RequestTimeout(format!(
+                    "the request body did not arrive within {} ms (http.body_timeout_ms)",
+                    body_timeout.as_millis()
                 ))
-            }
-        })?;
+            })?
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge("the request body is larger than the limit".into())
+                } else {
+                    Error::InvalidRequest(format!(
+                        "could not read the body: {}",
+                        rejection.body_text()
+                    ))
+                }
+            })?;
         if bytes.is_empty() {
             return Err(Error::InvalidRequest(
                 "the body is empty; send a JSON object".into(),

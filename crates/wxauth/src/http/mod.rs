@@ -8,6 +8,7 @@ mod json_body;
 mod openapi;
 mod playground;
 mod routes;
+pub mod server;
 mod views;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -157,6 +158,7 @@ pub fn router(state: AppState) -> Router {
     let settings = state.settings();
     let timeout = Duration::from_millis(settings.http.request_timeout_ms);
     let body_limit = settings.limits.body_bytes;
+    let head_limits = (settings.http.max_uri_bytes, settings.http.max_header_bytes);
     let (mut router, _) = routes().split_for_parts();
     if settings.playground_sim_url.is_some() {
         router = router.merge(playground::routes());
@@ -188,6 +190,7 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(middleware::from_fn(record_metrics))
                 .layer(middleware::from_fn(error::envelope))
+                .layer(middleware::from_fn_with_state(head_limits, check_head_size))
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -195,6 +198,37 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
+}
+
+/// Refuses request targets and header blocks over the configured sizes
+/// with the JSON envelope (hyper's own, larger, limit answers a bare 431).
+async fn check_head_size(
+    axum::extract::State((max_uri, max_headers)): axum::extract::State<(usize, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if uri_len > max_uri {
+        return crate::Error::UriTooLong(format!(
+            "the request target is {uri_len} bytes; the limit is {max_uri} (http.max_uri_bytes)"
+        ))
+        .into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > max_headers {
+        return crate::Error::HeaderTooLarge(format!(
+            "the request headers are {header_bytes} bytes; the limit is {max_headers} (http.max_header_bytes)"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The method as a label: the standard ones by name, anything a client

@@ -4,6 +4,7 @@
 
 mod app;
 mod cli;
+mod connections;
 mod db;
 mod hardening;
 mod http_data;

@@ -1,0 +1,352 @@
+//! The connection side of the HTTP server: accepting, capping, timing out
+//! and draining connections. hyper does the protocol; this module decides
+//! how long a client may hold a connection without using it.
+//!
+//! - **Header read** (`http.header_read_timeout_ms`): from a new connection,
+//!   or from the first byte of a later request, until the end of the
+//!   request's headers. A silent or trickling client is closed.
+//! - **Idle keep-alive** (`http.idle_timeout_ms`): after a response, how
+//!   long the connection may wait for the next request's first byte.
+//! - **Body** (`http.body_timeout_ms`): enforced where a body is read (the
+//!   JSON extractor), answered 408 `request_timeout`.
+//! - **Connection cap** (`http.max_connections`): past it a new connection
+//!   gets one 503 `server_busy` JSON answer and is closed; far past it
+//!   (another 10%), it is closed at once, so the cap holds file descriptors
+//!   too.
+//! - **Shutdown** (`http.shutdown_grace_ms`): stop accepting, let requests in
+//!   progress finish and close idle connections, and after the grace
+//!   period close whatever is left.
+//!
+//! hyper's own header timer is not used: it also runs while a keep-alive
+//! connection waits for its next request, which would make the idle timeout
+//! the header timeout. Instead [`TimedIo`] watches the bytes: it knows when
+//! a request's first byte arrives, finds the blank line that ends its
+//! headers, and sees the response being written.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+use crate::config::HttpConfig;
+
+/// Timeouts and caps of the connection side, from `[http]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// First byte (of a new connection) to the end of the headers.
+    pub header_read: Duration,
+    /// After a response, until the next request's first byte.
+    pub idle: Duration,
+    /// Open connections served normally.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests in progress.
+    pub shutdown_grace: Duration,
+    /// hyper's read buffer (the largest request head it can parse).
+    pub max_head_bytes: usize,
+}
+
+impl From<&HttpConfig> for ConnectionLimits {
+    fn from(c: &HttpConfig) -> Self {
+        Self {
+            header_read: Duration::from_millis(c.header_read_timeout_ms),
+            idle: Duration::from_millis(c.idle_timeout_ms),
+            max_connections: c.max_connections,
+            shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
+            // Room above the application's own limits, so a request just
+            // over them still reaches it and gets the JSON answer.
+            max_head_bytes: (2 * (c.max_header_bytes + c.max_uri_bytes)).max(8192),
+        }
+    }
+}
+
+/// Counts open connections; a guard per connection.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains
+/// (see the module's notes). Returns once every connection is closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let open = Arc::new(AtomicUsize::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let hard_cap = limits.max_connections + limits.max_connections / 10 + 1;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little instead of
+                // spinning, and keep serving the connections we have.
+                tracing::warn!(error = ?e.to_string(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let count = open.fetch_add(1, Ordering::Relaxed) + 1;
+        let guard = Open(open.clone());
+        if count > hard_cap {
+            drop(stream); // far over the cap: no answer, just the close
+            drop(guard);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let over_cap = count > limits.max_connections;
+        if over_cap {
+            metrics::counter!("wxauth_http_connections_refused_total").increment(1);
+        }
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _guard = guard;
+            let io = TokioIo::new(TimedIo::new(stream, limits.header_read, limits.idle));
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                let router = router.clone();
+                async move {
+                    if over_cap {
+                        return Ok::<_, std::convert::Infallible>(too_many_connections());
+                    }
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.oneshot(req.map(Body::new)).await
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .keep_alive(!over_cap)
+                .header_read_timeout(None)
+                .max_buf_size(limits.max_head_bytes);
+            let conn = builder.serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => log_connection_end(result),
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    log_connection_end(conn.await);
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            "shutdown grace period over; closing the connections still open"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        // A client that went away or was timed out: routine, not an error.
+        tracing::debug!(error = ?e.to_string(), "connection ended");
+    }
+}
+
+/// The one answer a connection over the cap gets.
+fn too_many_connections() -> Response<Body> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = serde_json::json!({
+        "error": "server_busy",
+        "message": "the server has too many open connections; try again shortly",
+        "request_id": id,
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert("x-request-id", v);
+    }
+    response
+}
+
+/// Where a connection is, as far as the bytes show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request's headers (or waiting for a new connection's first
+    /// request): the header timer runs.
+    Head,
+    /// Headers read: the body and the handler take their own time.
+    Body,
+    /// A response was written; waiting for the next request's first byte.
+    Idle,
+}
+
+/// A stream that times out reads by phase (see the module's notes).
+pub struct TimedIo<S> {
+    inner: S,
+    phase: Phase,
+    /// Bytes of a possible header end seen so far: 1 after `\n`, 2 after
+    /// `\n\r`.
+    newline: u8,
+    header_read: Duration,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<S> TimedIo<S> {
+    /// Wraps `inner`; the header timer starts now.
+    pub fn new(inner: S, header_read: Duration, idle: Duration) -> Self {
+        Self {
+            inner,
+            phase: Phase::Head,
+            newline: 0,
+            header_read,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(header_read)),
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.newline = 0;
+        let wait = match phase {
+            Phase::Head => self.header_read,
+            Phase::Idle => self.idle,
+            Phase::Body => return,
+        };
+        self.deadline.as_mut().reset(Instant::now() + wait);
+    }
+
+    /// Enters the idle phase and arms its timer on this task: hyper may
+    /// already be waiting on a read registered earlier and poll no read
+    /// again until bytes arrive, so the timer must wake it.
+    fn start_idle(&mut self, cx: &mut Context<'_>) {
+        self.enter(Phase::Idle);
+        let _ = self.deadline.as_mut().poll(cx);
+    }
+
+    /// Follows the phase through bytes just read.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.phase == Phase::Idle {
+            self.enter(Phase::Head);
+        }
+        if self.phase != Phase::Head {
+            return;
+        }
+        for &b in bytes {
+            self.newline = match (self.newline, b) {
+                (1, b'\n') | (2, b'\n') => {
+                    // A blank line: the headers are complete. (hyper
+                    // accepts bare `\n` line ends, so this does too.)
+                    self.enter(Phase::Body);
+                    return;
+                }
+                (_, b'\n') => 1,
+                (1, b'\r') => 2,
+                _ => 0,
+            };
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                self.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.phase != Phase::Body && self.deadline.as_mut().poll(cx).is_ready() {
+                    let what = if self.phase == Phase::Idle {
+                        "idle keep-alive timeout"
+                    } else {
+                        "header read timeout"
+                    };
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && self.phase != Phase::Idle {
+            // A response is going out: the next read waits for a request.
+            self.start_idle(cx);
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && self.phase != Phase::Idle {
+            self.start_idle(cx);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

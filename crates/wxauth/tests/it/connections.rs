@@ -1,0 +1,265 @@
+//! The connection side: timeouts, the connection cap, bounded shutdown, and
+//! oversized heads, over raw TCP as a hostile client would send them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::app::*;
+
+fn addr(app: &TestApp) -> String {
+    app.url.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the peer closes (or `limit` passes); returns what came.
+async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&buf).into(), true),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return (String::from_utf8_lossy(&buf).into(), false),
+        }
+    }
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body_of(response: &str) -> Value {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+async fn spawn_with(tweak: fn(&mut wxauth::config::Config)) -> TestApp {
+    spawn_app_with(Options {
+        tweak,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_the_cap_answers_clearly() {
+    let app = spawn_with(|c| {
+        c.http.max_connections = 8;
+        c.http.header_read_timeout_ms = 700;
+    })
+    .await;
+    // Eight silent connections fill the cap.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(addr(&app)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The ninth gets a clear answer, not a hang.
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "server_busy");
+    // The silent ones are closed by the header timeout, and service resumes.
+    for s in &mut silent {
+        let (_, closed) = read_to_close(s, Duration::from_secs(3)).await;
+        assert!(
+            closed,
+            "a silent connection stayed open past header_read_timeout"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::new();
+    let r = fresh
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn headers_sent_slowly_are_cut_off() {
+    let app = spawn_with(|c| c.http.header_read_timeout_ms = 500).await;
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    let started = Instant::now();
+    // One header byte every 100 ms: never finishes within 500 ms.
+    let mut closed = false;
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    if !closed {
+        let (_, c) = read_to_close(&mut s, Duration::from_secs(2)).await;
+        closed = c;
+    }
+    assert!(closed);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
+    let app = spawn_with(|c| {
+        c.http.idle_timeout_ms = 400;
+        c.http.header_read_timeout_ms = 5_000;
+    })
+    .await;
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    // Requests 200 ms apart keep it open past the idle timeout.
+    for _ in 0..4 {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then silence: closed after about 400 ms, well before the header timeout.
+    let started = Instant::now();
+    let (_, closed) = read_to_close(&mut s, Duration::from_secs(3)).await;
+    assert!(closed);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_a_408_not_a_503() {
+    let app = spawn_with(|c| c.http.body_timeout_ms = 500).await;
+    let login = app.login(APP1, "slow").await;
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    let head = format!(
+        "POST /v1/data/notes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{{",
+        token(&login)
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let writer = tokio::spawn({
+        let mut s2 = s.into_split();
+        async move {
+            for _ in 0..30 {
+                if s2.1.write_all(b" ").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            s2.0
+        }
+    });
+    let mut read_half = writer.await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = read_half.read(&mut buf).await.unwrap_or(0);
+    let response = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(status_of(&response), 408, "{response}");
+    assert_eq!(body_of(&response)["error"], "request_timeout");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn oversized_targets_and_headers_get_the_envelope() {
+    let app = spawn_with(|c| {
+        c.http.max_uri_bytes = 1024;
+        c.http.max_header_bytes = 4096;
+    })
+    .await;
+    let r = app
+        .http
+        .get(format!("{}/healthz?{}", app.url, "q".repeat(2000)))
+        .send()
+        .await
+        .unwrap();
+    let r = reply(r).await;
+    assert_eq!((r.status.as_u16(), r.error()), (414, "uri_too_long"));
+    assert!(r.message().contains("http.max_uri_bytes"));
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .header("x-big", "h".repeat(5000))
+        .send()
+        .await
+        .unwrap();
+    let r = reply(r).await;
+    assert_eq!((r.status.as_u16(), r.error()), (431, "header_too_large"));
+    assert_eq!(r.body["request_id"].as_str(), r.header("x-request-id"));
+    // Far past hyper's buffer the request never reaches the application:
+    // a bare 431 and the connection closed, still no hang.
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n",
+        "h".repeat(64 * 1024)
+    );
+    let _ = s.write_all(huge.as_bytes()).await;
+    let (response, closed) = read_to_close(&mut s, Duration::from_secs(3)).await;
+    assert!(closed);
+    assert_eq!(status_of(&response), 431, "{response}");
+    // Duplicate or negative Content-Length: refused by hyper (400), closed.
+    for bad in [
+        "Content-Length: 2\r\nContent-Length: 3",
+        "Content-Length: -1",
+    ] {
+        let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+        let req = format!("POST /v1/login HTTP/1.1\r\nHost: x\r\n{bad}\r\n\r\n{{}}");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (response, closed) = read_to_close(&mut s, Duration::from_secs(3)).await;
+        assert!(closed, "{bad}");
+        assert_eq!(status_of(&response), 400, "{bad}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_with_half_sent_requests_ends_within_the_grace_period() {
+    use crate::process::*;
+    let clock = wechat_miniapp::OffsetClock::new();
+    let (_sim, sim_url) = spawn_sim(&clock).await;
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, &sim_url);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[http]\nshutdown_grace_ms = 1000\nheader_read_timeout_ms = 60000\n");
+    std::fs::write(&config, text).unwrap();
+    let server = start_serve(&config, "warn");
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut half = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(&address).await.unwrap();
+        s.write_all(b"POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Len")
+            .await
+            .unwrap();
+        half.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let log = stop(server); // SIGTERM; asserts a clean exit
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?}: {log}"
+    );
+    drop(half);
+}
