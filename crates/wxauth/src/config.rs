@@ -182,6 +182,10 @@ pub struct LimitsConfig {
     pub profile_bytes: usize,
     /// Documents one user may keep in one collection.
     pub documents_per_collection: u32,
+    /// Collections (holding at least one document) one user may have.
+    pub collections_per_user: u32,
+    /// Bytes of document JSON one user may keep across all collections.
+    pub bytes_per_user: u64,
     /// The largest page of a document list.
     pub page_size_max: u32,
     /// Logins allowed per client IP per minute.
@@ -209,6 +213,8 @@ impl Default for LimitsConfig {
             body_bytes: 64 * 1024,
             profile_bytes: 4 * 1024,
             documents_per_collection: 10_000,
+            collections_per_user: 100,
+            bytes_per_user: 10 * 1024 * 1024,
             page_size_max: 100,
             login_per_ip_per_minute: 60,
             login_per_app_per_second: 500,
@@ -519,9 +525,13 @@ impl Config {
                 "limits: body_bytes must be at least 1024 and profile_bytes positive",
             ));
         }
-        if self.limits.documents_per_collection == 0 || self.limits.page_size_max == 0 {
+        if self.limits.documents_per_collection == 0
+            || self.limits.page_size_max == 0
+            || self.limits.collections_per_user == 0
+            || self.limits.bytes_per_user == 0
+        {
             return Err(bad(
-                "limits: documents_per_collection and page_size_max must be positive",
+                "limits: documents_per_collection, collections_per_user, bytes_per_user and page_size_max must be positive",
             ));
         }
         if self.limits.json_depth == 0 || self.limits.json_depth > MAX_JSON_DEPTH {

@@ -20,7 +20,28 @@ use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::store::{
     CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, StoredAnswer,
+    UserLimit, UserQuota,
 };
+
+fn quota(limits: &LimitsConfig) -> UserQuota {
+    UserQuota {
+        max_collections: i64::from(limits.collections_per_user),
+        max_bytes: i64::try_from(limits.bytes_per_user).unwrap_or(i64::MAX),
+    }
+}
+
+fn user_limit(limit: UserLimit, limits: &LimitsConfig) -> Error {
+    Error::LimitExceeded(match limit {
+        UserLimit::Collections => format!(
+            "this user already has documents in the limit of {} collections (limits.collections_per_user)",
+            limits.collections_per_user
+        ),
+        UserLimit::Bytes => format!(
+            "this write would take the user's documents past the limit of {} bytes in all (limits.bytes_per_user)",
+            limits.bytes_per_user
+        ),
+    })
+}
 
 const CURSOR_PREFIX: &str = "c1:";
 const DEFAULT_PAGE: u32 = 20;
@@ -138,6 +159,7 @@ pub async fn create(
             data,
             now: auth.now_ms(),
             max_documents: i64::from(limits.documents_per_collection),
+            quota: quota(limits),
             idempotency,
         })
         .await?;
@@ -148,9 +170,10 @@ pub async fn create(
             "this Idempotency-Key was already used with a different request".into(),
         )),
         CreateOutcome::LimitReached => Err(Error::LimitExceeded(format!(
-            "collection {collection} already holds the limit of {} documents for this user",
+            "collection {collection} already holds the limit of {} documents for this user (limits.documents_per_collection)",
             limits.documents_per_collection
         ))),
+        CreateOutcome::UserLimitReached(limit) => Err(user_limit(limit, limits)),
     }
 }
 
@@ -263,6 +286,7 @@ pub async fn replace(
     id: &str,
     body: Value,
     if_match: Option<IfMatch>,
+    limits: &LimitsConfig,
 ) -> Result<DocumentRecord> {
     check_collection(collection)?;
     known_id(id)?;
@@ -294,12 +318,14 @@ pub async fn replace(
             data,
             if_version,
             auth.now_ms(),
+            quota(limits),
         )
         .await?;
     match outcome {
         ReplaceOutcome::Replaced(doc) => Ok(doc),
         ReplaceOutcome::NotFound => Err(not_found()),
         ReplaceOutcome::VersionMoved => Err(moved()),
+        ReplaceOutcome::UserLimitReached(limit) => Err(user_limit(limit, limits)),
     }
 }
 

@@ -24,6 +24,57 @@ pub struct DocumentRecord {
 
 const COLUMNS: &str = "id, collection, data, version, created_at, updated_at";
 
+fn size_of(data: &str) -> i64 {
+    i64::try_from(data.len()).unwrap_or(i64::MAX)
+}
+
+/// Adds to the user's usage unless that would pass `quota`; None when it
+/// would (nothing changed then), naming the limit.
+async fn charge(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    collections: i64,
+    bytes: i64,
+    quota: UserQuota,
+) -> Result<Option<UserLimit>> {
+    if collections > quota.max_collections {
+        return Ok(Some(UserLimit::Collections));
+    }
+    if bytes > quota.max_bytes {
+        return Ok(Some(UserLimit::Bytes));
+    }
+    // Growth is checked against the quota; shrinking always passes.
+    let done = sqlx::query(
+        "INSERT INTO user_usage (user_id, collections, bytes) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET collections = user_usage.collections + excluded.collections, \
+           bytes = user_usage.bytes + excluded.bytes \
+         WHERE (excluded.collections <= 0 OR user_usage.collections + excluded.collections <= $4) \
+           AND (excluded.bytes <= 0 OR user_usage.bytes + excluded.bytes <= $5)",
+    )
+    .bind(user_id)
+    .bind(collections)
+    .bind(bytes)
+    .bind(quota.max_collections)
+    .bind(quota.max_bytes)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT collections FROM user_usage WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let have: i64 = row.try_get("collections")?;
+    Ok(Some(
+        if collections > 0 && have + collections > quota.max_collections {
+            UserLimit::Collections
+        } else {
+            UserLimit::Bytes
+        },
+    ))
+}
+
 impl DocumentRecord {
     fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
@@ -51,9 +102,29 @@ pub struct NewDocument {
     pub now: i64,
     /// Most documents the user may have in the collection.
     pub max_documents: i64,
+    /// What the user may store in all.
+    pub quota: UserQuota,
     /// `Idempotency-Key` and a hash of the request it came with, plus the
     /// answer to store for it (rendered by the caller from this record).
     pub idempotency: Option<Idempotency>,
+}
+
+/// What one user may store across all collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserQuota {
+    /// Collections holding at least one document.
+    pub max_collections: i64,
+    /// Bytes of document JSON.
+    pub max_bytes: i64,
+}
+
+/// Which per-user limit a write would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserLimit {
+    /// `limits.collections_per_user`.
+    Collections,
+    /// `limits.bytes_per_user`.
+    Bytes,
 }
 
 /// An idempotency key as the store keeps it.
@@ -77,6 +148,8 @@ pub enum CreateOutcome {
     KeyReused,
     /// The collection is full.
     LimitReached,
+    /// The user's quota across collections would be passed.
+    UserLimitReached(UserLimit),
 }
 
 /// The first answer to an idempotency key, as stored.
@@ -98,6 +171,8 @@ pub enum ReplaceOutcome {
     NotFound,
     /// The version is no longer the one named.
     VersionMoved,
+    /// The new data would pass the user's byte quota.
+    UserLimitReached(UserLimit),
 }
 
 pub(super) async fn create(
@@ -126,25 +201,40 @@ pub(super) async fn create(
     let counted = sqlx::query(
         "INSERT INTO collection_counts (user_id, collection, documents) VALUES ($1, $2, 1) \
          ON CONFLICT (user_id, collection) DO UPDATE SET documents = collection_counts.documents + 1 \
-         WHERE collection_counts.documents < $3",
+         WHERE collection_counts.documents < $3 RETURNING documents",
     )
     .bind(&doc.user_id)
     .bind(&doc.collection)
     .bind(doc.max_documents)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    if counted.rows_affected() == 0 {
+    let Some(counted) = counted else {
         return Ok(CreateOutcome::LimitReached);
+    };
+    let documents: i64 = counted.try_get("documents")?;
+    let size = size_of(&doc.data);
+    let new_collection = i64::from(documents == 1);
+    if let Some(limit) = charge(tx, &doc.user_id, new_collection, size, doc.quota).await? {
+        // Undo the count: this create is refused, the batch goes on.
+        sqlx::query(
+            "UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2",
+        )
+        .bind(&doc.user_id)
+        .bind(&doc.collection)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(CreateOutcome::UserLimitReached(limit));
     }
     let row = sqlx::query(&format!(
-        "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING {COLUMNS}"
+        "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size) \
+         VALUES ($1, $2, $3, $4, 1, $5, $5, $6) RETURNING {COLUMNS}"
     ))
     .bind(&doc.id)
     .bind(&doc.user_id)
     .bind(&doc.collection)
     .bind(&doc.data)
     .bind(doc.now)
+    .bind(size)
     .fetch_one(&mut **tx)
     .await?;
     let record = DocumentRecord::from_row(&row)?;
@@ -163,6 +253,7 @@ pub(super) async fn create(
     Ok(CreateOutcome::Created(record))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn replace(
     tx: &mut Transaction<'static, Any>,
     user_id: &str,
@@ -171,35 +262,45 @@ pub(super) async fn replace(
     data: &str,
     if_version: Option<i64>,
     now: i64,
+    quota: UserQuota,
 ) -> Result<ReplaceOutcome> {
-    let row = sqlx::query(&format!(
-        "UPDATE documents SET data = $1, version = version + 1, updated_at = $2 \
-         WHERE id = $3 AND user_id = $4 AND collection = $5 AND ($6 < 0 OR version = $6) RETURNING {COLUMNS}"
-    ))
-    .bind(data)
-    .bind(now)
-    .bind(id)
-    .bind(user_id)
-    .bind(collection)
-    .bind(if_version.unwrap_or(-1))
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(row) = row {
-        return Ok(ReplaceOutcome::Replaced(DocumentRecord::from_row(&row)?));
-    }
-    let exists = sqlx::query(
-        "SELECT 1 AS one FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3",
+    // Read the current size and version with the row locked (a no-op
+    // UPDATE, valid on both databases), so the usage delta is exact even
+    // with another instance writing the same document.
+    let current = sqlx::query(
+        "UPDATE documents SET version = version WHERE id = $1 AND user_id = $2 AND collection = $3 \
+         RETURNING size, version",
     )
     .bind(id)
     .bind(user_id)
     .bind(collection)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(if exists.is_some() {
-        ReplaceOutcome::VersionMoved
-    } else {
-        ReplaceOutcome::NotFound
-    })
+    let Some(current) = current else {
+        return Ok(ReplaceOutcome::NotFound);
+    };
+    let old_size: i64 = current.try_get("size")?;
+    let version: i64 = current.try_get("version")?;
+    if if_version.is_some_and(|v| v != version) {
+        return Ok(ReplaceOutcome::VersionMoved);
+    }
+    let size = size_of(data);
+    if let Some(limit) = charge(tx, user_id, 0, size - old_size, quota).await? {
+        return Ok(ReplaceOutcome::UserLimitReached(limit));
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE documents SET data = $1, size = $2, version = version + 1, updated_at = $3 \
+         WHERE id = $4 AND user_id = $5 AND collection = $6 RETURNING {COLUMNS}"
+    ))
+    .bind(data)
+    .bind(size)
+    .bind(now)
+    .bind(id)
+    .bind(user_id)
+    .bind(collection)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(ReplaceOutcome::Replaced(DocumentRecord::from_row(&row)?))
 }
 
 pub(super) async fn delete(
@@ -208,21 +309,35 @@ pub(super) async fn delete(
     collection: &str,
     id: &str,
 ) -> Result<bool> {
-    let done =
-        sqlx::query("DELETE FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3")
-            .bind(id)
-            .bind(user_id)
-            .bind(collection)
-            .execute(&mut **tx)
-            .await?;
-    if done.rows_affected() == 0 {
+    let done = sqlx::query(
+        "DELETE FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3 RETURNING size",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(collection)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(done) = done else {
         return Ok(false);
-    }
-    sqlx::query("UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2")
+    };
+    let size: i64 = done.try_get("size")?;
+    let left = sqlx::query("UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2 RETURNING documents")
         .bind(user_id)
         .bind(collection)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
+    let emptied = match left {
+        Some(row) => row.try_get::<i64, _>("documents")? == 0,
+        None => false,
+    };
+    sqlx::query(
+        "UPDATE user_usage SET collections = collections - $1, bytes = bytes - $2 WHERE user_id = $3",
+    )
+    .bind(i64::from(emptied))
+    .bind(size)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(true)
 }
 

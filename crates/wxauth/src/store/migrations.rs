@@ -25,6 +25,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "idempotency document id",
         include_str!("../../migrations/sqlite/0003_idempotency_document.sql"),
     ),
+    (
+        4,
+        "user usage",
+        include_str!("../../migrations/sqlite/0004_user_usage.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -42,6 +47,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "idempotency document id",
         include_str!("../../migrations/postgres/0003_idempotency_document.sql"),
+    ),
+    (
+        4,
+        "user usage",
+        include_str!("../../migrations/postgres/0004_user_usage.sql"),
     ),
 ];
 

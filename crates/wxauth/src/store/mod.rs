@@ -26,6 +26,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::error::{Error, Result};
 pub use documents::{
     CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, StoredAnswer,
+    UserLimit, UserQuota,
 };
 pub use records::{LoginWrite, RefreshOutcome, SessionRecord, UserRecord};
 pub use writer::{ProfileChange, WriterStats};
@@ -278,7 +279,8 @@ impl Store {
     }
 
     /// Replaces a document's data if it is the user's and, when given, still
-    /// at `if_version`.
+    /// at `if_version`, and the user's byte quota allows the new size.
+    #[allow(clippy::too_many_arguments)]
     pub async fn replace_document(
         &self,
         user_id: &str,
@@ -287,6 +289,7 @@ impl Store {
         data: String,
         if_version: Option<i64>,
         now: i64,
+        quota: UserQuota,
     ) -> Result<ReplaceOutcome> {
         self.writer
             .submit(writer::Op::ReplaceDocument {
@@ -296,6 +299,7 @@ impl Store {
                 data,
                 if_version,
                 now,
+                quota,
             })
             .await?
             .into_replaced()

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::documents::{self, CreateOutcome, NewDocument, ReplaceOutcome};
+use super::documents::{self, CreateOutcome, NewDocument, ReplaceOutcome, UserQuota};
 use super::records::{LoginWrite, RefreshOutcome, USER_COLUMNS, UserRecord};
 use crate::error::{Error, Result};
 
@@ -54,6 +54,7 @@ pub(super) enum Op {
         data: String,
         if_version: Option<i64>,
         now: i64,
+        quota: UserQuota,
     },
     DeleteDocument {
         user_id: String,
@@ -464,7 +465,8 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: &Op) -> Result<Outcome> {
             data,
             if_version,
             now,
-        } => documents::replace(tx, user_id, collection, id, data, *if_version, *now)
+            quota,
+        } => documents::replace(tx, user_id, collection, id, data, *if_version, *now, *quota)
             .await
             .map(Outcome::Replaced),
         Op::DeleteDocument {

@@ -583,3 +583,102 @@ async fn a_used_code_is_answered_like_the_first_only_within_the_replay_window() 
     assert_eq!((late.status.as_u16(), late.error()), (400, "invalid_code"));
     assert_eq!(app.sim_calls("jscode2session"), 2);
 }
+
+// ----- 10. storage per user is bounded: collections and bytes -----
+
+async fn per_user_quota(db: Db) {
+    let Some(app) = spawn_app_with(Options {
+        db,
+        tweak: |c| {
+            c.limits.collections_per_user = 3;
+            c.limits.bytes_per_user = 3000;
+        },
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let login = app.login(APP1, "quota").await;
+    let t = token(&login);
+    let mut ids = Vec::new();
+    for c in ["a", "b", "c"] {
+        let r = app
+            .post(&format!("/v1/data/{c}"), Some(t), json!({"n": 1}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push((c, r.body["id"].as_str().unwrap().to_owned()));
+    }
+    // More documents in the same collections are fine; a 4th collection is not.
+    let r = app.post("/v1/data/a", Some(t), json!({"n": 2})).await;
+    assert_eq!(r.status, 201);
+    let r = app.post("/v1/data/d", Some(t), json!({"n": 1})).await;
+    assert_eq!((r.status.as_u16(), r.error()), (409, "limit_exceeded"));
+    assert!(
+        r.message().contains("limits.collections_per_user"),
+        "{}",
+        r.message()
+    );
+    // Emptying a collection makes room for another.
+    let (c, id) = &ids[1];
+    let r = app
+        .call(Method::DELETE, &format!("/v1/data/{c}/{id}"), Some(t), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let r = app.post("/v1/data/d", Some(t), json!({"n": 1})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Bytes: 3000 in all.
+    let big = json!({"text": "x".repeat(1500)});
+    let r = app.post("/v1/data/a", Some(t), big.clone()).await;
+    assert_eq!(r.status, 201);
+    let big_id = r.body["id"].as_str().unwrap().to_owned();
+    let r = app.post("/v1/data/a", Some(t), big.clone()).await;
+    assert_eq!((r.status.as_u16(), r.error()), (409, "limit_exceeded"));
+    assert!(
+        r.message().contains("limits.bytes_per_user"),
+        "{}",
+        r.message()
+    );
+    // A replace that grows past the quota is refused; one that shrinks passes.
+    let (c, id) = &ids[0];
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/v1/data/{c}/{id}"),
+            Some(t),
+            Some(big.clone()),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.error()), (409, "limit_exceeded"));
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/v1/data/a/{big_id}"),
+            Some(t),
+            Some(json!({"small": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app.post("/v1/data/a", Some(t), big).await;
+    assert_eq!(r.status, 201, "the shrink made room: {:?}", r.body);
+    // Another user has a quota of their own.
+    let other = app.login(APP1, "quota-other").await;
+    let r = app
+        .post(
+            "/v1/data/z",
+            Some(token(&other)),
+            json!({"text": "y".repeat(2500)}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_quota_sqlite() {
+    per_user_quota(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_quota_postgres() {
+    per_user_quota(Db::Postgres).await;
+}

@@ -402,6 +402,10 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
                     data: "{}".into(),
                     now: 2000,
                     max_documents: 100,
+                    quota: wxauth::store::UserQuota {
+                        max_collections: 100,
+                        max_bytes: 1 << 20,
+                    },
                     idempotency: Some(Idempotency {
                         key: "same-key".into(),
                         request_hash: vec![1; 32],

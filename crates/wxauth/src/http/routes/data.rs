@@ -216,6 +216,7 @@ pub(crate) async fn get(
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "limit_exceeded: the new data would pass the user's byte limit", body = ErrorBody),
         (status = 412, description = "precondition_failed: the version moved on", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
     ))]
@@ -229,7 +230,17 @@ pub(crate) async fn replace(
     let if_match = header_text(&headers, "if-match")?
         .map(parse_if_match)
         .transpose()?;
-    let doc = documents::replace(state.auth(), &caller, &collection, &id, body, if_match).await?;
+    let limits = &state.settings().limits;
+    let doc = documents::replace(
+        state.auth(),
+        &caller,
+        &collection,
+        &id,
+        body,
+        if_match,
+        limits,
+    )
+    .await?;
     Ok(document_response(StatusCode::OK, &doc))
 }
 
