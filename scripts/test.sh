@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the Rust workspace, then the JavaScript client, the
 # example mini program and the playground (in Chromium) against a real
-# `wxauth dev`. README's test command; .ci/run runs it too.
+# `wxauth dev`, and schemathesis against `wxauth dev`. README's test
+# command; .ci/run runs it too.
 #
 # PostgreSQL tests run when WXAUTH_TEST_POSTGRES_URL is set (.ci/run sets
 # it); the browser test runs when Chromium is at /usr/bin/chromium (this
@@ -10,7 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
-cargo build --locked -q -p wxauth # the binary the JavaScript tests start
+cargo build --locked -q -p wxauth # the binary schemathesis and the JavaScript tests start
+
+# The OpenAPI document against the running service: schemathesis (PyPI,
+# pinned, into target/schemathesis-venv), every check, bounded examples.
+bash scripts/schemathesis.sh
 
 if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

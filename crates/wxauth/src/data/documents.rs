@@ -44,7 +44,8 @@ fn user_limit(limit: UserLimit, limits: &LimitsConfig) -> Error {
 }
 
 const CURSOR_PREFIX: &str = "c1:";
-const DEFAULT_PAGE: u32 = 20;
+/// A page's size when the request names none.
+pub const DEFAULT_PAGE: u32 = 20;
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -256,11 +257,15 @@ pub enum IfMatch {
 
 /// Parses `If-Match`: `*`, or one or more entity tags (`"3"`, `W/"3"`).
 /// Tags this server never issued match nothing (412 later); text that is
-/// not an entity tag at all is a 400.
+/// not an entity tag at all is a 400. A bare version number (`3`, the
+/// `version` field as clients often send it) is taken as its tag.
 pub fn parse_if_match(value: &str) -> Result<IfMatch> {
     let value = value.trim();
     if value == "*" {
         return Ok(IfMatch::Any);
+    }
+    if !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(IfMatch::Versions(vec![value.parse::<i64>().unwrap_or(-1)]));
     }
     let mut versions = Vec::new();
     for tag in value.split(',') {
@@ -373,7 +378,10 @@ mod tests {
             parse_if_match("\"abc\"").ok(),
             Some(IfMatch::Versions(vec![-1]))
         );
-        assert!(parse_if_match("3").is_err());
+        assert_eq!(parse_if_match("3").ok(), Some(IfMatch::Versions(vec![3])));
+        assert!(parse_if_match("3a").is_err());
+        assert!(parse_if_match("-3").is_err());
+        assert!(parse_if_match("").is_err());
     }
 
     #[test]

@@ -7,8 +7,10 @@ use crate::auth::{Auth, Caller};
 use crate::error::{Error, Result};
 use crate::store::UserRecord;
 
-const MAX_FIELDS: usize = 64;
-const MAX_KEY: usize = 64;
+/// Fields a profile (and so one patch) holds at most.
+pub const MAX_FIELDS: usize = 64;
+/// Characters in a profile field's name, at most.
+pub const MAX_KEY: usize = 64;
 
 /// Applies `patch` to the caller's profile and returns the updated user.
 /// The merge runs inside the store's write transaction, so concurrent
@@ -19,12 +21,18 @@ pub async fn update(
     patch: Map<String, Value>,
     max_bytes: usize,
 ) -> Result<UserRecord> {
+    if patch.len() > MAX_FIELDS {
+        return Err(Error::InvalidRequest(format!(
+            "`profile` sets {} fields; a profile holds at most {MAX_FIELDS}",
+            patch.len()
+        )));
+    }
     for key in patch.keys() {
-        if key.is_empty() || key.len() > MAX_KEY {
+        if key.is_empty() || key.chars().count() > MAX_KEY {
             let shown: String = key.chars().take(16).collect();
             let more = if shown.len() < key.len() { "…" } else { "" };
             return Err(Error::InvalidRequest(format!(
-                "`profile.{shown}{more}`: profile field names must be 1 to {MAX_KEY} bytes"
+                "`profile.{shown}{more}`: profile field names must be 1 to {MAX_KEY} characters"
             )));
         }
     }
@@ -51,8 +59,10 @@ pub fn merge(current: &str, patch: &Map<String, Value>, max_bytes: usize) -> Res
         }
     }
     if profile.len() > MAX_FIELDS {
-        return Err(Error::InvalidRequest(format!(
-            "a profile holds at most {MAX_FIELDS} fields"
+        // The patch itself was fine: what is stored already leaves no room.
+        return Err(Error::LimitExceeded(format!(
+            "the profile would hold {} fields; it holds at most {MAX_FIELDS} (set fields to null to remove them)",
+            profile.len()
         )));
     }
     let text = Value::Object(profile).to_string();

@@ -54,9 +54,13 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 auth,
-                settings,
                 metrics,
-                openapi_json: openapi_document().to_pretty_json().unwrap_or_default(),
+                openapi_json: {
+                    let mut doc = openapi_document();
+                    openapi::fit_to_settings(&mut doc, &settings);
+                    doc.to_pretty_json().unwrap_or_default()
+                },
+                settings,
             }),
         }
     }
@@ -149,7 +153,9 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3 document of the whole API.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut doc = routes().split_for_parts().1;
+    openapi::add_common_answers(&mut doc);
+    doc
 }
 
 /// The full router with its middleware.

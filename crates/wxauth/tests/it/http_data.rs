@@ -246,10 +246,31 @@ async fn validation_errors(app: TestApp) {
         &format!("/v1/data/notes/{id}"),
         &t,
         Some(json!({})),
-        &[("if-match", "1")],
+        &[("if-match", "v1")],
     )
     .await;
     assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+    // A bare version number is taken as its tag (the document's version).
+    let r = req(
+        &app,
+        Method::PUT,
+        &format!("/v1/data/notes/{id}"),
+        &t,
+        Some(json!({"a": 2})),
+        &[("if-match", "2")],
+    )
+    .await;
+    assert_eq!(r.status, 412, "version 2 is not the current one");
+    let r = req(
+        &app,
+        Method::PUT,
+        &format!("/v1/data/notes/{id}"),
+        &t,
+        Some(json!({"a": 2})),
+        &[("if-match", "1")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let r = req(
         &app,
         Method::GET,

@@ -55,6 +55,36 @@ async fn profile_merge_and_limits() {
     assert_ne!(r.body["id"], "someone");
 }
 
+/// What the OpenAPI document says of a profile patch (at most 64 fields,
+/// names of 1 to 64 characters) is what the server does; a patch that is
+/// fine on its own but would overfill the stored profile is a 409.
+#[tokio::test]
+async fn profile_field_rules_match_the_document() {
+    let app = spawn_app().await;
+    let t = token(&app.login(APP1, "fields").await).to_owned();
+    let fields = |from: usize, n: usize| -> Value {
+        (from..from + n)
+            .map(|i| (format!("f{i}"), json!(i)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let r = patch(&app, &t, json!({ "profile": fields(0, 65) })).await;
+    assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+    assert!(r.message().contains("`profile`"), "{}", r.message());
+    let r = patch(&app, &t, json!({ "profile": fields(0, 40) })).await;
+    assert_eq!(r.status, 200);
+    let r = patch(&app, &t, json!({ "profile": fields(40, 40) })).await;
+    assert_eq!((r.status.as_u16(), r.error()), (409, "limit_exceeded"));
+    assert!(r.message().contains("80 fields"), "{}", r.message());
+    // Names count characters: 64 Chinese characters (192 bytes) are fine.
+    let r = patch(&app, &t, json!({"profile": {"名".repeat(64): 1}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = patch(&app, &t, json!({"profile": {"名".repeat(65): 1}})).await;
+    assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+    let r = patch(&app, &t, json!({"profile": {"": 1}})).await;
+    assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+}
+
 #[tokio::test]
 async fn concurrent_profile_patches_keep_every_field() {
     let app = std::sync::Arc::new(spawn_app().await);

@@ -78,3 +78,82 @@ async fn the_document_lists_every_route_and_each_exists() {
         );
     }
 }
+
+/// The document states the service's constraints (schemathesis, run by
+/// scripts/test.sh, then holds the server to them).
+#[tokio::test]
+async fn the_document_states_each_constraint_and_status() {
+    let Some(app) = spawn_app_with(Options {
+        tweak: |c| c.limits.page_size_max = 42,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let doc = app.get("/openapi.json", None).await.body;
+    let op = |method: &str, path: &str| doc["paths"][path][method].clone();
+    let param = |op: &Value, name: &str| -> Value {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+    };
+    let statuses = |op: &Value| -> BTreeSet<String> {
+        op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+
+    let list = op("get", "/v1/data/{collection}");
+    let limit = param(&list, "limit");
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 42, "limits.page_size_max");
+    assert!(param(&list, "cursor")["schema"]["pattern"].is_string());
+    for (method, path) in CONTRACT.iter().filter(|(_, p)| p.contains("{collection}")) {
+        let o = op(method, path);
+        assert_eq!(
+            param(&o, "collection")["schema"]["pattern"],
+            "^[a-z0-9_-]{1,64}$",
+            "{method} {path}"
+        );
+        assert!(statuses(&o).contains("400"), "{method} {path}: 400");
+    }
+    let create = op("post", "/v1/data/{collection}");
+    let key = param(&create, "Idempotency-Key");
+    assert_eq!(key["schema"]["type"], "string", "not nullable");
+    assert!(key["schema"]["pattern"].as_str().unwrap().contains("255"));
+    let put = op("put", "/v1/data/{collection}/{id}");
+    assert!(param(&put, "If-Match")["schema"]["pattern"].is_string());
+    assert!(statuses(&put).is_superset(&["409", "412", "413", "408"].map(String::from).into()));
+
+    let login = &doc["components"]["schemas"]["LoginRequest"]["properties"]["code"];
+    assert_eq!(login["pattern"], "^[0-9A-Za-z_-]{1,128}$");
+    let patch = &doc["components"]["schemas"]["PatchMe"]["properties"]["profile"];
+    assert_eq!(patch["maxProperties"], 64);
+    assert_eq!(patch["propertyNames"]["maxLength"], 64);
+    assert!(statuses(&op("patch", "/v1/me")).contains("409"));
+
+    // Every operation lists the server's own answers; 429 and 503 carry Retry-After.
+    for (method, path) in CONTRACT {
+        let o = op(method, path);
+        let s = statuses(&o);
+        for status in ["414", "431", "500", "503"] {
+            assert!(s.contains(status), "{method} {path}: {status}");
+        }
+        for status in ["429", "503"] {
+            if s.contains(status) {
+                assert!(
+                    o["responses"][status]["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: {status} Retry-After"
+                );
+            }
+        }
+    }
+}

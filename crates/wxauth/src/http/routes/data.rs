@@ -90,8 +90,9 @@ pub(crate) struct DocumentPage {
 /// The same key with another body is a 400.
 #[utoipa::path(post, path = "/v1/data/{collection}", tag = "data", security(("bearer" = [])),
     params(
-        ("collection" = String, Path, description = "[a-z0-9_-]{1,64}"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this create safe"),
+        ("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[\\x21-\\x7e]{1,255}$",
+            description = "1 to 255 visible ASCII characters; makes retries of this create safe (remembered 24 hours, per user)"),
     ),
     request_body(content = Object, description = "Any JSON object"),
     responses(
@@ -156,9 +157,10 @@ pub(crate) struct ListQuery {
 /// The caller's documents in a collection, newest first.
 #[utoipa::path(get, path = "/v1/data/{collection}", tag = "data", security(("bearer" = [])),
     params(
-        ("collection" = String, Path, description = "[a-z0-9_-]{1,64}"),
-        ("limit" = Option<u32>, Query, description = "1 to limits.page_size_max (default 20)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to limits.page_size_max (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,512}$",
+            description = "next_cursor of the previous page (opaque; one this server did not issue is a 400)"),
     ),
     responses(
         (status = 200, description = "A page", body = DocumentPage),
@@ -188,9 +190,10 @@ pub(crate) async fn list(
 
 /// One of the caller's documents, with its `ETag`.
 #[utoipa::path(get, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
-    params(("collection" = String, Path), ("id" = String, Path)),
+    params(("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"), ("id" = String, Path, description = "A document id (a UUID); anything else is a 404")),
     responses(
         (status = 200, description = "The document", body = DocumentView),
+        (status = 400, description = "invalid_request: a collection name that does not match the pattern", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "not_found (also another user's document)", body = ErrorBody),
     ))]
@@ -206,9 +209,10 @@ pub(crate) async fn get(
 /// Replace one of the caller's documents; `If-Match` makes it conditional.
 #[utoipa::path(put, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
     params(
-        ("collection" = String, Path),
-        ("id" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "The ETag this replace is based on"),
+        ("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"),
+        ("id" = String, Path, description = "A document id (a UUID); anything else is a 404"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|[0-9]{1,18}|(W/)?"[\x21\x23-\x2b\x2d-\x7e]*"( *, *(W/)?"[\x21\x23-\x2b\x2d-\x7e]*")*)$"#,
+            description = "`*`, the ETag(s) this replace is based on (`\"3\"`, `W/\"3\", \"4\"`) or a bare version number (`3`); a tag this server did not issue matches nothing (412)"),
     ),
     request_body(content = Object, description = "Any JSON object"),
     responses(
@@ -246,9 +250,10 @@ pub(crate) async fn replace(
 
 /// Delete one of the caller's documents.
 #[utoipa::path(delete, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
-    params(("collection" = String, Path), ("id" = String, Path)),
+    params(("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"), ("id" = String, Path, description = "A document id (a UUID); anything else is a 404")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "invalid_request: a collection name that does not match the pattern", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]

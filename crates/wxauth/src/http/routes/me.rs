@@ -28,11 +28,28 @@ pub(crate) async fn get_me(State(state): State<AppState>, caller: Caller) -> Res
     me_view(&state, user).await
 }
 
+/// A profile patch: at most `profile::MAX_FIELDS` fields, names of 1 to
+/// `profile::MAX_KEY` characters. (The whole profile's size,
+/// `limits.profile_bytes`, is checked after the merge: 413.)
+fn profile_patch_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(profile::MAX_FIELDS))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(profile::MAX_KEY)),
+        ))
+        .build()
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchMe {
     /// Fields to set; `null` removes a field.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = profile_patch_schema)]
     profile: Value,
 }
 
@@ -42,7 +59,8 @@ pub(crate) struct PatchMe {
         (status = 200, description = "The updated user", body = MeView),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 409, description = "limit_exceeded: the merged profile would hold more than 64 fields", body = ErrorBody),
+        (status = 413, description = "payload_too_large: the body, or the merged profile past limits.profile_bytes", body = ErrorBody),
     ))]
 pub(crate) async fn patch_me(
     State(state): State<AppState>,
@@ -68,6 +86,8 @@ pub(crate) async fn patch_me(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PhoneRequest {
+    /// The code from the phone-number button's event.
+    #[schema(min_length = 1, max_length = 256)]
     code: String,
 }
 
@@ -91,7 +111,11 @@ pub(crate) async fn bind_phone(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DecryptRequest {
+    /// Base64 of the ciphertext (a non-empty multiple of 16 bytes).
+    #[schema(min_length = 1)]
     encrypted_data: String,
+    /// Base64 of 16 bytes.
+    #[schema(min_length = 1)]
     iv: String,
     #[serde(default)]
     raw_data: Option<String>,

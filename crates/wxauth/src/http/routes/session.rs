@@ -15,6 +15,7 @@ use crate::error::Result;
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     /// The code from `wx.login()`.
+    #[schema(pattern = "^[0-9A-Za-z_-]{1,128}$")]
     code: String,
     /// The mini program; may be left out when the server has a default app.
     #[serde(default)]
@@ -49,6 +50,8 @@ pub(crate) async fn login(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshRequest {
+    /// The refresh token of the latest login or refresh.
+    #[schema(min_length = 1)]
     refresh_token: String,
 }
 

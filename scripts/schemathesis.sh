@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Schemathesis (from PyPI, pinned) against a running `wxauth dev`, every
+# check, a bounded number of examples per operation (scripts/schemathesis/
+# schemathesis.toml). scripts/test.sh runs it; it needs the debug binary.
+#
+#   bash scripts/schemathesis.sh            # installs into target/schemathesis-venv once
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=4.32.5
+target="${CARGO_TARGET_DIR:-target}"
+venv="$target/schemathesis-venv"
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
+  echo "schemathesis: installing schemathesis==$version into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+fi
+
+bin="${WXAUTH_TEST_BIN:-$target/debug/wxauth}"
+data="$(mktemp -d)"
+log="$data/wxauth-dev.log"
+# Schemathesis sends thousands of codes WeChat refuses on purpose; the
+# per-address penalty for those (tested in the Rust suite) would then turn
+# the hooks' own logins into 429s.
+WXAUTH_LIMITS__LOGIN_FAILURES_PER_IP_PER_MINUTE=1000000 \
+  "$bin" dev --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 --data-dir "$data/dev" >"$log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 1 100); do
+  grep -q '^  simulator ' "$log" && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.1
+done
+WXAUTH_API_URL="$(sed -nE 's/^  API +(http[^ ]+).*/\1/p' "$log")"
+WXAUTH_SIM_URL="$(sed -nE 's/^  simulator +(http[^ ]+).*/\1/p' "$log")"
+[ -n "$WXAUTH_API_URL" ] && [ -n "$WXAUTH_SIM_URL" ] || { echo "schemathesis: wxauth dev printed no URLs" >&2; cat "$log" >&2; exit 1; }
+export WXAUTH_API_URL WXAUTH_SIM_URL
+
+cd scripts/schemathesis
+# The hooks log every test case in with a fresh session (hooks.py).
+SCHEMATHESIS_HOOKS=hooks PYTHONPATH=. "../../$venv/bin/st" --config-file schemathesis.toml \
+  run "$WXAUTH_API_URL/openapi.json" --checks all --no-color "$@"
