@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the Rust workspace, then the JavaScript client, the
 # example mini program and the playground (in Chromium) against a real
-# `wxauth dev`, and schemathesis against `wxauth dev`. README's test
-# command; .ci/run runs it too.
+# `wxauth dev`, schemathesis against `wxauth dev`, and the fuzz smoke.
+# README's test command; .ci/run runs it too.
 #
 # PostgreSQL tests run when WXAUTH_TEST_POSTGRES_URL is set (.ci/run sets
 # it); the browser test runs when Chromium is at /usr/bin/chromium (this
@@ -16,6 +16,10 @@ cargo build --locked -q -p wxauth # the binary schemathesis and the JavaScript t
 # The OpenAPI document against the running service: schemathesis (PyPI,
 # pinned, into target/schemathesis-venv), every check, bounded examples.
 bash scripts/schemathesis.sh
+
+# Fuzz smoke: each cargo-fuzz target 10 s (nightly; kept crashes are
+# replayed by cargo test above).
+bash scripts/fuzz.sh
 
 if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

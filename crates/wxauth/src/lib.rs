@@ -10,6 +10,8 @@ pub mod config;
 pub mod data;
 pub mod dev;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod store;
 

@@ -237,7 +237,7 @@ fn encode_cursor(id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<String> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String> {
     let bad = || Error::InvalidRequest("cursor is not one this server issued".into());
     let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = String::from_utf8(text).map_err(|_| bad())?;

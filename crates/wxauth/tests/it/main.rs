@@ -6,6 +6,7 @@ mod app;
 mod cli;
 mod connections;
 mod db;
+mod fuzz_regressions;
 mod hardening;
 mod http_data;
 mod http_me;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fuzz smoke: each cargo-fuzz target under fuzz/ for a bounded time
+# (FUZZ_SECONDS each, default 10), from the committed seeds. scripts/test.sh
+# runs it; needs the nightly toolchain and cargo-fuzz (installed here when
+# missing).
+#
+# A crash stops the run and leaves the input under fuzz/artifacts/<target>/.
+# Keep it: copy it to fuzz/regressions/<target>/ (cargo test replays every
+# file there: crates/wxauth/tests/it/fuzz_regressions.rs), then fix.
+#
+#   bash scripts/fuzz.sh                  # all targets
+#   FUZZ_SECONDS=300 bash scripts/fuzz.sh json_bodies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${FUZZ_SECONDS:-10}"
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz: installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
+fi
+cargo +nightly fuzz build --fuzz-dir fuzz -O
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+for t in "${targets[@]}"; do
+  # A scratch corpus seeded from the committed seeds and past crashes, so
+  # the run leaves the tree as it was.
+  mkdir -p "$work/$t"
+  cp fuzz/seeds/"$t"/* fuzz/regressions/"$t"/* "$work/$t"/ 2>/dev/null || true
+  echo "fuzz: $t for ${seconds}s"
+  if ! cargo +nightly fuzz run --fuzz-dir fuzz -O "$t" "$work/$t" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    >"$work/$t.log" 2>&1; then
+    tail -40 "$work/$t.log" >&2
+    echo "fuzz: $t found a crash: keep fuzz/artifacts/$t/* in fuzz/regressions/$t/" >&2
+    exit 1
+  fi
+  grep -E '^(Done|stat::peak_rss_mb)' "$work/$t.log" || true
+done
+echo "fuzz: ${#targets[@]} targets ran ${seconds}s each, no crash"
