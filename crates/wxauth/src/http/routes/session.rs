@@ -24,8 +24,12 @@ pub(crate) struct LoginRequest {
 
 /// Log in with a `wx.login()` code.
 ///
-/// The same code again within its lifetime (a retry) answers like the first
-/// time, with a session of its own.
+/// The same code again within `limits.login_code_replay_secs` (default 30 s;
+/// a retry whose answer was lost) answers like the first time, with a
+/// session of its own; later it is 400 `invalid_code`, as WeChat answers a
+/// used code. Rate limits (429 with `Retry-After`) count per client address
+/// first (the socket peer, or the right-most `X-Forwarded-For` entry that is
+/// not one of `http.trusted_proxies`), then per app.
 #[utoipa::path(post, path = "/v1/login", tag = "session", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = SessionView),
