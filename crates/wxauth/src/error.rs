@@ -67,6 +67,12 @@ pub enum Error {
     /// current session_key.
     #[error("{0}")]
     DecryptFailed(String),
+    /// The database refused a transaction because it conflicted with a
+    /// concurrent one (deadlock or serialization failure, typically another
+    /// instance's group commit). The writer retries these; one that still
+    /// escapes is a 503 to retry.
+    #[error("the database is busy with conflicting writes; try again")]
+    Contention(String),
     /// Something broke inside; the cause is logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -79,9 +85,21 @@ impl Error {
     }
 }
 
+/// SQLSTATEs of a transaction that lost to a concurrent one and may simply
+/// run again: serialization_failure and deadlock_detected (PostgreSQL).
+const RETRYABLE_SQLSTATES: &[&str] = &["40001", "40P01"];
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(format!("database: {e}"))
+        let retryable = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| RETRYABLE_SQLSTATES.contains(&code.as_ref()));
+        if retryable {
+            Error::Contention(format!("database: {e}"))
+        } else {
+            Error::Internal(format!("database: {e}"))
+        }
     }
 }
 

@@ -61,6 +61,7 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
         Error::UpstreamUnavailable { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
         }
+        Error::Contention(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -80,6 +81,10 @@ impl IntoResponse for Error {
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after.as_secs().max(1)),
                 );
+            }
+            Error::Contention(cause) => {
+                tracing::warn!(cause, "a write lost to concurrent writes after every retry");
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

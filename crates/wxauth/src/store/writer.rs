@@ -238,16 +238,54 @@ async fn run(
     }
 }
 
+/// How often a batch that lost to a concurrent transaction (another
+/// instance's group commit: a deadlock or serialization failure) is run
+/// again from the start before its writes are refused.
+const CONTENTION_RETRIES: u32 = 8;
+
+fn is_contention<T>(result: &Result<Vec<Result<T>>>) -> bool {
+    match result {
+        Err(Error::Contention(_)) => true,
+        Ok(results) => results
+            .iter()
+            .any(|r| matches!(r, Err(Error::Contention(_)))),
+        Err(_) => false,
+    }
+}
+
 /// Commits a batch. The first attempt applies every write directly; only if
 /// one of them fails is the transaction rolled back and the batch applied
 /// again with a savepoint around each write, so the failure stays its own.
 /// Most batches have no failure and pay no savepoint statements.
+///
+/// A batch that meets a deadlock or serialization failure (several
+/// instances' batches locking the same rows in other orders) is rolled back
+/// whole and run again after a short random pause, up to
+/// `CONTENTION_RETRIES` times: nothing of it was committed, so running it
+/// again is safe, and the caller never sees the conflict.
 async fn commit_batch(pool: &AnyPool, begin: Option<&'static str>, batch: Vec<Job>) -> Result<()> {
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|j| (j.op, j.reply)).unzip();
-    let mut result = attempt(pool, begin, &ops, false).await;
-    if matches!(&result, Ok(results) if results.iter().any(Result::is_err)) {
-        result = attempt(pool, begin, &ops, true).await;
-    }
+    let mut retries = 0;
+    let result = loop {
+        let mut result = attempt(pool, begin, &ops, false).await;
+        if !is_contention(&result)
+            && matches!(&result, Ok(results) if results.iter().any(Result::is_err))
+        {
+            result = attempt(pool, begin, &ops, true).await;
+        }
+        if !is_contention(&result) || retries == CONTENTION_RETRIES {
+            break result;
+        }
+        retries += 1;
+        metrics::counter!("wxauth_store_contention_retries_total").increment(1);
+        tracing::debug!(
+            retries,
+            writes = ops.len(),
+            "write batch lost to a concurrent transaction; running it again"
+        );
+        let pause = rand::random_range(1..=10u64 * u64::from(retries));
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    };
     match result {
         Ok(results) => {
             for (reply, r) in replies.into_iter().zip(results) {
@@ -256,9 +294,14 @@ async fn commit_batch(pool: &AnyPool, begin: Option<&'static str>, batch: Vec<Jo
             Ok(())
         }
         Err(e) => {
+            let contention = matches!(e, Error::Contention(_));
             let msg = e.to_string();
             for reply in replies {
-                let _ = reply.send(Err(Error::Internal(msg.clone())));
+                let _ = reply.send(Err(if contention {
+                    Error::Contention(msg.clone())
+                } else {
+                    Error::Internal(msg.clone())
+                }));
             }
             Err(e)
         }
@@ -268,7 +311,9 @@ async fn commit_batch(pool: &AnyPool, begin: Option<&'static str>, batch: Vec<Jo
 /// One transaction over the batch. `Err` means nothing was committed;
 /// `Ok` holds each write's own result (all committed together). Without
 /// savepoints, the first failing write aborts the attempt: its results are
-/// returned uncommitted so the caller retries with savepoints.
+/// returned uncommitted so the caller retries with savepoints. A write that
+/// lost to a concurrent transaction aborts the attempt in either mode
+/// (`Err(Contention)`): the whole batch is then run again.
 async fn attempt(
     pool: &AnyPool,
     begin: Option<&'static str>,
@@ -287,6 +332,10 @@ async fn attempt(
         } else {
             apply(&mut tx, op).await
         };
+        if let Err(Error::Contention(cause)) = result {
+            let _ = tx.rollback().await;
+            return Err(Error::Contention(cause));
+        }
         let failed = result.is_err();
         results.push(result);
         if failed && !savepoints {
@@ -294,9 +343,10 @@ async fn attempt(
             return Ok(results);
         }
     }
-    tx.commit()
-        .await
-        .map_err(|e| Error::Internal(format!("database commit: {e}")))?;
+    tx.commit().await.map_err(|e| match Error::from(e) {
+        Error::Contention(cause) => Error::Contention(cause),
+        other => other,
+    })?;
     Ok(results)
 }
 

@@ -55,6 +55,58 @@ async fn two_instances_sqlite() {
     one_idempotency_key_on_two_instances(&db.url).await;
 }
 
+/// Two instances whose group commits lock the same rows in opposite orders
+/// (a batch of changes to users A then B on one, B then A on the other):
+/// PostgreSQL breaks each deadlock by failing one transaction, and the
+/// writer runs that batch again, so no write fails.
+async fn crossed_batches_from_two_instances_all_succeed(url: &str) {
+    let one = Store::open(url).await.unwrap();
+    let two = Store::open(url).await.unwrap();
+    let (a, _) = one
+        .login(login("wxa", "o-cross-a", None, b"k", "r-cross-a", 1000))
+        .await
+        .unwrap();
+    let (b, _) = one
+        .login(login("wxa", "o-cross-b", None, b"k", "r-cross-b", 1000))
+        .await
+        .unwrap();
+    // Each change holds its row lock a little, so the batches overlap.
+    let change = |field: String| -> wxauth::store::ProfileChange {
+        Box::new(move |cur: &str| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let mut v: serde_json::Value = serde_json::from_str(cur).unwrap();
+            v[field.as_str()] = serde_json::json!(true);
+            Ok(v.to_string())
+        })
+    };
+    let before = one.writer_stats().commits + two.writer_stats().commits;
+    for round in 0..15 {
+        let (first, second) = tokio::join!(
+            async {
+                tokio::join!(
+                    one.modify_profile(&a.id, change(format!("one-a{round}"))),
+                    one.modify_profile(&b.id, change(format!("one-b{round}"))),
+                )
+            },
+            async {
+                tokio::join!(
+                    two.modify_profile(&b.id, change(format!("two-b{round}"))),
+                    two.modify_profile(&a.id, change(format!("two-a{round}"))),
+                )
+            },
+        );
+        for r in [first.0, first.1, second.0, second.1] {
+            assert!(matches!(r, Ok(Some(_))), "round {round}: {:?}", r.err());
+        }
+    }
+    for u in [&a, &b] {
+        let profile: serde_json::Value =
+            serde_json::from_str(&one.user(&u.id).await.unwrap().unwrap().profile).unwrap();
+        assert_eq!(profile.as_object().unwrap().len(), 30, "{profile}");
+    }
+    assert!(one.writer_stats().commits + two.writer_stats().commits > before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_postgres() {
     let Some(db) = crate::db::postgres().await else {
@@ -62,6 +114,12 @@ async fn two_instances_postgres() {
     };
     concurrent_profile_changes_from_two_instances(&db.url).await;
     one_idempotency_key_on_two_instances(&db.url).await;
+    // Deadlocks are found after deadlock_timeout (1 s by default): shorter here.
+    crossed_batches_from_two_instances_all_succeed(&format!(
+        "{}%20-c%20deadlock_timeout%3D20ms",
+        db.url
+    ))
+    .await;
 }
 
 fn id() -> String {
