@@ -43,6 +43,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://path` or `postgres://…`.
     pub database_url: DatabaseUrl,
+    /// `redis://…`: what several instances share (revocations, login codes,
+    /// rate limits, WeChat's access token). Without it, one instance only.
+    pub redis_url: Option<DatabaseUrl>,
     /// How to reach WeChat.
     pub wechat: WechatConfig,
     /// The mini programs this service logs users in for.
@@ -77,6 +80,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: DatabaseUrl::new("sqlite://wxauth.db"),
+            redis_url: None,
             wechat: WechatConfig::default(),
             apps: Vec::new(),
             default_appid: None,
@@ -340,6 +344,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Database URL.
     pub database_url: DatabaseUrl,
+    /// Redis URL, when instances share state through it.
+    pub redis_url: Option<DatabaseUrl>,
     /// WeChat client settings.
     pub wechat: wechat_miniapp::ClientConfig,
     /// Which token endpoint.
@@ -405,6 +411,19 @@ impl Config {
                 "database_url: unsupported scheme in {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
                 redact_url(url)
             )));
+        }
+        let redis_url = self
+            .redis_url
+            .as_ref()
+            .filter(|u| !u.expose().trim().is_empty())
+            .cloned();
+        if let Some(r) = &redis_url {
+            if !r.expose().starts_with("redis://") {
+                return Err(bad(format!(
+                    "redis_url: unsupported scheme in {:?}; use redis://[:PASSWORD@]HOST:PORT[/DB]",
+                    r.redacted()
+                )));
+            }
         }
         if self.apps.is_empty() {
             return Err(bad(
@@ -594,6 +613,7 @@ impl Config {
         Ok(Settings {
             listen: self.listen,
             database_url: self.database_url.clone(),
+            redis_url,
             wechat: wechat_miniapp::ClientConfig {
                 base_url: self.wechat.base_url.clone(),
                 timeout: Duration::from_millis(self.wechat.timeout_ms),
@@ -618,8 +638,8 @@ impl Config {
     }
 }
 
-/// A database URL. It may hold a password, so its `Debug` shows it
-/// redacted; `expose()` is for connecting only.
+/// A database (or Redis) URL. It may hold a password, so its `Debug` shows
+/// it redacted; `expose()` is for connecting only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DatabaseUrl(String);

@@ -21,14 +21,12 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use wechat_miniapp::{Clock, SystemClock};
 
-use crate::cache::{MemoryRevocations, Revocations};
+use crate::cache::{MemoryRevocations, Revocations, SharedRedis, SharedRevocations};
 use crate::config::Settings;
 pub use error::{Error, Result};
 
 /// What the service runs on besides its settings. Tests swap the clock.
 pub struct Deps {
-    /// Where revocations are shared.
-    pub revocations: Arc<dyn Revocations>,
     /// The time.
     pub clock: Arc<dyn Clock>,
 }
@@ -36,7 +34,6 @@ pub struct Deps {
 impl Default for Deps {
     fn default() -> Self {
         Self {
-            revocations: Arc::new(MemoryRevocations::default()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -95,9 +92,26 @@ pub struct App {
 pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     let store = store::Store::open(settings.database_url.expose()).await?;
     spawn_idempotency_expiry(store.clone(), deps.clock.clone());
-    let auth = auth::Auth::new(&settings, store.clone(), deps.revocations, deps.clock)?;
+    let redis = match &settings.redis_url {
+        Some(url) => Some(SharedRedis::connect(url.expose())?),
+        None => {
+            if store.backend() == store::Backend::Postgres {
+                tracing::warn!(
+                    "database_url is PostgreSQL but redis_url is not set: run ONE instance only \
+                     (revocations, login codes, rate limits and the WeChat token are per process)"
+                );
+            }
+            None
+        }
+    };
+    let revocations: Arc<dyn Revocations> = match &redis {
+        Some(r) => SharedRevocations::start(r.clone()),
+        None => Arc::new(MemoryRevocations::default()),
+    };
+    let auth = auth::Auth::new(&settings, store.clone(), revocations, redis, deps.clock)?;
     let warmed = auth.warm_revocations().await?;
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
+    auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
     let state = http::AppState::new(auth, settings, metrics_handle());
     Ok(App {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use wechat_miniapp::{AccessTokenManager, AppSecret, Clock, WechatClient};
 
-use crate::cache::{LoginCodes, Revocations};
+use crate::cache::{LoginCodes, Revocations, SharedRedis};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::store::Store;
@@ -34,6 +34,7 @@ pub struct Auth {
     issuer: TokenIssuer,
     sealer: Sealer,
     revocations: Arc<dyn Revocations>,
+    redis: Option<Arc<SharedRedis>>,
     login_codes: LoginCodes,
     login_limits: rate_limit::LoginLimits,
     clock: Arc<dyn Clock>,
@@ -51,11 +52,13 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Wires the rules to their dependencies.
+    /// Wires the rules to their dependencies. With `redis`, what several
+    /// instances must share goes through it (see `cache`).
     pub fn new(
         settings: &Settings,
         store: Store,
         revocations: Arc<dyn Revocations>,
+        redis: Option<Arc<SharedRedis>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let wechat = WechatClient::new(settings.wechat.clone()).map_err(crate::Error::internal)?;
@@ -85,6 +88,7 @@ impl Auth {
             wechat_tokens,
             apps,
             revocations,
+            redis,
             clock,
             refresh_ttl: settings.refresh_ttl,
             access_ttl: settings.access_ttl,
@@ -111,9 +115,59 @@ impl Auth {
         let revoked = self.store.revoked_since(self.now_ms() - ttl_ms).await?;
         for (session_id, at) in &revoked {
             self.revocations
-                .revoke(session_id, at + ttl_ms, self.now_ms())
-                .await?;
+                .remember(session_id, at + ttl_ms, self.now_ms());
         }
         Ok(revoked.len())
     }
+
+    /// Redis, when instances share state through it.
+    pub fn redis(&self) -> Option<&Arc<SharedRedis>> {
+        self.redis.as_ref()
+    }
+
+    /// With several instances, keeps this one's revocation set in step
+    /// with the database: every `REVOCATION_RESYNC` it reads the sessions
+    /// revoked since shortly before the newest it has seen, and at once
+    /// (from an access token's lifetime ago) whenever the channel between
+    /// instances was joined again. So a revocation whose message was lost
+    /// is refused here within that interval at the latest.
+    pub fn spawn_revocation_sync(&self) {
+        let Some(wanted) = self.revocations.resync_wanted() else {
+            return;
+        };
+        let (store, revocations, clock) = (
+            self.store.clone(),
+            self.revocations.clone(),
+            self.clock.clone(),
+        );
+        let ttl_ms = i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        tokio::spawn(async move {
+            // Revocation times come from each instance's clock: read a
+            // margin before the newest seen, so skew cannot hide one.
+            const SKEW_MARGIN_MS: i64 = 10_000;
+            let mut newest = clock.now_ms() - ttl_ms;
+            loop {
+                let full = tokio::time::timeout(REVOCATION_RESYNC, wanted.notified())
+                    .await
+                    .is_ok();
+                let now = clock.now_ms();
+                let since = if full { now - ttl_ms } else { newest - SKEW_MARGIN_MS };
+                match store.revoked_since(since).await {
+                    Ok(rows) => {
+                        for (session_id, at) in rows {
+                            newest = newest.max(at);
+                            revocations.remember(&session_id, at + ttl_ms, now);
+                        }
+                    }
+                    Err(crate::Error::Internal(cause)) if cause.contains("closed") => return,
+                    Err(e) => tracing::warn!(error = ?e, "revocation resync from the database failed"),
+                }
+            }
+        });
+    }
 }
+
+/// How often an instance re-reads recent revocations from the database
+/// when it shares state with others (the bound on how long a lost
+/// revocation message can matter).
+pub const REVOCATION_RESYNC: Duration = Duration::from_millis(500);

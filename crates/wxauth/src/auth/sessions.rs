@@ -247,13 +247,15 @@ impl Auth {
     /// Ends the caller's session: its access and refresh tokens stop working.
     pub async fn logout(&self, caller: &Caller) -> Result<()> {
         let now = self.now_ms();
-        // Cache first: the access token must stop working at once, even if
-        // the database write is slow.
-        self.revocations
-            .revoke(&caller.session_id, now + self.access_ttl_ms(), now)
-            .await?;
+        let until = now + self.access_ttl_ms();
+        // Here first: the access token must stop working at once, even if
+        // the database write is slow. Then durably, then the other instances.
+        self.revocations.remember(&caller.session_id, until, now);
         self.store
             .revoke_session(&caller.session_id, "logout", now)
+            .await?;
+        self.revocations
+            .revoke(&caller.session_id, until, now)
             .await?;
         Ok(())
     }
@@ -262,14 +264,29 @@ impl Auth {
     /// proves the claims, the revocation cache says whether it was revoked.
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller> {
         let claims = self.issuer.verify_access(bearer)?;
-        if self
-            .revocations
-            .is_revoked(&claims.sid, self.now_ms())
-            .await?
-        {
-            return Err(Error::Unauthorized(
+        let ended = || {
+            Error::Unauthorized(
                 "the session was ended (logout or refresh-token reuse); log in again",
-            ));
+            )
+        };
+        let now = self.now_ms();
+        if self.revocations.is_revoked(&claims.sid, now).await? {
+            return Err(ended());
+        }
+        // While revocations from other instances may not be arriving (Redis
+        // down), the database says: a logged-out token is never accepted.
+        if !self.revocations.complete() {
+            metrics::counter!("wxauth_revocation_db_checks_total").increment(1);
+            let revoked_at = self
+                .store
+                .session(&claims.sid)
+                .await?
+                .and_then(|s| s.revoked_at);
+            if let Some(at) = revoked_at {
+                self.revocations
+                    .remember(&claims.sid, at + self.access_ttl_ms(), now);
+                return Err(ended());
+            }
         }
         if !self.apps.contains_key(&claims.app) {
             return Err(Error::Unauthorized(

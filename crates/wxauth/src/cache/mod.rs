@@ -1,9 +1,13 @@
-//! Short-lived shared state that must be fast to read: session revocations
-//! and login-code de-duplication. In-process here, behind interfaces a
-//! shared (Redis) implementation can take over for several instances.
+//! Short-lived shared state that must be fast to read: session revocations,
+//! login-code de-duplication, rate-limit counters and WeChat's access token.
+//! In-process for one instance; through Redis ([`SharedRedis`]) for
+//! several, with the in-process versions as the fallback while Redis is
+//! down.
 
 mod login_codes;
+pub mod redis;
 mod revocations;
 
 pub use login_codes::{LoginCodes, LoginIdentity};
-pub use revocations::{MemoryRevocations, Revocations};
+pub use redis::SharedRedis;
+pub use revocations::{MemoryRevocations, Revocations, SharedRevocations};

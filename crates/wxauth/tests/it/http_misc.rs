@@ -16,7 +16,7 @@ async fn health_ready_metrics() {
     let r = app.get("/readyz", None).await;
     assert_eq!(
         (r.status.as_u16(), r.body.clone()),
-        (200, json!({"status": "ready"}))
+        (200, json!({"status": "ready", "redis": "not_configured"}))
     );
     app.login(APP1, "m").await;
     let resp = app

@@ -15,9 +15,11 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers. `redis` says whether state is shared
+/// right now (`up`), degraded to per-process (`down`: still ready, since
+/// every instance keeps serving correctly) or not configured.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
-    (status = 200, description = "Ready", body = Object),
+    (status = 200, description = "Ready: {\"status\": \"ready\", \"redis\": \"up\" | \"down\" | \"not_configured\"}", body = Object),
     (status = 503, description = "The database is unreachable", body = ErrorBody),
 ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
@@ -28,7 +30,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>>
             retry_after: std::time::Duration::from_secs(1),
         }
     })?;
-    Ok(Json(json!({"status": "ready"})))
+    let redis = match state.auth().redis() {
+        None => "not_configured",
+        Some(r) if r.is_up() => "up",
+        Some(_) => "down",
+    };
+    Ok(Json(json!({"status": "ready", "redis": redis})))
 }
 
 /// Prometheus metrics (bind to a private address in production).
