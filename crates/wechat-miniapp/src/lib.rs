@@ -37,5 +37,5 @@ pub use crypto::DecryptError;
 pub use error::{Error, Result};
 pub use secret::{AccessToken, AppSecret, LoginCode, PhoneCode, SecretText, SessionKey};
 pub use token::{
-    AccessTokenManager, CachedToken, MemoryTokenCache, TokenCache, TokenFuture, TokenSource,
+    AccessTokenManager, CachedToken, Lease, MemoryTokenCache, TokenCache, TokenFuture, TokenSource,
 };

@@ -42,7 +42,27 @@ pub trait TokenCache: Send + Sync + 'static {
     /// Removes the app's token if it is still `stale` (compare-and-delete, so a
     /// newer token that another caller stored meanwhile survives).
     fn remove_if<'a>(&'a self, appid: &'a str, stale: &'a AccessToken) -> TokenFuture<'a, ()>;
+    /// Takes the right to fetch the app's next token for `lease`, so that
+    /// one process refreshes while the others wait for its token. `None`:
+    /// another holder has it. A cache for one process has nobody to
+    /// exclude (the manager already lets one caller per process refresh):
+    /// the default always grants.
+    fn lock<'a>(&'a self, _appid: &'a str, _lease: Duration) -> TokenFuture<'a, Option<Lease>> {
+        Box::pin(async { Ok(Some(Lease(String::new()))) })
+    }
+    /// Gives a lease back (only if it is still this holder's).
+    fn unlock<'a>(&'a self, _appid: &'a str, _lease: &'a Lease) -> TokenFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// The right to refresh an app's token, held until given back or expired.
+/// Its text identifies the holder (compare-and-delete on unlock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease(pub String);
+
+/// How long one refresher may hold the lock before others may try.
+const REFRESH_LEASE: Duration = Duration::from_secs(10);
 
 /// A [`TokenCache`] for one process.
 #[derive(Debug, Default)]
@@ -219,6 +239,31 @@ impl AccessTokenManager {
             self.cache.remove_if(appid, stale).await?;
         }
         // Someone else may have refreshed while we waited for the lock.
+        if let Some(fresh) = self.fresh_cached(appid).await? {
+            return Ok(fresh);
+        }
+        // Across processes: one holds the lease and fetches; the others
+        // wait for its token to appear in the shared cache.
+        let lease = loop {
+            if let Some(lease) = self.cache.lock(appid, REFRESH_LEASE).await? {
+                break lease;
+            }
+            let waited = tokio::time::Instant::now();
+            while waited.elapsed() < REFRESH_LEASE {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Some(fresh) = self.fresh_cached(appid).await? {
+                    return Ok(fresh);
+                }
+            }
+        };
+        let fetched = self.fetch_and_store(appid, secret).await;
+        self.cache.unlock(appid, &lease).await?;
+        fetched
+    }
+
+    async fn fetch_and_store(&self, appid: &str, secret: &AppSecret) -> Result<AccessToken> {
+        // The lease holder looks once more: a token stored between our
+        // check and the lease is as good as a new one.
         if let Some(fresh) = self.fresh_cached(appid).await? {
             return Ok(fresh);
         }

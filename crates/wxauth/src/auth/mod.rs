@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use wechat_miniapp::{AccessTokenManager, AppSecret, Clock, WechatClient};
 
-use crate::cache::{LoginCodes, Revocations, SharedRedis};
+use crate::cache::{LoginCodes, Revocations, SharedCodes, SharedRedis};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::store::Store;
@@ -36,6 +36,7 @@ pub struct Auth {
     revocations: Arc<dyn Revocations>,
     redis: Option<Arc<SharedRedis>>,
     login_codes: LoginCodes,
+    shared_codes: Option<SharedCodes>,
     login_limits: rate_limit::LoginLimits,
     clock: Arc<dyn Clock>,
     refresh_ttl: Duration,
@@ -67,9 +68,13 @@ impl Auth {
             .iter()
             .map(|a| (a.appid.clone(), a.secret.clone()))
             .collect();
-        let wechat_tokens = AccessTokenManager::new(wechat.clone(), apps.clone())
+        let mut wechat_tokens = AccessTokenManager::new(wechat.clone(), apps.clone())
             .with_source(settings.token_source)
             .with_clock(clock.clone());
+        if let Some(r) = &redis {
+            wechat_tokens =
+                wechat_tokens.with_cache(Arc::new(crate::cache::RedisTokenCache::new(r.clone())));
+        }
         Ok(Self {
             default_appid: settings.default_appid.clone(),
             issuer: TokenIssuer::new(&settings.signing_keys, settings.access_ttl, clock.clone())?,
@@ -82,7 +87,21 @@ impl Auth {
                     .unwrap_or(300)
                     .saturating_mul(1000),
             ),
-            login_limits: rate_limit::LoginLimits::new(&(&settings.limits).into()),
+            // Across instances: outcomes kept for the same window; a claim
+            // whose instance died is freed once its exchange would have
+            // timed out anyway.
+            shared_codes: redis.as_ref().map(|r| {
+                SharedCodes::new(
+                    r.clone(),
+                    Duration::from_secs(settings.limits.login_code_replay_secs),
+                    settings.wechat.timeout + Duration::from_secs(2),
+                )
+            }),
+            login_limits: rate_limit::LoginLimits::new(&(&settings.limits).into()).shared(
+                redis
+                    .clone()
+                    .map(crate::cache::shared_limits::SharedLimits::new),
+            ),
             store,
             wechat,
             wechat_tokens,
@@ -151,7 +170,11 @@ impl Auth {
                     .await
                     .is_ok();
                 let now = clock.now_ms();
-                let since = if full { now - ttl_ms } else { newest - SKEW_MARGIN_MS };
+                let since = if full {
+                    now - ttl_ms
+                } else {
+                    newest - SKEW_MARGIN_MS
+                };
                 match store.revoked_since(since).await {
                     Ok(rows) => {
                         for (session_id, at) in rows {
@@ -160,7 +183,9 @@ impl Auth {
                         }
                     }
                     Err(crate::Error::Internal(cause)) if cause.contains("closed") => return,
-                    Err(e) => tracing::warn!(error = ?e, "revocation resync from the database failed"),
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "revocation resync from the database failed")
+                    }
                 }
             }
         });

@@ -15,6 +15,11 @@
 //!
 //! IPv6 addresses count by their /64 (one subscriber usually holds a whole
 //! /64 and could otherwise rotate through it).
+//!
+//! With Redis (several instances), 1, 2 and 4 are counted there, across all
+//! instances ([`SharedLimits`]); while Redis does not answer they are
+//! counted here, per process. The in-flight cap (3) is always per process:
+//! it bounds what one address can start at one instance at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +31,7 @@ use std::time::{Duration, Instant};
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::cache::shared_limits::{Rate, SharedLimits, Wait};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 
@@ -39,6 +45,8 @@ pub struct LoginLimits {
     in_flight: Mutex<HashMap<IpAddr, u32>>,
     max_in_flight: u32,
     checks: AtomicU32,
+    shared: Option<SharedLimits>,
+    rates: LoginLimitSettings,
 }
 
 #[derive(Default)]
@@ -106,12 +114,48 @@ impl LoginLimits {
             in_flight: Mutex::new(HashMap::new()),
             max_in_flight: limits.in_flight_per_ip.max(1),
             checks: AtomicU32::new(0),
+            shared: None,
+            rates: *limits,
         }
+    }
+
+    /// Counts across instances in Redis while it answers.
+    pub fn shared(mut self, shared: Option<SharedLimits>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    fn ip_rate(&self) -> Rate {
+        Rate::per(self.rates.per_ip_per_minute, Duration::from_secs(60))
+    }
+
+    fn app_rate(&self) -> Rate {
+        Rate::per(self.rates.per_app_per_second, Duration::from_secs(1))
+    }
+
+    fn failure_rate(&self) -> Rate {
+        Rate::per(
+            self.rates.failures_per_ip_per_minute,
+            Duration::from_secs(60),
+        )
+    }
+
+    /// The address check (rate, then penalty) across instances; `None`
+    /// when it must be counted here.
+    async fn shared_address(&self, key: IpAddr) -> Option<Result<()>> {
+        let shared = self.shared.as_ref().filter(|s| s.is_up())?;
+        let answer = shared
+            .admit_address(&key.to_string(), self.ip_rate())
+            .await?;
+        Some(answer.map_err(|wait| match wait {
+            Wait::Rate(d) => limited("too many logins from this address", d),
+            Wait::Penalty(d) => limited("too many failed logins from this address", d),
+        }))
     }
 
     /// Admits one login attempt from `ip` for `appid`, or says when to try
     /// again. The returned slot must be held until the code exchange ends.
-    pub fn admit(&self, ip: IpAddr, appid: &str) -> Result<InFlight<'_>> {
+    pub async fn admit(&self, ip: IpAddr, appid: &str) -> Result<InFlight<'_>> {
         let key = limit_key(ip);
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 0 {
             self.per_ip.retain_recent();
@@ -120,16 +164,21 @@ impl LoginLimits {
         }
         // One clock for the limiters: building one per call re-calibrates it.
         let now = self.per_ip.clock().now();
-        if let Err(not_until) = self.per_ip.check_key(&key) {
-            return Err(limited(
-                "too many logins from this address",
-                not_until.wait_time_from(now),
-            ));
-        }
-        if let Some(until) = self.penalty(&key) {
-            let left = until.saturating_duration_since(Instant::now());
-            if !left.is_zero() {
-                return Err(limited("too many failed logins from this address", left));
+        match self.shared_address(key).await {
+            Some(answer) => answer?,
+            None => {
+                if let Err(not_until) = self.per_ip.check_key(&key) {
+                    return Err(limited(
+                        "too many logins from this address",
+                        not_until.wait_time_from(now),
+                    ));
+                }
+                if let Some(until) = self.penalty(&key) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        return Err(limited("too many failed logins from this address", left));
+                    }
+                }
             }
         }
         let slot = {
@@ -148,19 +197,39 @@ impl LoginLimits {
                 Duration::from_secs(1),
             )
         })?;
-        if let Err(not_until) = self.per_app.check_key(&appid.to_owned()) {
-            return Err(limited(
-                "too many logins for this app right now",
-                not_until.wait_time_from(now),
-            ));
+        let shared_app = match self.shared.as_ref().filter(|s| s.is_up()) {
+            Some(shared) => shared.admit_app(appid, self.app_rate()).await,
+            None => None,
+        };
+        match shared_app {
+            Some(Ok(())) => {}
+            Some(Err(wait)) => {
+                return Err(limited("too many logins for this app right now", wait));
+            }
+            None => {
+                if let Err(not_until) = self.per_app.check_key(&appid.to_owned()) {
+                    return Err(limited(
+                        "too many logins for this app right now",
+                        not_until.wait_time_from(now),
+                    ));
+                }
+            }
         }
         Ok(slot)
     }
 
     /// Counts a code WeChat refused. Past the failure limit, the address is
     /// refused until its failure budget has refilled by one.
-    pub fn record_failure(&self, ip: IpAddr) {
+    pub async fn record_failure(&self, ip: IpAddr) {
         let key = limit_key(ip);
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) {
+            if shared
+                .record_failure(&key.to_string(), self.failure_rate())
+                .await
+            {
+                return;
+            }
+        }
         let now = self.failures.clock().now();
         if let Err(not_until) = self.failures.check_key(&key) {
             let wall = Instant::now();
@@ -226,52 +295,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn per_ip_and_per_app() {
+    #[tokio::test]
+    async fn per_ip_and_per_app() {
         let l = LoginLimits::new(&settings(2, 1000, 10, 8));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        assert!(l.admit(a, "wx1").is_ok());
-        assert!(l.admit(a, "wx1").is_ok());
-        match l.admit(a, "wx1") {
+        assert!(l.admit(a, "wx1").await.is_ok());
+        assert!(l.admit(a, "wx1").await.is_ok());
+        match l.admit(a, "wx1").await {
             Err(Error::RateLimited { retry_after, .. }) => {
                 assert!(retry_after >= Duration::from_secs(1))
             }
             other => panic!("{:?}", other.map(|_| ())),
         }
         assert!(
-            l.admit(b, "wx1").is_ok(),
+            l.admit(b, "wx1").await.is_ok(),
             "other addresses are not affected"
         );
         let app = LoginLimits::new(&settings(1000, 1, 10, 8));
-        assert!(app.admit(a, "wx1").is_ok());
-        assert!(app.admit(b, "wx1").is_err());
-        assert!(app.admit(b, "wx2").is_ok());
+        assert!(app.admit(a, "wx1").await.is_ok());
+        assert!(app.admit(b, "wx1").await.is_err());
+        assert!(app.admit(b, "wx2").await.is_ok());
     }
 
-    #[test]
-    fn failures_refuse_the_address_before_it_spends_the_app() {
+    #[tokio::test]
+    async fn failures_refuse_the_address_before_it_spends_the_app() {
         let l = LoginLimits::new(&settings(1000, 1000, 3, 8));
         let bad: IpAddr = [10, 0, 0, 9].into();
         for _ in 0..4 {
-            drop(l.admit(bad, "wx1").map(|_| ()));
-            l.record_failure(bad);
+            drop(l.admit(bad, "wx1").await.map(|_| ()));
+            l.record_failure(bad).await;
         }
-        assert!(l.admit(bad, "wx1").is_err());
-        assert!(l.admit([10, 0, 0, 8].into(), "wx1").is_ok());
+        assert!(l.admit(bad, "wx1").await.is_err());
+        assert!(l.admit([10, 0, 0, 8].into(), "wx1").await.is_ok());
     }
 
-    #[test]
-    fn in_flight_slots_are_per_address_and_freed_on_drop() {
+    #[tokio::test]
+    async fn in_flight_slots_are_per_address_and_freed_on_drop() {
         let l = LoginLimits::new(&settings(1000, 1000, 10, 2));
         let a: IpAddr = [10, 0, 0, 1].into();
-        let s1 = l.admit(a, "wx1");
-        let s2 = l.admit(a, "wx1");
+        let s1 = l.admit(a, "wx1").await;
+        let s2 = l.admit(a, "wx1").await;
         assert!(s1.is_ok() && s2.is_ok());
-        assert!(l.admit(a, "wx1").is_err());
-        assert!(l.admit([10, 0, 0, 2].into(), "wx1").is_ok());
+        assert!(l.admit(a, "wx1").await.is_err());
+        assert!(l.admit([10, 0, 0, 2].into(), "wx1").await.is_ok());
         drop(s1);
-        assert!(l.admit(a, "wx1").is_ok());
+        assert!(l.admit(a, "wx1").await.is_ok());
     }
 
     #[test]

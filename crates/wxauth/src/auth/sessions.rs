@@ -5,7 +5,7 @@ use wechat_miniapp::{LoginCode, SecretText};
 
 use super::upstream::{self, Call};
 use super::{Auth, tokens};
-use crate::cache::LoginIdentity;
+use crate::cache::{Claim, LoginIdentity};
 use crate::error::{Error, Result};
 use crate::store::{LoginWrite, RefreshOutcome, UserRecord};
 
@@ -104,23 +104,51 @@ impl Auth {
             )));
         }
         let appid = self.resolve_app(appid)?;
-        let _slot = self.login_limits.admit(client_ip, &appid)?;
+        let _slot = self.login_limits.admit(client_ip, &appid).await?;
         let first_session = std::sync::Mutex::new(None);
         let now = self.now_ms();
         let outcome = self
             .login_codes
             .once(&appid, code, now, || async {
-                let session = self.exchange_and_store(&appid, code).await?;
+                // Across instances: one exchange per code, the others wait
+                // for its outcome (Redis down: this process only).
+                let claimed = match &self.shared_codes {
+                    None => false,
+                    Some(shared) => {
+                        match shared.claim(&appid, code, self.upstream_deadline).await {
+                            Claim::Won => true,
+                            Claim::Done(identity) => return Ok(identity),
+                            Claim::StillPending => {
+                                return Err(upstream::unavailable(
+                                    "another instance is still exchanging this login code",
+                                ));
+                            }
+                            Claim::Unavailable => false,
+                        }
+                    }
+                };
+                let exchanged = self.exchange_and_store(&appid, code).await;
+                let session = match (exchanged, &self.shared_codes) {
+                    (Ok(session), _) => session,
+                    (Err(e), Some(shared)) if claimed => {
+                        shared.abandon(&appid, code).await;
+                        return Err(e);
+                    }
+                    (Err(e), _) => return Err(e),
+                };
                 let identity = LoginIdentity {
                     user_id: session.user.id.clone(),
                     new_user: session.new_user,
                 };
+                if let (true, Some(shared)) = (claimed, &self.shared_codes) {
+                    shared.finish(&appid, code, &identity).await;
+                }
                 *first_session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
                 Ok(identity)
             })
             .await;
         if matches!(outcome, Err(Error::InvalidCode(_))) {
-            self.login_limits.record_failure(client_ip);
+            self.login_limits.record_failure(client_ip).await;
         }
         let (identity, ran_first) = outcome?;
         if ran_first {

@@ -7,7 +7,12 @@
 mod login_codes;
 pub mod redis;
 mod revocations;
+mod shared_codes;
+pub mod shared_limits;
+mod wechat_tokens;
 
 pub use login_codes::{LoginCodes, LoginIdentity};
 pub use redis::SharedRedis;
 pub use revocations::{MemoryRevocations, Revocations, SharedRevocations};
+pub use shared_codes::{Claim, SharedCodes};
+pub use wechat_tokens::RedisTokenCache;

@@ -41,8 +41,8 @@ impl SharedRedis {
     /// Connects lazily (the service starts even while Redis is down) and
     /// starts the health task.
     pub fn connect(url: &str) -> Result<Arc<Self>> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::internal(format!("redis_url: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| Error::internal(format!("redis_url: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_DEADLINE))
             .set_response_timeout(Some(COMMAND_DEADLINE))
@@ -76,9 +76,13 @@ impl SharedRedis {
         if self.up.swap(ok, Ordering::Relaxed) != ok {
             metrics::gauge!("wxauth_redis_up").set(if ok { 1.0 } else { 0.0 });
             if ok {
-                tracing::info!("Redis is reachable: limits, login codes, revocations and the WeChat token are shared again");
+                tracing::info!(
+                    "Redis is reachable: limits, login codes, revocations and the WeChat token are shared again"
+                );
             } else {
-                tracing::warn!("Redis is unreachable: falling back to per-process limits and login-code de-duplication, and to database revocation checks");
+                tracing::warn!(
+                    "Redis is unreachable: falling back to per-process limits and login-code de-duplication, and to database revocation checks"
+                );
             }
         }
     }

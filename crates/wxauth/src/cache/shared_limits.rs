@@ -1,0 +1,179 @@
+//! Rate-limit counters shared by every instance: GCRA (the algorithm
+//! `governor` runs in process) as Lua scripts, so each check is one atomic
+//! round trip and N instances allow N× nothing. Times come from Redis's
+//! own clock (`TIME`), so instances' clocks need not agree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::redis::{PREFIX, SharedRedis};
+
+/// GCRA over KEYS[1]; ARGV: emission interval (µs), burst. Returns 0 when
+/// allowed (and counted), else the µs until it would be.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then return allow_at - now end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return 0
+";
+
+/// An address's login check: its penalty (KEYS[2], set after too many
+/// refused codes) first, then its own GCRA (KEYS[1]). Returns 0 when
+/// allowed, µs to wait for the rate, or minus the µs of a penalty.
+const ADDRESS: &str = r"
+local penalty = redis.call('PTTL', KEYS[2])
+if penalty > 0 then return -penalty * 1000 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then return allow_at - now end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return 0
+";
+
+/// Counts a refused code (GCRA over KEYS[1]); past the budget, sets the
+/// address's penalty (KEYS[2]) until the budget refills by one. Returns
+/// the penalty in µs, or 0.
+const FAILURE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  local wait = allow_at - now
+  redis.call('SET', KEYS[2], 1, 'PX', math.ceil(wait / 1000) + 1)
+  return wait
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return 0
+";
+
+/// A rate: `burst` at once, refilling one per `interval`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    /// Time to earn one more.
+    pub interval: Duration,
+    /// How many at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `n` per `period`, all of them available at once.
+    pub fn per(n: u32, period: Duration) -> Self {
+        let n = n.max(1);
+        Self {
+            interval: period / n,
+            burst: n,
+        }
+    }
+
+    fn args(self) -> [i64; 2] {
+        [
+            i64::try_from(self.interval.as_micros())
+                .unwrap_or(i64::MAX)
+                .max(1),
+            i64::from(self.burst),
+        ]
+    }
+}
+
+/// Why an address must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Its login rate.
+    Rate(Duration),
+    /// Its penalty for refused codes.
+    Penalty(Duration),
+}
+
+/// Login counters in Redis.
+#[derive(Clone)]
+pub struct SharedLimits {
+    redis: Arc<SharedRedis>,
+    gcra: Arc<Script>,
+    address: Arc<Script>,
+    failure: Arc<Script>,
+}
+
+impl std::fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimits").finish_non_exhaustive()
+    }
+}
+
+fn micros(n: i64) -> Duration {
+    Duration::from_micros(n.unsigned_abs())
+}
+
+impl SharedLimits {
+    /// Counters on `redis`.
+    pub fn new(redis: Arc<SharedRedis>) -> Self {
+        Self {
+            redis,
+            gcra: Arc::new(Script::new(GCRA)),
+            address: Arc::new(Script::new(ADDRESS)),
+            failure: Arc::new(Script::new(FAILURE)),
+        }
+    }
+
+    /// Whether Redis answers now (else the caller counts in process).
+    pub fn is_up(&self) -> bool {
+        self.redis.is_up()
+    }
+
+    /// Checks and counts one login from `address`. `None`: Redis failed.
+    pub async fn admit_address(&self, address: &str, rate: Rate) -> Option<Result<(), Wait>> {
+        let rate_key = format!("{PREFIX}rl:ip:{address}");
+        let penalty_key = format!("{PREFIX}rl:penalty:{address}");
+        let answer: i64 = self
+            .redis
+            .script(&self.address, &[&rate_key, &penalty_key], &rate.args())
+            .await?;
+        Some(match answer {
+            0 => Ok(()),
+            n if n < 0 => Err(Wait::Penalty(micros(n))),
+            n => Err(Wait::Rate(micros(n))),
+        })
+    }
+
+    /// Checks and counts one login for `appid`. `None`: Redis failed.
+    pub async fn admit_app(&self, appid: &str, rate: Rate) -> Option<Result<(), Duration>> {
+        let key = format!("{PREFIX}rl:app:{appid}");
+        let answer: i64 = self.redis.script(&self.gcra, &[&key], &rate.args()).await?;
+        Some(if answer == 0 {
+            Ok(())
+        } else {
+            Err(micros(answer))
+        })
+    }
+
+    /// Counts a code WeChat refused for `address` (and starts its penalty
+    /// past the budget). `false`: Redis failed.
+    pub async fn record_failure(&self, address: &str, rate: Rate) -> bool {
+        let key = format!("{PREFIX}rl:fail:{address}");
+        let penalty_key = format!("{PREFIX}rl:penalty:{address}");
+        let answer: Option<i64> = self
+            .redis
+            .script(&self.failure, &[&key, &penalty_key], &rate.args())
+            .await;
+        answer.is_some()
+    }
+}
