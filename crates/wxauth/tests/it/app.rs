@@ -153,7 +153,6 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         settings,
         Deps {
             clock: std::sync::Arc::new(clock.clone()),
-            ..Deps::default()
         },
     )
     .await
