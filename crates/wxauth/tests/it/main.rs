@@ -4,6 +4,7 @@
 
 mod app;
 mod cli;
+mod cluster;
 mod connections;
 mod db;
 mod fuzz_regressions;

@@ -1,0 +1,589 @@
+//! Three `wxauth serve` processes on one PostgreSQL database and one Redis,
+//! behind nginx (round robin), with the simulator as WeChat: what one
+//! instance learns, all know.
+//!
+//! Needs WXAUTH_TEST_POSTGRES_URL, WXAUTH_TEST_REDIS_URL (the sign that
+//! Redis is expected: each cluster runs a `redis-server` of its own, so the
+//! Redis test can stop it) and nginx on PATH (`.ci/run` installs it).
+//! Without them the tests say they skipped; under CI=true they fail.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use wechat_miniapp::OffsetClock;
+
+use crate::app::*;
+use crate::process::{BIN, Server};
+
+fn required(what: &str) -> bool {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is missing, and CI=true: the multi-instance tests must run"
+    );
+    eprintln!("skipped: {what} is missing, so the multi-instance test did not run");
+    false
+}
+
+fn on_path(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// nginx in front of the instances, round robin.
+struct Nginx {
+    child: Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The balancer's configuration: the example in the README.
+fn nginx_conf(dir: &Path, port: u16, upstreams: &[String]) -> String {
+    let servers: String = upstreams
+        .iter()
+        .map(|u| format!("    server {};\n", u.trim_start_matches("http://")))
+        .collect();
+    let d = dir.display();
+    format!(
+        r#"worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  upstream wxauth {{
+{servers}    keepalive 32;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://wxauth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Request-Id $request_id;
+    }}
+  }}
+}}
+"#
+    )
+}
+
+struct Cluster {
+    sim: wechat_sim::Simulator,
+    redis: Redis,
+    instances: Vec<Server>,
+    balancer: String,
+    http: reqwest::Client,
+    _nginx: Nginx,
+    _dir: crate::db::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for s in &mut self.instances {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+fn write_cluster_config(dir: &Path, db_url: &str, redis_port: u16, sim_url: &str, per_ip: u32) {
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+database_url = "{db_url}"
+redis_url = "redis://127.0.0.1:{redis_port}"
+default_appid = "{APP1}"
+
+[wechat]
+base_url = "{sim_url}"
+
+[[apps]]
+appid = "{APP1}"
+secret = "{SECRET1}"
+
+[tokens]
+signing_keys = [{{ id = "c1", key = "{sign}" }}]
+
+[encryption]
+keys = [{{ id = "1", key = "{enc}" }}]
+
+[limits]
+login_per_ip_per_minute = {per_ip}
+"#,
+        sign = b64_key(5),
+        enc = b64_key(6),
+    );
+    std::fs::write(dir.join("wxauth.toml"), text).unwrap();
+}
+
+fn start_instance(config: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("WXAUTH_LOG", "warn")
+        .env_remove("WXAUTH_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+/// Three instances behind nginx, logins limited to `per_ip` a minute per
+/// client address.
+async fn cluster(per_ip: u32) -> Option<Cluster> {
+    if std::env::var("WXAUTH_TEST_REDIS_URL").map_or(true, |u| u.is_empty()) {
+        required("WXAUTH_TEST_REDIS_URL");
+        return None;
+    }
+    for bin in ["redis-server", "nginx"] {
+        if !on_path(bin) {
+            required(bin);
+            return None;
+        }
+    }
+    let db_url = crate::db::postgres_schema_url().await?;
+    let clock = OffsetClock::new();
+    let (sim, sim_url) = spawn_sim(&clock).await;
+    let redis = Redis::start(free_port());
+    let dir = crate::db::temp_dir();
+    write_cluster_config(&dir.0, &db_url, redis.port, &sim_url, per_ip);
+    let config = dir.0.join("wxauth.toml");
+    // The first migrates the schema; then the others start on it.
+    let mut instances = vec![start_instance(&config)];
+    instances.push(start_instance(&config));
+    instances.push(start_instance(&config));
+    let port = free_port();
+    let upstreams: Vec<String> = instances.iter().map(|s| s.url.clone()).collect();
+    std::fs::write(
+        dir.0.join("nginx.conf"),
+        nginx_conf(&dir.0, port, &upstreams),
+    )
+    .unwrap();
+    let nginx = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir.0)
+        .arg("-c")
+        .arg(dir.0.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let balancer = format!("http://127.0.0.1:{port}");
+    let c = Cluster {
+        sim,
+        redis,
+        instances,
+        balancer,
+        http: reqwest::Client::new(),
+        _nginx: Nginx { child: nginx },
+        _dir: dir,
+    };
+    // Ready: the balancer answers and every instance sees Redis.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut ready = c.get(&c.balancer, "/healthz", None).await.status == 200;
+        for i in &c.instances {
+            ready &= c.get(&i.url, "/readyz", None).await.body["redis"] == "up";
+        }
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(c)
+}
+
+impl Cluster {
+    async fn call(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        match req.send().await {
+            Ok(r) => reply(r).await,
+            Err(e) => panic!("{base}{path}: {e}"),
+        }
+    }
+
+    async fn get(&self, base: &str, path: &str, token: Option<&str>) -> Reply {
+        match self
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token.unwrap_or(""))
+            .send()
+            .await
+        {
+            Ok(r) => reply(r).await,
+            Err(_) => Reply {
+                status: reqwest::StatusCode::BAD_GATEWAY,
+                headers: Default::default(),
+                body: Value::Null,
+            },
+        }
+    }
+
+    async fn login(&self, base: &str, user: &str) -> Value {
+        let code = self.sim.login_code(APP1, user).unwrap();
+        let r = self
+            .call(
+                base,
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"code": code})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body
+    }
+
+    fn calls(&self, api: &str) -> u64 {
+        self.sim.stats().calls.get(api).copied().unwrap_or(0)
+    }
+
+    /// Waits until `token` is refused (401) by every instance; how long it took.
+    async fn refused_everywhere(&self, token: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        for i in &self.instances {
+            loop {
+                let r = self.get(&i.url, "/v1/me", Some(token)).await;
+                if r.status == 401 {
+                    break;
+                }
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                assert!(
+                    start.elapsed() < within,
+                    "{} still accepts the token after {:?}",
+                    i.url,
+                    start.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        start.elapsed()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_revocations_codes_and_the_wechat_token() {
+    let Some(c) = cluster(100_000).await else {
+        return;
+    };
+    let lb = c.balancer.clone();
+
+    // Logout through the balancer: refused on all three within 1 s.
+    let session = c.login(&lb, "alice").await;
+    let t = token(&session).to_owned();
+    for i in &c.instances {
+        assert_eq!(c.get(&i.url, "/v1/me", Some(&t)).await.status, 200);
+    }
+    let r = c
+        .call(&lb, Method::POST, "/v1/logout", Some(&t), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let took = c.refused_everywhere(&t, Duration::from_secs(1)).await;
+    eprintln!("logout reached all three instances in {took:?}");
+
+    // Refresh-token reuse on one instance revokes the session on all.
+    let session = c.login(&c.instances[0].url, "bob").await;
+    let old_refresh = refresh(&session).to_owned();
+    let r = c
+        .call(
+            &c.instances[1].url,
+            Method::POST,
+            "/v1/token/refresh",
+            None,
+            Some(json!({"refresh_token": old_refresh})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let newer = token(&r.body).to_owned();
+    for i in &c.instances {
+        assert_eq!(c.get(&i.url, "/v1/me", Some(&newer)).await.status, 200);
+    }
+    let r = c
+        .call(
+            &c.instances[2].url,
+            Method::POST,
+            "/v1/token/refresh",
+            None,
+            Some(json!({"refresh_token": old_refresh})),
+        )
+        .await;
+    assert_eq!(r.status, 401, "reuse");
+    c.refused_everywhere(&newer, Duration::from_secs(1)).await;
+
+    // One code sent to all three at once: one jscode2session, three 200s, one user.
+    let before = c.calls("jscode2session");
+    let code = c.sim.login_code(APP1, "carol").unwrap();
+    let answers = futures_util::future::join_all(c.instances.iter().map(|i| {
+        c.call(
+            &i.url,
+            Method::POST,
+            "/v1/login",
+            None,
+            Some(json!({"code": code})),
+        )
+    }))
+    .await;
+    let users: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body["user"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(users.len(), 1, "one user: {users:?}");
+    assert_eq!(c.calls("jscode2session") - before, 1);
+    let sessions: std::collections::BTreeSet<&str> =
+        answers.iter().map(|r| token(&r.body)).collect();
+    assert_eq!(sessions.len(), 3, "each answer has a session of its own");
+
+    // 100 concurrent phone-number calls over the three, cold token cache:
+    // one access-token fetch in all.
+    let mut users = Vec::new();
+    for n in 0..100 {
+        let s = c.login(&lb, &format!("phone{n}")).await;
+        users.push((format!("phone{n}"), token(&s).to_owned()));
+    }
+    let fetches_before = c.calls("stable_token") + c.calls("token");
+    assert_eq!(fetches_before, 0, "nothing fetched a WeChat token yet");
+    let calls = users.iter().enumerate().map(|(n, (user, t))| {
+        let phone_code = c.sim.phone_code(APP1, user, None).unwrap();
+        let base = c.instances[n % 3].url.clone();
+        let t = t.clone();
+        let c = &c;
+        async move {
+            c.call(
+                &base,
+                Method::POST,
+                "/v1/me/phone",
+                Some(&t),
+                Some(json!({"code": phone_code})),
+            )
+            .await
+        }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(
+        c.calls("stable_token") + c.calls("token"),
+        1,
+        "one WeChat access-token fetch across three instances"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_address_limit_holds_across_instances() {
+    // 5 logins a minute per address: 15 from one address (nginx's, the
+    // socket peer of every instance) spread over three instances; 5 pass,
+    // not 15.
+    let Some(c) = cluster(5).await else {
+        return;
+    };
+    let mut ok = 0;
+    let mut limited = 0;
+    for n in 0..15 {
+        let code = c.sim.login_code(APP1, &format!("rl{n}")).unwrap();
+        let r = c
+            .call(
+                &c.balancer,
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"code": code})),
+            )
+            .await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("{other}: {:?}", r.body),
+        }
+    }
+    assert_eq!((ok, limited), (5, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_in_the_middle_of_traffic() {
+    let Some(mut c) = cluster(100_000).await else {
+        return;
+    };
+    let lb = c.balancer.clone();
+    let keep = c.login(&lb, "dora").await;
+    let keep_t = token(&keep).to_owned();
+    let gone = c.login(&lb, "eve").await;
+    let gone_t = token(&gone).to_owned();
+
+    c.redis.stop();
+    // Every instance notices within a couple of health checks.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for i in &c.instances {
+        while c.get(&i.url, "/readyz", None).await.body["redis"] != "down" {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not notice Redis stopped",
+                i.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Still serving: logins, reads; no 5xx.
+    for n in 0..9 {
+        let s = c.login(&lb, &format!("degraded{n}")).await;
+        let r = c.get(&lb, "/v1/me", Some(token(&s))).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // A logout while Redis is down is refused on every instance at once
+    // (they check the database meanwhile).
+    let r = c
+        .call(&lb, Method::POST, "/v1/logout", Some(&gone_t), None)
+        .await;
+    assert_eq!(r.status, 204);
+    for i in &c.instances {
+        assert_eq!(
+            c.get(&i.url, "/v1/me", Some(&gone_t)).await.status,
+            401,
+            "{}",
+            i.url
+        );
+        assert_eq!(
+            c.get(&i.url, "/v1/me", Some(&keep_t)).await.status,
+            200,
+            "{}",
+            i.url
+        );
+    }
+
+    // Redis back on the same port: sharing resumes without a restart.
+    c.redis = Redis::start(c.redis.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in &c.instances {
+        while c.get(&i.url, "/readyz", None).await.body["redis"] != "up" {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not see Redis again",
+                i.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Give the revocation listeners a moment to re-join the channel.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = c
+        .call(&lb, Method::POST, "/v1/logout", Some(&keep_t), None)
+        .await;
+    assert_eq!(r.status, 204);
+    c.refused_everywhere(&keep_t, Duration::from_secs(1)).await;
+    let before = c.calls("jscode2session");
+    let code = c.sim.login_code(APP1, "frank").unwrap();
+    let answers = futures_util::future::join_all(c.instances.iter().map(|i| {
+        c.call(
+            &i.url,
+            Method::POST,
+            "/v1/login",
+            None,
+            Some(json!({"code": code})),
+        )
+    }))
+    .await;
+    for r in &answers {
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(
+        c.calls("jscode2session") - before,
+        1,
+        "codes are shared again"
+    );
+}
