@@ -590,3 +590,112 @@ async fn redis_stopped_in_the_middle_of_traffic() {
         "codes are shared again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_killed_during_writes_loses_nothing_and_retries_store_once() {
+    let Some(mut c) = cluster(100_000).await else {
+        return;
+    };
+    let lb = c.balancer.clone();
+    let session = c.login(&lb, "writer").await;
+    let t = token(&session).to_owned();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let (http, lb, t) = (c.http.clone(), lb.clone(), t.clone());
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            // (key, answered 201)
+            let mut attempts: Vec<(String, bool)> = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("w{w}-{n}");
+                n += 1;
+                let r = http
+                    .post(format!("{lb}/v1/data/notes"))
+                    .bearer_auth(&t)
+                    .header("idempotency-key", &key)
+                    .json(&json!({"key": key}))
+                    .send()
+                    .await;
+                let ok = matches!(&r, Ok(r) if r.status() == 201);
+                if let Ok(r) = &r {
+                    let s = r.status().as_u16();
+                    assert!(ok || s == 502 || s == 503 || s == 504, "{key}: {s}");
+                }
+                if ok {
+                    acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                attempts.push((key, ok));
+            }
+            attempts
+        }));
+    }
+    let wait_for = |target: usize| {
+        let acked = acked.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while acked.load(std::sync::atomic::Ordering::Relaxed) < target {
+                assert!(Instant::now() < deadline, "writes stalled");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    wait_for(150).await;
+    let victim = &mut c.instances[0];
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let after_kill = acked.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for(after_kill + 150).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut attempts = Vec::new();
+    for w in writers {
+        attempts.extend(w.await.unwrap());
+    }
+    // Retry every unanswered write with its key, through the balancer.
+    let mut retried = 0;
+    for (key, ok) in &attempts {
+        if *ok {
+            continue;
+        }
+        retried += 1;
+        let r = c
+            .http
+            .post(format!("{lb}/v1/data/notes"))
+            .bearer_auth(&t)
+            .header("idempotency-key", key)
+            .json(&json!({"key": key}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{key}");
+    }
+    // Every attempted write is stored exactly once.
+    let mut stored = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cur) => format!("/v1/data/notes?limit=100&cursor={cur}"),
+            None => "/v1/data/notes?limit=100".to_owned(),
+        };
+        let page = c.get(&lb, &path, Some(&t)).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for item in page.body["items"].as_array().unwrap() {
+            stored.push(item["data"]["key"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "a write stored twice");
+    let wanted: std::collections::BTreeSet<&String> = attempts.iter().map(|(k, _)| k).collect();
+    assert_eq!(distinct, wanted);
+    eprintln!(
+        "{} writes attempted, {} acknowledged before the retries, {retried} retried",
+        attempts.len(),
+        attempts.iter().filter(|(_, ok)| *ok).count()
+    );
+}
