@@ -8,6 +8,9 @@
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
+# With redis-server and nginx on PATH it also runs one instance with Redis
+# and then three instances behind nginx (round robin) on the same
+# PostgreSQL and Redis, in the same run: compare those two blocks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER="${SECONDS_PER:-10}"
@@ -29,42 +32,110 @@ SIM_PORT=$(free_port)
 "$BIN" sim --listen "127.0.0.1:$SIM_PORT" --app wx1111111111111111:11111111111111111111111111111111 --accept-any-code >/dev/null 2>&1 &
 PIDS+=($!)
 
-run_backend() {
-  local name=$1 db_url=$2
-  local port; port=$(free_port)
+# write_config NAME PORT DB_URL [REDIS_URL]
+write_config() {
+  local name=$1 port=$2 db_url=$3 redis_url=${4:-} redis_line=""
+  if [ -n "$redis_url" ]; then redis_line="redis_url = \"$redis_url\""; fi
   cat > "$WORK/$name.toml" <<TOML
 listen = "127.0.0.1:$port"
 database_url = "$db_url"
+$redis_line
 [wechat]
 base_url = "http://127.0.0.1:$SIM_PORT"
 [[apps]]
 appid = "wx1111111111111111"
 secret = "11111111111111111111111111111111"
 [tokens]
-signing_keys = [{ id = "b1", key = "$(head -c 32 /dev/urandom | base64)" }]
+signing_keys = [{ id = "b1", key = "$SIGN_KEY" }]
 [encryption]
-keys = [{ id = "1", key = "$(head -c 32 /dev/urandom | base64)" }]
+keys = [{ id = "1", key = "$ENC_KEY" }]
 [limits]
 documents_per_collection = 100000000
 login_per_ip_per_minute = 100000000
 login_per_app_per_second = 100000000
 login_in_flight_per_ip = 100000   # the load generator is one address with many connections
 TOML
+}
+SIGN_KEY=$(head -c 32 /dev/urandom | base64)
+ENC_KEY=$(head -c 32 /dev/urandom | base64)
+
+# start_instance NAME PORT: serves $WORK/NAME.toml, waits until healthy.
+start_instance() {
+  local name=$1 port=$2
   WXAUTH_LOG=warn "$BIN" serve --config "$WORK/$name.toml" >/dev/null 2>"$WORK/$name.log" &
-  local pid=$!
-  PIDS+=($pid)
+  PIDS+=($!)
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-  echo "== $name ($CONNECTIONS connections, ${SECONDS_PER}s each)"
-  metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}' | tail -1; }
+}
+
+# run_scenarios LABEL URL METRICS_URL...
+run_scenarios() {
+  local label=$1 url=$2; shift 2
+  echo "== $label ($CONNECTIONS connections, ${SECONDS_PER}s each)"
+  metric() { local sum=0 m=$1; for u in "${METRICS[@]}"; do
+    v=$(curl -s "$u/metrics" | awk -v m="$m" '$1 == m {print $2}' | tail -1); sum=$(python3 -c "print(${sum} + ${v:-0})"); done; echo "$sum"; }
+  METRICS=("$@")
   for scenario in $SCENARIOS; do
     local c0 w0; c0=$(metric wxauth_store_commits_total); w0=$(metric wxauth_store_writes_total)
-    "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+    "$LOAD" --scenario "$scenario" --url "$url" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
     if [ "$scenario" = login ] || [ "$scenario" = create ]; then
       local c1 w1; c1=$(metric wxauth_store_commits_total); w1=$(metric wxauth_store_writes_total)
       python3 -c "c=${c1:-0}-${c0:-0}; w=${w1:-0}-${w0:-0}; print(f'                 group commit: {w:.0f} writes in {c:.0f} commits = {w/max(c,1):.1f} writes per fsync')"
     fi
   done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# run_backend NAME DB_URL [REDIS_URL [LABEL]]
+run_backend() {
+  local name=$1 db_url=$2 redis_url=${3:-} label=${4:-$1}
+  local port; port=$(free_port)
+  write_config "$name" "$port" "$db_url" "$redis_url"
+  start_instance "$name" "$port"
+  run_scenarios "$label" "http://127.0.0.1:$port" "http://127.0.0.1:$port"
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+}
+
+# Three instances on one PostgreSQL schema and one Redis, behind nginx.
+run_cluster() {
+  local db_url=$1 redis_url=$2
+  local ports=() urls=() upstreams=""
+  for i in 1 2 3; do
+    local port; port=$(free_port)
+    write_config "node$i" "$port" "$db_url" "$redis_url"
+    start_instance "node$i" "$port"
+    ports+=("$port"); urls+=("http://127.0.0.1:$port"); upstreams+="    server 127.0.0.1:$port;"$'\n'
+  done
+  local lb; lb=$(free_port)
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;
+  upstream wxauth {
+$upstreams    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$lb;
+    location / {
+      proxy_pass http://wxauth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+  nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+  local nginx_pid=$!
+  PIDS+=($nginx_pid)
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$lb/healthz" >/dev/null && break; sleep 0.1; done
+  run_scenarios "postgres+redis, 3 instances behind nginx" "http://127.0.0.1:$lb" "${urls[@]}"
+  kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 }
 
 echo "== machine: $(nproc) cores; disk under $WORK:"
@@ -74,7 +145,24 @@ if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   schema="bench_$$"
   psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
   run_backend postgres "$PG_URL?options=-c%20search_path%3D$schema"
-  psql "$PG_URL" -qc "DROP SCHEMA $schema CASCADE" >/dev/null
+  psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+  if command -v redis-server >/dev/null && command -v nginx >/dev/null; then
+    REDIS_PORT=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >/dev/null &
+    PIDS+=($!)
+    sleep 0.3
+    schema="bench_one_$$"
+    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+    run_backend one "$PG_URL?options=-c%20search_path%3D$schema" "redis://127.0.0.1:$REDIS_PORT" "postgres+redis, 1 instance"
+    psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    schema="bench_three_$$"
+    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+    run_cluster "$PG_URL?options=-c%20search_path%3D$schema" "redis://127.0.0.1:$REDIS_PORT"
+    psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+  else
+    echo "== postgres+redis, 1 and 3 instances: redis-server or nginx not on PATH, skipped"
+  fi
 else
   echo "== postgres: not reachable, skipped"
 fi

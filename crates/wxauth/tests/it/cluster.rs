@@ -466,6 +466,36 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
         1,
         "one WeChat access-token fetch across three instances"
     );
+
+    // WeChat refuses the token (40001) on one instance: it refreshes once,
+    // and the other instances use the new token without fetching their own.
+    c.sim
+        .set_fault(wechat_sim::FaultSpec {
+            api: "getuserphonenumber".into(),
+            errcode: Some(40001),
+            delay_ms: None,
+            rate: None,
+            count: Some(1),
+        })
+        .unwrap();
+    for (n, (user, t)) in users.iter().take(3).enumerate() {
+        let phone_code = c.sim.phone_code(APP1, user, None).unwrap();
+        let r = c
+            .call(
+                &c.instances[n].url,
+                Method::POST,
+                "/v1/me/phone",
+                Some(t),
+                Some(json!({"code": phone_code})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(
+        c.calls("stable_token") + c.calls("token"),
+        2,
+        "one refresh after the 40001, for all three instances"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,5 +727,59 @@ async fn an_instance_killed_during_writes_loses_nothing_and_retries_store_once()
         "{} writes attempted, {} acknowledged before the retries, {retried} retried",
         attempts.len(),
         attempts.iter().filter(|(_, ok)| *ok).count()
+    );
+}
+
+/// PostgreSQL without Redis is one instance only: `serve` says so at start.
+#[tokio::test]
+async fn postgres_without_redis_warns_at_start() {
+    let Some(db_url) = crate::db::postgres_schema_url().await else {
+        return;
+    };
+    let dir = crate::db::temp_dir();
+    let config = dir.0.join("wxauth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+database_url = "{db_url}"
+[wechat]
+base_url = "http://127.0.0.1:9"
+[[apps]]
+appid = "{APP1}"
+secret = "{SECRET1}"
+[tokens]
+signing_keys = [{{ id = "c1", key = "{sign}" }}]
+[encryption]
+keys = [{{ id = "1", key = "{enc}" }}]
+"#,
+            sign = b64_key(5),
+            enc = b64_key(6),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("WXAUTH_LOG", "warn")
+        .env_remove("WXAUTH_CONFIG")
+        .env_remove("WXAUTH_REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("http://"), "{line}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("redis_url is not set") && log.contains("ONE instance"),
+        "{log}"
     );
 }
