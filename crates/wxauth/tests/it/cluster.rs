@@ -139,6 +139,7 @@ http {{
 
 struct Cluster {
     sim: wechat_sim::Simulator,
+    db_url: String,
     redis: Redis,
     instances: Vec<Server>,
     balancer: String,
@@ -251,6 +252,7 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
     let balancer = format!("http://127.0.0.1:{port}");
     let c = Cluster {
         sim,
+        db_url: db_url.clone(),
         redis,
         instances,
         balancer,
@@ -377,6 +379,32 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
     assert_eq!(r.status, 204);
     let took = c.refused_everywhere(&t, Duration::from_secs(1)).await;
     eprintln!("logout reached all three instances in {took:?}");
+
+    // A revocation whose message never came (written to the database only,
+    // as when an instance's publish is lost): refused within 1 s all the
+    // same, from the periodic resync.
+    let session = c.login(&lb, "lost-message").await;
+    let t = token(&session).to_owned();
+    let claims = t.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&c.db_url).await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'test' WHERE id = $2")
+        .bind(now_ms)
+        .bind(claims["sid"].as_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let took = c.refused_everywhere(&t, Duration::from_secs(1)).await;
+    eprintln!("a revocation without a message reached all three in {took:?}");
 
     // Refresh-token reuse on one instance revokes the session on all.
     let session = c.login(&c.instances[0].url, "bob").await;
