@@ -40,7 +40,11 @@ for t in "${targets[@]}"; do
     -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
     >"$work/$t.log" 2>&1; then
     tail -40 "$work/$t.log" >&2
-    echo "fuzz: $t found a crash: keep fuzz/artifacts/$t/* in fuzz/regressions/$t/" >&2
+    if ls fuzz/artifacts/"$t"/* >/dev/null 2>&1; then
+      echo "fuzz: $t found a crash: keep fuzz/artifacts/$t/* in fuzz/regressions/$t/" >&2
+    else
+      echo "fuzz: $t did not run (build or setup failed; see above)" >&2
+    fi
     exit 1
   fi
   grep -E '^(Done|stat::peak_rss_mb)' "$work/$t.log" || true

@@ -46,6 +46,9 @@ pub struct Config {
     /// `redis://…`: what several instances share (revocations, login codes,
     /// rate limits, WeChat's access token). Without it, one instance only.
     pub redis_url: Option<DatabaseUrl>,
+    /// The URL clients reach this service at, e.g. `https://api.example.com`
+    /// (named in `/.well-known/openid-configuration`).
+    pub public_url: Option<String>,
     /// How to reach WeChat.
     pub wechat: WechatConfig,
     /// The mini programs this service logs users in for.
@@ -81,6 +84,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: DatabaseUrl::new("sqlite://wxauth.db"),
             redis_url: None,
+            public_url: None,
             wechat: WechatConfig::default(),
             apps: Vec::new(),
             default_appid: None,
@@ -140,8 +144,13 @@ pub struct TokenConfig {
     pub access_ttl_secs: u64,
     /// Refresh token lifetime in seconds (each refresh starts a new one).
     pub refresh_ttl_secs: u64,
-    /// Signing keys; the first signs, all verify (for rotation).
+    /// Signing keys; the first signs, all verify (for rotation). Each has
+    /// an `alg`: `EdDSA` (the default; the key is a 32-byte Ed25519 seed and
+    /// its public half is published at `/.well-known/jwks.json`) or `HS256`
+    /// (a shared secret of 32+ bytes, never published).
     pub signing_keys: Vec<KeyConfig>,
+    /// The `iss` of access tokens (what services verifying them expect).
+    pub issuer: String,
 }
 
 impl Default for TokenConfig {
@@ -150,6 +159,7 @@ impl Default for TokenConfig {
             access_ttl_secs: 900,
             refresh_ttl_secs: 30 * 24 * 3600,
             signing_keys: Vec::new(),
+            issuer: "wxauth".into(),
         }
     }
 }
@@ -166,6 +176,41 @@ pub struct KeyConfig {
     /// The name of the environment variable holding the key, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_env: Option<String>,
+    /// Signing keys only: `EdDSA` (default) or `HS256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+}
+
+/// How an access-token signing key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// Ed25519: services verify with the public key (JWKS).
+    EdDsa,
+    /// HMAC-SHA256: whoever verifies holds the secret.
+    Hs256,
+}
+
+/// An access-token signing key, checked.
+#[derive(Clone)]
+pub struct SigningKey {
+    /// Its `kid`.
+    pub id: String,
+    /// How it signs.
+    pub alg: SigningAlg,
+    /// The Ed25519 seed (32 bytes) or the HMAC secret.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SigningKey({}, {:?}, {} bytes)",
+            self.id,
+            self.alg,
+            self.bytes.len()
+        )
+    }
 }
 
 /// Encryption at rest.
@@ -359,7 +404,12 @@ pub struct Settings {
     /// Refresh token lifetime.
     pub refresh_ttl: Duration,
     /// Signing keys, the active one first.
-    pub signing_keys: Vec<NamedKey>,
+    pub signing_keys: Vec<SigningKey>,
+    /// The `iss` of access tokens.
+    pub issuer: String,
+    /// The URL clients reach this service at (for `jwks_uri`); when unset,
+    /// taken from each request's `Host`.
+    pub public_url: Option<String>,
     /// Encryption keys, the active one first.
     pub encryption_keys: Vec<NamedKey>,
     /// Limits.
@@ -495,25 +545,53 @@ impl Config {
                 "tokens.signing_keys: configure at least one key (32+ random bytes, base64)",
             ));
         }
-        let mut signing_keys = Vec::new();
+        let mut signing_keys: Vec<SigningKey> = Vec::new();
         for (i, k) in self.tokens.signing_keys.iter().enumerate() {
             let path = format!("tokens.signing_keys[{i}]");
             let bytes = resolve_key(k, &path)?;
-            if bytes.len() < 32 {
-                return Err(bad(format!(
-                    "{path}: a signing key needs at least 32 bytes"
-                )));
+            let alg = match k.alg.as_deref().unwrap_or("EdDSA") {
+                "EdDSA" => SigningAlg::EdDsa,
+                "HS256" => SigningAlg::Hs256,
+                other => {
+                    return Err(bad(format!(
+                        "{path}.alg: {other:?}; use \"EdDSA\" (the default) or \"HS256\""
+                    )));
+                }
+            };
+            match alg {
+                SigningAlg::EdDsa if bytes.len() != 32 => {
+                    return Err(bad(format!(
+                        "{path}: an EdDSA key is an Ed25519 seed of exactly 32 bytes (head -c 32 /dev/urandom | base64); for a longer HMAC secret set alg = \"HS256\""
+                    )));
+                }
+                SigningAlg::Hs256 if bytes.len() < 32 => {
+                    return Err(bad(format!("{path}: an HS256 key needs at least 32 bytes")));
+                }
+                _ => {}
             }
-            if k.id.is_empty() || signing_keys.iter().any(|s: &NamedKey| s.id == k.id) {
+            if k.id.is_empty() || signing_keys.iter().any(|s| s.id == k.id) {
                 return Err(bad(format!(
                     "{path}.id: ids must be non-empty and distinct"
                 )));
             }
-            signing_keys.push(NamedKey {
+            signing_keys.push(SigningKey {
                 id: k.id.clone(),
+                alg,
                 bytes,
             });
         }
+        if self.tokens.issuer.trim().is_empty() {
+            return Err(bad("tokens.issuer: must not be empty"));
+        }
+        let public_url = match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                return Err(bad(format!("public_url: {u:?} is not an http(s) URL")));
+            }
+        };
         if self.encryption.keys.is_empty() {
             return Err(bad(
                 "encryption.keys: configure at least one 32-byte key (base64)",
@@ -522,6 +600,11 @@ impl Config {
         let mut encryption_keys = Vec::new();
         for (i, k) in self.encryption.keys.iter().enumerate() {
             let path = format!("encryption.keys[{i}]");
+            if k.alg.is_some() {
+                return Err(bad(format!(
+                    "{path}.alg: only signing keys have an algorithm"
+                )));
+            }
             let bytes = resolve_key(k, &path)?;
             if bytes.len() != 32 {
                 return Err(bad(format!(
@@ -626,6 +709,8 @@ impl Config {
             access_ttl: Duration::from_secs(self.tokens.access_ttl_secs),
             refresh_ttl: Duration::from_secs(self.tokens.refresh_ttl_secs),
             signing_keys,
+            issuer: self.tokens.issuer.trim().to_owned(),
+            public_url,
             encryption_keys,
             limits: self.limits.clone(),
             http: self.http.clone(),

@@ -86,11 +86,13 @@ pub fn dev_config(
         id: "dev1".into(),
         key: Some(keys.signing_key.into()),
         key_env: None,
+        alg: None,
     }];
     config.encryption.keys = vec![KeyConfig {
         id: "1".into(),
         key: Some(keys.encryption_key.into()),
         key_env: None,
+        alg: None,
     }];
     // Development logs many users in from one address; keep the per-IP
     // limit out of the way unless it was configured explicitly.

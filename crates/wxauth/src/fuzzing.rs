@@ -17,18 +17,24 @@ use serde_json::Value;
 use wechat_miniapp::{SessionKey, SystemClock};
 
 use crate::auth::tokens::TokenIssuer;
-use crate::config::NamedKey;
+use crate::config::{SigningAlg, SigningKey};
 
 const FUZZ_APPID: &str = "wx1111111111111111";
 
 fn issuer() -> &'static TokenIssuer {
     static ISSUER: OnceLock<TokenIssuer> = OnceLock::new();
     ISSUER.get_or_init(|| {
-        let keys = [NamedKey {
+        let keys = [SigningKey {
             id: "fuzz".into(),
+            alg: SigningAlg::Hs256,
             bytes: vec![7; 32],
         }];
-        match TokenIssuer::new(&keys, Duration::from_secs(900), Arc::new(SystemClock)) {
+        match TokenIssuer::new(
+            &keys,
+            "wxauth",
+            Duration::from_secs(900),
+            Arc::new(SystemClock),
+        ) {
             Ok(issuer) => issuer,
             Err(e) => panic!("a fixed key always makes an issuer: {e}"),
         }

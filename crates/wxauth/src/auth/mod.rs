@@ -77,7 +77,12 @@ impl Auth {
         }
         Ok(Self {
             default_appid: settings.default_appid.clone(),
-            issuer: TokenIssuer::new(&settings.signing_keys, settings.access_ttl, clock.clone())?,
+            issuer: TokenIssuer::new(
+                &settings.signing_keys,
+                &settings.issuer,
+                settings.access_ttl,
+                clock.clone(),
+            )?,
             sealer: Sealer::new(&settings.encryption_keys)?,
             // A repeated code is answered like the first only briefly: long
             // enough for a client's retry after a lost answer, never the
@@ -137,6 +142,11 @@ impl Auth {
                 .remember(session_id, at + ttl_ms, self.now_ms());
         }
         Ok(revoked.len())
+    }
+
+    /// The access-token issuer (its public keys, its `iss`).
+    pub fn tokens(&self) -> &TokenIssuer {
+        &self.issuer
     }
 
     /// Redis, when instances share state through it.

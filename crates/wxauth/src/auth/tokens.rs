@@ -1,11 +1,16 @@
 //! Session tokens.
 //!
-//! - Access tokens: JWTs signed HS256 with a `kid` header, so keys rotate
-//!   (the first configured key signs; all verify). The algorithm is pinned:
-//!   a token with any other `alg` is refused before its signature is looked
-//!   at. Claims: `sub` (user id), `sid` (session id, checked against
-//!   revocation), `app` (appid), `iat`, `exp`. Expiry is checked against the
-//!   service's clock, so tests can move time.
+//! - Access tokens: JWTs with a `kid` header, so keys rotate (the first
+//!   configured key signs; all verify). Signed with Ed25519 (`EdDSA`) by
+//!   default, so the developer's services verify them with the public keys
+//!   at `/.well-known/jwks.json` and hold no secret; HS256 stays available
+//!   for deployments that configured a shared secret. Each key verifies
+//!   only its own algorithm: the header's `alg` must be the `kid`'s, so a
+//!   token "signed" with a public key as an HMAC secret, or `alg: none`, is
+//!   refused before any signature is looked at. Claims: `sub` (user id),
+//!   `sid` (session id, checked against revocation), `app` (appid), `iat`,
+//!   `exp`, `iss`. Expiry is checked against the service's clock, so tests
+//!   can move time.
 //! - Refresh tokens: `wxr_` + 32 random bytes (base64url); only their
 //!   SHA-256 is stored.
 
@@ -15,16 +20,17 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wechat_miniapp::Clock;
 
-use crate::config::NamedKey;
+use crate::config::{SigningAlg, SigningKey};
 use crate::error::{Error, Result};
 
-const ISSUER: &str = "wxauth";
 const REFRESH_PREFIX: &str = "wxr_";
 
 /// What an access token says.
@@ -40,15 +46,18 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
-    /// Always `wxauth`.
+    /// The issuer (`tokens.issuer`, `wxauth` by default).
     pub iss: String,
 }
 
 /// Signs and verifies access tokens; makes refresh tokens.
 pub struct TokenIssuer {
     signing_kid: String,
+    signing_alg: Algorithm,
     encoding: EncodingKey,
-    decoding: HashMap<String, DecodingKey>,
+    verifying: HashMap<String, (Algorithm, DecodingKey)>,
+    jwks: Vec<Value>,
+    issuer: String,
     access_ttl: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -57,6 +66,7 @@ impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenIssuer")
             .field("signing_kid", &self.signing_kid)
+            .field("signing_alg", &self.signing_alg)
             .field("access_ttl", &self.access_ttl)
             .finish_non_exhaustive()
     }
@@ -70,19 +80,79 @@ pub struct RefreshToken {
     pub hash: Vec<u8>,
 }
 
+/// The signing and verifying halves of one configured key, and its public
+/// JWK (Ed25519 keys only: an HMAC secret is never published).
+fn key_parts(key: &SigningKey) -> Result<(Algorithm, EncodingKey, DecodingKey, Option<Value>)> {
+    match key.alg {
+        SigningAlg::Hs256 => Ok((
+            Algorithm::HS256,
+            EncodingKey::from_secret(&key.bytes),
+            DecodingKey::from_secret(&key.bytes),
+            None,
+        )),
+        SigningAlg::EdDsa => {
+            let seed: [u8; 32] = key.bytes.as_slice().try_into().map_err(|_| {
+                Error::internal(format!(
+                    "signing key {}: an Ed25519 key is 32 bytes",
+                    key.id
+                ))
+            })?;
+            let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let der = signing
+                .to_pkcs8_der()
+                .map_err(|e| Error::internal(format!("signing key {}: {e}", key.id)))?;
+            let public = signing.verifying_key().to_bytes();
+            let x = URL_SAFE_NO_PAD.encode(public);
+            let decoding = DecodingKey::from_ed_components(&x)
+                .map_err(|e| Error::internal(format!("signing key {}: {e}", key.id)))?;
+            let jwk = json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": x,
+                "kid": key.id,
+                "alg": "EdDSA",
+                "use": "sig",
+            });
+            Ok((
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_der(der.as_bytes()),
+                decoding,
+                Some(jwk),
+            ))
+        }
+    }
+}
+
 impl TokenIssuer {
     /// Keys in configuration order (the first signs).
-    pub fn new(keys: &[NamedKey], access_ttl: Duration, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn new(
+        keys: &[SigningKey],
+        issuer: &str,
+        access_ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let first = keys
             .first()
             .ok_or_else(|| Error::internal("no signing key"))?;
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        let mut signer = None;
+        for key in keys {
+            let (alg, encoding, decoding, jwk) = key_parts(key)?;
+            if signer.is_none() {
+                signer = Some((alg, encoding));
+            }
+            verifying.insert(key.id.clone(), (alg, decoding));
+            jwks.extend(jwk);
+        }
+        let (signing_alg, encoding) = signer.ok_or_else(|| Error::internal("no signing key"))?;
         Ok(Self {
             signing_kid: first.id.clone(),
-            encoding: EncodingKey::from_secret(&first.bytes),
-            decoding: keys
-                .iter()
-                .map(|k| (k.id.clone(), DecodingKey::from_secret(&k.bytes)))
-                .collect(),
+            signing_alg,
+            encoding,
+            verifying,
+            jwks,
+            issuer: issuer.to_owned(),
             access_ttl,
             clock,
         })
@@ -91,6 +161,25 @@ impl TokenIssuer {
     /// Access token lifetime in seconds.
     pub fn access_ttl_secs(&self) -> u64 {
         self.access_ttl.as_secs()
+    }
+
+    /// The `iss` of every access token.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The public keys that verify access tokens, as JWKs (none when only
+    /// HS256 keys are configured).
+    pub fn jwks(&self) -> &[Value] {
+        &self.jwks
+    }
+
+    /// The algorithm new tokens are signed with.
+    pub fn signing_alg(&self) -> &'static str {
+        match self.signing_alg {
+            Algorithm::EdDSA => "EdDSA",
+            _ => "HS256",
+        }
     }
 
     /// A signed access token for this session.
@@ -102,9 +191,9 @@ impl TokenIssuer {
             app: appid.to_owned(),
             iat: now,
             exp: now + i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX / 2),
-            iss: ISSUER.to_owned(),
+            iss: self.issuer.clone(),
         };
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(self.signing_alg);
         header.kid = Some(self.signing_kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(Error::internal)
     }
@@ -114,16 +203,17 @@ impl TokenIssuer {
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims> {
         let unauthorized = || Error::Unauthorized("the access token is invalid or expired");
         let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized())?;
-        if header.alg != Algorithm::HS256 {
-            return Err(unauthorized());
-        }
-        let key = header
+        let (alg, key) = header
             .kid
             .as_deref()
-            .and_then(|kid| self.decoding.get(kid))
+            .and_then(|kid| self.verifying.get(kid))
             .ok_or_else(unauthorized)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
+        // The kid's own algorithm, never the one the token names.
+        if header.alg != *alg {
+            return Err(unauthorized());
+        }
+        let mut validation = Validation::new(*alg);
+        validation.set_issuer(&[&self.issuer]);
         // Expiry is checked below against our clock, not the library's.
         validation.validate_exp = false;
         validation.required_spec_claims = ["exp", "iss", "sub"]
@@ -171,15 +261,29 @@ mod tests {
     use super::*;
     use wechat_miniapp::OffsetClock;
 
-    fn key(id: &str, b: u8) -> NamedKey {
-        NamedKey {
+    fn key(id: &str, b: u8) -> SigningKey {
+        SigningKey {
             id: id.into(),
+            alg: SigningAlg::EdDsa,
             bytes: vec![b; 32],
         }
     }
 
-    fn issuer(keys: &[NamedKey], clock: &OffsetClock) -> TokenIssuer {
-        TokenIssuer::new(keys, Duration::from_secs(60), Arc::new(clock.clone())).unwrap()
+    fn hs_key(id: &str, b: u8) -> SigningKey {
+        SigningKey {
+            alg: SigningAlg::Hs256,
+            ..key(id, b)
+        }
+    }
+
+    fn issuer(keys: &[SigningKey], clock: &OffsetClock) -> TokenIssuer {
+        TokenIssuer::new(
+            keys,
+            "wxauth",
+            Duration::from_secs(60),
+            Arc::new(clock.clone()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -240,6 +344,23 @@ mod tests {
         assert!(t.verify_access(&no_kid).is_err());
         assert!(t.verify_access("").is_err());
         assert!(t.verify_access("a.b.c").is_err());
+        // alg confusion: HS256 "signed" with the public key (as published in
+        // the JWKS) as the secret, under the Ed25519 key's kid.
+        let x = t.jwks()[0]["x"].as_str().unwrap().to_owned();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let claims = t.verify_access(&token).unwrap();
+        for secret in [x.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(&x).unwrap()] {
+            let confused =
+                jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+            assert!(t.verify_access(&confused).is_err());
+        }
+        // An HS256 key verifies only HS256 tokens.
+        let hs = issuer(&[hs_key("h1", 3)], &clock);
+        let hs_token = hs.issue_access("u1", "s1", "wxa").unwrap();
+        assert!(hs.verify_access(&hs_token).is_ok());
+        assert!(hs.jwks().is_empty(), "an HMAC secret is never published");
+        assert!(t.jwks().len() == 1 && t.jwks()[0]["kty"] == "OKP");
     }
 
     #[test]

@@ -117,11 +117,13 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
         id: "t1".into(),
         key: Some(b64_key(7).into()),
         key_env: None,
+        alg: None,
     }];
     c.encryption.keys = vec![KeyConfig {
         id: "1".into(),
         key: Some(b64_key(9).into()),
         key_env: None,
+        alg: None,
     }];
     c.limits.login_per_ip_per_minute = 100_000;
     c

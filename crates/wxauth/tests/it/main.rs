@@ -14,6 +14,7 @@ mod http_me;
 mod http_misc;
 mod http_session;
 mod http_upstream;
+mod identity;
 mod openapi;
 mod process;
 mod store;

@@ -4,3 +4,4 @@ pub(crate) mod data;
 pub(crate) mod health;
 pub(crate) mod me;
 pub(crate) mod session;
+pub(crate) mod well_known;
