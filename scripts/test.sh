@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --locked
 cargo build --locked -q -p wxauth # the binary schemathesis and the JavaScript tests start
 
-# The OpenAPI document against the running service: schemathesis (PyPI,
-# pinned, into target/schemathesis-venv), every check, bounded examples.
-bash scripts/schemathesis.sh
+# Python clients against the running service (PyPI, pinned, into
+# target/python-venv): schemathesis (every check, bounded examples) holds
+# the server to its OpenAPI document; PyJWT verifies tokens with the JWKS.
+bash scripts/python-clients.sh
 
 # Fuzz smoke: each cargo-fuzz target 10 s (nightly; kept crashes are
 # replayed by cargo test above).
@@ -29,6 +30,8 @@ if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|no
       { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; }
   fi
 fi
+
+(cd examples/express-service && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 cd clients/miniprogram
 npm ci --no-audit --no-fund --loglevel=error

@@ -2,7 +2,7 @@
 
 A fresh login per case (a wx.login code from the simulator's phone side,
 then POST /v1/login) keeps one case's logout from turning every later case
-into a 401. WXAUTH_SIM_URL and WXAUTH_API_URL come from scripts/schemathesis.sh.
+into a 401. WXAUTH_SIM_URL and WXAUTH_API_URL come from scripts/python-clients.sh.
 """
 
 import json

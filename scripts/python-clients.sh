@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Schemathesis (from PyPI, pinned) against a running `wxauth dev`, every
-# check, a bounded number of examples per operation (scripts/schemathesis/
-# schemathesis.toml). scripts/test.sh runs it; it needs the debug binary.
+# Independent Python clients against a running `wxauth dev` (PyPI packages,
+# pinned, in target/python-venv):
+# - schemathesis, every check, a bounded number of examples per operation
+#   (scripts/schemathesis/schemathesis.toml);
+# - PyJWT verifying access tokens with the JWKS URL alone
+#   (examples/python-verify/verify_jwks.py).
+# scripts/test.sh runs it; it needs the debug binary.
 #
-#   bash scripts/schemathesis.sh            # installs into target/schemathesis-venv once
+#   bash scripts/python-clients.sh            # extra arguments go to schemathesis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=4.32.5
+pyjwt=2.10.1
 target="${CARGO_TARGET_DIR:-target}"
-venv="$target/schemathesis-venv"
-if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
-  echo "schemathesis: installing schemathesis==$version into $venv"
+venv="$target/python-venv"
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version" ||
+  ! "$venv/bin/python" -c "import jwt, cryptography; assert jwt.__version__ == '$pyjwt'" 2>/dev/null; then
+  echo "python-clients: installing schemathesis==$version and pyjwt[crypto]==$pyjwt into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version" "pyjwt[crypto]==$pyjwt"
 fi
 
 bin="${WXAUTH_TEST_BIN:-$target/debug/wxauth}"
@@ -33,8 +39,10 @@ for _ in $(seq 1 100); do
 done
 WXAUTH_API_URL="$(sed -nE 's/^  API +(http[^ ]+).*/\1/p' "$log")"
 WXAUTH_SIM_URL="$(sed -nE 's/^  simulator +(http[^ ]+).*/\1/p' "$log")"
-[ -n "$WXAUTH_API_URL" ] && [ -n "$WXAUTH_SIM_URL" ] || { echo "schemathesis: wxauth dev printed no URLs" >&2; cat "$log" >&2; exit 1; }
+[ -n "$WXAUTH_API_URL" ] && [ -n "$WXAUTH_SIM_URL" ] || { echo "python-clients: wxauth dev printed no URLs" >&2; cat "$log" >&2; exit 1; }
 export WXAUTH_API_URL WXAUTH_SIM_URL
+
+"$venv/bin/python" examples/python-verify/verify_jwks.py "$WXAUTH_API_URL" "$WXAUTH_SIM_URL"
 
 cd scripts/schemathesis
 # The hooks log every test case in with a fresh session (hooks.py).
