@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use wechat_miniapp::{AppSecret, SecretText};
 
 /// Environment variables with the `WXAUTH_` prefix that are not configuration
@@ -66,6 +67,55 @@ pub struct Config {
     pub http: HttpConfig,
     /// The browser playground (on in `wxauth dev`).
     pub playground: PlaygroundConfig,
+    /// Keys the developer's services authenticate with (introspection,
+    /// and later the admin API).
+    pub service_keys: Vec<ServiceKeyConfig>,
+}
+
+/// A service key as configured: its id, how to recognise it, what it may do.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceKeyConfig {
+    /// A name for logs and the audit trail.
+    pub id: String,
+    /// The SHA-256 of the key, hex (the key itself stays with the service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Or: the environment variable holding the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_env: Option<String>,
+    /// What it may do: `introspect`, `users:read`, `users:write`,
+    /// `sessions:revoke`, `data:read`, `data:write`, `audit:read`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Scopes a service key may hold.
+pub const SERVICE_SCOPES: &[&str] = &[
+    "introspect",
+    "users:read",
+    "users:write",
+    "sessions:revoke",
+    "data:read",
+    "data:write",
+    "audit:read",
+];
+
+/// A service key, checked: only its hash is kept.
+#[derive(Clone)]
+pub struct ServiceKey {
+    /// Its id.
+    pub id: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// Its scopes.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServiceKey({}, {:?})", self.id, self.scopes)
+    }
 }
 
 /// The browser playground at `/`.
@@ -93,6 +143,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             playground: PlaygroundConfig::default(),
+            service_keys: Vec::new(),
         }
     }
 }
@@ -420,6 +471,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The simulator URL of the playground, when it is served.
     pub playground_sim_url: Option<String>,
+    /// Service keys (hashes only).
+    pub service_keys: Vec<ServiceKey>,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
@@ -580,6 +633,52 @@ impl Config {
                 bytes,
             });
         }
+        let mut service_keys: Vec<ServiceKey> = Vec::new();
+        for (i, k) in self.service_keys.iter().enumerate() {
+            let path = format!("service_keys[{i}]");
+            if k.id.is_empty() || service_keys.iter().any(|s| s.id == k.id) {
+                return Err(bad(format!(
+                    "{path}.id: ids must be non-empty and distinct"
+                )));
+            }
+            let sha256: [u8; 32] = match (&k.sha256, &k.key_env) {
+                (Some(hex_text), None) => hex::decode(hex_text.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{path}.sha256: 64 hex digits (sha256sum of the key)"
+                        ))
+                    })?,
+                (None, Some(var)) => {
+                    let key = env_var(var, &format!("{path}.key_env"))?;
+                    if key.trim().len() < 24 {
+                        return Err(bad(format!(
+                            "{path}.key_env: a service key needs at least 24 characters"
+                        )));
+                    }
+                    sha2::Sha256::digest(key.trim().as_bytes()).into()
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "{path}: give exactly one of sha256 or key_env"
+                    )));
+                }
+            };
+            for scope in &k.scopes {
+                if !SERVICE_SCOPES.contains(&scope.as_str()) {
+                    return Err(bad(format!(
+                        "{path}.scopes: unknown scope {scope:?}; known: {}",
+                        SERVICE_SCOPES.join(", ")
+                    )));
+                }
+            }
+            service_keys.push(ServiceKey {
+                id: k.id.clone(),
+                sha256,
+                scopes: k.scopes.clone(),
+            });
+        }
         if self.tokens.issuer.trim().is_empty() {
             return Err(bad("tokens.issuer: must not be empty"));
         }
@@ -715,6 +814,7 @@ impl Config {
             limits: self.limits.clone(),
             http: self.http.clone(),
             trusted_proxies,
+            service_keys,
             playground_sim_url: self
                 .playground
                 .enabled

@@ -19,6 +19,9 @@ pub enum Error {
     /// Missing, malformed, expired, revoked, or other-app credentials.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A service key without the scope the route needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// WeChat's risk control refused this user.
     #[error("WeChat refused to log this user in (high-risk user, errcode 40226)")]
     UserBlocked,

@@ -5,6 +5,7 @@
 mod phone;
 pub mod rate_limit;
 pub mod seal;
+mod services;
 mod sessions;
 pub mod tokens;
 mod upstream;
@@ -21,6 +22,7 @@ use crate::error::Result;
 use crate::store::Store;
 pub use phone::PhoneNumber;
 use seal::Sealer;
+pub use services::{Introspection, ServiceCaller, ServiceKeys};
 pub use sessions::{Caller, Session};
 use tokens::TokenIssuer;
 
@@ -38,6 +40,7 @@ pub struct Auth {
     login_codes: LoginCodes,
     shared_codes: Option<SharedCodes>,
     login_limits: rate_limit::LoginLimits,
+    service_keys: ServiceKeys,
     clock: Arc<dyn Clock>,
     refresh_ttl: Duration,
     access_ttl: Duration,
@@ -107,6 +110,7 @@ impl Auth {
                     .clone()
                     .map(crate::cache::shared_limits::SharedLimits::new),
             ),
+            service_keys: ServiceKeys::new(settings.service_keys.clone()),
             store,
             wechat,
             wechat_tokens,

@@ -46,6 +46,7 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
         Error::DecryptFailed(_) => (StatusCode::BAD_REQUEST, "decrypt_failed"),
         Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
         Error::UserBlocked => (StatusCode::FORBIDDEN, "user_blocked"),
+        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         Error::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
         Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

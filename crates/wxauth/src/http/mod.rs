@@ -149,6 +149,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(routes::health::readyz))
         .routes(utoipa_axum::routes!(routes::health::metrics))
         .routes(utoipa_axum::routes!(routes::health::openapi))
+        .routes(utoipa_axum::routes!(routes::introspect::introspect))
         .routes(utoipa_axum::routes!(routes::well_known::jwks))
         .routes(utoipa_axum::routes!(
             routes::well_known::openid_configuration

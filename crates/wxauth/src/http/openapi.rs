@@ -39,6 +39,10 @@ impl Modify for BearerAuth {
                 "bearer",
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
             );
+            components.add_security_scheme(
+                "service_key",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
         }
     }
 }

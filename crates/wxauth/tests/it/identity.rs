@@ -172,3 +172,134 @@ async fn hs256_remains_a_configuration_choice() {
         "a secret is never published"
     );
 }
+
+const SERVICE_KEY: &str = "svc_introspect_0123456789abcdef";
+const NARROW_KEY: &str = "svc_narrow_0123456789abcdefghij";
+
+fn with_service_keys(c: &mut wxauth::config::Config) {
+    use sha2::Digest;
+    c.service_keys = vec![
+        wxauth::config::ServiceKeyConfig {
+            id: "orders".into(),
+            sha256: Some(hex::encode(sha2::Sha256::digest(SERVICE_KEY))),
+            key_env: None,
+            scopes: vec!["introspect".into()],
+        },
+        wxauth::config::ServiceKeyConfig {
+            id: "reports".into(),
+            sha256: Some(hex::encode(sha2::Sha256::digest(NARROW_KEY))),
+            key_env: None,
+            scopes: vec!["users:read".into()],
+        },
+    ];
+}
+
+async fn introspect(app: &TestApp, key: Option<&str>, form: &str) -> Reply {
+    let mut req = app
+        .http
+        .post(format!("{}/v1/introspect", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned());
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    reply(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn introspection_answers_services_with_a_key() {
+    let app = spawn_app_with(Options {
+        access_ttl_secs: 60,
+        tweak: with_service_keys,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let login = app.login(APP1, "intro").await;
+    let t = token(&login).to_owned();
+    let r = introspect(
+        &app,
+        Some(SERVICE_KEY),
+        &format!("token={t}&token_type_hint=access_token"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["sub"], login["user"]["id"]);
+    assert_eq!(r.body["app"], APP1);
+    assert_eq!(r.body["openid"], app.openid(APP1, "intro"));
+    assert!(r.body["unionid"].is_string());
+    assert!(r.body["exp"].as_i64().unwrap() > r.body["iat"].as_i64().unwrap());
+    assert_eq!(r.body["token_type"], "access_token");
+    // The same as JSON.
+    let r = app
+        .http
+        .post(format!("{}/v1/introspect", app.url))
+        .bearer_auth(SERVICE_KEY)
+        .json(&json!({"token": t}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply(r).await.body["active"], true);
+
+    // Another app's token is active, and says which app (the service checks).
+    let other = app.login(APP2, "intro").await;
+    let r = introspect(&app, Some(SERVICE_KEY), &format!("token={}", token(&other))).await;
+    assert_eq!(
+        (r.body["active"].clone(), r.body["app"].clone()),
+        (json!(true), json!(APP2))
+    );
+
+    // Garbage, and a token of another issuer's key: inactive, nothing else.
+    for bad in ["nope", "a.b.c", ""] {
+        let r = introspect(&app, Some(SERVICE_KEY), &format!("token={bad}")).await;
+        if bad.is_empty() {
+            assert_eq!(r.status, 400);
+        } else {
+            assert_eq!(r.body, json!({"active": false}));
+        }
+    }
+    let foreign = jsonwebtoken::encode(
+        &{
+            let mut h = Header::new(Algorithm::EdDSA);
+            h.kid = Some("t1".into());
+            h
+        },
+        &json!({"sub": "x", "sid": "y", "app": APP1, "iat": 1, "exp": 4_000_000_000i64, "iss": "wxauth"}),
+        &EncodingKey::from_ed_der(&ed25519_pkcs8(&[42; 32])),
+    )
+    .unwrap();
+    let r = introspect(&app, Some(SERVICE_KEY), &format!("token={foreign}")).await;
+    assert_eq!(r.body, json!({"active": false}));
+
+    // Logged out: inactive at once.
+    let r = app.post("/v1/logout", Some(&t), json!({})).await;
+    assert_eq!(r.status, 204);
+    let r = introspect(&app, Some(SERVICE_KEY), &format!("token={t}")).await;
+    assert_eq!(r.body, json!({"active": false}));
+    // Expired: inactive.
+    let fresh = app.login(APP1, "intro2").await;
+    app.advance(Duration::from_secs(61));
+    let r = introspect(&app, Some(SERVICE_KEY), &format!("token={}", token(&fresh))).await;
+    assert_eq!(r.body, json!({"active": false}));
+
+    // A key without the scope: 403; no key or a wrong one: 401, then 429.
+    let r = introspect(&app, Some(NARROW_KEY), "token=x").await;
+    assert_eq!((r.status.as_u16(), r.error()), (403, "forbidden"));
+    let r = introspect(&app, None, "token=x").await;
+    assert_eq!((r.status.as_u16(), r.error()), (401, "unauthorized"));
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        statuses.push(
+            introspect(&app, Some(&format!("wrong-key-{n}")), "token=x")
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert!(statuses[..9].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+    // Only failures are counted: the right key still works from there.
+    let r = introspect(&app, Some(SERVICE_KEY), "token=x").await;
+    assert_eq!(r.status, 200, "a right key is not a failure: {:?}", r.body);
+}

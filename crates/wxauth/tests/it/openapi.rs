@@ -25,6 +25,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("post", "/v1/introspect"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/openid-configuration"),
 ];

@@ -2,6 +2,7 @@
 
 pub(crate) mod data;
 pub(crate) mod health;
+pub(crate) mod introspect;
 pub(crate) mod me;
 pub(crate) mod session;
 pub(crate) mod well_known;
