@@ -35,20 +35,23 @@ function serverEnv(extra) {
   return env;
 }
 
-/** Starts `wxauth dev`; resolves with { api, sim, stop() }. */
-async function startDev(env) {
+/** Starts `wxauth dev` (with `args` added, e.g. ['--config', file]);
+ * resolves with { api, sim, stop(), output() }. */
+async function startDev(env, args) {
   const bin = binaryPath();
   if (!fs.existsSync(bin)) {
     throw new Error(`no wxauth binary at ${bin}: run \`cargo build -p wxauth\` first (or set WXAUTH_TEST_BIN)`);
   }
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxauth-js-'));
-  const child = spawn(bin, ['dev', '--listen', '127.0.0.1:0', '--sim-listen', '127.0.0.1:0', '--data-dir', dataDir], {
+  const child = spawn(bin, ['dev', '--listen', '127.0.0.1:0', '--sim-listen', '127.0.0.1:0', '--data-dir', dataDir, ...(args || [])], {
     env: serverEnv(env),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  const printed = [];
   const urls = await new Promise((resolve, reject) => {
     const found = {};
     const lines = readline.createInterface({ input: child.stdout });
+    lines.on('line', (line) => printed.push(line));
     const timer = setTimeout(() => reject(new Error('wxauth dev did not start in 20 s')), 20000);
     child.on('exit', (code) => reject(new Error(`wxauth dev exited with ${code}`)));
     lines.on('line', (line) => {
@@ -66,6 +69,9 @@ async function startDev(env) {
     stop() {
       child.kill('SIGTERM');
       fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+    output() {
+      return printed.join('\n');
     },
   };
 }

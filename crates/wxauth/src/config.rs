@@ -70,7 +70,68 @@ pub struct Config {
     /// Keys the developer's services authenticate with (introspection,
     /// and later the admin API).
     pub service_keys: Vec<ServiceKeyConfig>,
+    /// Path prefixes forwarded to the developer's own services, with the
+    /// caller's identity in `X-Wxauth-*` headers.
+    pub gateway: Vec<GatewayConfig>,
 }
+
+/// One `[[gateway]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The path prefix, e.g. `/api/` (requests under it are forwarded with
+    /// their whole path).
+    pub prefix: String,
+    /// The service's base URL, e.g. `http://127.0.0.1:3000`.
+    pub upstream: String,
+    /// `required` (no valid token: 401) or `optional` (no token: forwarded
+    /// without identity headers; an invalid token is still a 401).
+    #[serde(default = "default_gateway_auth")]
+    pub auth: String,
+    /// Time for the service's answer to begin, in milliseconds (then 504).
+    #[serde(default = "default_gateway_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Time to connect to the service, in milliseconds (then 502).
+    #[serde(default = "default_gateway_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_gateway_auth() -> String {
+    "required".into()
+}
+fn default_gateway_timeout_ms() -> u64 {
+    10_000
+}
+fn default_gateway_connect_timeout_ms() -> u64 {
+    2_000
+}
+
+/// A gateway entry, checked.
+#[derive(Debug, Clone)]
+pub struct GatewayRoute {
+    /// Path prefix, starting and ending with `/`.
+    pub prefix: String,
+    /// Base URL without a trailing `/`.
+    pub upstream: String,
+    /// Whether a token is required.
+    pub auth_required: bool,
+    /// Until the answer begins.
+    pub timeout: Duration,
+    /// Until connected.
+    pub connect_timeout: Duration,
+}
+
+/// Prefixes the service's own routes use: a gateway may not shadow them.
+const RESERVED_PREFIXES: &[&str] = &[
+    "/v1/",
+    "/admin/",
+    "/.well-known/",
+    "/sim/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+];
 
 /// A service key as configured: its id, how to recognise it, what it may do.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -144,6 +205,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             playground: PlaygroundConfig::default(),
             service_keys: Vec::new(),
+            gateway: Vec::new(),
         }
     }
 }
@@ -473,6 +535,8 @@ pub struct Settings {
     pub playground_sim_url: Option<String>,
     /// Service keys (hashes only).
     pub service_keys: Vec<ServiceKey>,
+    /// Gateway routes.
+    pub gateways: Vec<GatewayRoute>,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
@@ -679,6 +743,76 @@ impl Config {
                 scopes: k.scopes.clone(),
             });
         }
+        let mut gateways: Vec<GatewayRoute> = Vec::new();
+        for (i, g) in self.gateway.iter().enumerate() {
+            let path = format!("gateway[{i}]");
+            let p = g.prefix.trim();
+            let shaped = p.len() > 2
+                && p.starts_with('/')
+                && p.ends_with('/')
+                && !p.contains("//")
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+            if !shaped {
+                return Err(bad(format!(
+                    "{path}.prefix: {p:?}; use a path such as \"/api/\" (letters, digits, -_./, starting and ending with /)"
+                )));
+            }
+            if RESERVED_PREFIXES
+                .iter()
+                .any(|r| p.starts_with(r) || r.starts_with(p))
+            {
+                return Err(bad(format!(
+                    "{path}.prefix: {p} would cover wxauth's own routes ({})",
+                    RESERVED_PREFIXES.join(" ")
+                )));
+            }
+            if let Some(other) = gateways
+                .iter()
+                .find(|o| o.prefix.starts_with(p) || p.starts_with(&o.prefix))
+            {
+                return Err(bad(format!(
+                    "{path}.prefix: {p} overlaps the gateway prefix {}",
+                    other.prefix
+                )));
+            }
+            let upstream = g.upstream.trim().trim_end_matches('/');
+            let url_ok = (upstream.starts_with("http://") || upstream.starts_with("https://"))
+                && upstream
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !url_ok {
+                return Err(bad(format!(
+                    "{path}.upstream: {upstream:?}; use the service's base URL, e.g. http://127.0.0.1:3000 (no path)"
+                )));
+            }
+            let auth_required = match g.auth.as_str() {
+                "required" => true,
+                "optional" => false,
+                other => {
+                    return Err(bad(format!(
+                        "{path}.auth: {other:?}; use \"required\" or \"optional\""
+                    )));
+                }
+            };
+            if g.timeout_ms == 0
+                || g.connect_timeout_ms == 0
+                || g.timeout_ms >= self.http.request_timeout_ms
+            {
+                return Err(bad(format!(
+                    "{path}: timeout_ms and connect_timeout_ms must be positive, and timeout_ms below http.request_timeout_ms ({})",
+                    self.http.request_timeout_ms
+                )));
+            }
+            gateways.push(GatewayRoute {
+                prefix: p.to_owned(),
+                upstream: upstream.to_owned(),
+                auth_required,
+                timeout: Duration::from_millis(g.timeout_ms),
+                connect_timeout: Duration::from_millis(g.connect_timeout_ms),
+            });
+        }
         if self.tokens.issuer.trim().is_empty() {
             return Err(bad("tokens.issuer: must not be empty"));
         }
@@ -815,6 +949,7 @@ impl Config {
             http: self.http.clone(),
             trusted_proxies,
             service_keys,
+            gateways,
             playground_sim_url: self
                 .playground
                 .enabled

@@ -57,17 +57,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// The development configuration: environment overrides (`WXAUTH_…`) still
-/// apply to everything the dev setup does not fix (token lifetimes, limits).
+/// The development configuration: a `--config` file, then environment
+/// overrides (`WXAUTH_…`), still apply to everything the dev setup does not
+/// fix (gateway entries, service keys, token lifetimes, limits).
 pub fn dev_config(
     data_dir: &Path,
     listen: SocketAddr,
     sim_url: &str,
+    file: Option<&Path>,
 ) -> Result<Config, ConfigError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| ConfigError(format!("cannot create {}: {e}", data_dir.display())))?;
     let keys = dev_keys(data_dir)?;
-    let mut config = Config::load(None)?;
+    let mut config = Config::load(file)?;
     config.listen = listen;
     config.database_url = format!("sqlite://{}", data_dir.join("wxauth.db").display()).into();
     config.wechat.base_url = sim_url.to_owned();
@@ -108,10 +110,20 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// The walkthrough printed at start-up: copy-paste commands that log `alice`
-/// in and call `/v1/me`. A test runs these lines verbatim.
-pub fn walkthrough(api: &str, sim: &str, data_dir: &Path) -> String {
+/// in and call `/v1/me` (and, with `[[gateway]]` entries, the first one's
+/// service). A test runs these lines verbatim.
+pub fn walkthrough(api: &str, sim: &str, data_dir: &Path, gateways: &[String]) -> String {
     let (app1, _) = DEV_APPS[0];
     let (app2, _) = DEV_APPS[1];
+    let gateway_step = gateways
+        .first()
+        .map(|prefix| {
+            format!(
+                "# 5. Your service behind the gateway ({prefix}) learns who is calling from X-Wxauth-* headers:\n\
+                 curl -s {api}{prefix} -H \"Authorization: Bearer $TOKEN\"; echo\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"wxauth dev is running
   API        {api}
@@ -130,7 +142,7 @@ TOKEN=$(curl -s -X POST {api}/v1/login -H 'content-type: application/json' -d "{
 curl -s {api}/v1/me -H "Authorization: Bearer $TOKEN"; echo
 # 4. Store something on the profile:
 curl -s -X PATCH {api}/v1/me -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{{"profile":{{"nickname":"Alice"}}}}'; echo
-# --- end ---
+{gateway_step}# --- end ---
 "#,
         data_dir = data_dir.display()
     )

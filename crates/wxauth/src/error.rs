@@ -66,6 +66,13 @@ pub enum Error {
     /// app secret, say). Logged loudly.
     #[error("{0}")]
     UpstreamError(String),
+    /// The developer's service behind the gateway refused the connection or
+    /// broke it.
+    #[error("{0}")]
+    BadGateway(String),
+    /// The developer's service behind the gateway did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// encryptedData could not be decrypted or verified with the user's
     /// current session_key.
     #[error("{0}")]

@@ -12,6 +12,7 @@ pub mod dev;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod http;
 pub mod store;
 
@@ -113,7 +114,7 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
-    let state = http::AppState::new(auth, settings, metrics_handle());
+    let state = http::AppState::new(auth, settings, metrics_handle())?;
     Ok(App {
         router: http::router(state),
         store,

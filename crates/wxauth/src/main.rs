@@ -55,6 +55,11 @@ struct DevArgs {
     /// Where the SQLite database and the generated keys live.
     #[arg(long, default_value = "./wxauth-dev")]
     data_dir: PathBuf,
+    /// A TOML file layered over dev's defaults: `[[gateway]]` entries,
+    /// `[[service_keys]]`, limits, token lifetimes. The apps, database, keys,
+    /// addresses and WeChat upstream stay dev's own.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -144,11 +149,20 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let api_url = format!("http://{}", listener.local_addr()?);
-    let config = dev::dev_config(&args.data_dir, listener.local_addr()?, &sim_url)?;
+    let config = dev::dev_config(
+        &args.data_dir,
+        listener.local_addr()?,
+        &sim_url,
+        args.config.as_deref(),
+    )?;
     let settings = config.resolve()?;
+    let gateways: Vec<String> = settings.gateways.iter().map(|g| g.prefix.clone()).collect();
     let app = build_app(settings, Deps::default()).await?;
     let shutdown = shutdown_signal();
-    println!("{}", dev::walkthrough(&api_url, &sim_url, &args.data_dir));
+    println!(
+        "{}",
+        dev::walkthrough(&api_url, &sim_url, &args.data_dir, &gateways)
+    );
     serve(listener, app, shutdown).await?;
     Ok(())
 }

@@ -59,6 +59,8 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
         Error::LimitExceeded(_) => (StatusCode::CONFLICT, "limit_exceeded"),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Error::UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+        Error::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
         Error::UpstreamUnavailable { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
         }
@@ -116,7 +118,13 @@ pub(crate) async fn envelope(request: Request, next: Next) -> Response {
     let request_id = request_id(request.headers());
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response
+            .extensions()
+            .get::<crate::gateway::FromUpstream>()
+            .is_some()
+    {
+        // Successes, and the gateway's services' own answers, as they are.
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -38,6 +38,7 @@ pub use views::{MeView, SessionView, UserView};
 struct Inner {
     auth: Auth,
     settings: Settings,
+    gateways: Vec<crate::gateway::Gateway>,
     metrics: PrometheusHandle,
     openapi_json: String,
 }
@@ -50,10 +51,17 @@ pub struct AppState {
 
 impl AppState {
     /// Wraps the rules and settings.
-    pub fn new(auth: Auth, settings: Settings, metrics: PrometheusHandle) -> Self {
-        Self {
+    pub fn new(auth: Auth, settings: Settings, metrics: PrometheusHandle) -> crate::Result<Self> {
+        let gateways = settings
+            .gateways
+            .iter()
+            .cloned()
+            .map(crate::gateway::Gateway::new)
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 auth,
+                gateways,
                 metrics,
                 openapi_json: {
                     let mut doc = openapi_document();
@@ -62,7 +70,12 @@ impl AppState {
                 },
                 settings,
             }),
-        }
+        })
+    }
+
+    /// Gateway entry `index`.
+    pub(crate) fn gateway(&self, index: usize) -> Option<&crate::gateway::Gateway> {
+        self.inner.gateways.get(index)
     }
 
     /// The rules.
@@ -173,6 +186,19 @@ pub fn router(state: AppState) -> Router {
     let (mut router, _) = routes().split_for_parts();
     if settings.playground_sim_url.is_some() {
         router = router.merge(playground::routes());
+    }
+    for (index, route) in settings.gateways.iter().enumerate() {
+        let path = format!("{}{{*path}}", route.prefix);
+        router = router.route(
+            &path,
+            axum::routing::any(
+                move |axum::extract::State(state): axum::extract::State<AppState>,
+                      ip: extract::ClientIp,
+                      request: Request| {
+                    routes::gateway::forward(state, index, ip, request)
+                },
+            ),
+        );
     }
     router
         .fallback(|| async { StatusCode::NOT_FOUND })

@@ -303,3 +303,72 @@ async fn introspection_answers_services_with_a_key() {
     let r = introspect(&app, Some(SERVICE_KEY), "token=x").await;
     assert_eq!(r.status, 200, "a right key is not a failure: {:?}", r.body);
 }
+
+/// Gateway and service-key entries are checked at start, naming the key.
+#[test]
+fn gateway_and_service_key_settings_are_checked() {
+    use wxauth::config::{GatewayConfig, ServiceKeyConfig};
+    let gateway = |prefix: &str, upstream: &str| GatewayConfig {
+        prefix: prefix.into(),
+        upstream: upstream.into(),
+        auth: "required".into(),
+        timeout_ms: 1000,
+        connect_timeout_ms: 500,
+    };
+    let check = |gateways: Vec<GatewayConfig>| {
+        let mut c = test_config("sqlite://x.db", "http://127.0.0.1:9");
+        c.gateway = gateways;
+        c.resolve().map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(check(vec![gateway("/api/", "http://127.0.0.1:3000")]).is_ok());
+    for (prefix, upstream, key) in [
+        ("/v1/", "http://127.0.0.1:3000", "gateway[0].prefix"),
+        (
+            "/.well-known/x/",
+            "http://127.0.0.1:3000",
+            "gateway[0].prefix",
+        ),
+        ("api", "http://127.0.0.1:3000", "gateway[0].prefix"),
+        ("/", "http://127.0.0.1:3000", "gateway[0].prefix"),
+        ("/api/", "127.0.0.1:3000", "gateway[0].upstream"),
+        ("/api/", "http://127.0.0.1:3000/base", "gateway[0].upstream"),
+    ] {
+        let err = check(vec![gateway(prefix, upstream)]).unwrap_err();
+        assert!(err.contains(key), "{prefix} {upstream}: {err}");
+    }
+    let err = check(vec![
+        gateway("/api/", "http://127.0.0.1:3000"),
+        gateway("/api/v2/", "http://127.0.0.1:3001"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("overlaps"), "{err}");
+    let mut slow = gateway("/api/", "http://127.0.0.1:3000");
+    slow.timeout_ms = 60_000;
+    assert!(
+        check(vec![slow])
+            .unwrap_err()
+            .contains("request_timeout_ms")
+    );
+
+    let mut c = test_config("sqlite://x.db", "http://127.0.0.1:9");
+    c.service_keys = vec![ServiceKeyConfig {
+        id: "s".into(),
+        sha256: Some("abc".into()),
+        key_env: None,
+        scopes: vec!["introspect".into()],
+    }];
+    assert!(
+        c.resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("service_keys[0].sha256")
+    );
+    c.service_keys[0].sha256 = Some("0".repeat(64));
+    c.service_keys[0].scopes = vec!["everything".into()];
+    assert!(
+        c.resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown scope")
+    );
+}

@@ -1,6 +1,7 @@
 //! Route handlers: extract, call one rule, shape the answer.
 
 pub(crate) mod data;
+pub(crate) mod gateway;
 pub(crate) mod health;
 pub(crate) mod introspect;
 pub(crate) mod me;

@@ -1,0 +1,195 @@
+//! The identity gateway: requests under a configured prefix go to the
+//! developer's own service with the caller's identity in headers that only
+//! wxauth can set. The service changes one line: `req.body.openid` becomes
+//! `req.get('x-wxauth-openid')`.
+//!
+//! What is forwarded: method, whole path, query, headers other than
+//! hop-by-hop ones, `Authorization` and any client-sent `X-Wxauth-*`; the
+//! body, streamed (within `limits.body_bytes`). What is added:
+//! `X-Wxauth-User-Id`, `-Appid`, `-Openid`, `-Unionid` (when known),
+//! `-Session-Id`, the request's `X-Request-Id` and `X-Forwarded-For`. The
+//! answer comes back as the service gave it, streamed. A service that
+//! refuses the connection or breaks it is a 502 `bad_gateway`; one that does
+//! not begin answering within the entry's `timeout_ms` a 504
+//! `gateway_timeout`.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use futures_util::TryStreamExt;
+
+use crate::config::GatewayRoute;
+use crate::error::{Error, Result};
+
+/// Who the caller is, as the gateway tells the service.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// wxauth's user id.
+    pub user_id: String,
+    /// The app.
+    pub appid: String,
+    /// The user's openid in the app.
+    pub openid: String,
+    /// The unionid, when WeChat gave one.
+    pub unionid: Option<String>,
+    /// The session.
+    pub session_id: String,
+}
+
+/// Marks a response as the service's own, so the error envelope leaves a
+/// 4xx/5xx from the service as the service wrote it.
+#[derive(Debug, Clone, Copy)]
+pub struct FromUpstream;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and those the client must not set.
+fn dropped(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "authorization"
+            | "x-request-id"
+            | "x-forwarded-for"
+    ) || name.as_str().starts_with("x-wxauth-")
+}
+
+/// One configured gateway entry with its HTTP client.
+#[derive(Debug)]
+pub struct Gateway {
+    route: GatewayRoute,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    /// A gateway for `route`.
+    pub fn new(route: GatewayRoute) -> Result<Self> {
+        wechat_miniapp::ensure_tls_provider();
+        let client = reqwest::Client::builder()
+            .connect_timeout(route.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::internal(format!("gateway {}: {e}", route.prefix)))?;
+        Ok(Self { route, client })
+    }
+
+    /// The entry.
+    pub fn route(&self) -> &GatewayRoute {
+        &self.route
+    }
+
+    /// Forwards `request` with `identity` (None: anonymous, for optional
+    /// entries) and returns the service's answer, streamed.
+    pub async fn forward(
+        &self,
+        request: Request<Body>,
+        identity: Option<&Identity>,
+        request_id: &str,
+        client_ip: IpAddr,
+        body_limit: usize,
+    ) -> Result<Response<Body>> {
+        let (parts, body) = request.into_parts();
+        if let Some(len) = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > body_limit as u64 {
+                return Err(Error::PayloadTooLarge(format!(
+                    "the request body is {len} bytes; the limit is {body_limit} (limits.body_bytes)"
+                )));
+            }
+        }
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let url = format!("{}{path_and_query}", self.route.upstream);
+        let mut headers = HeaderMap::new();
+        for (name, value) in &parts.headers {
+            if !dropped(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set("x-request-id", request_id);
+        set("x-forwarded-for", &client_ip.to_string());
+        if let Some(id) = identity {
+            set("x-wxauth-user-id", &id.user_id);
+            set("x-wxauth-appid", &id.appid);
+            set("x-wxauth-openid", &id.openid);
+            if let Some(u) = &id.unionid {
+                set("x-wxauth-unionid", u);
+            }
+            set("x-wxauth-session-id", &id.session_id);
+        }
+        // The body streams through, cut off past the limit.
+        let limited = http_body_util::Limited::new(body, body_limit);
+        let stream = http_body_util::BodyDataStream::new(limited);
+        let started = Instant::now();
+        let sent = self
+            .client
+            .request(parts.method.clone(), &url)
+            .headers(headers)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send();
+        let prefix = self.route.prefix.clone();
+        let answer = match tokio::time::timeout(self.route.timeout, sent).await {
+            Err(_) => {
+                metrics::counter!("wxauth_gateway_failures_total", "prefix" => prefix, "kind" => "timeout").increment(1);
+                return Err(Error::GatewayTimeout(format!(
+                    "the service behind {} did not answer within {} ms",
+                    self.route.prefix,
+                    self.route.timeout.as_millis()
+                )));
+            }
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .map(|s| s.to_string().contains("length limit"))
+                    .unwrap_or(false)
+                    || format!("{e:?}").contains("LengthLimitError");
+                if too_large {
+                    return Err(Error::PayloadTooLarge(format!(
+                        "the request body is larger than the limit of {body_limit} bytes (limits.body_bytes)"
+                    )));
+                }
+                metrics::counter!("wxauth_gateway_failures_total", "prefix" => prefix, "kind" => "unreachable").increment(1);
+                tracing::warn!(prefix = %self.route.prefix, error = %e, "gateway: the service is unreachable");
+                return Err(Error::BadGateway(format!(
+                    "the service behind {} could not be reached",
+                    self.route.prefix
+                )));
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        metrics::histogram!("wxauth_gateway_upstream_seconds", "prefix" => prefix.clone())
+            .record(started.elapsed().as_secs_f64());
+        let mut response = Response::builder().status(answer.status());
+        if let Some(h) = response.headers_mut() {
+            for (name, value) in answer.headers() {
+                if !dropped(name) || name == header::CONTENT_LENGTH {
+                    h.append(name.clone(), value.clone());
+                }
+            }
+        }
+        let body = Body::from_stream(answer.bytes_stream().map_err(std::io::Error::other));
+        let mut response = response
+            .body(body)
+            .map_err(|e| Error::internal(format!("gateway response: {e}")))?;
+        response.extensions_mut().insert(FromUpstream);
+        Ok(response)
+    }
+}
