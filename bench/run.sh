@@ -10,7 +10,9 @@
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
 # With redis-server and nginx on PATH it also runs one instance with Redis
 # and then three instances behind nginx (round robin) on the same
-# PostgreSQL and Redis, in the same run: compare those two blocks.
+# PostgreSQL and Redis, in the same run: compare those two blocks. With
+# nginx it also measures the gateway: a minimal service (nginx answering
+# 200 "ok") called directly, and through a wxauth [[gateway]] entry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER="${SECONDS_PER:-10}"
@@ -138,8 +140,48 @@ NGINX
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 }
 
+# The gateway's cost: a minimal upstream (nginx, 200 "ok") directly, then
+# through wxauth's [[gateway]] (token checked, identity headers added).
+run_gateway() {
+  local up lbdir="$WORK/upstream" port
+  up=$(free_port); port=$(free_port)
+  mkdir -p "$lbdir"
+  cat > "$lbdir/nginx.conf" <<NGINX
+worker_processes 1;
+pid $lbdir/nginx.pid;
+error_log $lbdir/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $lbdir/body; proxy_temp_path $lbdir/proxy;
+  fastcgi_temp_path $lbdir/fastcgi; uwsgi_temp_path $lbdir/uwsgi; scgi_temp_path $lbdir/scgi;
+  server { listen 127.0.0.1:$up; keepalive_requests 100000; location / { return 200 "ok"; } }
+}
+NGINX
+  nginx -p "$lbdir" -c "$lbdir/nginx.conf" -g 'daemon off;' &
+  local nginx_pid=$!
+  PIDS+=($nginx_pid)
+  write_config gateway "$port" "sqlite://$WORK/gateway.db"
+  cat >> "$WORK/gateway.toml" <<TOML
+[[gateway]]
+prefix = "/api/"
+upstream = "http://127.0.0.1:$up"
+TOML
+  start_instance gateway "$port"
+  echo "== gateway ($CONNECTIONS connections, ${SECONDS_PER}s each)"
+  "$LOAD" --scenario plain --url "http://127.0.0.1:$up" --path /api/ping --label "service direct" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario gateway --url "http://127.0.0.1:$port" --path /api/ping --label "via gateway" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario healthz --url "http://127.0.0.1:$port" --label "wxauth healthz" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  kill "${PIDS[-1]}" 2>/dev/null || true
+  kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+}
+
 echo "== machine: $(nproc) cores; disk under $WORK:"
 "$LOAD" --scenario fsync --dir "$WORK" --seconds 3
+if [ "${ONLY:-}" = gateway ]; then
+  command -v nginx >/dev/null && run_gateway
+  exit 0
+fi
 run_backend sqlite "sqlite://$WORK/bench.db"
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   schema="bench_$$"
@@ -165,4 +207,9 @@ if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   fi
 else
   echo "== postgres: not reachable, skipped"
+fi
+if command -v nginx >/dev/null; then
+  run_gateway
+else
+  echo "== gateway: nginx not on PATH, skipped"
 fi

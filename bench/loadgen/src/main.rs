@@ -29,6 +29,10 @@ enum Scenario {
     Me,
     Create,
     Get,
+    /// `GET {url}{path}` with a user's access token (a gateway route).
+    Gateway,
+    /// `GET {url}{path}` with no token (the service behind the gateway, directly).
+    Plain,
     Fsync,
 }
 
@@ -46,6 +50,9 @@ struct Args {
     /// How long to measure, after a one-second warm-up.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// For `gateway` and `plain`: the path to request.
+    #[arg(long, default_value = "/api/ping")]
+    path: String,
     /// For `fsync`: where to write.
     #[arg(long, default_value = ".")]
     dir: std::path::PathBuf,
@@ -121,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     let mut doc_ids = Vec::new();
     if matches!(
         args.scenario,
-        Scenario::Me | Scenario::Create | Scenario::Get
+        Scenario::Me | Scenario::Create | Scenario::Get | Scenario::Gateway
     ) {
         for w in 0..args.connections {
             let token = login(&http, &args.url, &format!("bench-user-{run_id}-{w}")).await?;
@@ -143,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
     let tokens = Arc::new(tokens);
     let doc_ids = Arc::new(doc_ids);
     let url = Arc::new(args.url.clone());
+    let path = Arc::new(args.path.clone());
     let counter = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let warmup = Instant::now() + Duration::from_secs(1);
@@ -158,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             errors.clone(),
         );
         let scenario = args.scenario;
+        let path = path.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
             loop {
@@ -195,6 +204,13 @@ async fn main() -> anyhow::Result<()> {
                             .send()
                             .await
                     }
+                    Scenario::Gateway => {
+                        http.get(format!("{url}{path}"))
+                            .bearer_auth(&tokens[w])
+                            .send()
+                            .await
+                    }
+                    Scenario::Plain => http.get(format!("{url}{path}")).send().await,
                     Scenario::Fsync => unreachable!(),
                 };
                 let ok = match result {

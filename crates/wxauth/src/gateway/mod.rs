@@ -136,16 +136,21 @@ impl Gateway {
             }
             set("x-wxauth-session-id", &id.session_id);
         }
-        // The body streams through, cut off past the limit.
-        let limited = http_body_util::Limited::new(body, body_limit);
-        let stream = http_body_util::BodyDataStream::new(limited);
+        // The body streams through, cut off past the limit. A request with
+        // no body (most GETs) is sent without one, not as an empty chunked
+        // stream.
+        let empty = http_body::Body::size_hint(&body).exact() == Some(0);
         let started = Instant::now();
-        let sent = self
+        let mut upstream = self
             .client
             .request(parts.method.clone(), &url)
-            .headers(headers)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send();
+            .headers(headers);
+        if !empty {
+            let limited = http_body_util::Limited::new(body, body_limit);
+            let stream = http_body_util::BodyDataStream::new(limited);
+            upstream = upstream.body(reqwest::Body::wrap_stream(stream));
+        }
+        let sent = upstream.send();
         let prefix = self.route.prefix.clone();
         let answer = match tokio::time::timeout(self.route.timeout, sent).await {
             Err(_) => {
