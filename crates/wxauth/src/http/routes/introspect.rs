@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct IntrospectRequest {
     /// The access token to look at.
+    #[schema(min_length = 1)]
     token: String,
     /// Accepted and ignored (only access tokens are introspected).
     #[serde(default)]
