@@ -5,6 +5,9 @@
 #   bash bench/run.sh                 # SQLite, then PostgreSQL if reachable
 #   SECONDS_PER=20 CONNECTIONS=64 bash bench/run.sh
 #   SCENARIOS="healthz create" bash bench/run.sh
+#   ONLY=peers bash bench/run.sh      # nginx static and the seed pattern beside wxauth
+#   ONLY=soak SOAK_SECONDS=600 bash bench/run.sh   # unique-code logins for 10 minutes
+#   ONLY=gateway bash bench/run.sh    # a service directly and through the gateway
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -176,12 +179,70 @@ TOML
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 }
 
+# Side by side with what users would otherwise run: a static file from
+# nginx (the HTTP limit here) and the seed pattern (bench/peers/seed-express:
+# Node express + request, no storage, trusting the client's openid), both
+# calling the same simulator; then wxauth on SQLite.
+run_peers() {
+  local static port peer
+  static=$(free_port); peer=$(free_port); port=$(free_port)
+  mkdir -p "$WORK/static"
+  printf 'ok\n' > "$WORK/static/ping.txt"
+  chmod 755 "$WORK" "$WORK/static"; chmod 644 "$WORK/static/ping.txt"   # nginx workers run as nobody
+  cat > "$WORK/static/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/static/nginx.pid;
+error_log $WORK/static/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/static/body; proxy_temp_path $WORK/static/proxy;
+  fastcgi_temp_path $WORK/static/fastcgi; uwsgi_temp_path $WORK/static/uwsgi; scgi_temp_path $WORK/static/scgi;
+  server { listen 127.0.0.1:$static; keepalive_requests 100000; root $WORK/static; }
+}
+NGINX
+  nginx -p "$WORK/static" -c "$WORK/static/nginx.conf" -g 'daemon off;' &
+  local nginx_pid=$!
+  PIDS+=($nginx_pid)
+  (cd bench/peers/seed-express && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  WECHAT="http://127.0.0.1:$SIM_PORT" APPID=wx1111111111111111 SECRET=11111111111111111111111111111111 PORT=$peer \
+    node bench/peers/seed-express/server.js >/dev/null &
+  PIDS+=($!)
+  write_config peers "$port" "sqlite://$WORK/peers.db"
+  start_instance peers "$port"
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$peer/api/data" -X POST -H 'content-type: application/json' -d '{"openid":"warm"}' >/dev/null && break; sleep 0.1; done
+  echo "== side by side ($CONNECTIONS connections, ${SECONDS_PER}s each)"
+  "$LOAD" --scenario plain --url "http://127.0.0.1:$static" --path /ping.txt --label "nginx static" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario peer-login --url "http://127.0.0.1:$peer" --label "seed login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario peer-write --url "http://127.0.0.1:$peer" --label "seed write(mem)" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "wxauth login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario create --url "http://127.0.0.1:$port" --label "wxauth create" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  "$LOAD" --scenario me --url "http://127.0.0.1:$port" --label "wxauth me" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+}
+
+# Login with a unique code for SOAK_SECONDS: the rate per 10 s and the
+# server's memory, to see whether the cost stays flat as users pile up.
+run_soak() {
+  local port; port=$(free_port)
+  write_config soak "$port" "sqlite://$WORK/soak.db"
+  start_instance soak "$port"
+  local pid=${PIDS[-1]} total=${SOAK_SECONDS:-600} t=0
+  echo "== soak: logins with unique codes for ${total}s ($CONNECTIONS connections); rate per 10 s, RSS"
+  while [ "$t" -lt "$total" ]; do
+    "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "login t=${t}s" --connections "$CONNECTIONS" --seconds 10 | tr -d '\n'
+    echo "  rss $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status)"
+    t=$((t + 11))
+  done
+}
+
 echo "== machine: $(nproc) cores; disk under $WORK:"
 "$LOAD" --scenario fsync --dir "$WORK" --seconds 3
-if [ "${ONLY:-}" = gateway ]; then
-  command -v nginx >/dev/null && run_gateway
-  exit 0
-fi
+case "${ONLY:-}" in
+  gateway) run_gateway; exit 0 ;;
+  peers) run_peers; exit 0 ;;
+  soak) run_soak; exit 0 ;;
+esac
 run_backend sqlite "sqlite://$WORK/bench.db"
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   schema="bench_$$"

@@ -33,6 +33,10 @@ enum Scenario {
     Gateway,
     /// `GET {url}{path}` with no token (the service behind the gateway, directly).
     Plain,
+    /// The seed pattern's login: `POST {url}/login {"code"}` (a peer in bench/peers).
+    PeerLogin,
+    /// The seed pattern's write: `POST {url}/api/data` with the client's openid.
+    PeerWrite,
     Fsync,
 }
 
@@ -211,6 +215,19 @@ async fn main() -> anyhow::Result<()> {
                             .await
                     }
                     Scenario::Plain => http.get(format!("{url}{path}")).send().await,
+                    Scenario::PeerLogin => {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        http.post(format!("{url}/login"))
+                            .json(&json!({"code": format!("bench-{run_id}-{n}")}))
+                            .send()
+                            .await
+                    }
+                    Scenario::PeerWrite => {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        let mut doc = small_document(n);
+                        doc["openid"] = json!(format!("o-bench-{w}"));
+                        http.post(format!("{url}/api/data")).json(&doc).send().await
+                    }
                     Scenario::Fsync => unreachable!(),
                 };
                 let ok = match result {
