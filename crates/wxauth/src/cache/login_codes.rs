@@ -8,7 +8,9 @@
 //!
 //! Expiry is a queue in arrival order: each call drops the expired entries
 //! at its front, so the work per login is constant however many codes the
-//! window holds (no sweep of the whole map).
+//! window holds (no sweep of the whole map). A busy window holds many
+//! codes (30 s at 5,000 logins/s is 150,000), so an answered entry keeps
+//! its identity compactly (a UUID user id as 16 bytes, no shared cell).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -28,9 +30,51 @@ pub struct LoginIdentity {
     pub new_user: bool,
 }
 
+/// A user id as kept in the window: wxauth's ids are UUIDs (16 bytes);
+/// anything else is kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CompactId {
+    Uuid(u128),
+    Text(Box<str>),
+}
+
+impl CompactId {
+    fn new(id: &str) -> Self {
+        match uuid::Uuid::parse_str(id) {
+            // Only the canonical form, so it prints back identically.
+            Ok(u) if u.hyphenated().to_string() == id => Self::Uuid(u.as_u128()),
+            _ => Self::Text(id.into()),
+        }
+    }
+
+    fn expand(&self) -> String {
+        match self {
+            Self::Uuid(u) => uuid::Uuid::from_u128(*u).hyphenated().to_string(),
+            Self::Text(t) => t.to_string(),
+        }
+    }
+}
+
+enum Slot {
+    /// The exchange runs (others wait on the cell), or failed.
+    Pending(Arc<OnceCell<LoginIdentity>>),
+    /// Answered.
+    Done { user: CompactId, new_user: bool },
+}
+
 struct Entry {
     created_ms: i64,
-    cell: Arc<OnceCell<LoginIdentity>>,
+    slot: Slot,
+}
+
+impl Entry {
+    /// Answered, or failed with nobody waiting: nothing needs it any more.
+    fn finished(&self) -> bool {
+        match &self.slot {
+            Slot::Done { .. } => true,
+            Slot::Pending(cell) => cell.initialized() || Arc::strong_count(cell) == 1,
+        }
+    }
 }
 
 /// Shared first outcomes of login codes.
@@ -59,8 +103,7 @@ impl Entries {
             // A newer entry may have replaced this key: leave it. An entry
             // is done when answered, or when nobody holds its cell (its
             // exchange failed and no one waits).
-            let done = |e: &Entry| e.cell.initialized() || Arc::strong_count(&e.cell) == 1;
-            if current.is_some_and(|e| e.created_ms == created && done(e)) {
+            if current.is_some_and(|e| e.created_ms == created && e.finished()) {
                 self.by_key.remove(&key);
             } else if current.is_some_and(|e| e.created_ms == created) {
                 // Still in flight: look again later.
@@ -114,32 +157,43 @@ impl LoginCodes {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<LoginIdentity>>,
     {
+        let key = Self::key(appid, code);
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.expire(now_ms, self.ttl_ms);
-            let key = Self::key(appid, code);
+            let within = |e: &Entry| now_ms - e.created_ms <= self.ttl_ms;
+            match entries.by_key.get(&key) {
+                // Answered within the window: its identity.
+                Some(e) if within(e) => {
+                    if let Slot::Done { user, new_user } = &e.slot {
+                        let identity = LoginIdentity {
+                            user_id: user.expand(),
+                            new_user: *new_user,
+                        };
+                        return Ok((identity, false));
+                    }
+                }
+                _ => {}
+            }
             // In flight (others wait for it) or answered within the window.
-            let usable = entries
-                .by_key
-                .get(&key)
-                .is_some_and(|e| !e.cell.initialized() || now_ms - e.created_ms <= self.ttl_ms);
-            if usable {
-                entries
-                    .by_key
-                    .get(&key)
-                    .map(|e| e.cell.clone())
-                    .unwrap_or_default()
-            } else {
-                let cell = Arc::new(OnceCell::new());
-                entries.by_key.insert(
-                    key,
-                    Entry {
-                        created_ms: now_ms,
-                        cell: cell.clone(),
-                    },
-                );
-                entries.order.push_back((now_ms, key));
-                cell
+            let shared = entries.by_key.get(&key).and_then(|e| match &e.slot {
+                Slot::Pending(cell) if !cell.initialized() || within(e) => Some(cell.clone()),
+                _ => None,
+            });
+            match shared {
+                Some(cell) => cell,
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    entries.by_key.insert(
+                        key,
+                        Entry {
+                            created_ms: now_ms,
+                            slot: Slot::Pending(cell.clone()),
+                        },
+                    );
+                    entries.order.push_back((now_ms, key));
+                    cell
+                }
             }
         };
         let ran = std::sync::atomic::AtomicBool::new(false);
@@ -150,7 +204,20 @@ impl LoginCodes {
             })
             .await?
             .clone();
-        Ok((identity, ran.load(std::sync::atomic::Ordering::SeqCst)))
+        let ran = ran.load(std::sync::atomic::Ordering::SeqCst);
+        if ran {
+            // Keep the answer compactly; waiters still hold the cell.
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = entries.by_key.get_mut(&key) {
+                if matches!(&e.slot, Slot::Pending(c) if Arc::ptr_eq(c, &cell)) {
+                    e.slot = Slot::Done {
+                        user: CompactId::new(&identity.user_id),
+                        new_user: identity.new_user,
+                    };
+                }
+            }
+        }
+        Ok((identity, ran))
     }
 }
 
@@ -208,5 +275,35 @@ mod tests {
             .once("a", "fresh", 10_000, || async { Ok(who("u9")) })
             .await;
         assert_eq!(len(&codes), 1);
+    }
+
+    #[tokio::test]
+    async fn answered_entries_are_compact_and_answer_the_same() {
+        let codes = LoginCodes::new(1000);
+        let id = uuid::Uuid::now_v7().to_string();
+        let first = codes
+            .once("a", "c", 0, || async { Ok(who(&id)) })
+            .await
+            .unwrap();
+        assert_eq!((first.0.user_id.as_str(), first.1), (id.as_str(), true));
+        let compact = {
+            let entries = codes.entries.lock().unwrap();
+            matches!(
+                entries.by_key.values().next().unwrap().slot,
+                Slot::Done {
+                    user: CompactId::Uuid(_),
+                    new_user: true
+                }
+            )
+        };
+        assert!(compact);
+        let again = codes
+            .once("a", "c", 10, || async { Ok(who("other")) })
+            .await
+            .unwrap();
+        assert_eq!((again.0.user_id.as_str(), again.1), (id.as_str(), false));
+        assert_eq!(CompactId::new("u1").expand(), "u1");
+        let upper = id.to_uppercase();
+        assert_eq!(CompactId::new(&upper).expand(), upper);
     }
 }
