@@ -16,3 +16,12 @@ pub use redis::SharedRedis;
 pub use revocations::{MemoryRevocations, Revocations, SharedRevocations};
 pub use shared_codes::{Claim, SharedCodes};
 pub use wechat_tokens::RedisTokenCache;
+
+/// Wall-clock Unix milliseconds, for what Redis and other instances share
+/// (the service's own clock can be moved by tests; shared expiry cannot).
+pub(crate) fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

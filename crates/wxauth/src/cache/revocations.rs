@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 
 use super::redis::{PREFIX, SharedRedis};
+use super::wall_ms;
 use crate::error::Result;
 
 /// A boxed future, so [`Revocations`] can be a trait object.
@@ -92,13 +93,6 @@ impl Revocations for MemoryRevocations {
             .is_some_and(|until| *until > now_ms);
         Box::pin(async move { Ok(revoked) })
     }
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The Redis channel revocations are announced on.

@@ -10,61 +10,52 @@ use redis::Script;
 
 use super::redis::{PREFIX, SharedRedis};
 
-/// GCRA over KEYS[1]; ARGV: emission interval (µs), burst. Returns 0 when
-/// allowed (and counted), else the µs until it would be.
-const GCRA: &str = r"
+/// GCRA on Redis's clock (µs) over the key in `tat_key`: sets `wait` to
+/// the µs until one more is allowed (0: allowed, and counted).
+const GCRA_STEP: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local tat = tonumber(redis.call('GET', tat_key)) or now
 if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - burst * interval
-if now < allow_at then return allow_at - now end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return 0
+local wait = 0
+if now < allow_at then
+  wait = allow_at - now
+else
+  redis.call('SET', tat_key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+end
 ";
+
+/// GCRA over KEYS[1]; ARGV: emission interval (µs), burst. Returns 0 when
+/// allowed (and counted), else the µs until it would be.
+fn gcra_script() -> String {
+    format!("local tat_key = KEYS[1]\n{GCRA_STEP}\nreturn wait")
+}
 
 /// An address's login check: its penalty (KEYS[2], set after too many
 /// refused codes) first, then its own GCRA (KEYS[1]). Returns 0 when
 /// allowed, µs to wait for the rate, or minus the µs of a penalty.
-const ADDRESS: &str = r"
-local penalty = redis.call('PTTL', KEYS[2])
-if penalty > 0 then return -penalty * 1000 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then return allow_at - now end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return 0
-";
+fn address_script() -> String {
+    format!(
+        "local penalty = redis.call('PTTL', KEYS[2])\n\
+         if penalty > 0 then return -penalty * 1000 end\n\
+         local tat_key = KEYS[1]\n{GCRA_STEP}\nreturn wait"
+    )
+}
 
 /// Counts a refused code (GCRA over KEYS[1]); past the budget, sets the
 /// address's penalty (KEYS[2]) until the budget refills by one. Returns
 /// the penalty in µs, or 0.
-const FAILURE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  local wait = allow_at - now
-  redis.call('SET', KEYS[2], 1, 'PX', math.ceil(wait / 1000) + 1)
-  return wait
-end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return 0
-";
+fn failure_script() -> String {
+    format!(
+        "local tat_key = KEYS[1]\n{GCRA_STEP}\n\
+         if wait > 0 then redis.call('SET', KEYS[2], 1, 'PX', math.ceil(wait / 1000) + 1) end\n\
+         return wait"
+    )
+}
 
 /// A rate: `burst` at once, refilling one per `interval`.
 #[derive(Debug, Clone, Copy)]
@@ -128,9 +119,9 @@ impl SharedLimits {
     pub fn new(redis: Arc<SharedRedis>) -> Self {
         Self {
             redis,
-            gcra: Arc::new(Script::new(GCRA)),
-            address: Arc::new(Script::new(ADDRESS)),
-            failure: Arc::new(Script::new(FAILURE)),
+            gcra: Arc::new(Script::new(&gcra_script())),
+            address: Arc::new(Script::new(&address_script())),
+            failure: Arc::new(Script::new(&failure_script())),
         }
     }
 

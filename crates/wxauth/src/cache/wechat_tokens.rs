@@ -10,6 +10,7 @@ use std::time::Duration;
 use wechat_miniapp::{AccessToken, CachedToken, Lease, MemoryTokenCache, TokenCache, TokenFuture};
 
 use super::redis::{PREFIX, SharedRedis};
+use super::wall_ms;
 
 /// Deletes KEYS[1] if it still holds ARGV[1].
 const COMPARE_AND_DELETE: &str = r"
@@ -45,13 +46,6 @@ impl RedisTokenCache {
     fn lock_key(appid: &str) -> String {
         format!("{PREFIX}wxtoken-lock:{appid}")
     }
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl TokenCache for RedisTokenCache {

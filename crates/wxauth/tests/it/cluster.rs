@@ -187,25 +187,13 @@ login_per_ip_per_minute = {per_ip}
 }
 
 fn start_instance(config: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
         .arg(config)
         .env("WXAUTH_LOG", "warn")
         .env_remove("WXAUTH_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
-        .to_owned();
-    Server { child, url }
+        .stderr(Stdio::null());
+    crate::process::spawn_serve(cmd)
 }
 
 /// Three instances behind nginx, logins limited to `per_ip` a minute per
@@ -333,6 +321,24 @@ impl Cluster {
         r.body
     }
 
+    /// One fresh login code of `user` sent to every instance at once: the
+    /// answers, and how many jscode2session calls they cost.
+    async fn one_code_to_all(&self, user: &str) -> (Vec<Reply>, u64) {
+        let before = self.calls("jscode2session");
+        let code = self.sim.login_code(APP1, user).unwrap();
+        let answers = futures_util::future::join_all(self.instances.iter().map(|i| {
+            self.call(
+                &i.url,
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"code": code})),
+            )
+        }))
+        .await;
+        (answers, self.calls("jscode2session") - before)
+    }
+
     fn calls(&self, api: &str) -> u64 {
         self.sim.stats().calls.get(api).copied().unwrap_or(0)
     }
@@ -436,18 +442,7 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
     c.refused_everywhere(&newer, Duration::from_secs(1)).await;
 
     // One code sent to all three at once: one jscode2session, three 200s, one user.
-    let before = c.calls("jscode2session");
-    let code = c.sim.login_code(APP1, "carol").unwrap();
-    let answers = futures_util::future::join_all(c.instances.iter().map(|i| {
-        c.call(
-            &i.url,
-            Method::POST,
-            "/v1/login",
-            None,
-            Some(json!({"code": code})),
-        )
-    }))
-    .await;
+    let (answers, exchanges) = c.one_code_to_all("carol").await;
     let users: std::collections::BTreeSet<String> = answers
         .iter()
         .map(|r| {
@@ -456,7 +451,7 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
         })
         .collect();
     assert_eq!(users.len(), 1, "one user: {users:?}");
-    assert_eq!(c.calls("jscode2session") - before, 1);
+    assert_eq!(exchanges, 1);
     let sessions: std::collections::BTreeSet<&str> =
         answers.iter().map(|r| token(&r.body)).collect();
     assert_eq!(sessions.len(), 3, "each answer has a session of its own");
@@ -627,26 +622,11 @@ async fn redis_stopped_in_the_middle_of_traffic() {
         .await;
     assert_eq!(r.status, 204);
     c.refused_everywhere(&keep_t, Duration::from_secs(1)).await;
-    let before = c.calls("jscode2session");
-    let code = c.sim.login_code(APP1, "frank").unwrap();
-    let answers = futures_util::future::join_all(c.instances.iter().map(|i| {
-        c.call(
-            &i.url,
-            Method::POST,
-            "/v1/login",
-            None,
-            Some(json!({"code": code})),
-        )
-    }))
-    .await;
+    let (answers, exchanges) = c.one_code_to_all("frank").await;
     for r in &answers {
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
-    assert_eq!(
-        c.calls("jscode2session") - before,
-        1,
-        "codes are shared again"
-    );
+    assert_eq!(exchanges, 1, "codes are shared again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

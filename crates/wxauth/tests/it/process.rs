@@ -54,17 +54,21 @@ pub(crate) fn start_serve(config: &Path, log_level: &str) -> Server {
 
 /// `wxauth serve` whose encryption key is 32 bytes of `key_byte`.
 pub(crate) fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
         .arg(config)
         .env("TEST_APP1_SECRET", SECRET1)
         .env("TEST_ENC_KEY", b64_key(key_byte))
         .env("WXAUTH_LOG", log_level)
         .env_remove("WXAUTH_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    spawn_serve(cmd)
+}
+
+/// Starts a `wxauth serve` command and reads the URL it announces on its
+/// first line (its stdout is taken for that).
+pub(crate) fn spawn_serve(mut cmd: Command) -> Server {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -74,7 +78,9 @@ pub(crate) fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8)
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| {
             let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
             panic!("serve did not start: {line:?} {err}")
         })
         .to_owned();
