@@ -99,6 +99,28 @@ run_backend() {
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 }
 
+# start_nginx DIR HTTP_BODY: nginx with its files under DIR, the given
+# http { } contents, in the foreground of a background job; sets NGINX_PID.
+start_nginx() {
+  local dir=$1 body=$2
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<NGINX
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+$body
+}
+NGINX
+  nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+  NGINX_PID=$!
+  PIDS+=($NGINX_PID)
+}
+
 # Three instances on one PostgreSQL schema and one Redis, behind nginx.
 run_cluster() {
   local db_url=$1 redis_url=$2
@@ -110,17 +132,7 @@ run_cluster() {
     ports+=("$port"); urls+=("http://127.0.0.1:$port"); upstreams+="    server 127.0.0.1:$port;"$'\n'
   done
   local lb; lb=$(free_port)
-  mkdir -p "$WORK/nginx"
-  cat > "$WORK/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;
-  upstream wxauth {
+  start_nginx "$WORK/nginx" "  upstream wxauth {
 $upstreams    keepalive 64;
   }
   server {
@@ -128,16 +140,12 @@ $upstreams    keepalive 64;
     location / {
       proxy_pass http://wxauth;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
-  }
-}
-NGINX
-  nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-  local nginx_pid=$!
-  PIDS+=($nginx_pid)
+  }"
+  local nginx_pid=$NGINX_PID
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$lb/healthz" >/dev/null && break; sleep 0.1; done
   run_scenarios "postgres+redis, 3 instances behind nginx" "http://127.0.0.1:$lb" "${urls[@]}"
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
@@ -148,22 +156,8 @@ NGINX
 run_gateway() {
   local up lbdir="$WORK/upstream" port
   up=$(free_port); port=$(free_port)
-  mkdir -p "$lbdir"
-  cat > "$lbdir/nginx.conf" <<NGINX
-worker_processes 1;
-pid $lbdir/nginx.pid;
-error_log $lbdir/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $lbdir/body; proxy_temp_path $lbdir/proxy;
-  fastcgi_temp_path $lbdir/fastcgi; uwsgi_temp_path $lbdir/uwsgi; scgi_temp_path $lbdir/scgi;
-  server { listen 127.0.0.1:$up; keepalive_requests 100000; location / { return 200 "ok"; } }
-}
-NGINX
-  nginx -p "$lbdir" -c "$lbdir/nginx.conf" -g 'daemon off;' &
-  local nginx_pid=$!
-  PIDS+=($nginx_pid)
+  start_nginx "$lbdir" "  server { listen 127.0.0.1:$up; keepalive_requests 100000; location / { return 200 \"ok\"; } }"
+  local nginx_pid=$NGINX_PID
   write_config gateway "$port" "sqlite://$WORK/gateway.db"
   cat >> "$WORK/gateway.toml" <<TOML
 [[gateway]]
@@ -189,21 +183,8 @@ run_peers() {
   mkdir -p "$WORK/static"
   printf 'ok\n' > "$WORK/static/ping.txt"
   chmod 755 "$WORK" "$WORK/static"; chmod 644 "$WORK/static/ping.txt"   # nginx workers run as nobody
-  cat > "$WORK/static/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/static/nginx.pid;
-error_log $WORK/static/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/static/body; proxy_temp_path $WORK/static/proxy;
-  fastcgi_temp_path $WORK/static/fastcgi; uwsgi_temp_path $WORK/static/uwsgi; scgi_temp_path $WORK/static/scgi;
-  server { listen 127.0.0.1:$static; keepalive_requests 100000; root $WORK/static; }
-}
-NGINX
-  nginx -p "$WORK/static" -c "$WORK/static/nginx.conf" -g 'daemon off;' &
-  local nginx_pid=$!
-  PIDS+=($nginx_pid)
+  start_nginx "$WORK/static" "  server { listen 127.0.0.1:$static; keepalive_requests 100000; root $WORK/static; }"
+  local nginx_pid=$NGINX_PID
   (cd bench/peers/seed-express && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   WECHAT="http://127.0.0.1:$SIM_PORT" APPID=wx1111111111111111 SECRET=11111111111111111111111111111111 PORT=$peer \
     node bench/peers/seed-express/server.js >/dev/null &

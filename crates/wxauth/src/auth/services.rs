@@ -158,12 +158,16 @@ impl Auth {
     /// revocation (on every instance) and the user's existence, exactly as
     /// a request carrying it would be checked.
     pub async fn introspect(&self, token: &str) -> Result<Introspection> {
-        let caller = match self.authenticate(token).await {
-            Ok(caller) => caller,
+        let claims = match self.current_claims(token).await {
+            Ok(claims) => claims,
             Err(Error::Unauthorized(_)) => return Ok(Introspection::inactive()),
             Err(e) => return Err(e),
         };
-        let claims = self.issuer.verify_access(token)?;
+        let caller = super::Caller {
+            user_id: claims.sub.clone(),
+            session_id: claims.sid.clone(),
+            appid: claims.app.clone(),
+        };
         let user = match self.user(&caller).await {
             Ok(user) => user,
             Err(Error::Unauthorized(_)) => return Ok(Introspection::inactive()),

@@ -291,6 +291,17 @@ impl Auth {
     /// Who a bearer token belongs to. No database round trip: the signature
     /// proves the claims, the revocation cache says whether it was revoked.
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller> {
+        let claims = self.current_claims(bearer).await?;
+        Ok(Caller {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            appid: claims.app,
+        })
+    }
+
+    /// The claims of a current access token: signed by us, unexpired, its
+    /// session not revoked (on any instance), its app still served.
+    pub(crate) async fn current_claims(&self, bearer: &str) -> Result<tokens::AccessClaims> {
         let claims = self.issuer.verify_access(bearer)?;
         let ended = || {
             Error::Unauthorized(
@@ -321,11 +332,7 @@ impl Auth {
                 "the access token is for an app this server no longer serves",
             ));
         }
-        Ok(Caller {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            appid: claims.app,
-        })
+        Ok(claims)
     }
 
     /// The caller's user row.

@@ -46,6 +46,20 @@ impl RedisTokenCache {
     fn lock_key(appid: &str) -> String {
         format!("{PREFIX}wxtoken-lock:{appid}")
     }
+
+    /// Deletes `key` only while it still holds `value`.
+    async fn compare_and_delete(&self, key: &str, value: &str) {
+        let _: Option<i64> = self
+            .redis
+            .run(
+                redis::cmd("EVAL")
+                    .arg(COMPARE_AND_DELETE)
+                    .arg(1)
+                    .arg(key)
+                    .arg(value),
+            )
+            .await;
+    }
 }
 
 impl TokenCache for RedisTokenCache {
@@ -102,17 +116,8 @@ impl TokenCache for RedisTokenCache {
                 .split_once(' ')
                 .is_some_and(|(_, t)| t == stale.expose())
             {
-                let key = Self::token_key(appid);
                 // Deleted only if no other instance stored a newer one since.
-                let _: Option<i64> = self
-                    .redis
-                    .run(
-                        redis::cmd("EVAL")
-                            .arg(COMPARE_AND_DELETE)
-                            .arg(1)
-                            .arg(&key)
-                            .arg(&text),
-                    )
+                self.compare_and_delete(&Self::token_key(appid), &text)
                     .await;
             }
             Ok(())
@@ -145,15 +150,7 @@ impl TokenCache for RedisTokenCache {
     fn unlock<'a>(&'a self, appid: &'a str, lease: &'a Lease) -> TokenFuture<'a, ()> {
         Box::pin(async move {
             if !lease.0.is_empty() {
-                let _: Option<i64> = self
-                    .redis
-                    .run(
-                        redis::cmd("EVAL")
-                            .arg(COMPARE_AND_DELETE)
-                            .arg(1)
-                            .arg(Self::lock_key(appid))
-                            .arg(&lease.0),
-                    )
+                self.compare_and_delete(&Self::lock_key(appid), &lease.0)
                     .await;
             }
             Ok(())

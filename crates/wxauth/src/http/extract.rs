@@ -62,6 +62,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header: `None` when there is
+/// no header, an error when there is one of another shape.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Result<Option<&str>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or(Error::Unauthorized(
+            "the Authorization header must be \"Bearer <access_token>\"",
+        ))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
@@ -69,24 +90,9 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(Error::Unauthorized(
-                "missing Authorization: Bearer <access_token>",
-            ))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(Error::Unauthorized(
-                "the Authorization header must be \"Bearer <access_token>\"",
-            ))?;
+        let token = bearer_token(&parts.headers)?.ok_or(Error::Unauthorized(
+            "missing Authorization: Bearer <access_token>",
+        ))?;
         let caller = state.auth().authenticate(token).await?;
         // A client may name its app; a token of another app is then refused.
         if let Some(appid) = parts

@@ -7,7 +7,6 @@
 //! Redis test can stop it) and nginx on PATH (`.ci/run` installs it).
 //! Without them the tests say they skipped; under CI=true they fail.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -157,11 +156,21 @@ impl Drop for Cluster {
     }
 }
 
-fn write_cluster_config(dir: &Path, db_url: &str, redis_port: u16, sim_url: &str, per_ip: u32) {
+/// The instances' configuration; `redis_port` None: no Redis at all.
+fn write_cluster_config(
+    dir: &Path,
+    db_url: &str,
+    redis_port: Option<u16>,
+    sim_url: &str,
+    per_ip: u32,
+) {
+    let redis = redis_port
+        .map(|p| format!("redis_url = \"redis://127.0.0.1:{p}\""))
+        .unwrap_or_default();
     let text = format!(
         r#"listen = "127.0.0.1:0"
 database_url = "{db_url}"
-redis_url = "redis://127.0.0.1:{redis_port}"
+{redis}
 default_appid = "{APP1}"
 
 [wechat]
@@ -214,7 +223,7 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
     let (sim, sim_url) = spawn_sim(&clock).await;
     let redis = Redis::start(free_port());
     let dir = crate::db::temp_dir();
-    write_cluster_config(&dir.0, &db_url, redis.port, &sim_url, per_ip);
+    write_cluster_config(&dir.0, &db_url, Some(redis.port), &sim_url, per_ip);
     let config = dir.0.join("wxauth.toml");
     // The first migrates the schema; then the others start on it.
     let mut instances = vec![start_instance(&config)];
@@ -745,47 +754,15 @@ async fn postgres_without_redis_warns_at_start() {
         return;
     };
     let dir = crate::db::temp_dir();
-    let config = dir.0.join("wxauth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:0"
-database_url = "{db_url}"
-[wechat]
-base_url = "http://127.0.0.1:9"
-[[apps]]
-appid = "{APP1}"
-secret = "{SECRET1}"
-[tokens]
-signing_keys = [{{ id = "c1", key = "{sign}" }}]
-[encryption]
-keys = [{{ id = "1", key = "{enc}" }}]
-"#,
-            sign = b64_key(5),
-            enc = b64_key(6),
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
+    write_cluster_config(&dir.0, &db_url, None, "http://127.0.0.1:9", 60);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
+        .arg(dir.0.join("wxauth.toml"))
         .env("WXAUTH_LOG", "warn")
         .env_remove("WXAUTH_CONFIG")
         .env_remove("WXAUTH_REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("http://"), "{line}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let output = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+        .stderr(Stdio::piped());
+    let log = crate::process::stop(crate::process::spawn_serve(cmd));
     assert!(
         log.contains("redis_url is not set") && log.contains("ONE instance"),
         "{log}"

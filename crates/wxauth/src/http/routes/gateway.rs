@@ -2,11 +2,10 @@
 //! then hand over to `gateway::Gateway`.
 
 use axum::extract::Request;
-use axum::http::header;
 use axum::response::Response;
 
 use super::super::AppState;
-use super::super::extract::ClientIp;
+use super::super::extract::{ClientIp, bearer_token};
 use crate::error::{Error, Result};
 use crate::gateway::Identity;
 
@@ -20,24 +19,7 @@ pub(crate) async fn forward(
     let Some(gateway) = state.gateway(index) else {
         return Err(Error::internal("no such gateway entry"));
     };
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .ok_or(Error::Unauthorized(
-                    "the Authorization header must be \"Bearer <access_token>\"",
-                ))
-        })
-        .transpose()?;
+    let bearer = bearer_token(request.headers())?.map(str::to_owned);
     let identity = match bearer {
         Some(token) => {
             // Exactly as wxauth's own routes: signature, expiry, revocation.

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
-use super::super::extract::ClientIp;
+use super::super::extract::{ClientIp, bearer_token};
 use super::super::{AppState, ErrorBody};
 use crate::auth::Introspection;
 use crate::error::{Error, Result};
@@ -21,18 +21,6 @@ pub(crate) struct IntrospectRequest {
     #[serde(default)]
     #[allow(dead_code)]
     token_type_hint: Option<String>,
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// Whether an access token is current, and whose it is.
@@ -62,7 +50,8 @@ pub(crate) async fn introspect(
     state
         .auth()
         .service_keys()
-        .authenticate(bearer(&headers), ip, "introspect")?;
+        // A malformed header counts as a wrong key.
+        .authenticate(bearer_token(&headers).ok().flatten(), ip, "introspect")?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
