@@ -2,6 +2,7 @@
 //! is the one place that turns it into a response. Messages are written for
 //! the mini-program developer reading them and never contain a secret.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What went wrong, in the terms of the API contract.
@@ -83,15 +84,62 @@ pub enum Error {
     /// escapes is a 503 to retry.
     #[error("the database is busy with conflicting writes; try again")]
     Contention(String),
-    /// Something broke inside; the cause is logged, not shown.
+    /// Something broke inside; the cause (with its whole source chain) is
+    /// logged, not shown. Shared, so one failed group commit can answer
+    /// every write in it with the same cause.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// A cause that is only a message (no underlying error to keep).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(pub String);
+
+/// A cause with what was being done when it happened, keeping the
+/// underlying error as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct WithContext {
+    /// What was being done.
+    pub context: String,
+    /// What went wrong.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl Error {
-    /// An internal error with its cause kept for the log.
+    /// An internal error whose cause is a message, kept for the log.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        Error::Internal(cause.to_string())
+        Error::Internal(Arc::new(Cause(cause.to_string())))
+    }
+
+    /// An internal error saying what was being done, with the error that
+    /// stopped it kept as the source.
+    pub fn internal_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal(Arc::new(WithContext {
+            context: context.into(),
+            source: Box::new(source),
+        }))
+    }
+
+    /// For the log: the internal cause and each of its sources, joined by
+    /// ": " (None for errors that are not internal).
+    pub fn internal_chain(&self) -> Option<String> {
+        let Error::Internal(cause) = self else {
+            return None;
+        };
+        let mut text = cause.to_string();
+        let mut next = std::error::Error::source(&**cause);
+        while let Some(source) = next {
+            text.push_str(": ");
+            text.push_str(&source.to_string());
+            next = std::error::Error::source(source);
+        }
+        Some(text)
     }
 }
 
@@ -108,14 +156,14 @@ impl From<sqlx::Error> for Error {
         if retryable {
             Error::Contention(format!("database: {e}"))
         } else {
-            Error::Internal(format!("database: {e}"))
+            Error::internal_from("database", e)
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Error::Internal(format!("migration: {e}"))
+        Error::internal_from("migration", e)
     }
 }
 

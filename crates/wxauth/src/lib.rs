@@ -92,7 +92,10 @@ pub struct App {
 /// Opens the store (migrating it), warms caches and builds the router.
 pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     let store = store::Store::open(settings.database_url.expose()).await?;
-    spawn_idempotency_expiry(store.clone(), deps.clock.clone());
+    let data = data::Data::new(store.clone(), deps.clock.clone(), settings.limits.clone());
+    spawn_idempotency_expiry(data.clone());
+    // Hot user rows in memory only while this process is the one writer.
+    store.cache_users(settings.redis_url.is_none());
     let redis = match &settings.redis_url {
         Some(url) => Some(SharedRedis::connect(url.expose())?),
         None => {
@@ -114,7 +117,7 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
-    let state = http::AppState::new(auth, settings, metrics_handle())?;
+    let state = http::AppState::new(auth, data, settings, metrics_handle())?;
     Ok(App {
         router: http::router(state),
         store,
@@ -124,13 +127,12 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
 
 /// Forgets idempotency keys older than a day, every ten minutes. Stops when
 /// the store is closed.
-fn spawn_idempotency_expiry(store: store::Store, clock: Arc<dyn Clock>) {
+fn spawn_idempotency_expiry(data: data::Data) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             tick.tick().await;
-            let before = clock.now_ms() - data::documents::IDEMPOTENCY_TTL_MS;
-            match store.expire_idempotency_keys(before).await {
+            match data.expire_idempotency_keys().await {
                 Ok(n) if n > 0 => tracing::debug!(expired = n, "idempotency keys expired"),
                 Ok(_) => {}
                 Err(_) => break, // the store was closed

@@ -23,7 +23,7 @@ use crate::store::Store;
 pub use phone::PhoneNumber;
 use seal::Sealer;
 pub use services::{Introspection, ServiceCaller, ServiceKeys};
-pub use sessions::{Caller, Session};
+pub use sessions::{Caller, Me, Session, User};
 use tokens::TokenIssuer;
 
 /// Everything the rules need. Built once at start-up, shared by requests.
@@ -65,7 +65,8 @@ impl Auth {
         redis: Option<Arc<SharedRedis>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let wechat = WechatClient::new(settings.wechat.clone()).map_err(crate::Error::internal)?;
+        let wechat =
+            WechatClient::new(settings.wechat.clone()).map_err(crate::error::Error::internal)?;
         let apps: HashMap<String, AppSecret> = settings
             .apps
             .iter()
@@ -126,13 +127,13 @@ impl Auth {
         })
     }
 
-    /// The store (for readiness checks).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Whether the database answers (for readiness checks).
+    pub async fn ping_store(&self) -> Result<()> {
+        self.store.ping().await
     }
 
     /// The service's clock, Unix milliseconds.
-    pub fn now_ms(&self) -> i64 {
+    fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 
@@ -196,7 +197,7 @@ impl Auth {
                             revocations.remember(&session_id, at + ttl_ms, now);
                         }
                     }
-                    Err(crate::Error::Internal(cause)) if cause.contains("closed") => return,
+                    Err(_) if store.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = ?e, "revocation resync from the database failed")
                     }

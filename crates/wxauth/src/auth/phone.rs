@@ -38,7 +38,7 @@ impl Auth {
                 "code must be 1 to 256 characters".into(),
             ));
         }
-        let user = self.user(caller).await?;
+        let user = self.user_record(caller).await?;
         let code = PhoneCode::new(code);
         let call = self.wechat_tokens.with_token(&user.appid, |token| {
             let (client, code, openid) = (self.wechat.clone(), code.clone(), user.openid.clone());
@@ -71,7 +71,7 @@ impl Auth {
     }
 
     /// The user's bound phone number, if any.
-    pub fn phone_of(&self, user: &UserRecord) -> Result<Option<PhoneNumber>> {
+    pub(super) fn phone_of(&self, user: &UserRecord) -> Result<Option<PhoneNumber>> {
         let Some(sealed) = &user.phone_enc else {
             return Ok(None);
         };
@@ -101,7 +101,7 @@ impl Auth {
         iv: &str,
         signed: Option<(&str, &str)>,
     ) -> Result<Value> {
-        let user = self.user(caller).await?;
+        let user = self.user_record(caller).await?;
         let key = self.session_key_of(&user)?;
         if let Some((raw_data, signature)) = signed {
             verify_raw_data_signature(raw_data, &key, signature).map_err(|_| {

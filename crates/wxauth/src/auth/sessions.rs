@@ -7,7 +7,7 @@ use super::upstream::{self, Call};
 use super::{Auth, tokens};
 use crate::cache::{Claim, LoginIdentity};
 use crate::error::{Error, Result};
-use crate::store::{LoginWrite, RefreshOutcome, UserRecord};
+use crate::store::{LoggedIn, LoginWrite, NewSession, RefreshOutcome, UserRecord};
 
 /// The authenticated caller of a request: who, which session, which app.
 /// Always derived from a verified access token, never from the request body.
@@ -35,7 +35,50 @@ pub struct Session {
     /// Whether this login created the user.
     pub new_user: bool,
     /// The user.
-    pub user: UserRecord,
+    pub user: User,
+}
+
+/// A user as the rules hand them out: what clients may see, never a
+/// sealed field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// wxauth's id for the user.
+    pub id: String,
+    /// The app the user belongs to.
+    pub appid: String,
+    /// WeChat's id for the user within the app.
+    pub openid: String,
+    /// WeChat's id across the Open Platform account, when known.
+    pub unionid: Option<String>,
+    /// The profile, as JSON object text.
+    pub profile: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub last_login_at: i64,
+}
+
+impl From<UserRecord> for User {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            id: u.id,
+            appid: u.appid,
+            openid: u.openid,
+            unionid: u.unionid,
+            profile: u.profile,
+            created_at: u.created_at,
+            last_login_at: u.last_login_at,
+        }
+    }
+}
+
+/// The caller's user with the bound phone number (`GET /v1/me`).
+#[derive(Debug, Clone)]
+pub struct Me {
+    /// The user.
+    pub user: User,
+    /// The bound phone number, opened.
+    pub phone: Option<super::PhoneNumber>,
 }
 
 /// The longest login code accepted. WeChat's are 32 characters of
@@ -83,7 +126,7 @@ impl Auth {
             refresh_token: refresh.token,
             refresh_expires_in: self.refresh_ttl.as_secs(),
             new_user,
-            user,
+            user: user.into(),
         })
     }
 
@@ -173,14 +216,14 @@ impl Auth {
         let refresh = self.issuer.new_refresh();
         let now = self.now_ms();
         self.store
-            .new_session(
-                &user.id,
-                &appid,
-                &session_id,
-                refresh.hash.clone(),
-                self.refresh_expiry(now),
+            .new_session(NewSession {
+                user_id: user.id.clone(),
+                appid: appid.clone(),
+                session_id: session_id.clone(),
+                refresh_hash: refresh.hash.clone(),
+                refresh_expires_at: self.refresh_expiry(now),
                 now,
-            )
+            })
             .await?;
         self.session_for(user, &session_id, refresh, identity.new_user)
     }
@@ -202,7 +245,7 @@ impl Auth {
         )?;
         let session_id = Uuid::now_v7().to_string();
         let refresh = self.issuer.new_refresh();
-        let (user, new_user) = self
+        let LoggedIn { user, new_user } = self
             .store
             .login(LoginWrite {
                 new_user_id: Uuid::now_v7().to_string(),
@@ -335,8 +378,23 @@ impl Auth {
         Ok(claims)
     }
 
-    /// The caller's user row.
-    pub async fn user(&self, caller: &Caller) -> Result<UserRecord> {
+    /// The caller's user.
+    pub async fn user(&self, caller: &Caller) -> Result<User> {
+        self.user_record(caller).await.map(User::from)
+    }
+
+    /// The caller's user with the bound phone number, opened.
+    pub async fn me(&self, caller: &Caller) -> Result<Me> {
+        let record = self.user_record(caller).await?;
+        let phone = self.phone_of(&record)?;
+        Ok(Me {
+            user: record.into(),
+            phone,
+        })
+    }
+
+    /// The caller's user row (sealed fields included, for the rules here).
+    pub(super) async fn user_record(&self, caller: &Caller) -> Result<UserRecord> {
         self.store
             .user(&caller.user_id)
             .await?

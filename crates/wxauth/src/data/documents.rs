@@ -15,13 +15,41 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::auth::{Auth, Caller};
+use super::Data;
+use crate::auth::Caller;
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::store::{
-    CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, StoredAnswer,
+    CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, Replacement,
     UserLimit, UserQuota,
 };
+
+/// A document as the rules hand it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// UUIDv7.
+    pub id: String,
+    /// 1 at creation, +1 on each replace (also the `ETag`).
+    pub version: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    /// The JSON object, as compact text (written by serde_json).
+    pub data: String,
+}
+
+impl From<DocumentRecord> for Document {
+    fn from(r: DocumentRecord) -> Self {
+        Self {
+            id: r.id,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            data: r.data,
+        }
+    }
+}
 
 fn quota(limits: &LimitsConfig) -> UserQuota {
     UserQuota {
@@ -108,129 +136,132 @@ fn check_idempotency_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// A created document, or the first answer to a repeated idempotency key.
+/// A created document: stored now, or what the first create with the same
+/// Idempotency-Key made (`replayed`), as that create answered it.
 #[derive(Debug)]
-pub enum Created {
-    /// Stored now.
-    New(DocumentRecord),
-    /// The answer given the first time this Idempotency-Key was used, as the
-    /// `render` function of that first call wrote it, and the document it
-    /// created. Never parsed again: it is sent as stored.
-    Replayed(StoredAnswer),
+pub struct Created {
+    /// The document as created.
+    pub document: Document,
+    /// Whether this is the first answer to a repeated Idempotency-Key.
+    pub replayed: bool,
 }
 
-/// Renders a created document as the answer to store with its
-/// idempotency key (the HTTP layer's JSON).
-pub type Render = fn(&DocumentRecord) -> String;
-
-/// Creates a document in the caller's collection.
-pub async fn create(
-    auth: &Auth,
-    caller: &Caller,
-    collection: &str,
-    body: Value,
-    idempotency_key: Option<&str>,
-    limits: &LimitsConfig,
-    render: Render,
-) -> Result<Created> {
-    check_collection(collection)?;
-    let data = check_object(body)?;
-    let data = Value::Object(data).to_string();
-    let idempotency = match idempotency_key {
-        Some(key) => {
-            check_idempotency_key(key)?;
-            let mut h = Sha256::new();
-            h.update(collection.as_bytes());
-            h.update([0]);
-            h.update(data.as_bytes());
-            Some(Idempotency {
-                key: key.to_owned(),
-                request_hash: h.finalize().to_vec(),
-                render: Box::new(render),
+impl Data {
+    /// Creates a document in the caller's collection.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        collection: &str,
+        body: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created> {
+        check_collection(collection)?;
+        let data = Value::Object(check_object(body)?).to_string();
+        let idempotency = match idempotency_key {
+            Some(key) => {
+                check_idempotency_key(key)?;
+                let mut h = Sha256::new();
+                h.update(collection.as_bytes());
+                h.update([0]);
+                h.update(data.as_bytes());
+                Some(Idempotency {
+                    key: key.to_owned(),
+                    request_hash: h.finalize().to_vec(),
+                })
+            }
+            None => None,
+        };
+        let limits = &self.limits;
+        let outcome = self
+            .store
+            .create_document(NewDocument {
+                id: Uuid::now_v7().to_string(),
+                user_id: caller.user_id.clone(),
+                collection: collection.to_owned(),
+                data: data.clone(),
+                now: self.now_ms(),
+                max_documents: i64::from(limits.documents_per_collection),
+                quota: quota(limits),
+                idempotency,
             })
+            .await?;
+        match outcome {
+            CreateOutcome::Created(doc) => Ok(Created {
+                document: doc.into(),
+                replayed: false,
+            }),
+            // The same key with the same request hash: the same data, so
+            // the first answer is rebuilt exactly from what the key kept.
+            CreateOutcome::Replayed(first) => Ok(Created {
+                document: Document {
+                    id: first.document_id,
+                    version: 1,
+                    created_at: first.created_at,
+                    updated_at: first.created_at,
+                    data,
+                },
+                replayed: true,
+            }),
+            CreateOutcome::KeyReused => Err(Error::InvalidRequest(
+                "this Idempotency-Key was already used with a different request".into(),
+            )),
+            CreateOutcome::LimitReached => Err(Error::LimitExceeded(format!(
+                "collection {collection} already holds the limit of {} documents for this user (limits.documents_per_collection)",
+                limits.documents_per_collection
+            ))),
+            CreateOutcome::UserLimitReached(limit) => Err(user_limit(limit, limits)),
         }
-        None => None,
-    };
-    let outcome = auth
-        .store()
-        .create_document(NewDocument {
-            id: Uuid::now_v7().to_string(),
-            user_id: caller.user_id.clone(),
-            collection: collection.to_owned(),
-            data,
-            now: auth.now_ms(),
-            max_documents: i64::from(limits.documents_per_collection),
-            quota: quota(limits),
-            idempotency,
-        })
-        .await?;
-    match outcome {
-        CreateOutcome::Created(doc) => Ok(Created::New(doc)),
-        CreateOutcome::Replayed(text) => Ok(Created::Replayed(text)),
-        CreateOutcome::KeyReused => Err(Error::InvalidRequest(
-            "this Idempotency-Key was already used with a different request".into(),
-        )),
-        CreateOutcome::LimitReached => Err(Error::LimitExceeded(format!(
-            "collection {collection} already holds the limit of {} documents for this user (limits.documents_per_collection)",
-            limits.documents_per_collection
-        ))),
-        CreateOutcome::UserLimitReached(limit) => Err(user_limit(limit, limits)),
     }
-}
 
-/// One of the caller's documents.
-pub async fn get(
-    auth: &Auth,
-    caller: &Caller,
-    collection: &str,
-    id: &str,
-) -> Result<DocumentRecord> {
-    check_collection(collection)?;
-    known_id(id)?;
-    auth.store()
-        .document(&caller.user_id, collection, id)
-        .await?
-        .ok_or_else(not_found)
-}
+    /// One of the caller's documents.
+    pub async fn get(&self, caller: &Caller, collection: &str, id: &str) -> Result<Document> {
+        check_collection(collection)?;
+        known_id(id)?;
+        self.store
+            .document(&caller.user_id, collection, id)
+            .await?
+            .map(Document::from)
+            .ok_or_else(not_found)
+    }
 
-/// A page of the caller's documents, newest first, and the cursor of the next.
-pub async fn list(
-    auth: &Auth,
-    caller: &Caller,
-    collection: &str,
-    limit: Option<&str>,
-    cursor: Option<&str>,
-    limits: &LimitsConfig,
-) -> Result<(Vec<DocumentRecord>, Option<String>)> {
-    check_collection(collection)?;
-    let max = limits.page_size_max;
-    let limit = match limit {
-        None => DEFAULT_PAGE.min(max),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                Error::InvalidRequest(format!("limit must be a number from 1 to {max}"))
-            })?,
-    };
-    let before = cursor.map(decode_cursor).transpose()?;
-    let mut docs = auth
-        .store()
-        .documents(
-            &caller.user_id,
-            collection,
-            before.as_deref(),
-            i64::from(limit) + 1,
-        )
-        .await?;
-    let next = if docs.len() > limit as usize {
-        docs.truncate(limit as usize);
-        docs.last().map(|d| encode_cursor(&d.id))
-    } else {
-        None
-    };
-    Ok((docs, next))
+    /// A page of the caller's documents, newest first, and the cursor of the next.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        collection: &str,
+        limit: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Document>, Option<String>)> {
+        check_collection(collection)?;
+        let max = self.limits.page_size_max;
+        let limit = match limit {
+            None => DEFAULT_PAGE.min(max),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!("limit must be a number from 1 to {max}"))
+                })?,
+        };
+        let before = cursor.map(decode_cursor).transpose()?;
+        let mut docs = self
+            .store
+            .documents(
+                &caller.user_id,
+                collection,
+                before.as_deref(),
+                i64::from(limit) + 1,
+            )
+            .await?;
+        let next = if docs.len() > limit as usize {
+            docs.truncate(limit as usize);
+            docs.last().map(|d| encode_cursor(&d.id))
+        } else {
+            None
+        };
+        Ok((docs.into_iter().map(Document::from).collect(), next))
+    }
 }
 
 fn encode_cursor(id: &str) -> String {
@@ -283,69 +314,79 @@ pub fn parse_if_match(value: &str) -> Result<IfMatch> {
     Ok(IfMatch::Versions(versions))
 }
 
-/// Replaces the data of one of the caller's documents.
-pub async fn replace(
-    auth: &Auth,
-    caller: &Caller,
-    collection: &str,
-    id: &str,
-    body: Value,
-    if_match: Option<IfMatch>,
-    limits: &LimitsConfig,
-) -> Result<DocumentRecord> {
-    check_collection(collection)?;
-    known_id(id)?;
-    let data = Value::Object(check_object(body)?).to_string();
-    let moved = || {
-        Error::PreconditionFailed(
-            "the document changed since that version (If-Match); fetch it again".into(),
-        )
-    };
-    let if_version = match if_match {
-        None | Some(IfMatch::Any) => None,
-        Some(IfMatch::Versions(vs)) if vs.len() == 1 => Some(vs[0]).filter(|v| *v > 0).or(Some(0)),
-        Some(IfMatch::Versions(vs)) => {
-            // Several tags: match against the current version, then update
-            // only if it is still that version.
-            let current = get(auth, caller, collection, id).await?;
-            if !vs.contains(&current.version) {
-                return Err(moved());
+impl Data {
+    /// Replaces the data of one of the caller's documents.
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        collection: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<IfMatch>,
+    ) -> Result<Document> {
+        check_collection(collection)?;
+        known_id(id)?;
+        let data = Value::Object(check_object(body)?).to_string();
+        let moved = || {
+            Error::PreconditionFailed(
+                "the document changed since that version (If-Match); fetch it again".into(),
+            )
+        };
+        let if_version = match if_match {
+            None | Some(IfMatch::Any) => None,
+            Some(IfMatch::Versions(vs)) if vs.len() == 1 => {
+                Some(vs[0]).filter(|v| *v > 0).or(Some(0))
             }
-            Some(current.version)
+            Some(IfMatch::Versions(vs)) => {
+                // Several tags: match against the current version, then update
+                // only if it is still that version.
+                let current = self.get(caller, collection, id).await?;
+                if !vs.contains(&current.version) {
+                    return Err(moved());
+                }
+                Some(current.version)
+            }
+        };
+        let outcome = self
+            .store
+            .replace_document(Replacement {
+                user_id: caller.user_id.clone(),
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                data,
+                if_version,
+                now: self.now_ms(),
+                quota: quota(&self.limits),
+            })
+            .await?;
+        match outcome {
+            ReplaceOutcome::Replaced(doc) => Ok(doc.into()),
+            ReplaceOutcome::NotFound => Err(not_found()),
+            ReplaceOutcome::VersionMoved => Err(moved()),
+            ReplaceOutcome::UserLimitReached(limit) => Err(user_limit(limit, &self.limits)),
         }
-    };
-    let outcome = auth
-        .store()
-        .replace_document(
-            &caller.user_id,
-            collection,
-            id,
-            data,
-            if_version,
-            auth.now_ms(),
-            quota(limits),
-        )
-        .await?;
-    match outcome {
-        ReplaceOutcome::Replaced(doc) => Ok(doc),
-        ReplaceOutcome::NotFound => Err(not_found()),
-        ReplaceOutcome::VersionMoved => Err(moved()),
-        ReplaceOutcome::UserLimitReached(limit) => Err(user_limit(limit, limits)),
     }
-}
 
-/// Deletes one of the caller's documents.
-pub async fn delete(auth: &Auth, caller: &Caller, collection: &str, id: &str) -> Result<()> {
-    check_collection(collection)?;
-    known_id(id)?;
-    if auth
-        .store()
-        .delete_document(&caller.user_id, collection, id)
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(not_found())
+    /// Deletes one of the caller's documents.
+    pub async fn delete(&self, caller: &Caller, collection: &str, id: &str) -> Result<()> {
+        check_collection(collection)?;
+        known_id(id)?;
+        if self
+            .store
+            .delete_document(&caller.user_id, collection, id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// Forgets idempotency keys older than a day (see `IDEMPOTENCY_TTL_MS`).
+    pub async fn expire_idempotency_keys(&self) -> Result<u64> {
+        self.store
+            .expire_idempotency_keys(self.now_ms() - IDEMPOTENCY_TTL_MS)
+            .await
     }
 }
 

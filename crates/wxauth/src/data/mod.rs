@@ -1,8 +1,49 @@
 //! The rules of user data: the caller's own profile and documents. The
 //! owner always comes from the caller's token, never from the request.
+//!
+//! [`Data`] is its own service: the store, the clock and the limits, and
+//! nothing of `auth` but the [`Caller`](crate::auth::Caller) a verified
+//! token gives.
 
 pub mod documents;
 pub mod profile;
+
+use std::sync::Arc;
+
+use wechat_miniapp::Clock;
+
+use crate::config::LimitsConfig;
+use crate::store::Store;
+pub use documents::{Created, Document};
+
+/// User data: documents and profiles.
+#[derive(Clone)]
+pub struct Data {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    limits: LimitsConfig,
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Data").finish_non_exhaustive()
+    }
+}
+
+impl Data {
+    /// The service over `store`, with the configured limits.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, limits: LimitsConfig) -> Self {
+        Self {
+            store,
+            clock,
+            limits,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
 
 /// Unix milliseconds as RFC 3339 in UTC, the API's one timestamp format.
 pub(crate) fn rfc3339(ms: i64) -> String {

@@ -3,49 +3,52 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::{Auth, Caller};
+use super::Data;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::store::UserRecord;
 
 /// Fields a profile (and so one patch) holds at most.
 pub const MAX_FIELDS: usize = 64;
 /// Characters in a profile field's name, at most.
 pub const MAX_KEY: usize = 64;
 
-/// Applies `patch` to the caller's profile and returns the updated user.
-/// The merge runs inside the store's write transaction, so concurrent
-/// patches of different fields all survive.
-pub async fn update(
-    auth: &Auth,
-    caller: &Caller,
-    patch: Map<String, Value>,
-    max_bytes: usize,
-) -> Result<UserRecord> {
-    if patch.len() > MAX_FIELDS {
-        return Err(Error::InvalidRequest(format!(
-            "`profile` sets {} fields; a profile holds at most {MAX_FIELDS}",
-            patch.len()
-        )));
-    }
-    for key in patch.keys() {
-        if key.is_empty() || key.chars().count() > MAX_KEY {
-            let shown: String = key.chars().take(16).collect();
-            let more = if shown.len() < key.len() { "…" } else { "" };
+impl Data {
+    /// Applies `patch` to the caller's profile. The merge runs inside the
+    /// store's write transaction, so concurrent patches of different fields
+    /// all survive.
+    pub async fn update_profile(&self, caller: &Caller, patch: Map<String, Value>) -> Result<()> {
+        let max_bytes = self.limits.profile_bytes;
+        if patch.len() > MAX_FIELDS {
             return Err(Error::InvalidRequest(format!(
-                "`profile.{shown}{more}`: profile field names must be 1 to {MAX_KEY} characters"
+                "`profile` sets {} fields; a profile holds at most {MAX_FIELDS}",
+                patch.len()
             )));
         }
+        for key in patch.keys() {
+            if key.is_empty() || key.chars().count() > MAX_KEY {
+                let shown: String = key.chars().take(16).collect();
+                let more = if shown.len() < key.len() { "…" } else { "" };
+                return Err(Error::InvalidRequest(format!(
+                    "`profile.{shown}{more}`: profile field names must be 1 to {MAX_KEY} characters"
+                )));
+            }
+        }
+        let gone = || Error::Unauthorized("the user of this token no longer exists");
+        // The token's user, in the token's app (as every route checks).
+        self.store
+            .user(&caller.user_id)
+            .await?
+            .filter(|u| u.appid == caller.appid)
+            .ok_or_else(gone)?;
+        self.store
+            .modify_profile(
+                &caller.user_id,
+                Box::new(move |current| merge(current, &patch, max_bytes)),
+            )
+            .await?
+            .map(|_| ())
+            .ok_or_else(gone)
     }
-    let user = auth.user(caller).await?;
-    auth.store()
-        .modify_profile(
-            &user.id,
-            Box::new(move |current| merge(current, &patch, max_bytes)),
-        )
-        .await?
-        .ok_or(Error::Unauthorized(
-            "the user of this token no longer exists",
-        ))
 }
 
 /// JSON merge patch of a flat profile, with the size rules.

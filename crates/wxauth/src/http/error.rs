@@ -91,10 +91,7 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
-        let internal_cause = match &self {
-            Error::Internal(cause) => Some(cause.clone()),
-            _ => None,
-        };
+        let internal_cause = self.internal_chain();
         response.extensions_mut().insert(Arc::new(ErrorInfo {
             code,
             message: self.to_string(),

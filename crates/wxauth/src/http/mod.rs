@@ -32,11 +32,13 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Auth;
 use crate::config::Settings;
+use crate::data::Data;
 pub use error::ErrorBody;
 pub use views::{MeView, SessionView, UserView};
 
 struct Inner {
     auth: Auth,
+    data: Data,
     settings: Settings,
     gateways: Vec<crate::gateway::Gateway>,
     metrics: PrometheusHandle,
@@ -51,7 +53,12 @@ pub struct AppState {
 
 impl AppState {
     /// Wraps the rules and settings.
-    pub fn new(auth: Auth, settings: Settings, metrics: PrometheusHandle) -> crate::Result<Self> {
+    pub fn new(
+        auth: Auth,
+        data: Data,
+        settings: Settings,
+        metrics: PrometheusHandle,
+    ) -> crate::Result<Self> {
         let gateways = settings
             .gateways
             .iter()
@@ -61,6 +68,7 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 auth,
+                data,
                 gateways,
                 metrics,
                 openapi_json: {
@@ -81,6 +89,11 @@ impl AppState {
     /// The rules.
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// User data.
+    pub fn data(&self) -> &Data {
+        &self.inner.data
     }
 
     /// The settings.

@@ -4,9 +4,8 @@ use serde::Serialize;
 use serde_json::Value;
 use wechat_miniapp::SecretText;
 
-use crate::auth::{PhoneNumber, Session};
+use crate::auth::{Me, PhoneNumber, Session, User};
 use crate::data::rfc3339;
-use crate::store::UserRecord;
 
 /// The user as login and refresh return it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -23,8 +22,8 @@ pub struct UserView {
     pub created_at: String,
 }
 
-impl From<&UserRecord> for UserView {
-    fn from(u: &UserRecord) -> Self {
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
         Self {
             id: u.id.clone(),
             appid: u.appid.clone(),
@@ -92,8 +91,8 @@ pub struct MeView {
     pub phone: Option<PhoneNumber>,
 }
 
-impl MeView {
-    pub(crate) fn new(u: UserRecord, phone: Option<PhoneNumber>) -> Self {
+impl From<Me> for MeView {
+    fn from(Me { user: u, phone }: Me) -> Self {
         Self {
             profile: serde_json::from_str(&u.profile)
                 .unwrap_or_else(|_| Value::Object(Default::default())),

@@ -1,8 +1,12 @@
-//! Document writes (applied by the group-commit writer) and reads.
+//! Documents: writes (each a [`Write`] applied by the group-commit writer)
+//! and reads.
 
+use futures_util::future::BoxFuture;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::Store;
+use super::writer::{Tx, Write};
 use crate::error::Result;
 
 /// A stored document.
@@ -31,7 +35,7 @@ fn size_of(data: &str) -> i64 {
 /// Adds to the user's usage unless that would pass `quota`; None when it
 /// would (nothing changed then), naming the limit.
 async fn charge(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     user_id: &str,
     collections: i64,
     bytes: i64,
@@ -104,8 +108,7 @@ pub struct NewDocument {
     pub max_documents: i64,
     /// What the user may store in all.
     pub quota: UserQuota,
-    /// `Idempotency-Key` and a hash of the request it came with, plus the
-    /// answer to store for it (rendered by the caller from this record).
+    /// `Idempotency-Key` and a hash of the request it came with.
     pub idempotency: Option<Idempotency>,
 }
 
@@ -131,10 +134,9 @@ pub enum UserLimit {
 pub struct Idempotency {
     /// The key.
     pub key: String,
-    /// SHA-256 of collection and body: a reuse with another request is refused.
+    /// SHA-256 of collection and body: a reuse with another request is
+    /// refused, and the same hash means the same data.
     pub request_hash: Vec<u8>,
-    /// Renders the answer to store, from the created document.
-    pub render: Box<dyn Fn(&DocumentRecord) -> String + Send + Sync>,
 }
 
 /// What a create did.
@@ -142,8 +144,9 @@ pub struct Idempotency {
 pub enum CreateOutcome {
     /// Stored.
     Created(DocumentRecord),
-    /// The key was seen before with the same request: its first answer.
-    Replayed(StoredAnswer),
+    /// The key was seen before with the same request (so the same data):
+    /// what that first create made.
+    Replayed(FirstCreate),
     /// The key was seen before with a different request.
     KeyReused,
     /// The collection is full.
@@ -152,14 +155,15 @@ pub enum CreateOutcome {
     UserLimitReached(UserLimit),
 }
 
-/// The first answer to an idempotency key, as stored.
+/// What the first create with an idempotency key made. With the request's
+/// data (the same, as the request hash matched) it is the document as that
+/// create answered it: version 1, created and updated at `created_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    /// The answer's body, exactly as first sent.
-    pub response: String,
-    /// The document that create made (None for keys stored before the
-    /// column existed).
-    pub document_id: Option<String>,
+pub struct FirstCreate {
+    /// The document it created.
+    pub document_id: String,
+    /// When, Unix milliseconds.
+    pub created_at: i64,
 }
 
 /// What a replace did.
@@ -175,12 +179,16 @@ pub enum ReplaceOutcome {
     UserLimitReached(UserLimit),
 }
 
-pub(super) async fn create(
-    tx: &mut Transaction<'static, Any>,
-    doc: &NewDocument,
-) -> Result<CreateOutcome> {
+impl Write for NewDocument {
+    type Output = CreateOutcome;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<CreateOutcome>> {
+        Box::pin(create(tx, self))
+    }
+}
+
+async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
     if let Some(idem) = &doc.idempotency {
-        let seen = sqlx::query("SELECT request_hash, response, document_id FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
+        let seen = sqlx::query("SELECT request_hash, document_id, created_at FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
             .bind(&doc.user_id)
             .bind(&idem.key)
             .fetch_optional(&mut **tx)
@@ -188,9 +196,9 @@ pub(super) async fn create(
         if let Some(seen) = seen {
             let hash: Vec<u8> = seen.try_get("request_hash")?;
             return Ok(if hash == idem.request_hash {
-                CreateOutcome::Replayed(StoredAnswer {
-                    response: seen.try_get("response")?,
+                CreateOutcome::Replayed(FirstCreate {
                     document_id: seen.try_get("document_id")?,
+                    created_at: seen.try_get("created_at")?,
                 })
             } else {
                 CreateOutcome::KeyReused
@@ -239,12 +247,11 @@ pub(super) async fn create(
     .await?;
     let record = DocumentRecord::from_row(&row)?;
     if let Some(idem) = &doc.idempotency {
-        let response = (idem.render)(&record);
-        sqlx::query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at, document_id) VALUES ($1, $2, $3, $4, $5, $6)")
+        // `response` is a legacy column (answers were once stored rendered).
+        sqlx::query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at, document_id) VALUES ($1, $2, $3, '', $4, $5)")
             .bind(&doc.user_id)
             .bind(&idem.key)
             .bind(idem.request_hash.clone())
-            .bind(response)
             .bind(doc.now)
             .bind(&record.id)
             .execute(&mut **tx)
@@ -253,17 +260,34 @@ pub(super) async fn create(
     Ok(CreateOutcome::Created(record))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn replace(
-    tx: &mut Transaction<'static, Any>,
-    user_id: &str,
-    collection: &str,
-    id: &str,
-    data: &str,
-    if_version: Option<i64>,
-    now: i64,
-    quota: UserQuota,
-) -> Result<ReplaceOutcome> {
+/// A replace of a document's data, if it is the user's and, when given,
+/// still at `if_version`, and the user's byte quota allows the new size.
+pub struct Replacement {
+    /// Whose.
+    pub user_id: String,
+    /// Which collection.
+    pub collection: String,
+    /// Which document.
+    pub id: String,
+    /// The new JSON object, as text.
+    pub data: String,
+    /// The version it must still be at.
+    pub if_version: Option<i64>,
+    /// Unix milliseconds.
+    pub now: i64,
+    /// What the user may store in all.
+    pub quota: UserQuota,
+}
+
+impl Write for Replacement {
+    type Output = ReplaceOutcome;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<ReplaceOutcome>> {
+        Box::pin(replace(tx, self))
+    }
+}
+
+async fn replace(tx: &mut Tx, r: &Replacement) -> Result<ReplaceOutcome> {
+    let (user_id, collection, id, data) = (&r.user_id, &r.collection, &r.id, &r.data);
     // Read the current size and version with the row locked (a no-op
     // UPDATE, valid on both databases), so the usage delta is exact even
     // with another instance writing the same document.
@@ -281,11 +305,11 @@ pub(super) async fn replace(
     };
     let old_size: i64 = current.try_get("size")?;
     let version: i64 = current.try_get("version")?;
-    if if_version.is_some_and(|v| v != version) {
+    if r.if_version.is_some_and(|v| v != version) {
         return Ok(ReplaceOutcome::VersionMoved);
     }
     let size = size_of(data);
-    if let Some(limit) = charge(tx, user_id, 0, size - old_size, quota).await? {
+    if let Some(limit) = charge(tx, user_id, 0, size - old_size, r.quota).await? {
         return Ok(ReplaceOutcome::UserLimitReached(limit));
     }
     let row = sqlx::query(&format!(
@@ -294,7 +318,7 @@ pub(super) async fn replace(
     ))
     .bind(data)
     .bind(size)
-    .bind(now)
+    .bind(r.now)
     .bind(id)
     .bind(user_id)
     .bind(collection)
@@ -303,12 +327,20 @@ pub(super) async fn replace(
     Ok(ReplaceOutcome::Replaced(DocumentRecord::from_row(&row)?))
 }
 
-pub(super) async fn delete(
-    tx: &mut Transaction<'static, Any>,
-    user_id: &str,
-    collection: &str,
-    id: &str,
-) -> Result<bool> {
+struct Deletion {
+    user_id: String,
+    collection: String,
+    id: String,
+}
+
+impl Write for Deletion {
+    type Output = bool;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(delete(tx, &self.user_id, &self.collection, &self.id))
+    }
+}
+
+async fn delete(tx: &mut Tx, user_id: &str, collection: &str, id: &str) -> Result<bool> {
     let done = sqlx::query(
         "DELETE FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3 RETURNING size",
     )
@@ -342,43 +374,79 @@ pub(super) async fn delete(
 }
 
 /// Drops idempotency keys older than `before` (they only need to outlive retries).
-pub(super) async fn expire_idempotency_keys(
-    tx: &mut Transaction<'static, Any>,
+struct ExpireIdempotencyKeys {
     before: i64,
-) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-        .bind(before)
-        .execute(&mut **tx)
+}
+
+impl Write for ExpireIdempotencyKeys {
+    type Output = u64;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(self.before)
+                .execute(&mut **tx)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+}
+
+impl Store {
+    /// Creates a document, honouring its idempotency key and the
+    /// collection's size limit, in one commit.
+    pub async fn create_document(&self, doc: NewDocument) -> Result<CreateOutcome> {
+        self.writer.submit(doc).await
+    }
+
+    /// Replaces a document's data (see [`Replacement`]).
+    pub async fn replace_document(&self, replacement: Replacement) -> Result<ReplaceOutcome> {
+        self.writer.submit(replacement).await
+    }
+
+    /// Deletes a document of the user; false if there was none.
+    pub async fn delete_document(&self, user_id: &str, collection: &str, id: &str) -> Result<bool> {
+        self.writer
+            .submit(Deletion {
+                user_id: user_id.to_owned(),
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+            })
+            .await
+    }
+
+    /// Forgets idempotency keys created before `before` (Unix ms).
+    pub async fn expire_idempotency_keys(&self, before: i64) -> Result<u64> {
+        self.writer.submit(ExpireIdempotencyKeys { before }).await
+    }
+
+    /// One of the user's documents.
+    pub async fn document(
+        &self,
+        user_id: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<DocumentRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .bind(collection)
+        .fetch_optional(&self.pool)
         .await?;
-    Ok(done.rows_affected())
-}
+        row.as_ref().map(DocumentRecord::from_row).transpose()
+    }
 
-pub(super) async fn get(
-    pool: &AnyPool,
-    user_id: &str,
-    collection: &str,
-    id: &str,
-) -> Result<Option<DocumentRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3"
-    ))
-    .bind(id)
-    .bind(user_id)
-    .bind(collection)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(DocumentRecord::from_row).transpose()
-}
-
-/// Newest first: ids below `before` (all when None), at most `limit`.
-pub(super) async fn list(
-    pool: &AnyPool,
-    user_id: &str,
-    collection: &str,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<Vec<DocumentRecord>> {
-    let rows = sqlx::query(&format!(
+    /// The user's documents in a collection, newest first, with ids below
+    /// `before` when given, at most `limit`.
+    pub async fn documents(
+        &self,
+        user_id: &str,
+        collection: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DocumentRecord>> {
+        let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM documents WHERE user_id = $1 AND collection = $2 AND ($3 = '' OR id < $3) \
          ORDER BY id DESC LIMIT $4"
     ))
@@ -386,7 +454,8 @@ pub(super) async fn list(
     .bind(collection)
     .bind(before.unwrap_or(""))
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&self.pool)
     .await?;
-    rows.iter().map(DocumentRecord::from_row).collect()
+        rows.iter().map(DocumentRecord::from_row).collect()
+    }
 }

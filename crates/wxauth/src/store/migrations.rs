@@ -30,6 +30,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "user usage",
         include_str!("../../migrations/sqlite/0004_user_usage.sql"),
     ),
+    (
+        5,
+        "idempotency snapshot",
+        include_str!("../../migrations/sqlite/0005_idempotency_snapshot.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -52,6 +57,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "user usage",
         include_str!("../../migrations/postgres/0004_user_usage.sql"),
+    ),
+    (
+        5,
+        "idempotency snapshot",
+        include_str!("../../migrations/postgres/0005_idempotency_snapshot.sql"),
     ),
 ];
 

@@ -14,22 +14,25 @@
 
 mod documents;
 mod migrations;
-mod records;
+mod sessions;
+mod user_cache;
+mod users;
 mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Executor};
 
 use crate::error::{Error, Result};
 pub use documents::{
-    CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, StoredAnswer,
-    UserLimit, UserQuota,
+    CreateOutcome, DocumentRecord, FirstCreate, Idempotency, NewDocument, ReplaceOutcome,
+    Replacement, UserLimit, UserQuota,
 };
-pub use records::{LoginWrite, RefreshOutcome, SessionRecord, UserRecord};
-pub use writer::{ProfileChange, WriterStats};
+pub use sessions::{NewSession, RefreshOutcome, SessionRecord};
+pub use users::{LoggedIn, LoginWrite, ProfileChange, UserRecord};
+pub use writer::WriterStats;
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     writer: Arc<writer::Writer>,
+    users: Arc<user_cache::UserCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -127,11 +131,13 @@ impl Store {
             .await
             .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
         let begin = (backend == Backend::Sqlite).then_some("BEGIN IMMEDIATE");
-        let writer = Arc::new(writer::Writer::spawn(pool.clone(), begin));
+        let users = Arc::new(user_cache::UserCache::default());
+        let writer = Arc::new(writer::Writer::spawn(pool.clone(), begin, users.clone()));
         Ok(Self {
             pool,
             backend,
             writer,
+            users,
         })
     }
 
@@ -163,227 +169,22 @@ impl Store {
         self.writer.stats()
     }
 
+    /// Keeps hot user rows in memory (see `user_cache`). Only for a
+    /// process that is the database's only writer: the cache sees this
+    /// process's writes alone.
+    pub fn cache_users(&self, on: bool) {
+        self.users.enable(on);
+    }
+
+    /// Whether [`Store::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     /// Stops accepting writes and waits for the writer to finish what it has.
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
-    }
-
-    // ----- writes (through the group-commit writer) -----
-
-    /// Creates or updates the user (appid, openid), stores the new
-    /// session_key, and opens a session with its first refresh token, in one
-    /// commit. Returns the user and whether it was created.
-    pub async fn login(&self, write: LoginWrite) -> Result<(UserRecord, bool)> {
-        self.writer
-            .submit(writer::Op::Login(write))
-            .await?
-            .into_login()
-    }
-
-    /// Opens another session for an existing user (a repeated login code).
-    pub async fn new_session(
-        &self,
-        user_id: &str,
-        appid: &str,
-        session_id: &str,
-        refresh_hash: Vec<u8>,
-        refresh_expires_at: i64,
-        now: i64,
-    ) -> Result<()> {
-        self.writer
-            .submit(writer::Op::NewSession {
-                user_id: user_id.to_owned(),
-                appid: appid.to_owned(),
-                session_id: session_id.to_owned(),
-                refresh_hash,
-                refresh_expires_at,
-                now,
-            })
-            .await?
-            .into_unit()
-    }
-
-    /// Exchanges a refresh token (by hash) for a new one. A token that was
-    /// already used revokes its whole session.
-    pub async fn rotate_refresh(
-        &self,
-        old_hash: Vec<u8>,
-        new_hash: Vec<u8>,
-        new_expires_at: i64,
-        now: i64,
-    ) -> Result<RefreshOutcome> {
-        self.writer
-            .submit(writer::Op::RotateRefresh {
-                old_hash,
-                new_hash,
-                new_expires_at,
-                now,
-            })
-            .await?
-            .into_refresh()
-    }
-
-    /// Revokes a session; false if it was already revoked or does not exist.
-    pub async fn revoke_session(
-        &self,
-        session_id: &str,
-        reason: &'static str,
-        now: i64,
-    ) -> Result<bool> {
-        self.writer
-            .submit(writer::Op::RevokeSession {
-                session_id: session_id.to_owned(),
-                reason,
-                now,
-            })
-            .await?
-            .into_bool()
-    }
-
-    /// Changes the user's profile with `change`, which receives the current
-    /// profile inside the write transaction and returns the new one (or an
-    /// error, which leaves it unchanged). None if there is no such user.
-    pub async fn modify_profile(
-        &self,
-        user_id: &str,
-        change: ProfileChange,
-    ) -> Result<Option<UserRecord>> {
-        self.writer
-            .submit(writer::Op::ModifyProfile {
-                user_id: user_id.to_owned(),
-                modify: change,
-            })
-            .await?
-            .into_user()
-    }
-
-    /// Stores the user's (encrypted) phone number.
-    pub async fn set_phone(&self, user_id: &str, phone_enc: Vec<u8>) -> Result<bool> {
-        self.writer
-            .submit(writer::Op::SetPhone {
-                user_id: user_id.to_owned(),
-                phone_enc,
-            })
-            .await?
-            .into_bool()
-    }
-
-    /// Creates a document, honouring its idempotency key and the
-    /// collection's size limit, in one commit.
-    pub async fn create_document(&self, doc: NewDocument) -> Result<CreateOutcome> {
-        self.writer
-            .submit(writer::Op::CreateDocument(doc))
-            .await?
-            .into_created()
-    }
-
-    /// Replaces a document's data if it is the user's and, when given, still
-    /// at `if_version`, and the user's byte quota allows the new size.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn replace_document(
-        &self,
-        user_id: &str,
-        collection: &str,
-        id: &str,
-        data: String,
-        if_version: Option<i64>,
-        now: i64,
-        quota: UserQuota,
-    ) -> Result<ReplaceOutcome> {
-        self.writer
-            .submit(writer::Op::ReplaceDocument {
-                user_id: user_id.to_owned(),
-                collection: collection.to_owned(),
-                id: id.to_owned(),
-                data,
-                if_version,
-                now,
-                quota,
-            })
-            .await?
-            .into_replaced()
-    }
-
-    /// Deletes a document of the user; false if there was none.
-    pub async fn delete_document(&self, user_id: &str, collection: &str, id: &str) -> Result<bool> {
-        self.writer
-            .submit(writer::Op::DeleteDocument {
-                user_id: user_id.to_owned(),
-                collection: collection.to_owned(),
-                id: id.to_owned(),
-            })
-            .await?
-            .into_bool()
-    }
-
-    /// Forgets idempotency keys created before `before` (Unix ms).
-    pub async fn expire_idempotency_keys(&self, before: i64) -> Result<u64> {
-        self.writer
-            .submit(writer::Op::ExpireIdempotencyKeys { before })
-            .await?
-            .into_count()
-    }
-
-    // ----- reads -----
-
-    /// One of the user's documents.
-    pub async fn document(
-        &self,
-        user_id: &str,
-        collection: &str,
-        id: &str,
-    ) -> Result<Option<DocumentRecord>> {
-        documents::get(&self.pool, user_id, collection, id).await
-    }
-
-    /// The user's documents in a collection, newest first, with ids below
-    /// `before` when given.
-    pub async fn documents(
-        &self,
-        user_id: &str,
-        collection: &str,
-        before: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<DocumentRecord>> {
-        documents::list(&self.pool, user_id, collection, before, limit).await
-    }
-
-    /// A user by id.
-    pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM users WHERE id = $1",
-            records::USER_COLUMNS
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(UserRecord::from_row).transpose()
-    }
-
-    /// A session by id.
-    pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query(
-            "SELECT id, user_id, appid, created_at, revoked_at FROM sessions WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(SessionRecord::from_row).transpose()
-    }
-
-    /// Sessions revoked at or after `since` (to rebuild the revocation cache
-    /// at start-up): (session id, revoked_at).
-    pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("revoked_at")?)))
-            .collect()
     }
 }
 

@@ -259,24 +259,25 @@ fn debug_output_of_config_settings_and_sessions_holds_no_secret() {
     let settings = config.resolve().unwrap();
     let access = "eyJhbGciOi.access-token-body.signature-part";
     let refresh_token = "wxr_refresh-token-secret-part";
+    let record = UserRecord {
+        id: "u1".into(),
+        appid: APP1.into(),
+        openid: "o1".into(),
+        unionid: None,
+        session_key_enc: b"sealed-session-key".to_vec(),
+        phone_enc: Some(b"sealed-phone".to_vec()),
+        profile: "{}".into(),
+        profile_version: 0,
+        created_at: 0,
+        last_login_at: 0,
+    };
     let session = Session {
         access_token: access.into(),
         expires_in: 900,
         refresh_token: refresh_token.into(),
         refresh_expires_in: 60,
         new_user: true,
-        user: UserRecord {
-            id: "u1".into(),
-            appid: APP1.into(),
-            openid: "o1".into(),
-            unionid: None,
-            session_key_enc: b"sealed-session-key".to_vec(),
-            phone_enc: Some(b"sealed-phone".to_vec()),
-            profile: "{}".into(),
-            profile_version: 0,
-            created_at: 0,
-            last_login_at: 0,
-        },
+        user: record.clone().into(),
     };
     let shown = [
         format!("{config:?}"),
@@ -284,6 +285,7 @@ fn debug_output_of_config_settings_and_sessions_holds_no_secret() {
         format!("{:?}", config.tokens.signing_keys),
         format!("{settings:?}"),
         format!("{session:?}"),
+        format!("{record:?}"),
         format!("{:?}", SessionView::from(session.clone())),
     ];
     for text in &shown {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wxauth::store::{LoginWrite, RefreshOutcome, Store};
+use wxauth::store::{LoggedIn, LoginWrite, RefreshOutcome, Store};
 
 use crate::db::both_backends;
 
@@ -23,7 +23,10 @@ both_backends!(
 async fn concurrent_profile_changes_from_two_instances(url: &str) {
     let one = Store::open(url).await.unwrap();
     let two = Store::open(url).await.unwrap();
-    let (u, _) = one
+    let LoggedIn {
+        user: u,
+        new_user: _,
+    } = one
         .login(login("wxa", "o-two-instances", None, b"k", "r-ti", 1000))
         .await
         .unwrap();
@@ -62,11 +65,17 @@ async fn two_instances_sqlite() {
 async fn crossed_batches_from_two_instances_all_succeed(url: &str) {
     let one = Store::open(url).await.unwrap();
     let two = Store::open(url).await.unwrap();
-    let (a, _) = one
+    let LoggedIn {
+        user: a,
+        new_user: _,
+    } = one
         .login(login("wxa", "o-cross-a", None, b"k", "r-cross-a", 1000))
         .await
         .unwrap();
-    let (b, _) = one
+    let LoggedIn {
+        user: b,
+        new_user: _,
+    } = one
         .login(login("wxa", "o-cross-b", None, b"k", "r-cross-b", 1000))
         .await
         .unwrap();
@@ -153,7 +162,10 @@ fn login(
 
 async fn login_creates_then_updates_the_user(store: &Store) {
     let w1 = login("wxa", "o-alice", Some("u-alice"), b"k1", "r1", 1000);
-    let (u1, new1) = store.login(w1.clone()).await.unwrap();
+    let LoggedIn {
+        user: u1,
+        new_user: new1,
+    } = store.login(w1.clone()).await.unwrap();
     assert!(new1);
     assert_eq!(u1.id, w1.new_user_id);
     assert_eq!((u1.created_at, u1.last_login_at), (1000, 1000));
@@ -161,7 +173,10 @@ async fn login_creates_then_updates_the_user(store: &Store) {
 
     // Same (appid, openid): same user, new key, unionid kept when absent.
     let w2 = login("wxa", "o-alice", None, b"k2", "r2", 2000);
-    let (u2, new2) = store.login(w2).await.unwrap();
+    let LoggedIn {
+        user: u2,
+        new_user: new2,
+    } = store.login(w2).await.unwrap();
     assert!(!new2);
     assert_eq!(u2.id, u1.id);
     assert_eq!(u2.session_key_enc, b"k2");
@@ -169,7 +184,10 @@ async fn login_creates_then_updates_the_user(store: &Store) {
     assert_eq!((u2.created_at, u2.last_login_at), (1000, 2000));
 
     // Same openid in another app: another user.
-    let (u3, new3) = store
+    let LoggedIn {
+        user: u3,
+        new_user: new3,
+    } = store
         .login(login("wxb", "o-alice", None, b"k3", "r3", 3000))
         .await
         .unwrap();
@@ -190,7 +208,7 @@ async fn login_creates_then_updates_the_user(store: &Store) {
 
 async fn refresh_rotation_and_reuse_detection(store: &Store) {
     let w = login("wxa", "o-bob", None, b"k", "r1", 1000);
-    let (user, _) = store.login(w.clone()).await.unwrap();
+    let LoggedIn { user, new_user: _ } = store.login(w.clone()).await.unwrap();
     let out = store
         .rotate_refresh(hash("r1"), hash("r2"), 5000, 1100)
         .await
@@ -299,7 +317,10 @@ async fn revocation(store: &Store) {
 }
 
 async fn profile_versions(store: &Store) {
-    let (u, _) = store
+    let LoggedIn {
+        user: u,
+        new_user: _,
+    } = store
         .login(login("wxa", "o-erin", None, b"k", "r1", 1000))
         .await
         .unwrap();
@@ -339,7 +360,10 @@ async fn profile_versions(store: &Store) {
 }
 
 async fn phone(store: &Store) {
-    let (u, _) = store
+    let LoggedIn {
+        user: u,
+        new_user: _,
+    } = store
         .login(login("wxa", "o-frank", None, b"k", "r1", 1000))
         .await
         .unwrap();
@@ -374,7 +398,7 @@ async fn concurrent_logins_share_commits(store: &Store) {
     }
     let mut ids = std::collections::HashSet::new();
     for t in tasks {
-        let (u, new_user) = t.await.unwrap();
+        let LoggedIn { user: u, new_user } = t.await.unwrap();
         assert!(new_user);
         ids.insert(u.id);
     }
@@ -396,14 +420,14 @@ async fn a_failing_write_does_not_sink_its_batch(store: &Store) {
             if i % 4 == 0 {
                 // A session for a user that does not exist: refused.
                 store
-                    .new_session(
-                        "no-such-user",
-                        "wxa",
-                        &id(),
-                        hash(&format!("x{i}")),
-                        9000,
-                        1000,
-                    )
+                    .new_session(wxauth::store::NewSession {
+                        user_id: "no-such-user".into(),
+                        appid: "wxa".into(),
+                        session_id: id(),
+                        refresh_hash: hash(&format!("x{i}")),
+                        refresh_expires_at: 9000,
+                        now: 1000,
+                    })
                     .await
                     .map(|_| ())
             } else {
@@ -443,7 +467,10 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
     use wxauth::store::{CreateOutcome, Idempotency, NewDocument};
     let one = Store::open(url).await.unwrap();
     let two = Store::open(url).await.unwrap();
-    let (u, _) = one
+    let LoggedIn {
+        user: u,
+        new_user: _,
+    } = one
         .login(login("wxa", "o-idem", None, b"k", "r-idem", 1000))
         .await
         .unwrap();
@@ -467,7 +494,6 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
                     idempotency: Some(Idempotency {
                         key: "same-key".into(),
                         request_hash: vec![1; 32],
-                        render: Box::new(|doc| doc.id.clone()),
                     }),
                 })
                 .await
@@ -478,7 +504,7 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
     for t in tasks {
         match t.await.unwrap() {
             CreateOutcome::Created(doc) => ids.insert(doc.id),
-            CreateOutcome::Replayed(first) => ids.insert(first.document_id.unwrap()),
+            CreateOutcome::Replayed(first) => ids.insert(first.document_id),
             other => panic!("{other:?}"),
         };
     }

@@ -6,14 +6,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::super::extract::ApiJson;
 use super::super::{AppState, ErrorBody};
 use crate::auth::Caller;
-use crate::data::documents::{self, Created, parse_if_match};
+use crate::data::documents::{self, Created, Document, parse_if_match};
 use crate::data::rfc3339;
 use crate::error::{Error, Result};
-use crate::store::DocumentRecord;
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     headers
@@ -26,7 +26,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
         .transpose()
 }
 
-fn document_response(status: StatusCode, doc: &DocumentRecord) -> Response {
+fn document_response(status: StatusCode, doc: &Document) -> Response {
     let mut response = (status, Json(DocumentView::from(doc))).into_response();
     set_etag(&mut response, doc.version);
     response
@@ -49,26 +49,23 @@ pub(crate) struct DocumentView {
     created_at: String,
     /// RFC 3339.
     updated_at: String,
-    /// The stored JSON object.
+    /// The stored JSON object, sent as stored (never parsed again: a
+    /// document the service accepted always goes back out).
     #[schema(value_type = Object)]
-    data: Value,
+    data: Box<RawValue>,
 }
 
-impl From<&DocumentRecord> for DocumentView {
-    fn from(doc: &DocumentRecord) -> Self {
+impl From<&Document> for DocumentView {
+    fn from(doc: &Document) -> Self {
         Self {
             id: doc.id.clone(),
             version: doc.version,
             created_at: rfc3339(doc.created_at),
             updated_at: rfc3339(doc.updated_at),
-            data: serde_json::from_str(&doc.data).unwrap_or(Value::Null),
+            data: RawValue::from_string(doc.data.clone())
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
         }
     }
-}
-
-/// The answer stored with an idempotency key: the same JSON a create returns.
-fn render(doc: &DocumentRecord) -> String {
-    serde_json::to_string(&DocumentView::from(doc)).unwrap_or_default()
 }
 
 /// A page of documents.
@@ -110,36 +107,17 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
     let key = header_text(&headers, "idempotency-key")?;
-    let limits = &state.settings().limits;
-    let created = documents::create(
-        state.auth(),
-        &caller,
-        &collection,
-        body,
-        key,
-        limits,
-        render,
-    )
-    .await?;
-    let (mut response, id) = match created {
-        Created::New(doc) => (document_response(StatusCode::CREATED, &doc), doc.id),
-        Created::Replayed(first) => {
-            // The first answer, byte for byte, never parsed again (a
-            // document the service accepted must always replay). Its
-            // version is 1: it is the answer of a create.
-            let mut response = (
-                StatusCode::CREATED,
-                [(header::CONTENT_TYPE, "application/json")],
-                first.response,
-            )
-                .into_response();
-            set_etag(&mut response, 1);
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            (response, first.document_id.unwrap_or_default())
-        }
-    };
+    let Created { document, replayed } =
+        state.data().create(&caller, &collection, body, key).await?;
+    let mut response = document_response(StatusCode::CREATED, &document);
+    if replayed {
+        // The first answer again: the same document, rebuilt from what the
+        // key kept (version 1, as every create answers).
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    let id = document.id;
     if !id.is_empty() {
         if let Ok(location) = HeaderValue::from_str(&format!("/v1/data/{collection}/{id}")) {
             response.headers_mut().insert(header::LOCATION, location);
@@ -173,15 +151,15 @@ pub(crate) async fn list(
     Path(collection): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<DocumentPage>> {
-    let (docs, next) = documents::list(
-        state.auth(),
-        &caller,
-        &collection,
-        q.limit.as_deref(),
-        q.cursor.as_deref(),
-        &state.settings().limits,
-    )
-    .await?;
+    let (docs, next) = state
+        .data()
+        .list(
+            &caller,
+            &collection,
+            q.limit.as_deref(),
+            q.cursor.as_deref(),
+        )
+        .await?;
     Ok(Json(DocumentPage {
         items: docs.iter().map(DocumentView::from).collect(),
         next_cursor: next,
@@ -202,7 +180,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let doc = documents::get(state.auth(), &caller, &collection, &id).await?;
+    let doc = state.data().get(&caller, &collection, &id).await?;
     Ok(document_response(StatusCode::OK, &doc))
 }
 
@@ -234,17 +212,10 @@ pub(crate) async fn replace(
     let if_match = header_text(&headers, "if-match")?
         .map(parse_if_match)
         .transpose()?;
-    let limits = &state.settings().limits;
-    let doc = documents::replace(
-        state.auth(),
-        &caller,
-        &collection,
-        &id,
-        body,
-        if_match,
-        limits,
-    )
-    .await?;
+    let doc = state
+        .data()
+        .replace(&caller, &collection, &id, body, if_match)
+        .await?;
     Ok(document_response(StatusCode::OK, &doc))
 }
 
@@ -262,6 +233,6 @@ pub(crate) async fn delete(
     caller: Caller,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    documents::delete(state.auth(), &caller, &collection, &id).await?;
+    state.data().delete(&caller, &collection, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

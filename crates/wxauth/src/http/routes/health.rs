@@ -23,7 +23,7 @@ pub(crate) async fn healthz() -> Json<Value> {
     (status = 503, description = "The database is unreachable", body = ErrorBody),
 ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
-    state.auth().store().ping().await.map_err(|e| {
+    state.auth().ping_store().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness: database unreachable");
         Error::UpstreamUnavailable {
             message: "the database is not reachable".into(),

@@ -12,11 +12,6 @@ use crate::auth::{Caller, PhoneNumber};
 use crate::data::profile;
 use crate::error::{Error, Result};
 
-async fn me_view(state: &AppState, user: crate::store::UserRecord) -> Result<Json<MeView>> {
-    let phone = state.auth().phone_of(&user)?;
-    Ok(Json(MeView::new(user, phone)))
-}
-
 /// The caller's user.
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
     responses(
@@ -24,8 +19,7 @@ async fn me_view(state: &AppState, user: crate::store::UserRecord) -> Result<Jso
         (status = 401, description = "unauthorized", body = ErrorBody),
     ))]
 pub(crate) async fn get_me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeView>> {
-    let user = state.auth().user(&caller).await?;
-    me_view(&state, user).await
+    Ok(Json(state.auth().me(&caller).await?.into()))
 }
 
 /// A profile patch: at most `profile::MAX_FIELDS` fields, names of 1 to
@@ -73,14 +67,8 @@ pub(crate) async fn patch_me(
         ));
     };
     let patch: Map<String, Value> = patch;
-    let user = profile::update(
-        state.auth(),
-        &caller,
-        patch,
-        state.settings().limits.profile_bytes,
-    )
-    .await?;
-    me_view(&state, user).await
+    state.data().update_profile(&caller, patch).await?;
+    Ok(Json(state.auth().me(&caller).await?.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -1,0 +1,287 @@
+//! Sessions and their refresh tokens (stored only as SHA-256 hashes).
+//! Writes go through the group-commit writer; reads go to the pool.
+
+use futures_util::future::BoxFuture;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Store;
+use super::user_cache::UserCache;
+use super::writer::{Tx, Write};
+use crate::error::Result;
+
+/// A session row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id (in access tokens).
+    pub id: String,
+    /// Whose.
+    pub user_id: String,
+    /// Which app.
+    pub appid: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, when revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl SessionRecord {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            appid: row.try_get("appid")?,
+            created_at: row.try_get("created_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        })
+    }
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// Exchanged: the old token is spent, the new one stored.
+    Rotated {
+        /// The session.
+        session_id: String,
+        /// Its user.
+        user_id: String,
+        /// Its app.
+        appid: String,
+    },
+    /// The token had already been used: the session is now revoked.
+    Reused {
+        /// The revoked session.
+        session_id: String,
+    },
+    /// Unknown, expired, or its session is revoked.
+    Invalid,
+}
+
+pub(super) async fn insert_session(
+    tx: &mut Tx,
+    session_id: &str,
+    user_id: &str,
+    appid: &str,
+    refresh_hash: &[u8],
+    refresh_expires_at: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO sessions (id, user_id, appid, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(session_id)
+        .bind(user_id)
+        .bind(appid)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(refresh_hash.to_vec())
+        .bind(session_id)
+        .bind(now)
+        .bind(refresh_expires_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Another session for an existing user (a repeated login code).
+pub struct NewSession {
+    /// Whose.
+    pub user_id: String,
+    /// Which app.
+    pub appid: String,
+    /// The new session's id.
+    pub session_id: String,
+    /// SHA-256 of its first refresh token.
+    pub refresh_hash: Vec<u8>,
+    /// When that token expires, Unix milliseconds.
+    pub refresh_expires_at: i64,
+    /// Unix milliseconds.
+    pub now: i64,
+}
+
+impl Write for NewSession {
+    type Output = ();
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+                .bind(self.now)
+                .bind(&self.user_id)
+                .execute(&mut **tx)
+                .await?;
+            insert_session(
+                tx,
+                &self.session_id,
+                &self.user_id,
+                &self.appid,
+                &self.refresh_hash,
+                self.refresh_expires_at,
+                self.now,
+            )
+            .await
+        })
+    }
+    fn committed(&self, _: &(), users: &UserCache) {
+        users.forget(&self.user_id);
+    }
+}
+
+/// Refresh-token rotation. The conditional UPDATE makes "spend this token"
+/// atomic even with several instances on one PostgreSQL: of two requests
+/// with the same token exactly one sees it unused.
+struct RotateRefresh {
+    old_hash: Vec<u8>,
+    new_hash: Vec<u8>,
+    new_expires_at: i64,
+    now: i64,
+}
+
+impl Write for RotateRefresh {
+    type Output = RefreshOutcome;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<RefreshOutcome>> {
+        Box::pin(async move {
+            let spent = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
+            )
+            .bind(self.now)
+            .bind(self.old_hash.clone())
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(spent) = spent else {
+                let known =
+                    sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1")
+                        .bind(self.old_hash.clone())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                let Some(known) = known else {
+                    return Ok(RefreshOutcome::Invalid);
+                };
+                let used_at: Option<i64> = known.try_get("used_at")?;
+                if used_at.is_none() {
+                    return Ok(RefreshOutcome::Invalid); // expired, never used
+                }
+                let session_id: String = known.try_get("session_id")?;
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse' WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(self.now)
+                .bind(&session_id)
+                .execute(&mut **tx)
+                .await?;
+                return Ok(RefreshOutcome::Reused { session_id });
+            };
+            let session_id: String = spent.try_get("session_id")?;
+            let session =
+                sqlx::query("SELECT user_id, appid, revoked_at FROM sessions WHERE id = $1")
+                    .bind(&session_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            let revoked_at: Option<i64> = session.try_get("revoked_at")?;
+            if revoked_at.is_some() {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(self.new_hash.clone())
+                .bind(&session_id)
+                .bind(self.now)
+                .bind(self.new_expires_at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(RefreshOutcome::Rotated {
+                session_id,
+                user_id: session.try_get("user_id")?,
+                appid: session.try_get("appid")?,
+            })
+        })
+    }
+}
+
+struct RevokeSession {
+    session_id: String,
+    reason: &'static str,
+    now: i64,
+}
+
+impl Write for RevokeSession {
+    type Output = bool;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+            )
+            .bind(self.now)
+            .bind(self.reason)
+            .bind(&self.session_id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+impl Store {
+    /// Opens another session for an existing user (a repeated login code).
+    pub async fn new_session(&self, session: NewSession) -> Result<()> {
+        self.writer.submit(session).await
+    }
+
+    /// Exchanges a refresh token (by hash) for a new one. A token that was
+    /// already used revokes its whole session.
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: Vec<u8>,
+        new_hash: Vec<u8>,
+        new_expires_at: i64,
+        now: i64,
+    ) -> Result<RefreshOutcome> {
+        self.writer
+            .submit(RotateRefresh {
+                old_hash,
+                new_hash,
+                new_expires_at,
+                now,
+            })
+            .await
+    }
+
+    /// Revokes a session; false if it was already revoked or does not exist.
+    pub async fn revoke_session(
+        &self,
+        session_id: &str,
+        reason: &'static str,
+        now: i64,
+    ) -> Result<bool> {
+        self.writer
+            .submit(RevokeSession {
+                session_id: session_id.to_owned(),
+                reason,
+                now,
+            })
+            .await
+    }
+
+    /// A session by id.
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT id, user_id, appid, created_at, revoked_at FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SessionRecord::from_row).transpose()
+    }
+
+    /// Sessions revoked at or after `since` (to rebuild the revocation cache
+    /// at start-up): (session id, revoked_at).
+    pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("revoked_at")?)))
+            .collect()
+    }
+}

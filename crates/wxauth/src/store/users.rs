@@ -1,0 +1,261 @@
+//! Users: one row per (appid, openid), with the sealed session_key and
+//! phone, the profile, and login times. Writes go through the group-commit
+//! writer; each is a [`Write`] with its own typed output.
+
+use futures_util::future::BoxFuture;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Store;
+use super::sessions::insert_session;
+use super::user_cache::UserCache;
+use super::writer::{Tx, Write};
+use crate::error::Result;
+
+pub(super) const USER_COLUMNS: &str = "id, appid, openid, unionid, session_key_enc, phone_enc, profile, profile_version, created_at, last_login_at";
+
+/// A user row. Encrypted fields stay encrypted here; `auth` decrypts them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// wxauth's id for the user.
+    pub id: String,
+    /// The app the user belongs to.
+    pub appid: String,
+    /// WeChat's id for the user within the app.
+    pub openid: String,
+    /// WeChat's id across the Open Platform account, when known.
+    pub unionid: Option<String>,
+    /// The current session_key, sealed.
+    pub session_key_enc: Vec<u8>,
+    /// The bound phone number, sealed.
+    pub phone_enc: Option<Vec<u8>>,
+    /// The profile, as JSON text.
+    pub profile: String,
+    /// Bumped on every profile change (optimistic concurrency).
+    pub profile_version: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub last_login_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("appid", &self.appid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRecord {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            appid: row.try_get("appid")?,
+            openid: row.try_get("openid")?,
+            unionid: row.try_get("unionid")?,
+            session_key_enc: row.try_get("session_key_enc")?,
+            phone_enc: row.try_get("phone_enc")?,
+            profile: row.try_get("profile")?,
+            profile_version: row.try_get("profile_version")?,
+            created_at: row.try_get("created_at")?,
+            last_login_at: row.try_get("last_login_at")?,
+        })
+    }
+}
+
+/// Everything one login writes, committed together: the user created or
+/// updated (appid, openid), the new session_key stored, and a session
+/// opened with its first refresh token.
+#[derive(Clone)]
+pub struct LoginWrite {
+    /// The id to give the user if they are new.
+    pub new_user_id: String,
+    /// The app.
+    pub appid: String,
+    /// From jscode2session.
+    pub openid: String,
+    /// From jscode2session, when present (an absent one keeps the stored one).
+    pub unionid: Option<String>,
+    /// The new session_key, sealed.
+    pub session_key_enc: Vec<u8>,
+    /// The new session's id.
+    pub session_id: String,
+    /// SHA-256 of the first refresh token.
+    pub refresh_hash: Vec<u8>,
+    /// When that refresh token expires, Unix milliseconds.
+    pub refresh_expires_at: i64,
+    /// Unix milliseconds.
+    pub now: i64,
+}
+
+/// What a login wrote: the user as stored now, and whether it was created.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    /// The user row after the login.
+    pub user: UserRecord,
+    /// Whether this login created it.
+    pub new_user: bool,
+}
+
+impl Write for LoginWrite {
+    type Output = LoggedIn;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<LoggedIn>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (appid, openid) DO UPDATE SET \
+                   unionid = COALESCE(excluded.unionid, users.unionid), \
+                   session_key_enc = excluded.session_key_enc, \
+                   last_login_at = excluded.last_login_at \
+                 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(&self.new_user_id)
+            .bind(&self.appid)
+            .bind(&self.openid)
+            .bind(self.unionid.clone())
+            .bind(self.session_key_enc.clone())
+            .bind(self.now)
+            .fetch_one(&mut **tx)
+            .await?;
+            let user = UserRecord::from_row(&row)?;
+            let new_user = user.id == self.new_user_id;
+            insert_session(
+                tx,
+                &self.session_id,
+                &user.id,
+                &self.appid,
+                &self.refresh_hash,
+                self.refresh_expires_at,
+                self.now,
+            )
+            .await?;
+            Ok(LoggedIn { user, new_user })
+        })
+    }
+    fn committed(&self, done: &LoggedIn, users: &UserCache) {
+        users.put(&done.user);
+    }
+}
+
+/// A change to a profile, computed from the current one inside the write
+/// transaction (so concurrent changes never overwrite each other).
+pub type ProfileChange = Box<dyn Fn(&str) -> Result<String> + Send + Sync>;
+
+struct ModifyProfile {
+    user_id: String,
+    change: ProfileChange,
+}
+
+impl Write for ModifyProfile {
+    type Output = Option<UserRecord>;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Option<UserRecord>>> {
+        Box::pin(async move {
+            // Read with the row locked (a no-op UPDATE, valid on both
+            // databases): another instance's writer changing the same
+            // profile waits, so neither merge is lost.
+            let row = sqlx::query(
+                "UPDATE users SET profile_version = profile_version WHERE id = $1 RETURNING profile",
+            )
+            .bind(&self.user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let current: String = row.try_get("profile")?;
+            let next = (self.change)(&current)?;
+            let row = sqlx::query(&format!(
+                "UPDATE users SET profile = $1, profile_version = profile_version + 1 WHERE id = $2 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(next)
+            .bind(&self.user_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            Ok(Some(UserRecord::from_row(&row)?))
+        })
+    }
+    fn committed(&self, user: &Option<UserRecord>, users: &UserCache) {
+        match user {
+            Some(u) => users.put(u),
+            None => users.forget(&self.user_id),
+        }
+    }
+}
+
+struct SetPhone {
+    user_id: String,
+    phone_enc: Vec<u8>,
+}
+
+impl Write for SetPhone {
+    type Output = bool;
+    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE users SET phone_enc = $1 WHERE id = $2")
+                .bind(self.phone_enc.clone())
+                .bind(&self.user_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+    fn committed(&self, _: &bool, users: &UserCache) {
+        users.forget(&self.user_id);
+    }
+}
+
+impl Store {
+    /// Creates or updates the user (appid, openid), stores the new
+    /// session_key, and opens a session with its first refresh token, in one
+    /// commit.
+    pub async fn login(&self, write: LoginWrite) -> Result<LoggedIn> {
+        self.writer.submit(write).await
+    }
+
+    /// Changes the user's profile with `change`, which receives the current
+    /// profile inside the write transaction and returns the new one (or an
+    /// error, which leaves it unchanged). None if there is no such user.
+    pub async fn modify_profile(
+        &self,
+        user_id: &str,
+        change: ProfileChange,
+    ) -> Result<Option<UserRecord>> {
+        self.writer
+            .submit(ModifyProfile {
+                user_id: user_id.to_owned(),
+                change,
+            })
+            .await
+    }
+
+    /// Stores the user's (encrypted) phone number; false if there is no
+    /// such user.
+    pub async fn set_phone(&self, user_id: &str, phone_enc: Vec<u8>) -> Result<bool> {
+        self.writer
+            .submit(SetPhone {
+                user_id: user_id.to_owned(),
+                phone_enc,
+            })
+            .await
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
+        if let Some(user) = self.users.get(id) {
+            return Ok(Some(user));
+        }
+        let ticket = self.users.ticket();
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let user = row.as_ref().map(UserRecord::from_row).transpose()?;
+        if let Some(u) = &user {
+            self.users.fill(ticket, u);
+        }
+        Ok(user)
+    }
+}
