@@ -33,9 +33,6 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-SIM_PORT=$(free_port)
-"$BIN" sim --listen "127.0.0.1:$SIM_PORT" --app wx1111111111111111:11111111111111111111111111111111 --accept-any-code >/dev/null 2>&1 &
-PIDS+=($!)
 
 # write_config NAME PORT DB_URL [REDIS_URL]
 write_config() {
@@ -217,7 +214,28 @@ run_soak() {
   done
 }
 
-echo "== machine: $(nproc) cores; disk under $WORK:"
+# The stand-in WeChat upstream every system here calls for jscode2session.
+# With nginx: a fixed answer whose openid is the code (each fresh code a new
+# user), so the upstream costs next to nothing and the figures are the
+# systems' own. Without nginx: wxauth's simulator, which accepts any code.
+SIM_PORT=$(free_port)
+if command -v nginx >/dev/null; then
+  start_nginx "$WORK/upstream-wechat" "  server {
+    listen 127.0.0.1:$SIM_PORT; keepalive_requests 1000000;
+    location = /sns/jscode2session {
+      default_type application/json;
+      return 200 '{\"openid\":\"o-\$arg_js_code\",\"session_key\":\"tiihtNczf5v6AKRyjwEUhQ==\"}';
+    }
+  }"
+  UPSTREAM="nginx answering jscode2session"
+else
+  "$BIN" sim --listen "127.0.0.1:$SIM_PORT" --app wx1111111111111111:11111111111111111111111111111111 --accept-any-code >/dev/null 2>&1 &
+  PIDS+=($!)
+  UPSTREAM="wxauth sim --accept-any-code"
+fi
+for _ in $(seq 1 50); do curl -s "http://127.0.0.1:$SIM_PORT/sns/jscode2session?js_code=x" >/dev/null && break; sleep 0.1; done
+
+echo "== machine: $(nproc) cores; WeChat upstream: $UPSTREAM; disk under $WORK:"
 "$LOAD" --scenario fsync --dir "$WORK" --seconds 3
 case "${ONLY:-}" in
   gateway) run_gateway; exit 0 ;;

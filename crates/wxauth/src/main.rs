@@ -12,6 +12,11 @@ use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::Config;
 use wxauth::{Deps, build_app, dev, serve};
 
+// glibc's malloc was 10% of a login's CPU (profile of bench/run.sh login);
+// mimalloc's thread-local free lists cut it and return memory promptly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wxauth",

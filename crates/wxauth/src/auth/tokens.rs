@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -54,7 +53,7 @@ pub struct AccessClaims {
 pub struct TokenIssuer {
     signing_kid: String,
     signing_alg: Algorithm,
-    encoding: EncodingKey,
+    signer: Signer,
     verifying: HashMap<String, (Algorithm, DecodingKey)>,
     jwks: Vec<Value>,
     issuer: String,
@@ -88,13 +87,41 @@ pub struct RefreshToken {
     pub hash: Vec<u8>,
 }
 
+/// What signs new access tokens. An Ed25519 key is held expanded: handing
+/// `jsonwebtoken` an `EncodingKey` makes it parse the PKCS#8 DER and derive
+/// the public key on every `encode` (a second scalar multiplication per
+/// token, about half of a login's signing cost), so Ed25519 tokens are
+/// assembled here, byte for byte as `jsonwebtoken::encode` does (a test
+/// checks they are identical; Ed25519 signatures are deterministic).
+enum Signer {
+    Jwt(EncodingKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+}
+
+impl Signer {
+    fn sign<T: Serialize>(&self, header: &Header, claims: &T) -> Result<String> {
+        match self {
+            Signer::Jwt(key) => jsonwebtoken::encode(header, claims, key).map_err(Error::internal),
+            Signer::Ed25519(key) => {
+                use ed25519_dalek::Signer as _;
+                let part = |v: Vec<u8>| URL_SAFE_NO_PAD.encode(v);
+                let header = serde_json::to_vec(header).map_err(Error::internal)?;
+                let claims = serde_json::to_vec(claims).map_err(Error::internal)?;
+                let input = format!("{}.{}", part(header), part(claims));
+                let signature = key.sign(input.as_bytes()).to_bytes();
+                Ok(format!("{input}.{}", part(signature.to_vec())))
+            }
+        }
+    }
+}
+
 /// The signing and verifying halves of one configured key, and its public
 /// JWK (Ed25519 keys only: an HMAC secret is never published).
-fn key_parts(key: &SigningKey) -> Result<(Algorithm, EncodingKey, DecodingKey, Option<Value>)> {
+fn key_parts(key: &SigningKey) -> Result<(Algorithm, Signer, DecodingKey, Option<Value>)> {
     match key.alg {
         SigningAlg::Hs256 => Ok((
             Algorithm::HS256,
-            EncodingKey::from_secret(&key.bytes),
+            Signer::Jwt(EncodingKey::from_secret(&key.bytes)),
             DecodingKey::from_secret(&key.bytes),
             None,
         )),
@@ -106,9 +133,6 @@ fn key_parts(key: &SigningKey) -> Result<(Algorithm, EncodingKey, DecodingKey, O
                 ))
             })?;
             let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
-            let der = signing
-                .to_pkcs8_der()
-                .map_err(|e| Error::internal(format!("signing key {}: {e}", key.id)))?;
             let public = signing.verifying_key().to_bytes();
             let x = URL_SAFE_NO_PAD.encode(public);
             let decoding = DecodingKey::from_ed_components(&x)
@@ -123,7 +147,7 @@ fn key_parts(key: &SigningKey) -> Result<(Algorithm, EncodingKey, DecodingKey, O
             });
             Ok((
                 Algorithm::EdDSA,
-                EncodingKey::from_ed_der(der.as_bytes()),
+                Signer::Ed25519(Box::new(signing)),
                 decoding,
                 Some(jwk),
             ))
@@ -146,18 +170,18 @@ impl TokenIssuer {
         let mut jwks = Vec::new();
         let mut signer = None;
         for key in keys {
-            let (alg, encoding, decoding, jwk) = key_parts(key)?;
+            let (alg, key_signer, decoding, jwk) = key_parts(key)?;
             if signer.is_none() {
-                signer = Some((alg, encoding));
+                signer = Some((alg, key_signer));
             }
             verifying.insert(key.id.clone(), (alg, decoding));
             jwks.extend(jwk);
         }
-        let (signing_alg, encoding) = signer.ok_or_else(|| Error::internal("no signing key"))?;
+        let (signing_alg, signer) = signer.ok_or_else(|| Error::internal("no signing key"))?;
         Ok(Self {
             signing_kid: first.id.clone(),
             signing_alg,
-            encoding,
+            signer,
             verifying,
             jwks,
             issuer: issuer.to_owned(),
@@ -204,7 +228,7 @@ impl TokenIssuer {
         };
         let mut header = Header::new(self.signing_alg);
         header.kid = Some(self.signing_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(Error::internal)
+        self.signer.sign(&header, &claims)
     }
 
     /// Checks signature, algorithm, issuer and expiry. Every failure is the
@@ -315,6 +339,26 @@ mod tests {
             Arc::new(clock.clone()),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn ed25519_tokens_are_what_jsonwebtoken_would_sign() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let clock = OffsetClock::new();
+        let k = key("k1", 7);
+        let t = issuer(std::slice::from_ref(&k), &clock);
+        let ours = t.issue_access("u1", "s1", "wxa").unwrap();
+        let claims = t.verify_access(&ours).unwrap();
+        let seed: [u8; 32] = k.bytes.as_slice().try_into().unwrap();
+        let der = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .to_pkcs8_der()
+            .unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        let theirs =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes()))
+                .unwrap();
+        assert_eq!(ours, theirs);
     }
 
     #[test]
