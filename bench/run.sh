@@ -8,6 +8,7 @@
 #   ONLY=peers bash bench/run.sh      # nginx static and the seed pattern beside wxauth
 #   ONLY=soak SOAK_SECONDS=600 bash bench/run.sh   # unique-code logins for 10 minutes
 #   ONLY=gateway bash bench/run.sh    # a service directly and through the gateway
+#   ONLY=million bash bench/run.sh    # empty vs 1,000,000 users / 10,000,000 documents
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -235,12 +236,62 @@ else
 fi
 for _ in $(seq 1 50); do curl -s "http://127.0.0.1:$SIM_PORT/sns/jscode2session?js_code=x" >/dev/null && break; sleep 0.1; done
 
+# The same routes on an empty database and on one holding MILLION_USERS
+# users (default 1,000,000), each with a session and DOCS_PER_USER
+# documents (default 10): SQLite, then PostgreSQL if reachable. Prints each
+# server's peak RSS. The fill is bench/fill/*.sql (minutes, not timed).
+run_million() {
+  local users=${MILLION_USERS:-1000000} docs=${DOCS_PER_USER:-10}
+  echo "== empty vs $users users and $((users * docs)) documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
+  local backends=(sqlite)
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then backends+=(postgres); fi
+  for backend in "${backends[@]}"; do
+    for state in empty filled; do
+      local port db_url schema="" name="m_${backend}_$state"; port=$(free_port)
+      if [ "$backend" = sqlite ]; then
+        db_url="sqlite://$WORK/$name.db"
+      else
+        schema="bench_${state}_$$"
+        psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+        db_url="$PG_URL?options=-c%20search_path%3D$schema"
+      fi
+      write_config "$name" "$port" "$db_url"
+      WXAUTH_LOG=warn "$BIN" migrate --config "$WORK/$name.toml" >/dev/null
+      if [ "$state" = filled ]; then
+        local started=$SECONDS
+        if [ "$backend" = sqlite ]; then
+          python3 - "$WORK/$name.db" bench/fill/sqlite.sql "$users" "$docs" <<'PY'
+import sqlite3, sys
+db, script, users, docs = sys.argv[1:]
+sql = open(script).read().replace("@USERS@", users).replace("@DOCS@", docs)
+sqlite3.connect(db, isolation_level=None).executescript(sql)
+PY
+        else
+          sed -e "s/@USERS@/$users/g" -e "s/@DOCS@/$docs/g" bench/fill/postgres.sql |
+            PGOPTIONS="-c search_path=$schema -c client_min_messages=warning" psql "$PG_URL" -q -v ON_ERROR_STOP=1 >/dev/null
+        fi
+        echo "   ($backend filled in $((SECONDS - started)) s)"
+      fi
+      start_instance "$name" "$port"
+      local pid=${PIDS[-1]}
+      for scenario in login me create list; do
+        "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --label "$backend $state $scenario" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      done
+      echo "   $backend $state: peak RSS $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$pid/status)"
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+      if [ -n "$schema" ]; then psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null; fi
+      rm -f "$WORK/$name.db"*
+    done
+  done
+}
+
 echo "== machine: $(nproc) cores; WeChat upstream: $UPSTREAM; disk under $WORK:"
 "$LOAD" --scenario fsync --dir "$WORK" --seconds 3
 case "${ONLY:-}" in
   gateway) run_gateway; exit 0 ;;
   peers) run_peers; exit 0 ;;
   soak) run_soak; exit 0 ;;
+  million) run_million; exit 0 ;;
 esac
 run_backend sqlite "sqlite://$WORK/bench.db"
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -9,6 +9,7 @@
 //! - `me`: `GET /v1/me` with a token per worker
 //! - `create`: `POST /v1/data/bench` of a small document, a user per worker
 //! - `get`: `GET /v1/data/bench/{id}` of a document per worker
+//! - `list`: `GET /v1/data/bench?limit=20`, each worker's user holding 25
 //! - `fsync`: not HTTP: how many `write + fdatasync` of 4 KiB the disk under
 //!   `--dir` does per second, one at a time (the cap on a write path that
 //!   syncs per request)
@@ -29,6 +30,7 @@ enum Scenario {
     Me,
     Create,
     Get,
+    List,
     /// `GET {url}{path}` with a user's access token (a gateway route).
     Gateway,
     /// `GET {url}{path}` with no token (the service behind the gateway, directly).
@@ -132,15 +134,20 @@ async fn main() -> anyhow::Result<()> {
     let mut doc_ids = Vec::new();
     if matches!(
         args.scenario,
-        Scenario::Me | Scenario::Create | Scenario::Get | Scenario::Gateway
+        Scenario::Me | Scenario::Create | Scenario::Get | Scenario::List | Scenario::Gateway
     ) {
         for w in 0..args.connections {
             let token = login(&http, &args.url, &format!("bench-user-{run_id}-{w}")).await?;
-            if args.scenario == Scenario::Get {
+            let documents = match args.scenario {
+                Scenario::Get => 1,
+                Scenario::List => 25,
+                _ => 0,
+            };
+            for n in 0..documents {
                 let doc: Value = http
                     .post(format!("{}/v1/data/bench", args.url))
                     .bearer_auth(&token)
-                    .json(&small_document(0))
+                    .json(&small_document(n))
                     .send()
                     .await?
                     .error_for_status()?
@@ -204,6 +211,12 @@ async fn main() -> anyhow::Result<()> {
                     }
                     Scenario::Get => {
                         http.get(format!("{url}/v1/data/bench/{}", doc_ids[w]))
+                            .bearer_auth(&tokens[w])
+                            .send()
+                            .await
+                    }
+                    Scenario::List => {
+                        http.get(format!("{url}/v1/data/bench?limit=20"))
                             .bearer_auth(&tokens[w])
                             .send()
                             .await
