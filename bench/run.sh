@@ -2,7 +2,8 @@
 # Benchmarks wxauth on this machine. Every figure is printed beside /healthz
 # of the same server in the same run, so read them as ratios.
 #
-#   bash bench/run.sh                 # SQLite, then PostgreSQL if reachable
+#   bash bench/run.sh                 # side by side, SQLite, PostgreSQL, 1 and 3 instances, gateway
+#   CONNECTIONS=32 bash bench/run.sh  # the connections of the README's table
 #   SECONDS_PER=20 CONNECTIONS=64 bash bench/run.sh
 #   SCENARIOS="healthz create" bash bench/run.sh
 #   ONLY=peers bash bench/run.sh      # nginx static and the seed pattern beside wxauth
@@ -197,6 +198,18 @@ run_peers() {
   "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "wxauth login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
   "$LOAD" --scenario create --url "http://127.0.0.1:$port" --label "wxauth create" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
   "$LOAD" --scenario me --url "http://127.0.0.1:$port" --label "wxauth me" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    local schema="bench_peers_$$"; port=$(free_port)
+    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+    write_config peers_pg "$port" "$PG_URL?options=-c%20search_path%3D$schema"
+    start_instance peers_pg "$port"
+    for scenario in login create me; do
+      "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --label "wxauth pg $scenario" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+    done
+    kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+    psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+  fi
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 }
 
@@ -293,6 +306,7 @@ case "${ONLY:-}" in
   soak) run_soak; exit 0 ;;
   million) run_million; exit 0 ;;
 esac
+run_peers
 run_backend sqlite "sqlite://$WORK/bench.db"
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   schema="bench_$$"
