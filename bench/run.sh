@@ -35,6 +35,10 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# new_schema NAME, drop_schema NAME: a PostgreSQL schema per run; pg_url NAME: a URL using it.
+new_schema() { psql "$PG_URL" -qc "CREATE SCHEMA $1" >/dev/null; }
+drop_schema() { psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $1 CASCADE" >/dev/null; }
+pg_url() { echo "$PG_URL?options=-c%20search_path%3D$1"; }
 
 # write_config NAME PORT DB_URL [REDIS_URL]
 write_config() {
@@ -201,14 +205,14 @@ run_peers() {
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     local schema="bench_peers_$$"; port=$(free_port)
-    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-    write_config peers_pg "$port" "$PG_URL?options=-c%20search_path%3D$schema"
+    new_schema "$schema"
+    write_config peers_pg "$port" "$(pg_url "$schema")"
     start_instance peers_pg "$port"
     for scenario in login create me; do
       "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --label "wxauth pg $scenario" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
     done
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
-    psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+    drop_schema "$schema"
   fi
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 }
@@ -265,8 +269,8 @@ run_million() {
         db_url="sqlite://$WORK/$name.db"
       else
         schema="bench_${state}_$$"
-        psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-        db_url="$PG_URL?options=-c%20search_path%3D$schema"
+        new_schema "$schema"
+        db_url="$(pg_url "$schema")"
       fi
       write_config "$name" "$port" "$db_url"
       WXAUTH_LOG=warn "$BIN" migrate --config "$WORK/$name.toml" >/dev/null
@@ -292,7 +296,7 @@ PY
       done
       echo "   $backend $state: peak RSS $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$pid/status)"
       kill "$pid"; wait "$pid" 2>/dev/null || true
-      if [ -n "$schema" ]; then psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null; fi
+      if [ -n "$schema" ]; then drop_schema "$schema"; fi
       rm -f "$WORK/$name.db"*
     done
   done
@@ -310,23 +314,23 @@ run_peers
 run_backend sqlite "sqlite://$WORK/bench.db"
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   schema="bench_$$"
-  psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-  run_backend postgres "$PG_URL?options=-c%20search_path%3D$schema"
-  psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+  new_schema "$schema"
+  run_backend postgres "$(pg_url "$schema")"
+  drop_schema "$schema"
   if command -v redis-server >/dev/null && command -v nginx >/dev/null; then
     REDIS_PORT=$(free_port)
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >/dev/null &
     PIDS+=($!)
     sleep 0.3
     schema="bench_one_$$"
-    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-    run_backend one "$PG_URL?options=-c%20search_path%3D$schema" "redis://127.0.0.1:$REDIS_PORT" "postgres+redis, 1 instance"
-    psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+    new_schema "$schema"
+    run_backend one "$(pg_url "$schema")" "redis://127.0.0.1:$REDIS_PORT" "postgres+redis, 1 instance"
+    drop_schema "$schema"
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
     schema="bench_three_$$"
-    psql "$PG_URL" -qc "CREATE SCHEMA $schema" >/dev/null
-    run_cluster "$PG_URL?options=-c%20search_path%3D$schema" "redis://127.0.0.1:$REDIS_PORT"
-    psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null
+    new_schema "$schema"
+    run_cluster "$(pg_url "$schema")" "redis://127.0.0.1:$REDIS_PORT"
+    drop_schema "$schema"
   else
     echo "== postgres+redis, 1 and 3 instances: redis-server or nginx not on PATH, skipped"
   fi

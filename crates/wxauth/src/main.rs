@@ -13,7 +13,7 @@ use wxauth::config::Config;
 use wxauth::{Deps, build_app, dev, serve};
 
 // glibc's malloc was 10% of a login's CPU (profile of bench/run.sh login);
-// mimalloc's thread-local free lists cut it and return memory promptly.
+// mimalloc's thread-local free lists make allocation cheaper.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
