@@ -15,10 +15,10 @@ FROM generate_series(1, @USERS@) AS i;
 INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
 SELECT sha256(('fill-' || i)::bytea), '00000000-0000-7000-9000-' || lpad(i::text, 12, '0'), 0, 0
 FROM generate_series(1, @USERS@) AS i;
-INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size)
+INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid)
 SELECT '00000000-0000-7000-a000-' || lpad(i::text, 12, '0'),
        '00000000-0000-7000-8000-' || lpad((i / @DOCS@ + 1)::text, 12, '0'),
-       'bench', '{"name":"filled","n":' || i || '}', 1, 0, 0, 28
+       'bench', '{"name":"filled","n":' || i || '}', 1, 0, 0, 28, 'wx1111111111111111'
 FROM generate_series(0, @USERS@ * @DOCS@ - 1) AS i;
 INSERT INTO collection_counts (user_id, collection, documents)
 SELECT '00000000-0000-7000-8000-' || lpad(i::text, 12, '0'), 'bench', @DOCS@

@@ -17,9 +17,9 @@ WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < @USERS@
 INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at)
 SELECT randomblob(32), printf('00000000-0000-7000-9000-%012d', i), 0, 0 FROM n;
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < @USERS@ * @DOCS@ - 1)
-INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size)
+INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid)
 SELECT printf('00000000-0000-7000-a000-%012d', i), printf('00000000-0000-7000-8000-%012d', i / @DOCS@ + 1),
-       'bench', '{"name":"filled","n":' || i || '}', 1, 0, 0, 28 FROM n;
+       'bench', '{"name":"filled","n":' || i || '}', 1, 0, 0, 28, 'wx1111111111111111' FROM n;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < @USERS@)
 INSERT INTO collection_counts (user_id, collection, documents)
 SELECT printf('00000000-0000-7000-8000-%012d', i), 'bench', @DOCS@ FROM n;

@@ -73,7 +73,60 @@ pub struct Config {
     /// Path prefixes forwarded to the developer's own services, with the
     /// caller's identity in `X-Wxauth-*` headers.
     pub gateway: Vec<GatewayConfig>,
+    /// Collections with another access mode than `private`, or indexes.
+    pub collections: Vec<CollectionConfig>,
 }
+
+/// One `[[collections]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// The collection's name (`[a-z0-9_-]{1,64}`).
+    pub name: String,
+    /// `private` (the default), `public_read` or `admin_write`.
+    #[serde(default = "default_access")]
+    pub access: String,
+    /// Fields to index, e.g. `["status", "-score"]` (`-`: descending).
+    #[serde(default)]
+    pub indexes: Vec<String>,
+}
+
+fn default_access() -> String {
+    "private".into()
+}
+
+/// Who reads and writes a collection's documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Only the owner reads and writes (the default).
+    #[default]
+    Private,
+    /// Every signed-in user of the app reads; only the owner writes.
+    PublicRead,
+    /// Every signed-in user of the app reads; only the server side writes.
+    AdminWrite,
+}
+
+impl Access {
+    /// Whether other users of the app read the collection.
+    pub fn shared(self) -> bool {
+        self != Access::Private
+    }
+}
+
+/// A `[[collections]]` entry, checked.
+#[derive(Debug, Clone)]
+pub struct CollectionRule {
+    /// The name.
+    pub name: String,
+    /// Who reads and writes.
+    pub access: Access,
+    /// Indexed paths and whether each is descending.
+    pub indexes: Vec<(Vec<String>, bool)>,
+}
+
+/// Indexes one collection may declare (each costs every write to it).
+pub const MAX_INDEXES_PER_COLLECTION: usize = 8;
 
 /// One `[[gateway]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +259,7 @@ impl Default for Config {
             playground: PlaygroundConfig::default(),
             service_keys: Vec::new(),
             gateway: Vec::new(),
+            collections: Vec::new(),
         }
     }
 }
@@ -537,6 +591,8 @@ pub struct Settings {
     pub service_keys: Vec<ServiceKey>,
     /// Gateway routes.
     pub gateways: Vec<GatewayRoute>,
+    /// Collections with rules of their own.
+    pub collections: Vec<CollectionRule>,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
@@ -567,6 +623,61 @@ fn valid_appid(appid: &str) -> bool {
 }
 
 impl Config {
+    /// Checks `[[collections]]` alone (`wxauth migrate` needs no secrets).
+    pub fn check_collections(&self) -> Result<Vec<CollectionRule>, ConfigError> {
+        let mut rules: Vec<CollectionRule> = Vec::new();
+        for (i, c) in self.collections.iter().enumerate() {
+            let path = format!("collections[{i}]");
+            crate::data::documents::check_collection(&c.name).map_err(|_| {
+                bad(format!(
+                    "{path}.name: {:?} must match [a-z0-9_-]{{1,64}}",
+                    c.name
+                ))
+            })?;
+            if rules.iter().any(|r| r.name == c.name) {
+                return Err(bad(format!("{path}.name: {} is configured twice", c.name)));
+            }
+            let access = match c.access.as_str() {
+                "private" => Access::Private,
+                "public_read" => Access::PublicRead,
+                "admin_write" => Access::AdminWrite,
+                other => {
+                    return Err(bad(format!(
+                        "{path}.access: {other:?}; use private, public_read or admin_write"
+                    )));
+                }
+            };
+            if c.indexes.len() > MAX_INDEXES_PER_COLLECTION {
+                return Err(bad(format!(
+                    "{path}.indexes: at most {MAX_INDEXES_PER_COLLECTION} per collection"
+                )));
+            }
+            let mut indexes: Vec<(Vec<String>, bool)> = Vec::new();
+            for spec in &c.indexes {
+                let (text, descending) = match spec.strip_prefix('-') {
+                    Some(rest) => (rest, true),
+                    None => (spec.as_str(), false),
+                };
+                if ["id", "owner", "created_at", "updated_at"].contains(&text) {
+                    return Err(bad(format!(
+                        "{path}.indexes: {text} is a built-in field and always indexed"
+                    )));
+                }
+                let segments = crate::store::parse_path(text)
+                    .map_err(|e| bad(format!("{path}.indexes: {e}")))?;
+                if !indexes.contains(&(segments.clone(), descending)) {
+                    indexes.push((segments, descending));
+                }
+            }
+            rules.push(CollectionRule {
+                name: c.name.clone(),
+                access,
+                indexes,
+            });
+        }
+        Ok(rules)
+    }
+
     /// Checks every value and loads secrets.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
         let url = self.database_url.expose();
@@ -743,6 +854,7 @@ impl Config {
                 scopes: k.scopes.clone(),
             });
         }
+        let collections = self.check_collections()?;
         let mut gateways: Vec<GatewayRoute> = Vec::new();
         for (i, g) in self.gateway.iter().enumerate() {
             let path = format!("gateway[{i}]");
@@ -950,6 +1062,7 @@ impl Config {
             trusted_proxies,
             service_keys,
             gateways,
+            collections,
             playground_sim_url: self
                 .playground
                 .enabled

@@ -81,16 +81,26 @@ pub fn parse_request_bodies(data: &[u8]) {
     crate::http::parse_each_request_body(data);
 }
 
-/// A list cursor from the query string: refused or a document id.
+/// A list's query string parts: a cursor is refused or decodes to one key
+/// per sort key and a document id; `where` and `order_by` are refused
+/// (never a panic) or parsed within their bounds.
 pub fn decode_cursor(data: &[u8]) {
+    use crate::data::query;
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(id) = crate::data::documents::decode_cursor(text) {
+    let order = query::parse_order_by(Some("score,-created_at")).unwrap_or_default();
+    let fp = query::fingerprint("notes", &serde_json::Value::Null, &order);
+    if let Ok(after) = query::decode_cursor(text, &fp, &order) {
         assert!(
-            uuid::Uuid::parse_str(&id).is_ok(),
+            uuid::Uuid::parse_str(&after.id).is_ok(),
             "a cursor decodes to an id"
         );
+        assert_eq!(after.keys.len(), order.len(), "one value per sort key");
+    }
+    let _ = query::parse_where(Some(text), "me");
+    if let Ok(keys) = query::parse_order_by(Some(text)) {
+        assert!(keys.len() <= query::MAX_SORT_KEYS);
     }
 }
 

@@ -92,7 +92,13 @@ pub struct App {
 /// Opens the store (migrating it), warms caches and builds the router.
 pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     let store = store::Store::open(settings.database_url.expose()).await?;
-    let data = data::Data::new(store.clone(), deps.clock.clone(), settings.limits.clone());
+    let data = data::Data::new(
+        store.clone(),
+        deps.clock.clone(),
+        settings.limits.clone(),
+        &settings.collections,
+    );
+    data.ensure_indexes().await?;
     spawn_idempotency_expiry(data.clone());
     // Hot user rows in memory only while this process is the one writer.
     store.cache_users(settings.redis_url.is_none());

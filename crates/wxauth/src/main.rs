@@ -195,8 +195,18 @@ async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
 
 async fn run_migrate(args: ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
+    let collections = config.check_collections()?;
     let store = wxauth::store::Store::connect(config.database_url.expose()).await?;
     store.migrate().await?;
+    // The configured collections' indexes too, so a large collection's
+    // index is built here rather than at the next start.
+    let data = wxauth::data::Data::new(
+        store.clone(),
+        std::sync::Arc::new(wechat_miniapp::SystemClock),
+        config.limits.clone(),
+        &collections,
+    );
+    data.ensure_indexes().await?;
     store.close().await;
     println!(
         "database schema is up to date ({})",

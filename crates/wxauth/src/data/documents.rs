@@ -4,24 +4,26 @@
 //!   found" for every verb, whatever the body says.
 //! - Creates honour `Idempotency-Key`: the same key from the same user gets
 //!   the first answer and one document; the key with another request is refused.
-//! - Lists are newest first with an opaque cursor (keyset on the
-//!   time-ordered id), so a page walk returns every document that existed when
+//! - Lists filter and sort (`where`, `order_by`: see [`super::query`]) and
+//!   page with an opaque cursor carrying the last document's sort key and
+//!   id (keyset), so a page walk returns every document that existed when
 //!   it started exactly once, whatever is inserted meanwhile.
+//! - Shared collections (`public_read`, `admin_write`) are read by every
+//!   user of the app; writes stay the owner's (`admin_write`: the server's).
 //! - Replaces take an optional `If-Match` version; a moved version is 412.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Data;
+use super::query;
 use crate::auth::Caller;
-use crate::config::LimitsConfig;
+use crate::config::{Access, LimitsConfig};
 use crate::error::{Error, Result};
 use crate::store::{
-    CreateOutcome, DocumentRecord, Idempotency, NewDocument, ReplaceOutcome, Replacement,
-    UserLimit, UserQuota,
+    After, CreateOutcome, DocumentQuery, DocumentRecord, Idempotency, KeyValue, NewDocument,
+    ReplaceOutcome, Replacement, Scope, UserLimit, UserQuota,
 };
 
 /// A document as the rules hand it out.
@@ -37,11 +39,14 @@ pub struct Document {
     pub updated_at: i64,
     /// The JSON object, as compact text (written by serde_json).
     pub data: String,
+    /// The owner's user id, shown in shared collections only.
+    pub owner: Option<String>,
 }
 
-impl From<DocumentRecord> for Document {
-    fn from(r: DocumentRecord) -> Self {
+impl Document {
+    fn from_record(r: DocumentRecord, shared: bool) -> Self {
         Self {
+            owner: shared.then_some(r.owner),
             id: r.id,
             version: r.version,
             created_at: r.created_at,
@@ -71,7 +76,6 @@ fn user_limit(limit: UserLimit, limits: &LimitsConfig) -> Error {
     })
 }
 
-const CURSOR_PREFIX: &str = "c1:";
 /// A page's size when the request names none.
 pub const DEFAULT_PAGE: u32 = 20;
 /// How long an idempotency key is remembered.
@@ -99,8 +103,22 @@ pub fn check_collection(name: &str) -> Result<()> {
     }
 }
 
+/// Whether a value holds U+0000 in a string or key (PostgreSQL's JSON
+/// cannot hold it, so the same document would query differently there).
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 fn check_object(body: Value) -> Result<Map<String, Value>> {
     match body {
+        Value::Object(map) if map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) => Err(
+            Error::InvalidRequest("a document's strings may not contain U+0000".into()),
+        ),
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidRequest(format!(
             "a document must be a JSON object, not {}",
@@ -156,6 +174,7 @@ impl Data {
         idempotency_key: Option<&str>,
     ) -> Result<Created> {
         check_collection(collection)?;
+        self.check_client_write(collection)?;
         let data = Value::Object(check_object(body)?).to_string();
         let idempotency = match idempotency_key {
             Some(key) => {
@@ -177,6 +196,7 @@ impl Data {
             .create_document(NewDocument {
                 id: Uuid::now_v7().to_string(),
                 user_id: caller.user_id.clone(),
+                appid: caller.appid.clone(),
                 collection: collection.to_owned(),
                 data: data.clone(),
                 now: self.now_ms(),
@@ -185,9 +205,10 @@ impl Data {
                 idempotency,
             })
             .await?;
+        let shared = self.access(collection).shared();
         match outcome {
             CreateOutcome::Created(doc) => Ok(Created {
-                document: doc.into(),
+                document: Document::from_record(doc, shared),
                 replayed: false,
             }),
             // The same key with the same request hash: the same data, so
@@ -199,6 +220,7 @@ impl Data {
                     created_at: first.created_at,
                     updated_at: first.created_at,
                     data,
+                    owner: shared.then(|| caller.user_id.clone()),
                 },
                 replayed: true,
             }),
@@ -213,28 +235,55 @@ impl Data {
         }
     }
 
-    /// One of the caller's documents.
+    /// One document the caller may read: their own, or any of the app's
+    /// in a shared collection.
     pub async fn get(&self, caller: &Caller, collection: &str, id: &str) -> Result<Document> {
         check_collection(collection)?;
         known_id(id)?;
+        let shared = self.access(collection).shared();
         self.store
-            .document(&caller.user_id, collection, id)
+            .document(&self.read_scope(caller, collection), id)
             .await?
-            .map(Document::from)
+            .map(|r| Document::from_record(r, shared))
             .ok_or_else(not_found)
     }
 
-    /// A page of the caller's documents, newest first, and the cursor of the next.
+    /// Whose documents the caller reads in a collection.
+    fn read_scope(&self, caller: &Caller, collection: &str) -> Scope {
+        if self.access(collection).shared() {
+            Scope::App {
+                appid: caller.appid.clone(),
+                collection: collection.to_owned(),
+            }
+        } else {
+            Scope::Owner {
+                user_id: caller.user_id.clone(),
+                collection: collection.to_owned(),
+            }
+        }
+    }
+
+    /// Refuses a client's write to a collection only the server writes.
+    fn check_client_write(&self, collection: &str) -> Result<()> {
+        if self.access(collection) == Access::AdminWrite {
+            return Err(Error::Forbidden(format!(
+                "collection {collection} is written only by the server (access = admin_write)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A page of the documents the caller reads in a collection, filtered
+    /// and sorted, and the cursor of the next.
     pub async fn list(
         &self,
         caller: &Caller,
         collection: &str,
-        limit: Option<&str>,
-        cursor: Option<&str>,
+        request: &ListRequest<'_>,
     ) -> Result<(Vec<Document>, Option<String>)> {
         check_collection(collection)?;
         let max = self.limits.page_size_max;
-        let limit = match limit {
+        let limit = match request.limit {
             None => DEFAULT_PAGE.min(max),
             Some(text) => text
                 .parse::<u32>()
@@ -244,37 +293,83 @@ impl Data {
                     Error::InvalidRequest(format!("limit must be a number from 1 to {max}"))
                 })?,
         };
-        let before = cursor.map(decode_cursor).transpose()?;
+        let (filter, where_value) = query::parse_where(request.filter, &caller.user_id)?;
+        let order = query::parse_order_by(request.order_by)?;
+        let fp = query::fingerprint(collection, &where_value, &order);
+        let after = request
+            .cursor
+            .map(|c| query::decode_cursor(c, &fp, &order))
+            .transpose()?;
+        let scope = self.read_scope(caller, collection);
         let mut docs = self
             .store
-            .documents(
-                &caller.user_id,
-                collection,
-                before.as_deref(),
-                i64::from(limit) + 1,
-            )
+            .query_documents(&DocumentQuery {
+                scope: &scope,
+                filter: &filter,
+                order: &order,
+                after: after.as_ref(),
+                limit: i64::from(limit) + 1,
+            })
             .await?;
         let next = if docs.len() > limit as usize {
             docs.truncate(limit as usize);
-            docs.last().map(|d| encode_cursor(&d.id))
+            match docs.last() {
+                Some(last) => {
+                    let data: Value = serde_json::from_str(&last.data).map_err(|e| {
+                        Error::internal(format!("a stored document is not JSON: {e}"))
+                    })?;
+                    let keys = order
+                        .iter()
+                        .map(|k| KeyValue::of(&k.field, last, &data))
+                        .collect();
+                    Some(query::encode_cursor(
+                        &fp,
+                        &After {
+                            keys,
+                            id: last.id.clone(),
+                        },
+                    ))
+                }
+                None => None,
+            }
         } else {
             None
         };
-        Ok((docs.into_iter().map(Document::from).collect(), next))
+        let shared = self.access(collection).shared();
+        Ok((
+            docs.into_iter()
+                .map(|r| Document::from_record(r, shared))
+                .collect(),
+            next,
+        ))
+    }
+
+    /// How many documents the caller reads in a collection match `where`.
+    pub async fn count(
+        &self,
+        caller: &Caller,
+        collection: &str,
+        filter: Option<&str>,
+    ) -> Result<u64> {
+        check_collection(collection)?;
+        let (filter, _) = query::parse_where(filter, &caller.user_id)?;
+        self.store
+            .count_documents(&self.read_scope(caller, collection), &filter)
+            .await
     }
 }
 
-fn encode_cursor(id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
-}
-
-pub(crate) fn decode_cursor(cursor: &str) -> Result<String> {
-    let bad = || Error::InvalidRequest("cursor is not one this server issued".into());
-    let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(text).map_err(|_| bad())?;
-    let id = text.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
-    Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok(id.to_owned())
+/// What `GET /v1/data/{collection}` asks for, as text from the query string.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListRequest<'a> {
+    /// `where`: JSON.
+    pub filter: Option<&'a str>,
+    /// `order_by`: `priority,-created_at`.
+    pub order_by: Option<&'a str>,
+    /// `limit`: 1 to `limits.page_size_max`.
+    pub limit: Option<&'a str>,
+    /// `cursor`: a `next_cursor`.
+    pub cursor: Option<&'a str>,
 }
 
 /// What `If-Match` asks for.
@@ -325,6 +420,7 @@ impl Data {
         if_match: Option<IfMatch>,
     ) -> Result<Document> {
         check_collection(collection)?;
+        self.check_client_write(collection)?;
         known_id(id)?;
         let data = Value::Object(check_object(body)?).to_string();
         let moved = || {
@@ -360,7 +456,9 @@ impl Data {
             })
             .await?;
         match outcome {
-            ReplaceOutcome::Replaced(doc) => Ok(doc.into()),
+            ReplaceOutcome::Replaced(doc) => {
+                Ok(Document::from_record(doc, self.access(collection).shared()))
+            }
             ReplaceOutcome::NotFound => Err(not_found()),
             ReplaceOutcome::VersionMoved => Err(moved()),
             ReplaceOutcome::UserLimitReached(limit) => Err(user_limit(limit, &self.limits)),
@@ -370,6 +468,7 @@ impl Data {
     /// Deletes one of the caller's documents.
     pub async fn delete(&self, caller: &Caller, collection: &str, id: &str) -> Result<()> {
         check_collection(collection)?;
+        self.check_client_write(collection)?;
         known_id(id)?;
         if self
             .store
@@ -423,14 +522,6 @@ mod tests {
         assert!(parse_if_match("3a").is_err());
         assert!(parse_if_match("-3").is_err());
         assert!(parse_if_match("").is_err());
-    }
-
-    #[test]
-    fn cursors() {
-        let id = Uuid::now_v7().to_string();
-        assert_eq!(decode_cursor(&encode_cursor(&id)).ok(), Some(id));
-        assert!(decode_cursor("garbage!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("c1:not-a-uuid")).is_err());
     }
 
     #[test]

@@ -7,12 +7,14 @@
 
 pub mod documents;
 pub mod profile;
+pub mod query;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use wechat_miniapp::Clock;
 
-use crate::config::LimitsConfig;
+use crate::config::{Access, CollectionRule, LimitsConfig};
 use crate::store::Store;
 pub use documents::{Created, Document};
 
@@ -22,6 +24,7 @@ pub struct Data {
     store: Store,
     clock: Arc<dyn Clock>,
     limits: LimitsConfig,
+    collections: Arc<HashMap<String, CollectionRule>>,
 }
 
 impl std::fmt::Debug for Data {
@@ -32,12 +35,50 @@ impl std::fmt::Debug for Data {
 
 impl Data {
     /// The service over `store`, with the configured limits.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, limits: LimitsConfig) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        limits: LimitsConfig,
+        collections: &[CollectionRule],
+    ) -> Self {
         Self {
             store,
             clock,
             limits,
+            collections: Arc::new(
+                collections
+                    .iter()
+                    .map(|c| (c.name.clone(), c.clone()))
+                    .collect(),
+            ),
         }
+    }
+
+    /// Who reads and writes a collection (`private` unless configured).
+    pub fn access(&self, collection: &str) -> Access {
+        self.collections
+            .get(collection)
+            .map_or(Access::Private, |c| c.access)
+    }
+
+    /// Creates the configured collections' indexes where missing.
+    pub async fn ensure_indexes(&self) -> crate::error::Result<()> {
+        let mut specs = Vec::new();
+        let mut shared = Vec::new();
+        for rule in self.collections.values() {
+            if rule.access.shared() {
+                shared.push(rule.name.clone());
+            }
+            for (path, descending) in &rule.indexes {
+                specs.push(crate::store::IndexSpec {
+                    collection: rule.name.clone(),
+                    path: path.clone(),
+                    descending: *descending,
+                    shared: rule.access.shared(),
+                });
+            }
+        }
+        self.store.ensure_indexes(&specs, &shared).await
     }
 
     fn now_ms(&self) -> i64 {

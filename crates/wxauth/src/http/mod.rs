@@ -166,6 +166,7 @@ fn routes() -> OpenApiRouter<AppState> {
             routes::data::create,
             routes::data::list
         ))
+        .routes(utoipa_axum::routes!(routes::data::count))
         .routes(utoipa_axum::routes!(
             routes::data::get,
             routes::data::replace,

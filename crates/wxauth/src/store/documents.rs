@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
+use super::query::Scope;
 use super::writer::{Tx, Write};
 use crate::error::Result;
 
@@ -14,6 +15,8 @@ use crate::error::Result;
 pub struct DocumentRecord {
     /// UUIDv7.
     pub id: String,
+    /// The owner's user id.
+    pub owner: String,
     /// The collection.
     pub collection: String,
     /// The JSON object, as text.
@@ -26,7 +29,7 @@ pub struct DocumentRecord {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, collection, data, version, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, user_id, collection, data, version, created_at, updated_at";
 
 fn size_of(data: &str) -> i64 {
     i64::try_from(data.len()).unwrap_or(i64::MAX)
@@ -80,9 +83,10 @@ async fn charge(
 }
 
 impl DocumentRecord {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
             id: row.try_get("id")?,
+            owner: row.try_get("user_id")?,
             collection: row.try_get("collection")?,
             data: row.try_get("data")?,
             version: row.try_get("version")?,
@@ -98,6 +102,8 @@ pub struct NewDocument {
     pub id: String,
     /// Whose.
     pub user_id: String,
+    /// The owner's app (shared collections are read per app).
+    pub appid: String,
     /// Which collection.
     pub collection: String,
     /// The JSON object, as text.
@@ -234,8 +240,8 @@ async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
         return Ok(CreateOutcome::UserLimitReached(limit));
     }
     let row = sqlx::query(&format!(
-        "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size) \
-         VALUES ($1, $2, $3, $4, 1, $5, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid) \
+         VALUES ($1, $2, $3, $4, 1, $5, $5, $6, $7) RETURNING {COLUMNS}"
     ))
     .bind(&doc.id)
     .bind(&doc.user_id)
@@ -243,6 +249,7 @@ async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
     .bind(&doc.data)
     .bind(doc.now)
     .bind(size)
+    .bind(&doc.appid)
     .fetch_one(&mut **tx)
     .await?;
     let record = DocumentRecord::from_row(&row)?;
@@ -419,43 +426,23 @@ impl Store {
         self.writer.submit(ExpireIdempotencyKeys { before }).await
     }
 
-    /// One of the user's documents.
-    pub async fn document(
-        &self,
-        user_id: &str,
-        collection: &str,
-        id: &str,
-    ) -> Result<Option<DocumentRecord>> {
+    /// One document in a scope (a user's, or an app's shared collection).
+    pub async fn document(&self, scope: &Scope, id: &str) -> Result<Option<DocumentRecord>> {
+        let (column, who, collection) = match scope {
+            Scope::Owner {
+                user_id,
+                collection,
+            } => ("user_id", user_id, collection),
+            Scope::App { appid, collection } => ("appid", appid, collection),
+        };
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3"
+            "SELECT {COLUMNS} FROM documents WHERE id = $1 AND {column} = $2 AND collection = $3"
         ))
         .bind(id)
-        .bind(user_id)
+        .bind(who)
         .bind(collection)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(DocumentRecord::from_row).transpose()
-    }
-
-    /// The user's documents in a collection, newest first, with ids below
-    /// `before` when given, at most `limit`.
-    pub async fn documents(
-        &self,
-        user_id: &str,
-        collection: &str,
-        before: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<DocumentRecord>> {
-        let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE user_id = $1 AND collection = $2 AND ($3 = '' OR id < $3) \
-         ORDER BY id DESC LIMIT $4"
-    ))
-    .bind(user_id)
-    .bind(collection)
-    .bind(before.unwrap_or(""))
-    .bind(limit)
-    .fetch_all(&self.pool)
-    .await?;
-        rows.iter().map(DocumentRecord::from_row).collect()
     }
 }

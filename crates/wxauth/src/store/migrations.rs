@@ -35,6 +35,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "idempotency snapshot",
         include_str!("../../migrations/sqlite/0005_idempotency_snapshot.sql"),
     ),
+    (
+        6,
+        "document queries",
+        include_str!("../../migrations/sqlite/0006_document_queries.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -62,6 +67,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "idempotency snapshot",
         include_str!("../../migrations/postgres/0005_idempotency_snapshot.sql"),
+    ),
+    (
+        6,
+        "document queries",
+        include_str!("../../migrations/postgres/0006_document_queries.sql"),
     ),
 ];
 

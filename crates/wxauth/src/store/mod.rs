@@ -14,6 +14,7 @@
 
 mod documents;
 mod migrations;
+mod query;
 mod sessions;
 mod user_cache;
 mod users;
@@ -29,6 +30,10 @@ use crate::error::{Error, Result};
 pub use documents::{
     CreateOutcome, DocumentRecord, FirstCreate, Idempotency, NewDocument, ReplaceOutcome,
     Replacement, UserLimit, UserQuota,
+};
+pub use query::{
+    After, DocumentQuery, Field, Filter, IndexSpec, KeyValue, Op, Scalar, Scope, SortKey,
+    parse_path,
 };
 pub use sessions::{NewSession, RefreshOutcome, SessionRecord};
 pub use users::{LoggedIn, LoginWrite, ProfileChange, UserRecord};

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wechat_miniapp::OffsetClock;
 use wechat_sim::{FaultSpec, SimConfig, Simulator};
-use wxauth::config::{AppConfig, Config, KeyConfig};
+use wxauth::config::{AppConfig, CollectionConfig, Config, KeyConfig};
 use wxauth::{Deps, build_app};
 
 pub const APP1: &str = "wx1111111111111111";
@@ -126,6 +126,19 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
         alg: None,
     }];
     c.limits.login_per_ip_per_minute = 100_000;
+    // Shared collections for the query tests; every other name is private.
+    c.collections = vec![
+        CollectionConfig {
+            name: "posts".into(),
+            access: "public_read".into(),
+            indexes: vec!["status".into(), "-score".into()],
+        },
+        CollectionConfig {
+            name: "catalogue".into(),
+            access: "admin_write".into(),
+            indexes: Vec::new(),
+        },
+    ];
     c
 }
 

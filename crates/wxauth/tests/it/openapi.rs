@@ -11,6 +11,7 @@ use crate::app::*;
 const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/data/{collection}"),
     ("get", "/v1/data/{collection}"),
+    ("get", "/v1/data/{collection}/_count"),
     ("get", "/v1/data/{collection}/{id}"),
     ("put", "/v1/data/{collection}/{id}"),
     ("delete", "/v1/data/{collection}/{id}"),
@@ -36,6 +37,7 @@ const AUTHENTICATED: &[&str] = &[
     "/v1/me/phone",
     "/v1/me/decrypt",
     "/v1/data/{collection}",
+    "/v1/data/{collection}/_count",
     "/v1/data/{collection}/{id}",
 ];
 

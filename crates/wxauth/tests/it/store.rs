@@ -483,6 +483,7 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
                 .create_document(NewDocument {
                     id: id(),
                     user_id,
+                    appid: "wxa".into(),
                     collection: "notes".into(),
                     data: "{}".into(),
                     now: 2000,
@@ -510,10 +511,15 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(
-        one.documents(&u.id, "notes", None, 100)
-            .await
-            .unwrap()
-            .len(),
+        one.count_documents(
+            &wxauth::store::Scope::Owner {
+                user_id: u.id.clone(),
+                collection: "notes".into()
+            },
+            &wxauth::store::Filter::All(Vec::new())
+        )
+        .await
+        .unwrap(),
         1
     );
 }

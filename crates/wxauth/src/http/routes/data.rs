@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::super::extract::ApiJson;
 use super::super::{AppState, ErrorBody};
 use crate::auth::Caller;
-use crate::data::documents::{self, Created, Document, parse_if_match};
+use crate::data::documents::{self, Created, Document, ListRequest, parse_if_match};
 use crate::data::rfc3339;
 use crate::error::{Error, Result};
 
@@ -53,6 +53,10 @@ pub(crate) struct DocumentView {
     /// document the service accepted always goes back out).
     #[schema(value_type = Object)]
     data: Box<RawValue>,
+    /// The owner's user id; only in shared collections (`public_read`,
+    /// `admin_write`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 impl From<&Document> for DocumentView {
@@ -64,6 +68,7 @@ impl From<&Document> for DocumentView {
             updated_at: rfc3339(doc.updated_at),
             data: RawValue::from_string(doc.data.clone())
                 .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            owner: doc.owner.clone(),
         }
     }
 }
@@ -71,13 +76,14 @@ impl From<&Document> for DocumentView {
 /// A page of documents.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DocumentPage {
-    /// Newest first.
+    /// In the order asked for (newest first by default).
     items: Vec<DocumentView>,
     /// Pass as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
-/// Store a new document in one of the caller's collections.
+/// Store a new document in one of the caller's collections (403
+/// `forbidden` in an `admin_write` collection).
 ///
 /// With `Idempotency-Key`, a retry with the same key and the same body
 /// within 24 hours gets the first answer again, byte for byte (201 with
@@ -96,6 +102,7 @@ pub(crate) struct DocumentPage {
         (status = 201, description = "Stored (or the first answer to this Idempotency-Key)", body = DocumentView),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the collection is admin_write", body = ErrorBody),
         (status = 409, description = "limit_exceeded", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
     ))]
@@ -128,21 +135,49 @@ pub(crate) async fn create(
 
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
+    #[serde(rename = "where")]
+    filter: Option<String>,
+    order_by: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-/// The caller's documents in a collection, newest first.
+/// The number of matching documents.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CountView {
+    /// How many documents the caller can read match `where`.
+    count: u64,
+}
+
+const WHERE_DESCRIPTION: &str = "A JSON object (URL-encoded): field paths with dots (segments [A-Za-z0-9_], not all digits); \
+a literal for equality; operators $eq $ne $gt $gte $lt $lte $in $nin $exists; top-level $and / $or arrays; \
+a nested object is shorthand for dotted paths. `id`, `owner` (\"me\" = the caller), `created_at` and \
+`updated_at` (RFC 3339 or Unix ms) are the document's own fields. Values compare by JSON type: a number \
+never equals a string, a type mismatch matches nothing, a missing field matches only $exists:false, $ne \
+and $nin. At most 20 conditions, nesting depth 4, 100 values in $in; past a bound, a 400 naming it. \
+Example: {\"done\":false,\"priority\":{\"$gte\":2}}";
+
+/// The documents the caller can read in a collection: filtered by
+/// `where`, sorted by `order_by`, a page at a time.
+///
+/// Private collections hold the caller's own documents only; shared ones
+/// (`public_read`, `admin_write`) every document of the app's users, each
+/// with its `owner`. Paging is exact under any order: `next_cursor`
+/// carries the last document's sort key and id, and is refused (400) with
+/// another collection, `where` or `order_by`.
 #[utoipa::path(get, path = "/v1/data/{collection}", tag = "data", security(("bearer" = [])),
     params(
         ("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"),
+        ("where" = Option<String>, Query, description = WHERE_DESCRIPTION),
+        ("order_by" = Option<String>, Query, pattern = "^[-+]?[A-Za-z0-9_.]+(,[-+]?[A-Za-z0-9_.]+){0,3}$",
+            description = "Comma-separated fields, `-` for descending (at most 4): data paths or `created_at`, `updated_at`, `id`, `owner`. By JSON type then value (missing < null < false < true < numbers < strings < arrays < objects), ties by id. Default `-created_at` (newest first)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to limits.page_size_max (default 20)"),
-        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,512}$",
-            description = "next_cursor of the previous page (opaque; one this server did not issue is a 400)"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,4096}$",
+            description = "next_cursor of the previous page of the same query (opaque; one this server did not issue, or from another query, is a 400)"),
     ),
     responses(
         (status = 200, description = "A page", body = DocumentPage),
-        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 400, description = "invalid_request: a bad where (invalid JSON, unknown operator, bad field path, past a bound), order_by, limit or cursor; the message names it", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
     ))]
 pub(crate) async fn list(
@@ -151,22 +186,51 @@ pub(crate) async fn list(
     Path(collection): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<DocumentPage>> {
-    let (docs, next) = state
-        .data()
-        .list(
-            &caller,
-            &collection,
-            q.limit.as_deref(),
-            q.cursor.as_deref(),
-        )
-        .await?;
+    let request = ListRequest {
+        filter: q.filter.as_deref(),
+        order_by: q.order_by.as_deref(),
+        limit: q.limit.as_deref(),
+        cursor: q.cursor.as_deref(),
+    };
+    let (docs, next) = state.data().list(&caller, &collection, &request).await?;
     Ok(Json(DocumentPage {
         items: docs.iter().map(DocumentView::from).collect(),
         next_cursor: next,
     }))
 }
 
-/// One of the caller's documents, with its `ETag`.
+#[derive(Deserialize)]
+pub(crate) struct CountQuery {
+    #[serde(rename = "where")]
+    filter: Option<String>,
+}
+
+/// How many documents the caller can read in a collection match `where`.
+#[utoipa::path(get, path = "/v1/data/{collection}/_count", tag = "data", security(("bearer" = [])),
+    params(
+        ("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"),
+        ("where" = Option<String>, Query, description = WHERE_DESCRIPTION),
+    ),
+    responses(
+        (status = 200, description = "The count", body = CountView),
+        (status = 400, description = "invalid_request: a bad where; the message names the problem", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
+pub(crate) async fn count(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+    Query(q): Query<CountQuery>,
+) -> Result<Json<CountView>> {
+    let count = state
+        .data()
+        .count(&caller, &collection, q.filter.as_deref())
+        .await?;
+    Ok(Json(CountView { count }))
+}
+
+/// One document the caller can read (their own, or any in a shared
+/// collection), with its `ETag`.
 #[utoipa::path(get, path = "/v1/data/{collection}/{id}", tag = "data", security(("bearer" = [])),
     params(("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"), ("id" = String, Path, description = "A document id (a UUID); anything else is a 404")),
     responses(
@@ -197,7 +261,8 @@ pub(crate) async fn get(
         (status = 200, description = "The new version", body = DocumentView),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 403, description = "forbidden: the collection is admin_write", body = ErrorBody),
+        (status = 404, description = "not_found (also another user's document in a shared collection)", body = ErrorBody),
         (status = 409, description = "limit_exceeded: the new data would pass the user's byte limit", body = ErrorBody),
         (status = 412, description = "precondition_failed: the version moved on", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
@@ -226,7 +291,8 @@ pub(crate) async fn replace(
         (status = 204, description = "Deleted"),
         (status = 400, description = "invalid_request: a collection name that does not match the pattern", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 403, description = "forbidden: the collection is admin_write", body = ErrorBody),
+        (status = 404, description = "not_found (also another user's document in a shared collection)", body = ErrorBody),
     ))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
