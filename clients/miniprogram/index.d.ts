@@ -35,6 +35,8 @@ export interface Document<T = Record<string, unknown>> {
   /** RFC 3339 */
   updated_at: string;
   data: T;
+  /** The owner's user id; only in shared collections (public_read, admin_write). */
+  owner?: string;
 }
 
 /** A page of documents, newest first. */
@@ -86,11 +88,83 @@ export interface EncryptedPayload {
   signature?: string;
 }
 
-export interface Collection<T = Record<string, unknown>> {
+/** A literal a condition compares with (a Date becomes its RFC 3339 text). */
+export type Scalar = string | number | boolean | null | Date;
+
+/** An operator on one field, e.g. `_.gte(2)`; `.and()` / `.or()` combine them. */
+export interface FieldCommand {
+  readonly op: string;
+  and(...others: FieldCommand[]): FieldCommand;
+  or(...others: FieldCommand[]): FieldCommand;
+}
+
+/** `_.and([...])` / `_.or([...])` of whole where objects. */
+export interface LogicCommand {
+  readonly op: 'and' | 'or';
+}
+
+/** Fields (dotted paths or nested objects) to a literal or an operator. */
+export interface WhereObject {
+  [field: string]: Scalar | FieldCommand | WhereObject;
+}
+
+export type Where = WhereObject | LogicCommand;
+
+/** Query operators, like CloudBase's `db.command`: `const _ = client.command`. */
+export interface Command {
+  eq(value: Scalar): FieldCommand;
+  neq(value: Scalar): FieldCommand;
+  gt(value: number | string | Date): FieldCommand;
+  gte(value: number | string | Date): FieldCommand;
+  lt(value: number | string | Date): FieldCommand;
+  lte(value: number | string | Date): FieldCommand;
+  /** At most 100 values. */
+  in(values: Scalar[]): FieldCommand;
+  nin(values: Scalar[]): FieldCommand;
+  exists(present: boolean): FieldCommand;
+  and(conditions: Where[]): LogicCommand;
+  and(...conditions: FieldCommand[]): FieldCommand;
+  or(conditions: Where[]): LogicCommand;
+  or(...conditions: FieldCommand[]): FieldCommand;
+}
+
+/** One page of a query. */
+export interface QueryResult<T = Record<string, unknown>> {
+  data: Document<T>[];
+  /** Pass to startAfter() for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** A query; every method returns a new one. */
+export interface Query<T = Record<string, unknown>> {
+  /** At most 20 conditions, nesting depth 4 (else a 400 naming the limit). */
+  where(where: Where): Query<T>;
+  /** Adds a sort key; ties go by creation time, then id. */
+  orderBy(field: string, order?: 'asc' | 'desc'): Query<T>;
+  limit(n: number): Query<T>;
+  startAfter(cursor: string | null): Query<T>;
+  get(): Promise<QueryResult<T>>;
+  count(): Promise<{ total: number }>;
+}
+
+/** One document, CloudBase style. */
+export interface DocumentRef<T = Record<string, unknown>> {
+  get(): Promise<{ data: Document<T> }>;
+  /** Replaces the data; with `version` (or `ifMatch`), only if still at that version. */
+  set(doc: T, options?: { version?: number; ifMatch?: string }): Promise<Document<T>>;
+  remove(): Promise<void>;
+}
+
+export interface Collection<T = Record<string, unknown>> extends Query<T> {
   /** Stores a document; retries are safe (one Idempotency-Key per call). */
   create(doc: T, options?: { idempotencyKey?: string }): Promise<Document<T>>;
+  /** The same as create (CloudBase's name). */
+  add(doc: T, options?: { idempotencyKey?: string }): Promise<Document<T>>;
   list(options?: { limit?: number; cursor?: string }): Promise<DocumentPage<T>>;
+  /** The first page, newest first (like a query without conditions). */
+  get(): Promise<QueryResult<T>>;
   get(id: string): Promise<Document<T>>;
+  doc(id: string): DocumentRef<T>;
   /** With `version` (or `ifMatch`), only if the document is still at that version (else 412). */
   update(id: string, doc: T, options?: { version?: number; ifMatch?: string }): Promise<Document<T>>;
   remove(id: string): Promise<void>;
@@ -111,8 +185,10 @@ export interface WxauthClient {
   bindPhone(event: WechatMiniprogram.ButtonGetPhoneNumber | { detail: { code?: string; errMsg?: string } }): Promise<PhoneNumber>;
   /** Decrypts an encrypted payload on the server (watermark and signature checked). */
   decrypt<T = Record<string, unknown>>(payload: EncryptedPayload): Promise<T>;
-  /** The caller's documents in one collection ([a-z0-9_-]{1,64}). */
+  /** The documents of one collection ([a-z0-9_-]{1,64}) the caller reads: their own; in a shared collection, the app's. */
   data<T = Record<string, unknown>>(collection: string): Collection<T>;
+  /** Query operators: `const _ = client.command`. */
+  command: Command;
 }
 
 /** An error from wxauth, or a network failure ('network_error'). */
@@ -126,3 +202,5 @@ export class WxauthError extends Error {
 }
 
 export function createClient(options: ClientOptions): WxauthClient;
+/** The query operators (also `client.command`). */
+export const command: Command;

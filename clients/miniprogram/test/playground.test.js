@@ -47,6 +47,15 @@ test('the playground logs alice in, saves a note and binds a phone in Chromium',
   await page.click('#save');
   await page.waitForFunction(() => document.querySelector('#note-count').textContent === '1');
   assert.match(await page.textContent('#notes'), /张三, 20/);
+  await page.click('#save');
+  await page.waitForFunction(() => document.querySelector('#note-count').textContent === '2');
+  // Mark the newest done, then filter: "open notes only" is a where().
+  await page.click('#notes li:first-child button.done');
+  await page.waitForFunction(() => document.querySelector('#notes').textContent.includes('✓'));
+  await page.check('#open-only');
+  await page.waitForFunction(() => document.querySelector('#note-count').textContent === '1');
+  assert.doesNotMatch(await page.textContent('#notes'), /✓/);
+  assert.match(await page.textContent('#query'), /where\(\{ done: _\.neq\(true\) \}\)/);
 
   await page.click('#bind-phone');
   await page.waitForFunction(() => /^1\d{10}$/.test(document.querySelector('#phone').textContent));
@@ -56,6 +65,8 @@ test('the playground logs alice in, saves a note and binds a phone in Chromium',
   assert.match(timeline, /wx\.login\(\) as alice → code \w{32}/);
   assert.match(timeline, /POST \/v1\/login200/);
   assert.match(timeline, /POST \/v1\/data\/notes201/);
+  assert.match(timeline, /GET \/v1\/data\/notes\?where=%7B%22done%22%3A%7B%22%24ne%22%3Atrue%7D%7D/);
+  assert.match(timeline, /GET \/v1\/data\/notes\/_count/);
   assert.match(timeline, /POST \/v1\/me\/phone200/);
   assert.ok(!timeline.includes(expected.session_key), 'the session_key never reaches the page');
   assert.equal(await page.textContent('#error'), '');

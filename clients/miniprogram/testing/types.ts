@@ -23,6 +23,23 @@ async function usage(): Promise<void> {
   const next: string | null = page.next_cursor;
   await notes.update(doc.id, { name: '李四', age: '21' }, { version: doc.version });
   await notes.remove(doc.id);
+  interface Todo {
+    title: string;
+    done: boolean;
+    priority: number;
+  }
+  const _ = client.command;
+  const todos = client.data<Todo>('todos');
+  const open = await todos.where({ done: false, priority: _.gte(2) }).orderBy('priority', 'desc').limit(10).get();
+  const firstTitle: string = open.data[0].data.title;
+  const more = await todos.where({ done: false }).startAfter(open.nextCursor).get();
+  const total: number = (await todos.where(_.or([{ done: true }, { priority: _.lt(1).or(_.gt(5)) }])).count()).total;
+  const one = await todos.doc(doc.id).get();
+  const version: number = one.data.version;
+  await todos.doc(doc.id).set({ title: 't', done: true, priority: 1 }, { version });
+  await todos.where({ 'meta.tag': _.in(['a', 'b']), created_at: _.gt(new Date()), gone: _.exists(false) }).get();
+  const firstPage = await todos.get();
+  const owner: string | undefined = firstPage.data[0].owner;
   const steps = await client.decrypt<{ stepInfoList: { step: number }[] }>({ encryptedData: 'x', iv: 'y' });
   const n: number = steps.stepInfoList.length;
   try {

@@ -10,6 +10,9 @@
  *   await client.login()
  *   const me = await client.me()
  *   await client.data('notes').create({ name: '张三', age: '20' })
+ *   const _ = client.command
+ *   const { data, nextCursor } = await client.data('todos')
+ *     .where({ done: false, priority: _.gte(2) }).orderBy('priority', 'desc').limit(10).get()
  *
  * What it does for you:
  * - login(): wx.login -> POST /v1/login; keeps the tokens with
@@ -290,6 +293,53 @@
       return id === undefined ? base : base + '/' + encodeURIComponent(id);
     }
 
+    /** A query on a collection; each method returns a new query (CloudBase style). */
+    function makeQuery(collection, state) {
+      function next(change) {
+        return makeQuery(collection, Object.assign({}, state, change));
+      }
+      function queryString(withPaging) {
+        const q = [];
+        if (state.where !== undefined) q.push('where=' + encodeURIComponent(JSON.stringify(state.where)));
+        if (withPaging) {
+          if (state.order.length) q.push('order_by=' + encodeURIComponent(state.order.join(',')));
+          if (state.limit !== undefined) q.push('limit=' + encodeURIComponent(state.limit));
+          if (state.cursor) q.push('cursor=' + encodeURIComponent(state.cursor));
+        }
+        return q.length ? '?' + q.join('&') : '';
+      }
+      return {
+        /** Filters: { done: false, priority: _.gte(2) }, or _.or([...]). */
+        where: function (where) {
+          return next({ where: encodeWhere(where) });
+        },
+        /** Adds a sort key: orderBy('priority', 'desc'). */
+        orderBy: function (field, order) {
+          if (order !== undefined && order !== 'asc' && order !== 'desc') {
+            throw new TypeError("orderBy's order is 'asc' or 'desc'");
+          }
+          return next({ order: state.order.concat([(order === 'desc' ? '-' : '') + field]) });
+        },
+        limit: function (n) {
+          return next({ limit: n });
+        },
+        /** Continues after a page: pass the nextCursor of the previous get(). */
+        startAfter: function (cursor) {
+          return next({ cursor: cursor || undefined });
+        },
+        /** One page: { data: [documents], nextCursor } (null on the last page). */
+        get: async function () {
+          const page = await call('GET', path(collection) + queryString(true));
+          return { data: page.items, nextCursor: page.next_cursor };
+        },
+        /** How many documents match: { total }. */
+        count: async function () {
+          const res = await call('GET', path(collection) + '/_count' + queryString(false));
+          return { total: res.count };
+        },
+      };
+    }
+
     return {
       login: login,
       request: request,
@@ -339,9 +389,39 @@
         if (payload.signature !== undefined) body.signature = payload.signature;
         return call('POST', '/v1/me/decrypt', body);
       },
-      /** The caller's documents in one collection. */
+      /** Query operators: client.data('todos').where({ priority: _.gte(2) }) with _ = client.command. */
+      command: command,
+      /** The documents of one collection the caller can read (own; in shared collections, the app's). */
       data: function (collection) {
-        return {
+        const query = makeQuery(collection, { order: [] });
+        return Object.assign({}, query, {
+          /** Like create (CloudBase's name). */
+          add: function (doc, o) {
+            const key = (o && o.idempotencyKey) || randomKey();
+            return call('POST', path(collection), doc, { 'Idempotency-Key': key });
+          },
+          /** get(id): one document; get(): the first page of the collection (like a query). */
+          get: function (id) {
+            if (id === undefined) return query.get();
+            return call('GET', path(collection, id));
+          },
+          /** One document: .doc(id).get() → { data: document }, .set(doc, o), .remove(). */
+          doc: function (id) {
+            return {
+              get: async function () {
+                return { data: await call('GET', path(collection, id)) };
+              },
+              set: function (doc, o) {
+                const header = {};
+                if (o && o.ifMatch) header['If-Match'] = o.ifMatch;
+                else if (o && o.version !== undefined) header['If-Match'] = '"' + o.version + '"';
+                return call('PUT', path(collection, id), doc, header);
+              },
+              remove: function () {
+                return call('DELETE', path(collection, id));
+              },
+            };
+          },
           /** Stores a document; retries are safe (one Idempotency-Key per call). */
           create: function (doc, o) {
             const key = (o && o.idempotencyKey) || randomKey();
@@ -353,9 +433,6 @@
             if (o && o.cursor) q.push('cursor=' + encodeURIComponent(o.cursor));
             return call('GET', path(collection) + (q.length ? '?' + q.join('&') : ''));
           },
-          get: function (id) {
-            return call('GET', path(collection, id));
-          },
           /** Replaces a document; with o.version (or o.ifMatch) only if it is still that version. */
           update: function (id, doc, o) {
             const header = {};
@@ -366,10 +443,118 @@
           remove: function (id) {
             return call('DELETE', path(collection, id));
           },
-        };
+        });
       },
     };
   }
 
-  return { createClient: createClient, WxauthError: WxauthError };
+  // --- Query operators (client.command), shaped like CloudBase's db.command.
+
+  /** An operator on one field (_.gt(1)), or a logic of several (_.or([...])). */
+  function Command(op, value) {
+    this.op = op;
+    this.value = value;
+  }
+  Command.prototype.and = function () {
+    return new Command('and', [this].concat(flatArgs(arguments)));
+  };
+  Command.prototype.or = function () {
+    return new Command('or', [this].concat(flatArgs(arguments)));
+  };
+
+  function flatArgs(args) {
+    const list = Array.prototype.slice.call(args);
+    return list.length === 1 && Array.isArray(list[0]) ? list[0] : list;
+  }
+
+  function literal(v) {
+    return v instanceof Date ? v.toISOString() : v;
+  }
+
+  const command = {
+    eq: function (v) { return new Command('$eq', literal(v)); },
+    neq: function (v) { return new Command('$ne', literal(v)); },
+    gt: function (v) { return new Command('$gt', literal(v)); },
+    gte: function (v) { return new Command('$gte', literal(v)); },
+    lt: function (v) { return new Command('$lt', literal(v)); },
+    lte: function (v) { return new Command('$lte', literal(v)); },
+    in: function (values) { return new Command('$in', values.map(literal)); },
+    nin: function (values) { return new Command('$nin', values.map(literal)); },
+    exists: function (b) { return new Command('$exists', b !== false); },
+    /** _.and([where, ...]) for a whole query, or _.and(_.gt(1), _.lt(5)) on a field. */
+    and: function () { return new Command('and', flatArgs(arguments)); },
+    or: function () { return new Command('or', flatArgs(arguments)); },
+  };
+
+  function isPlainObject(v) {
+    return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date) && !(v instanceof Command);
+  }
+
+  /** A field's condition as where clauses ({ path: value } objects). */
+  function fieldClauses(fieldPath, value) {
+    if (value instanceof Command) {
+      if (value.op === 'and' || value.op === 'or') {
+        const parts = value.value.map(function (c) { return joinClauses(fieldClauses(fieldPath, c)); });
+        if (value.op === 'and') return parts;
+        const or = {};
+        or.$or = parts;
+        return [or];
+      }
+      const clause = {};
+      clause[fieldPath] = {};
+      clause[fieldPath][value.op] = value.value;
+      return [clause];
+    }
+    if (isPlainObject(value)) {
+      let out = [];
+      Object.keys(value).forEach(function (k) {
+        out = out.concat(fieldClauses(fieldPath + '.' + k, value[k]));
+      });
+      return out;
+    }
+    const eq = {};
+    eq[fieldPath] = literal(value);
+    return [eq];
+  }
+
+  /** Clauses merged into one where object; what cannot merge goes under $and. */
+  function joinClauses(clauses) {
+    const out = {};
+    const rest = [];
+    clauses.forEach(function (c) {
+      const key = Object.keys(c)[0];
+      const v = c[key];
+      if (!(key in out) && key !== '$or') {
+        out[key] = v;
+      } else if (isPlainObject(out[key]) && isPlainObject(v) && key !== '$or' &&
+        Object.keys(v).every(function (op) { return op[0] === '$' && !(op in out[key]); }) &&
+        Object.keys(out[key]).every(function (op) { return op[0] === '$'; })) {
+        Object.assign(out[key], v);
+      } else {
+        rest.push(c);
+      }
+    });
+    if (rest.length) out.$and = (out.$and || []).concat(rest);
+    return out;
+  }
+
+  /** A where argument (object with commands, or _.and/_.or) as the JSON the server reads. */
+  function encodeWhere(where) {
+    if (where instanceof Command) {
+      if (where.op !== 'and' && where.op !== 'or') {
+        throw new TypeError('where takes an object of fields, or _.and / _.or of such objects');
+      }
+      const out = {};
+      out['$' + where.op] = where.value.map(encodeWhere);
+      return out;
+    }
+    if (!isPlainObject(where)) throw new TypeError('where takes an object, e.g. { done: false }');
+    let clauses = [];
+    Object.keys(where).forEach(function (k) {
+      clauses = clauses.concat(fieldClauses(k, where[k]));
+    });
+    return joinClauses(clauses);
+  }
+
+  return { createClient: createClient, WxauthError: WxauthError, command: command };
 });

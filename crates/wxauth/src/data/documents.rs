@@ -175,6 +175,42 @@ impl Data {
     ) -> Result<Created> {
         check_collection(collection)?;
         self.check_client_write(collection)?;
+        self.create_for(
+            &caller.user_id,
+            &caller.appid,
+            collection,
+            body,
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Creates a document as the server (the operator's CLI): in any
+    /// collection, `admin_write` included, owned by `owner` (a user id).
+    pub async fn create_as_server(
+        &self,
+        owner: &str,
+        collection: &str,
+        body: Value,
+    ) -> Result<Created> {
+        check_collection(collection)?;
+        let user = self
+            .store
+            .user(owner)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no user with id {owner:?}")))?;
+        self.create_for(&user.id, &user.appid, collection, body, None)
+            .await
+    }
+
+    async fn create_for(
+        &self,
+        user_id: &str,
+        appid: &str,
+        collection: &str,
+        body: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created> {
         let data = Value::Object(check_object(body)?).to_string();
         let idempotency = match idempotency_key {
             Some(key) => {
@@ -195,8 +231,8 @@ impl Data {
             .store
             .create_document(NewDocument {
                 id: Uuid::now_v7().to_string(),
-                user_id: caller.user_id.clone(),
-                appid: caller.appid.clone(),
+                user_id: user_id.to_owned(),
+                appid: appid.to_owned(),
                 collection: collection.to_owned(),
                 data: data.clone(),
                 now: self.now_ms(),
@@ -220,7 +256,7 @@ impl Data {
                     created_at: first.created_at,
                     updated_at: first.created_at,
                     data,
-                    owner: shared.then(|| caller.user_id.clone()),
+                    owner: shared.then(|| user_id.to_owned()),
                 },
                 replayed: true,
             }),

@@ -51,6 +51,8 @@ pub struct TestApp {
     pub sim_url: String,
     pub clock: OffsetClock,
     pub http: reqwest::Client,
+    /// The database the app uses (for the operator's CLI in tests).
+    pub database_url: String,
     _dir: Option<crate::db::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -183,6 +185,7 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         sim_url,
         clock,
         http: reqwest::Client::new(),
+        database_url: database_url.clone(),
         _dir: dir,
         _server: server,
     })

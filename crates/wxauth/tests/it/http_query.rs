@@ -708,6 +708,61 @@ async fn shared_collections(app: TestApp) {
     assert!(w.message().contains("admin_write"), "{}", w.message());
     let l = query(&app, &alice, "catalogue", &[]).await;
     assert_eq!((l.status.as_u16(), &l.body["items"]), (200, &json!([])));
+    // The server writes it: the operator's CLI, on the same database.
+    let dir = crate::db::temp_dir();
+    let config = dir.0.join("wxauth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = {:?}\n[[collections]]\nname = \"catalogue\"\naccess = \"admin_write\"\n",
+            app.database_url
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wxauth"))
+        .args(["admin", "data-add", "--config"])
+        .arg(&config)
+        .args([
+            "catalogue",
+            "--owner",
+            &alice_id,
+            r#"{"sku":"tea","price":12}"#,
+        ])
+        .env_remove("WXAUTH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = query(
+        &app,
+        &bob,
+        "catalogue",
+        &[("where", r#"{"price":{"$gt":10}}"#)],
+    )
+    .await;
+    assert_eq!(l.body["items"][0]["id"], printed["id"], "{:?}", l.body);
+    assert_eq!(l.body["items"][0]["owner"], json!(alice_id));
+    assert_eq!(
+        l.body["items"][0]["data"],
+        json!({"sku": "tea", "price": 12})
+    );
+    // Even its owner cannot change it through the API.
+    let p = app
+        .call(
+            Method::PUT,
+            &format!("/v1/data/catalogue/{}", printed["id"].as_str().unwrap()),
+            Some(&alice),
+            Some(json!({"sku": "tea", "price": 1})),
+        )
+        .await;
+    assert_eq!(p.status, 403);
+    // A user of another app does not see it.
+    let other = query(&app, &carol_app2, "catalogue", &[]).await;
+    assert_eq!(other.body["items"], json!([]));
 }
 
 async fn bad_queries_are_400s_naming_the_problem(app: TestApp) {

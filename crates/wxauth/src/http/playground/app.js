@@ -69,15 +69,39 @@
     $('openid').textContent = me.openid;
     $('unionid').textContent = me.unionid || '–';
     $('phone').textContent = me.phone ? me.phone.phone_number : 'not bound';
-    const page = await current.client.data('notes').list({ limit: 20 });
-    $('note-count').textContent = String(page.items.length);
+    // The query API, as in CloudBase: "open notes only" is a where().
+    const _ = current.client.command;
+    let notes = current.client.data('notes');
+    if ($('open-only').checked) notes = notes.where({ done: _.neq(true) });
+    notes = notes.orderBy('created_at', 'desc').limit(20);
+    $('query').textContent =
+      "client.data('notes')" +
+      ($('open-only').checked ? '.where({ done: _.neq(true) })' : '') +
+      ".orderBy('created_at', 'desc').limit(20).get()";
+    const page = await notes.get();
+    $('note-count').textContent = String((await notes.count()).total);
     $('notes').replaceChildren(
-      ...page.items.map((doc) => {
+      ...page.data.map((doc) => {
         const li = document.createElement('li');
-        li.textContent = `${doc.data.name}, ${doc.data.age}`;
+        li.textContent = `${doc.data.name}, ${doc.data.age}${doc.data.done ? ' ✓' : ''}`;
         const when = document.createElement('small');
         when.textContent = doc.created_at.slice(11, 19);
         li.appendChild(when);
+        if (!doc.data.done) {
+          const done = document.createElement('button');
+          done.className = 'small done';
+          done.textContent = 'done';
+          done.addEventListener('click', () =>
+            run(async () => {
+              await current.client
+                .data('notes')
+                .doc(doc.id)
+                .set(Object.assign({}, doc.data, { done: true }), { version: doc.version });
+              await refresh();
+            })
+          );
+          li.appendChild(done);
+        }
         return li;
       })
     );
@@ -117,7 +141,7 @@
   );
   $('save').addEventListener('click', () =>
     run(async () => {
-      await current.client.data('notes').create({ name: '张三', age: '20' });
+      await current.client.data('notes').create({ name: '张三', age: '20', done: false });
       await refresh();
     })
   );
@@ -132,6 +156,11 @@
     run(async () => {
       await current.client.logout();
       resetView();
+    })
+  );
+  $('open-only').addEventListener('change', () =>
+    run(async () => {
+      if (current.client.isLoggedIn()) await refresh();
     })
   );
   $('clear').addEventListener('click', () => $('events').replaceChildren());
