@@ -10,6 +10,7 @@
 #   ONLY=soak SOAK_SECONDS=600 bash bench/run.sh   # unique-code logins for 10 minutes
 #   ONLY=gateway bash bench/run.sh    # a service directly and through the gateway
 #   ONLY=million bash bench/run.sh    # empty vs 1,000,000 users / 10,000,000 documents
+#   ONLY=query bash bench/run.sh      # indexed queries on 1,000,000 shared documents, filtered lists of 10,000
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -302,6 +303,66 @@ PY
   done
 }
 
+# Queries (issue 12): an indexed query on a shared collection of
+# QUERY_SHARED (1,000,000) documents, and filtered lists of one user's
+# QUERY_TODOS (10,000) documents, beside GET /v1/me on the same server.
+run_query() {
+  local users=${QUERY_USERS:-10000} shared=${QUERY_SHARED:-1000000} todos=${QUERY_TODOS:-10000}
+  echo "== queries: $shared shared documents ($users owners), one user's $todos documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
+  local backends=(sqlite)
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then backends+=(postgres); fi
+  for backend in "${backends[@]}"; do
+    local port db_url schema="" name="q_$backend"; port=$(free_port)
+    if [ "$backend" = sqlite ]; then
+      db_url="sqlite://$WORK/$name.db"
+    else
+      schema="bench_query_$$"
+      new_schema "$schema"
+      db_url="$(pg_url "$schema")"
+    fi
+    write_config "$name" "$port" "$db_url"
+    cat >> "$WORK/$name.toml" <<'TOML'
+[[collections]]
+name = "posts"
+access = "public_read"
+indexes = ["status", "-score"]
+TOML
+    WXAUTH_LOG=warn "$BIN" migrate --config "$WORK/$name.toml" >/dev/null
+    local started=$SECONDS
+    if [ "$backend" = sqlite ]; then
+      python3 - "$WORK/$name.db" bench/fill/query-sqlite.sql "$users" "$shared" "$todos" <<'PY'
+import sqlite3, sys
+db, script, users, shared, todos = sys.argv[1:]
+sql = open(script).read().replace("@USERS@", users).replace("@SHARED@", shared).replace("@TODOS@", todos)
+sqlite3.connect(db, isolation_level=None).executescript(sql)
+PY
+    else
+      sed -e "s/@USERS@/$users/g" -e "s/@SHARED@/$shared/g" -e "s/@TODOS@/$todos/g" bench/fill/query-postgres.sql |
+        PGOPTIONS="-c search_path=$schema -c client_min_messages=warning" psql "$PG_URL" -q -v ON_ERROR_STOP=1 >/dev/null
+    fi
+    echo "   ($backend filled and indexed in $((SECONDS - started)) s)"
+    start_instance "$name" "$port"
+    local pid=${PIDS[-1]} url="http://127.0.0.1:$port"
+    "$LOAD" --scenario me --url "$url" --label "$backend GET /v1/me" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+    local label path
+    while IFS='|' read -r label path; do
+      "$LOAD" --scenario gateway --path "$path" --login-code fill-1 --url "$url" \
+        --label "$backend $label" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+    done <<'QUERIES'
+shared where status (indexed)|/v1/data/posts?where=%7B%22status%22%3A%22s7%22%7D&limit=20
+shared order_by -score (indexed)|/v1/data/posts?order_by=-score&limit=20
+shared status + score range|/v1/data/posts?where=%7B%22status%22%3A%22s7%22%2C%22score%22%3A%7B%22%24gte%22%3A500%7D%7D&limit=20
+own where done=false|/v1/data/todos?where=%7B%22done%22%3Afalse%7D&limit=20
+own priority>=3 by -priority|/v1/data/todos?where=%7B%22priority%22%3A%7B%22%24gte%22%3A3%7D%7D&order_by=-priority&limit=20
+own _count done=false|/v1/data/todos/_count?where=%7B%22done%22%3Afalse%7D
+QUERIES
+    echo "   $backend: peak RSS $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$pid/status)"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    if [ -n "$schema" ]; then drop_schema "$schema"; fi
+    rm -f "$WORK/$name.db"*
+  done
+}
+
 echo "== machine: $(nproc) cores; WeChat upstream: $UPSTREAM; disk under $WORK:"
 "$LOAD" --scenario fsync --dir "$WORK" --seconds 3
 case "${ONLY:-}" in
@@ -309,6 +370,7 @@ case "${ONLY:-}" in
   peers) run_peers; exit 0 ;;
   soak) run_soak; exit 0 ;;
   million) run_million; exit 0 ;;
+  query) run_query; exit 0 ;;
 esac
 run_peers
 run_backend sqlite "sqlite://$WORK/bench.db"

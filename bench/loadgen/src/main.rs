@@ -10,6 +10,8 @@
 //! - `create`: `POST /v1/data/bench` of a small document, a user per worker
 //! - `get`: `GET /v1/data/bench/{id}` of a document per worker
 //! - `list`: `GET /v1/data/bench?limit=20`, each worker's user holding 25
+//! - `gateway`: `GET {path}` with a token (a gateway route, or a query such
+//!   as `/v1/data/posts?where=…`; `--login-code` picks the user)
 //! - `fsync`: not HTTP: how many `write + fdatasync` of 4 KiB the disk under
 //!   `--dir` does per second, one at a time (the cap on a write path that
 //!   syncs per request)
@@ -62,6 +64,10 @@ struct Args {
     /// For `fsync`: where to write.
     #[arg(long, default_value = ".")]
     dir: std::path::PathBuf,
+    /// Log every worker in with this code (so as one user: the filled
+    /// users of bench/fill answer to `fill-N`) instead of a fresh user each.
+    #[arg(long)]
+    login_code: Option<String>,
     /// A label for the output line.
     #[arg(long, default_value = "")]
     label: String,
@@ -137,7 +143,11 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Me | Scenario::Create | Scenario::Get | Scenario::List | Scenario::Gateway
     ) {
         for w in 0..args.connections {
-            let token = login(&http, &args.url, &format!("bench-user-{run_id}-{w}")).await?;
+            let code = args
+                .login_code
+                .clone()
+                .unwrap_or_else(|| format!("bench-user-{run_id}-{w}"));
+            let token = login(&http, &args.url, &code).await?;
             let documents = match args.scenario {
                 Scenario::Get => 1,
                 Scenario::List => 25,

@@ -5,3 +5,10 @@ ALTER TABLE documents ADD COLUMN appid TEXT;
 UPDATE documents SET appid = (SELECT users.appid FROM users WHERE users.id = documents.user_id);
 DROP INDEX documents_owner;
 CREATE INDEX documents_owner ON documents (user_id, collection, created_at, id);
+-- The document as jsonb, kept by PostgreSQL beside the text it came as
+-- (which is what the API returns, byte for byte): queries read paths from
+-- it without parsing the text again for every row and every expression.
+-- Text that could hold U+0000 (which jsonb cannot; refused since this
+-- migration, accepted before) gets NULL: its fields read as missing.
+ALTER TABLE documents ADD COLUMN data_json jsonb
+    GENERATED ALWAYS AS (CASE WHEN strpos(data, '\u0000') > 0 THEN NULL ELSE data::jsonb END) STORED;

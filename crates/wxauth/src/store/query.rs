@@ -7,7 +7,9 @@
 //! string and a type mismatch matches nothing; sorting is by rank, then
 //! value, then the document id. Numbers compare as IEEE doubles (what a
 //! mini program's JavaScript holds), strings bytewise (UTF-8; `COLLATE "C"`
-//! on PostgreSQL, whatever the database's locale).
+//! on PostgreSQL, whatever the database's locale). PostgreSQL reads paths
+//! from `data_json`, a stored generated jsonb twin of `data` (migration
+//! 0006), SQLite from the text with its JSON functions.
 //!
 //! Field paths are checked (`[A-Za-z0-9_]` segments, not all digits)
 //! before they reach this module and are the only text spliced into SQL,
@@ -324,7 +326,7 @@ fn path_sql(backend: Backend, path: &[String]) -> PathSql {
             }
         }
         Backend::Postgres => {
-            let j = format!("(data::jsonb #> '{{{}}}')", path.join(","));
+            let j = format!("(data_json #> '{{{}}}')", path.join(","));
             PathSql {
                 rank: format!(
                     "(CASE jsonb_typeof({j}) WHEN 'null' THEN 1 WHEN 'boolean' THEN \
