@@ -333,11 +333,15 @@ fn path_sql(backend: Backend, path: &[String]) -> PathSql {
                      (CASE WHEN {j} = 'true'::jsonb THEN 3 ELSE 2 END) WHEN 'number' THEN 4 \
                      WHEN 'string' THEN 5 WHEN 'array' THEN 6 WHEN 'object' THEN 7 ELSE 0 END)"
                 ),
+                // 0 and '' (not NULL) for the other types: a condition pins
+                // the other column with an equality, which PostgreSQL can
+                // drop from an index's order (IS NULL it cannot), so an
+                // equality reads the index in (created_at, id) order.
                 number: format!(
-                    "(CASE WHEN jsonb_typeof({j}) = 'number' THEN ({j} #>> '{{}}')::float8 END)"
+                    "(CASE WHEN jsonb_typeof({j}) = 'number' THEN ({j} #>> '{{}}')::float8 ELSE 0 END)"
                 ),
                 text: Some(format!(
-                    "((CASE WHEN jsonb_typeof({j}) = 'string' THEN {j} #>> '{{}}' END) COLLATE \"C\")"
+                    "((CASE WHEN jsonb_typeof({j}) = 'string' THEN {j} #>> '{{}}' ELSE '' END) COLLATE \"C\")"
                 )),
             }
         }
@@ -345,15 +349,21 @@ fn path_sql(backend: Backend, path: &[String]) -> PathSql {
 }
 
 impl PathSql {
-    /// The value expression for a rank with a value (4 or 5), with the
-    /// other value expression pinned to NULL on PostgreSQL so a btree over
-    /// (rank, number, text) can be entered at the text.
+    /// The value expression for a rank with a value (4 or 5). On
+    /// PostgreSQL the other value column is pinned to its constant (0 or
+    /// ''), so a btree over (rank, number, text, created_at, id) is entered
+    /// at the value and read in creation order.
     fn value_for(&self, rank: u8, sql: &mut Sql) -> String {
         match (&self.text, rank) {
             (Some(text), 5) => {
                 sql.push(&self.number);
-                sql.push(" IS NULL AND ");
+                sql.push(" = 0 AND ");
                 text.clone()
+            }
+            (Some(text), _) => {
+                sql.push(text);
+                sql.push(" = '' AND ");
+                self.number.clone()
             }
             _ => self.number.clone(),
         }
@@ -642,7 +652,9 @@ fn index_name(spec: &IndexSpec) -> String {
     h.update([u8::from(spec.descending), u8::from(spec.shared)]);
     let digest = h.finalize();
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("wxq2_{hex}")
+    // The prefix changes with the expressions (an index of older ones would
+    // not match the queries).
+    format!("wxq3_{hex}")
 }
 
 /// The statement that creates the index for a spec (if missing).

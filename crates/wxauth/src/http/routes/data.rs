@@ -169,7 +169,7 @@ Example: {\"done\":false,\"priority\":{\"$gte\":2}}";
     params(
         ("collection" = String, Path, pattern = "^[a-z0-9_-]{1,64}$", description = "A collection name: [a-z0-9_-]{1,64}"),
         ("where" = Option<String>, Query, description = WHERE_DESCRIPTION),
-        ("order_by" = Option<String>, Query, pattern = "^[-+]?[A-Za-z0-9_.]+(,[-+]?[A-Za-z0-9_.]+){0,3}$",
+        ("order_by" = Option<String>, Query,
             description = "Comma-separated fields, `-` for descending (at most 4): data paths or `created_at`, `updated_at`, `id`, `owner`. By JSON type then value (missing < null < false < true < numbers < strings < arrays < objects), ties by id. Default `-created_at` (newest first)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to limits.page_size_max (default 20)"),
         ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,4096}$",
