@@ -8,7 +8,8 @@ CREATE INDEX documents_owner ON documents (user_id, collection, created_at, id);
 -- The document as jsonb, kept by PostgreSQL beside the text it came as
 -- (which is what the API returns, byte for byte): queries read paths from
 -- it without parsing the text again for every row and every expression.
--- Text that could hold U+0000 (which jsonb cannot; refused since this
--- migration, accepted before) gets NULL: its fields read as missing.
+-- jsonb cannot hold U+0000: its escape becomes U+FFFD here (always valid
+-- JSON, whatever precedes it), so such a string compares as if it held
+-- U+FFFD in PostgreSQL queries. The document itself is kept as sent.
 ALTER TABLE documents ADD COLUMN data_json jsonb
-    GENERATED ALWAYS AS (CASE WHEN strpos(data, '\u0000') > 0 THEN NULL ELSE data::jsonb END) STORED;
+    GENERATED ALWAYS AS (replace(data, '\u0000', '\ufffd')::jsonb) STORED;

@@ -103,22 +103,8 @@ pub fn check_collection(name: &str) -> Result<()> {
     }
 }
 
-/// Whether a value holds U+0000 in a string or key (PostgreSQL's JSON
-/// cannot hold it, so the same document would query differently there).
-fn holds_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(holds_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
-    }
-}
-
 fn check_object(body: Value) -> Result<Map<String, Value>> {
     match body {
-        Value::Object(map) if map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) => Err(
-            Error::InvalidRequest("a document's strings may not contain U+0000".into()),
-        ),
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidRequest(format!(
             "a document must be a JSON object, not {}",

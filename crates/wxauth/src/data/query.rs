@@ -240,8 +240,8 @@ impl Parser<'_> {
             Value::Null => Scalar::Null,
             Value::Bool(b) => Scalar::Bool(*b),
             Value::Number(n) => Scalar::Number(n.clone()),
-            // No document holds U+0000 (refused on write), and
-            // PostgreSQL refuses it as a parameter.
+            // PostgreSQL refuses U+0000 in a parameter (and its JSON
+            // cannot hold it: stored documents read it as U+FFFD there).
             Value::String(s) if s.contains('\0') => {
                 return Err(invalid(format!(
                     "field {}: strings may not contain U+0000",

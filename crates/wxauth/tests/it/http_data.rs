@@ -586,7 +586,7 @@ async fn unicode_round_trips(app: TestApp) {
     let t = token(&app.login(APP1, "jay").await).to_owned();
     let data = json!({
         "name": "张三", "emoji": "😀👍🏽", "rtl": "مرحبا", "escapes": "line\nbreak \"quoted\" \\ tab\t",
-    "nested": {"列表": [1, 2.5, -3, true, null, {"深": "层"}]}, "big": 9007199254740993_i64,
+        "zero": "a\u{0000}b", "nested": {"列表": [1, 2.5, -3, true, null, {"深": "层"}]}, "big": 9007199254740993_i64,
     });
     let r = create(&app, &t, "unicode", data.clone()).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -601,17 +601,6 @@ async fn unicode_round_trips(app: TestApp) {
     )
     .await;
     assert_eq!(g.body["data"], data);
-    // U+0000 is refused (PostgreSQL's JSON cannot hold it, so queries
-    // would differ between the backends), with a message saying so.
-    for bad in [
-        json!({"zero": "a\u{0000}b"}),
-        json!({"k\u{0000}": 1}),
-        json!({"l": [{"m": "\u{0000}"}]}),
-    ] {
-        let r = create(&app, &t, "unicode", bad).await;
-        assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
-        assert!(r.message().contains("U+0000"), "{}", r.message());
-    }
 }
 
 #[tokio::test]
