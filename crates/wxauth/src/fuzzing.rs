@@ -100,7 +100,12 @@ pub fn decode_cursor(data: &[u8]) {
     }
     let _ = query::parse_where(Some(text), "me");
     if let Ok(keys) = query::parse_order_by(Some(text)) {
-        assert!(keys.len() <= query::MAX_SORT_KEYS);
+        // The keys named, and created_at as the tie-break unless named.
+        assert!(keys.len() <= query::MAX_SORT_KEYS + 1);
+        assert!(
+            keys.iter()
+                .any(|k| k.field == crate::store::Field::CreatedAt)
+        );
     }
 }
 
