@@ -428,13 +428,7 @@ impl Store {
 
     /// One document in a scope (a user's, or an app's shared collection).
     pub async fn document(&self, scope: &Scope, id: &str) -> Result<Option<DocumentRecord>> {
-        let (column, who, collection) = match scope {
-            Scope::Owner {
-                user_id,
-                collection,
-            } => ("user_id", user_id, collection),
-            Scope::App { appid, collection } => ("appid", appid, collection),
-        };
+        let (column, who, collection) = scope.parts();
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM documents WHERE id = $1 AND {column} = $2 AND collection = $3"
         ))

@@ -217,6 +217,19 @@ pub enum Scope {
     },
 }
 
+impl Scope {
+    /// The column that scopes rows, its value, and the collection.
+    pub(super) fn parts(&self) -> (&'static str, &str, &str) {
+        match self {
+            Scope::Owner {
+                user_id,
+                collection,
+            } => ("user_id", user_id, collection),
+            Scope::App { appid, collection } => ("appid", appid, collection),
+        }
+    }
+}
+
 /// An index to keep on a collection's field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSpec {
@@ -509,15 +522,9 @@ fn compile(sql: &mut Sql, filter: &Filter) {
 }
 
 fn scope_sql(sql: &mut Sql, scope: &Scope) {
-    let (column, who, collection) = match scope {
-        Scope::Owner {
-            user_id,
-            collection,
-        } => ("user_id", user_id, collection),
-        Scope::App { appid, collection } => ("appid", appid, collection),
-    };
+    let (column, who, collection) = scope.parts();
     let _ = write!(sql.text, "{column} = ");
-    sql.bind(Bind::Text(who.clone()));
+    sql.bind(Bind::Text(who.to_owned()));
     // A literal, so partial indexes (`WHERE collection = '…'`) apply.
     let _ = write!(sql.text, " AND collection = '{}'", literal(collection));
 }
