@@ -14,6 +14,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod gateway;
 pub mod http;
+pub mod ops;
 pub mod store;
 
 use std::sync::{Arc, OnceLock};

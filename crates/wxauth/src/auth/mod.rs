@@ -2,6 +2,7 @@
 //! end, and what WeChat-derived data a user may see. The HTTP layer calls
 //! these; they call the store, the caches and WeChat.
 
+mod accounts;
 mod phone;
 pub mod rate_limit;
 pub mod seal;
@@ -20,6 +21,7 @@ use crate::cache::{LoginCodes, Revocations, SharedCodes, SharedRedis};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::store::Store;
+pub use accounts::{Account, FindBy, ResealProgress};
 pub use phone::PhoneNumber;
 use seal::Sealer;
 pub use services::{Introspection, ServiceCaller, ServiceKeys};

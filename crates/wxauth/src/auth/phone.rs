@@ -23,8 +23,14 @@ pub struct PhoneNumber {
     pub country_code: String,
 }
 
-fn phone_aad(user_id: &str) -> Vec<u8> {
+pub(super) fn phone_aad(user_id: &str) -> Vec<u8> {
     format!("phone\0{user_id}").into_bytes()
+}
+
+/// The namespace of phone lookup tags: per app, so one app's tag does not
+/// find another app's user.
+pub(super) fn phone_tag_purpose(appid: &str) -> String {
+    format!("phone\0{appid}")
 }
 
 const STALE_KEY_HINT: &str = "the user's session_key changed since this data was produced (wx.login ran again after the data was obtained): call wx.login, log in with the new code, then obtain the data again";
@@ -66,7 +72,10 @@ impl Auth {
             &serde_json::to_vec(&phone).map_err(Error::internal)?,
             &phone_aad(&user.id),
         )?;
-        self.store.set_phone(&user.id, sealed).await?;
+        let tag = self
+            .sealer
+            .lookup_tag(&phone_tag_purpose(&user.appid), &phone.pure_phone_number);
+        self.store.set_phone(&user.id, sealed, tag).await?;
         Ok(phone)
     }
 

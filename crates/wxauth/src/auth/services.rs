@@ -43,6 +43,22 @@ impl std::fmt::Debug for ServiceKeys {
 pub struct ServiceCaller {
     /// The key's id.
     pub id: String,
+    /// What the key may do.
+    pub scopes: Vec<String>,
+}
+
+impl ServiceCaller {
+    /// Refuses (403 `forbidden`) unless the key has `scope`.
+    pub fn require(&self, scope: &str) -> Result<()> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "service key {} does not have the scope {scope}",
+                self.id
+            )))
+        }
+    }
 }
 
 impl ServiceKeys {
@@ -63,6 +79,13 @@ impl ServiceKeys {
         ip: IpAddr,
         scope: &str,
     ) -> Result<ServiceCaller> {
+        let caller = self.identify(presented, ip)?;
+        caller.require(scope)?;
+        Ok(caller)
+    }
+
+    /// Which key `presented` is (None: no key sent), whatever its scopes.
+    pub fn identify(&self, presented: Option<&str>, ip: IpAddr) -> Result<ServiceCaller> {
         let address = limit_key(ip);
         let refuse = |message: &'static str| -> Error {
             if self.failures.check_key(&address).is_err() {
@@ -87,13 +110,10 @@ impl ServiceKeys {
             }
         }
         let key = found.ok_or_else(|| refuse("the service key is not valid"))?;
-        if !key.scopes.iter().any(|s| s == scope) {
-            return Err(Error::Forbidden(format!(
-                "service key {} does not have the scope {scope}",
-                key.id
-            )));
-        }
-        Ok(ServiceCaller { id: key.id.clone() })
+        Ok(ServiceCaller {
+            id: key.id.clone(),
+            scopes: key.scopes.clone(),
+        })
     }
 }
 

@@ -94,7 +94,7 @@ fn well_formed_code(code: &str) -> bool {
 }
 
 impl Auth {
-    fn resolve_app(&self, appid: Option<&str>) -> Result<String> {
+    pub(super) fn resolve_app(&self, appid: Option<&str>) -> Result<String> {
         match appid {
             Some(a) if self.apps.contains_key(a) => Ok(a.to_owned()),
             Some(a) => Err(Error::UnknownApp(format!(
@@ -311,7 +311,7 @@ impl Auth {
         }
     }
 
-    fn access_ttl_ms(&self) -> i64 {
+    pub(super) fn access_ttl_ms(&self) -> i64 {
         i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
@@ -359,11 +359,12 @@ impl Auth {
         // down), the database says: a logged-out token is never accepted.
         if !self.revocations.complete() {
             metrics::counter!("wxauth_revocation_db_checks_total").increment(1);
-            let revoked_at = self
-                .store
-                .session(&claims.sid)
-                .await?
-                .and_then(|s| s.revoked_at);
+            // No row: the session's user was deleted (tokens are only
+            // issued after their session is committed).
+            let revoked_at = match self.store.session(&claims.sid).await? {
+                Some(s) => s.revoked_at,
+                None => Some(now),
+            };
             if let Some(at) = revoked_at {
                 self.revocations
                     .remember(&claims.sid, at + self.access_ttl_ms(), now);

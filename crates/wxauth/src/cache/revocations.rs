@@ -51,10 +51,13 @@ pub trait Revocations: Send + Sync + 'static {
     }
 }
 
-/// Revocations for one process.
+/// Revocations for one process. Sessions ended by another process on the
+/// same database (the operator's `wxauth admin user revoke|delete`) are
+/// read from the database every `REVOCATION_RESYNC` (see `resync_wanted`).
 #[derive(Debug, Default)]
 pub struct MemoryRevocations {
     entries: Mutex<HashMap<String, i64>>,
+    resync: Arc<Notify>,
 }
 
 impl MemoryRevocations {
@@ -82,6 +85,11 @@ impl Revocations for MemoryRevocations {
 
     fn remember(&self, session_id: &str, until_ms: i64, now_ms: i64) {
         self.insert(session_id, until_ms, now_ms);
+    }
+
+    fn resync_wanted(&self) -> Option<Arc<Notify>> {
+        // Never notified: the periodic re-read is what is wanted here.
+        Some(self.resync.clone())
     }
 
     fn is_revoked<'a>(&'a self, session_id: &'a str, now_ms: i64) -> CacheFuture<'a, bool> {

@@ -44,7 +44,7 @@ pub struct Document {
 }
 
 impl Document {
-    fn from_record(r: DocumentRecord, shared: bool) -> Self {
+    pub(super) fn from_record(r: DocumentRecord, shared: bool) -> Self {
         Self {
             owner: shared.then_some(r.owner),
             id: r.id,
@@ -121,13 +121,13 @@ fn check_object(body: Value) -> Result<Map<String, Value>> {
 }
 
 /// A document id is a UUID; anything else cannot exist (and is a 404).
-fn known_id(id: &str) -> Result<()> {
+pub(super) fn known_id(id: &str) -> Result<()> {
     Uuid::parse_str(id)
         .map(|_| ())
         .map_err(|_| Error::NotFound("no such document".into()))
 }
 
-fn not_found() -> Error {
+pub(super) fn not_found() -> Error {
     Error::NotFound("no such document".into())
 }
 
@@ -304,6 +304,21 @@ impl Data {
         request: &ListRequest<'_>,
     ) -> Result<(Vec<Document>, Option<String>)> {
         check_collection(collection)?;
+        let scope = self.read_scope(caller, collection);
+        let shared = self.access(collection).shared();
+        self.list_in(&scope, &caller.user_id, shared, request).await
+    }
+
+    /// A page of the documents in `scope` (`me`: whom `"owner": "me"`
+    /// names; `show_owner`: whether documents carry their owner).
+    pub(super) async fn list_in(
+        &self,
+        scope: &Scope,
+        me: &str,
+        show_owner: bool,
+        request: &ListRequest<'_>,
+    ) -> Result<(Vec<Document>, Option<String>)> {
+        let collection = scope.collection();
         let max = self.limits.page_size_max;
         let limit = match request.limit {
             None => DEFAULT_PAGE.min(max),
@@ -315,18 +330,17 @@ impl Data {
                     Error::InvalidRequest(format!("limit must be a number from 1 to {max}"))
                 })?,
         };
-        let (filter, where_value) = query::parse_where(request.filter, &caller.user_id)?;
+        let (filter, where_value) = query::parse_where(request.filter, me)?;
         let order = query::parse_order_by(request.order_by)?;
         let fp = query::fingerprint(collection, &where_value, &order);
         let after = request
             .cursor
             .map(|c| query::decode_cursor(c, &fp, &order))
             .transpose()?;
-        let scope = self.read_scope(caller, collection);
         let mut docs = self
             .store
             .query_documents(&DocumentQuery {
-                scope: &scope,
+                scope,
                 filter: &filter,
                 order: &order,
                 after: after.as_ref(),
@@ -357,10 +371,9 @@ impl Data {
         } else {
             None
         };
-        let shared = self.access(collection).shared();
         Ok((
             docs.into_iter()
-                .map(|r| Document::from_record(r, shared))
+                .map(|r| Document::from_record(r, show_owner))
                 .collect(),
             next,
         ))
@@ -443,6 +456,20 @@ impl Data {
     ) -> Result<Document> {
         check_collection(collection)?;
         self.check_client_write(collection)?;
+        self.replace_as(caller, collection, id, body, if_match)
+            .await
+    }
+
+    /// Replaces one of `caller`'s documents, whatever the collection's
+    /// access (the server writes `admin_write` collections this way).
+    pub(super) async fn replace_as(
+        &self,
+        caller: &Caller,
+        collection: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<IfMatch>,
+    ) -> Result<Document> {
         known_id(id)?;
         let data = Value::Object(check_object(body)?).to_string();
         let moved = || {
@@ -491,12 +518,13 @@ impl Data {
     pub async fn delete(&self, caller: &Caller, collection: &str, id: &str) -> Result<()> {
         check_collection(collection)?;
         self.check_client_write(collection)?;
+        self.delete_as(&caller.user_id, collection, id).await
+    }
+
+    /// Deletes one of the user's documents, whatever the collection's access.
+    pub(super) async fn delete_as(&self, user_id: &str, collection: &str, id: &str) -> Result<()> {
         known_id(id)?;
-        if self
-            .store
-            .delete_document(&caller.user_id, collection, id)
-            .await?
-        {
+        if self.store.delete_document(user_id, collection, id).await? {
             Ok(())
         } else {
             Err(not_found())

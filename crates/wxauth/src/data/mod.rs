@@ -5,6 +5,7 @@
 //! nothing of `auth` but the [`Caller`](crate::auth::Caller) a verified
 //! token gives.
 
+pub mod admin;
 pub mod documents;
 pub mod profile;
 pub mod query;
@@ -16,6 +17,7 @@ use wechat_miniapp::Clock;
 
 use crate::config::{Access, CollectionRule, LimitsConfig};
 use crate::store::Store;
+pub use admin::{CollectedDocument, Whose};
 pub use documents::{Created, Document};
 
 /// User data: documents and profiles.

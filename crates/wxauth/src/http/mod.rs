@@ -150,6 +150,26 @@ async fn drop_unfit_request_id(mut request: Request) -> Request {
     request
 }
 
+/// The admin API's routes (each behind `routes::admin::gate`).
+fn admin_routes() -> OpenApiRouter<AppState> {
+    use routes::admin;
+    OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(admin::find_users))
+        .routes(utoipa_axum::routes!(admin::show_user, admin::delete_user))
+        .routes(utoipa_axum::routes!(admin::revoke_user))
+        .routes(utoipa_axum::routes!(admin::export_user))
+        .routes(utoipa_axum::routes!(
+            admin::list_documents,
+            admin::create_document
+        ))
+        .routes(utoipa_axum::routes!(
+            admin::get_document,
+            admin::replace_document,
+            admin::delete_document
+        ))
+        .routes(utoipa_axum::routes!(admin::audit))
+}
+
 /// The API's routes, each registered together with its OpenAPI entry.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -158,8 +178,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(routes::session::logout))
         .routes(utoipa_axum::routes!(
             routes::me::get_me,
-            routes::me::patch_me
+            routes::me::patch_me,
+            routes::me::delete_me
         ))
+        .routes(utoipa_axum::routes!(routes::me::export_me))
         .routes(utoipa_axum::routes!(routes::me::bind_phone))
         .routes(utoipa_axum::routes!(routes::me::decrypt))
         .routes(utoipa_axum::routes!(
@@ -185,7 +207,7 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3 document of the whole API.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let mut doc = routes().split_for_parts().1;
+    let mut doc = routes().merge(admin_routes()).split_for_parts().1;
     openapi::add_common_answers(&mut doc);
     doc
 }
@@ -198,6 +220,11 @@ pub fn router(state: AppState) -> Router {
     let body_limit = settings.limits.body_bytes;
     let head_limits = (settings.http.max_uri_bytes, settings.http.max_header_bytes);
     let (mut router, _) = routes().split_for_parts();
+    let (admin, _) = admin_routes().split_for_parts();
+    router = router.merge(admin.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        routes::admin::gate,
+    )));
     if settings.playground_sim_url.is_some() {
         router = router.merge(playground::routes());
     }
@@ -368,4 +395,40 @@ pub fn parse_each_request_body(bytes: &[u8]) {
     check::<routes::me::PhoneRequest>(bytes, pair);
     check::<routes::me::DecryptRequest>(bytes, pair);
     check::<serde_json::Value>(bytes, pair);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every admin route has a scope in `routes::admin::SCOPES` (a route
+    /// without one is refused to every key), and every entry is a route.
+    #[test]
+    fn every_admin_route_has_a_scope() {
+        let doc = admin_routes().split_for_parts().1;
+        let mut documented = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ] {
+                if op.is_some() {
+                    documented.push((method, path.as_str()));
+                }
+            }
+        }
+        documented.sort_unstable();
+        let mut scoped: Vec<(&str, &str)> = routes::admin::SCOPES
+            .iter()
+            .map(|(m, p, _)| (*m, *p))
+            .collect();
+        scoped.sort_unstable();
+        assert_eq!(documented, scoped);
+        for (_, _, scope) in routes::admin::SCOPES {
+            assert!(crate::config::SERVICE_SCOPES.contains(scope), "{scope}");
+        }
+    }
 }

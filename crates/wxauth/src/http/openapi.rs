@@ -26,6 +26,9 @@ use crate::config::Settings;
         version = "1"
     ),
     components(schemas(super::ErrorBody)),
+    tags(
+        (name = "admin", description = "The operator's API under /admin/v1: a service key (Authorization: Bearer <service key>) with the route's scope; every call made with a valid key is in the audit log (GET /admin/v1/audit)."),
+    ),
     modifiers(&BearerAuth)
 )]
 pub(crate) struct ApiDoc;

@@ -40,6 +40,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "document queries",
         include_str!("../../migrations/sqlite/0006_document_queries.sql"),
     ),
+    (
+        7,
+        "operations",
+        include_str!("../../migrations/sqlite/0007_operations.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -72,6 +77,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "document queries",
         include_str!("../../migrations/postgres/0006_document_queries.sql"),
+    ),
+    (
+        7,
+        "operations",
+        include_str!("../../migrations/postgres/0007_operations.sql"),
     ),
 ];
 

@@ -12,6 +12,8 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`), with one migrations folder per
 //! backend for the few type names that differ.
 
+mod accounts;
+mod audit;
 mod documents;
 mod migrations;
 mod query;
@@ -27,6 +29,8 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 use crate::error::{Error, Result};
+pub use accounts::{Resealed, SealedRow, SessionSummary, USER_TABLES, UserLookup};
+pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
 pub use documents::{
     CreateOutcome, DocumentRecord, FirstCreate, Idempotency, NewDocument, ReplaceOutcome,
     Replacement, UserLimit, UserQuota,

@@ -218,6 +218,11 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The collection.
+    pub fn collection(&self) -> &str {
+        self.parts().2
+    }
+
     /// The column that scopes rows, its value, and the collection.
     pub(super) fn parts(&self) -> (&'static str, &str, &str) {
         match self {

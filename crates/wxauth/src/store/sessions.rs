@@ -271,11 +271,13 @@ impl Store {
         row.as_ref().map(SessionRecord::from_row).transpose()
     }
 
-    /// Sessions revoked at or after `since` (to rebuild the revocation cache
-    /// at start-up): (session id, revoked_at).
+    /// Sessions revoked (or deleted with their user) at or after `since`
+    /// (to rebuild the revocation cache at start-up): (session id, revoked_at).
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>> {
+        // Deleted users' sessions are tombstones (see `accounts`).
         let rows = sqlx::query(
-            "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1",
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1 \
+             UNION ALL SELECT session_id AS id, revoked_at FROM session_tombstones WHERE revoked_at >= $1",
         )
         .bind(since)
         .fetch_all(&self.pool)

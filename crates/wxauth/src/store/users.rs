@@ -188,17 +188,20 @@ impl Write for ModifyProfile {
 struct SetPhone {
     user_id: String,
     phone_enc: Vec<u8>,
+    phone_lookup: Vec<u8>,
 }
 
 impl Write for SetPhone {
     type Output = bool;
     fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let done = sqlx::query("UPDATE users SET phone_enc = $1 WHERE id = $2")
-                .bind(self.phone_enc.clone())
-                .bind(&self.user_id)
-                .execute(&mut **tx)
-                .await?;
+            let done =
+                sqlx::query("UPDATE users SET phone_enc = $1, phone_lookup = $2 WHERE id = $3")
+                    .bind(self.phone_enc.clone())
+                    .bind(self.phone_lookup.clone())
+                    .bind(&self.user_id)
+                    .execute(&mut **tx)
+                    .await?;
             Ok(done.rows_affected() == 1)
         })
     }
@@ -231,13 +234,19 @@ impl Store {
             .await
     }
 
-    /// Stores the user's (encrypted) phone number; false if there is no
-    /// such user.
-    pub async fn set_phone(&self, user_id: &str, phone_enc: Vec<u8>) -> Result<bool> {
+    /// Stores the user's (encrypted) phone number and its lookup tag;
+    /// false if there is no such user.
+    pub async fn set_phone(
+        &self,
+        user_id: &str,
+        phone_enc: Vec<u8>,
+        phone_lookup: Vec<u8>,
+    ) -> Result<bool> {
         self.writer
             .submit(SetPhone {
                 user_id: user_id.to_owned(),
                 phone_enc,
+                phone_lookup,
             })
             .await
     }

@@ -29,11 +29,25 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/introspect"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/openid-configuration"),
+    ("get", "/v1/me/export"),
+    ("delete", "/v1/me"),
+    ("get", "/admin/v1/users"),
+    ("get", "/admin/v1/users/{id}"),
+    ("delete", "/admin/v1/users/{id}"),
+    ("post", "/admin/v1/users/{id}/revoke"),
+    ("get", "/admin/v1/users/{id}/export"),
+    ("get", "/admin/v1/data/{collection}"),
+    ("post", "/admin/v1/data/{collection}"),
+    ("get", "/admin/v1/data/{collection}/{id}"),
+    ("put", "/admin/v1/data/{collection}/{id}"),
+    ("delete", "/admin/v1/data/{collection}/{id}"),
+    ("get", "/admin/v1/audit"),
 ];
 
 const AUTHENTICATED: &[&str] = &[
     "/v1/logout",
     "/v1/me",
+    "/v1/me/export",
     "/v1/me/phone",
     "/v1/me/decrypt",
     "/v1/data/{collection}",
@@ -56,6 +70,13 @@ async fn the_document_lists_every_route_and_each_exists() {
                 .get("security")
                 .is_some_and(|s| s.to_string().contains("bearer"));
             assert_eq!(needs_bearer, has_security, "{method} {path}: security");
+            if path.starts_with("/admin/") {
+                assert!(
+                    op["security"].to_string().contains("service_key"),
+                    "{method} {path}: admin routes take a service key"
+                );
+                assert_eq!(op["tags"][0], "admin", "{method} {path}: tag");
+            }
             assert!(
                 op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                 "{method} {path}"

@@ -368,12 +368,22 @@ async fn phone(store: &Store) {
         .await
         .unwrap();
     assert!(u.phone_enc.is_none());
-    assert!(store.set_phone(&u.id, vec![1, 2, 3]).await.unwrap());
+    assert!(
+        store
+            .set_phone(&u.id, vec![1, 2, 3], vec![9; 17])
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.user(&u.id).await.unwrap().unwrap().phone_enc,
         Some(vec![1, 2, 3])
     );
-    assert!(!store.set_phone("nobody", vec![1]).await.unwrap());
+    assert!(
+        !store
+            .set_phone("nobody", vec![1], vec![9; 17])
+            .await
+            .unwrap()
+    );
 }
 
 async fn concurrent_logins_share_commits(store: &Store) {

@@ -15,7 +15,7 @@ use crate::data::documents::{self, Created, Document, ListRequest, parse_if_matc
 use crate::data::rfc3339;
 use crate::error::{Error, Result};
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+pub(super) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     headers
         .get(name)
         .map(|v| {
@@ -26,7 +26,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
         .transpose()
 }
 
-fn document_response(status: StatusCode, doc: &Document) -> Response {
+pub(super) fn document_response(status: StatusCode, doc: &Document) -> Response {
     let mut response = (status, Json(DocumentView::from(doc))).into_response();
     set_etag(&mut response, doc.version);
     response
@@ -77,9 +77,9 @@ impl From<&Document> for DocumentView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DocumentPage {
     /// In the order asked for (newest first by default).
-    items: Vec<DocumentView>,
+    pub(super) items: Vec<DocumentView>,
     /// Pass as `cursor` for the next page; null on the last page.
-    next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
 /// Store a new document in one of the caller's collections (403
@@ -136,10 +136,10 @@ pub(crate) async fn create(
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
     #[serde(rename = "where")]
-    filter: Option<String>,
-    order_by: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(super) filter: Option<String>,
+    pub(super) order_by: Option<String>,
+    pub(super) limit: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// The number of matching documents.
@@ -149,7 +149,7 @@ pub(crate) struct CountView {
     count: u64,
 }
 
-const WHERE_DESCRIPTION: &str = "A JSON object (URL-encoded): field paths with dots (segments [A-Za-z0-9_], not all digits); \
+pub(super) const WHERE_DESCRIPTION: &str = "A JSON object (URL-encoded): field paths with dots (segments [A-Za-z0-9_], not all digits); \
 a literal for equality; operators $eq $ne $gt $gte $lt $lte $in $nin $exists; top-level $and / $or arrays; \
 a nested object is shorthand for dotted paths. `id`, `owner` (\"me\" = the caller), `created_at` and \
 `updated_at` (RFC 3339 or Unix ms) are the document's own fields. Values compare by JSON type: a number \

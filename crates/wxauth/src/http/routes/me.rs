@@ -142,3 +142,63 @@ pub(crate) async fn decrypt(
             .await?,
     ))
 }
+
+/// Everything wxauth holds about the caller, as one JSON download: the
+/// profile, the bound phone, sessions (without tokens) and every document
+/// in every collection. Never the session_key or a token.
+#[utoipa::path(get, path = "/v1/me/export", tag = "me", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The export (Content-Disposition: attachment)", body = crate::ops::UserExport),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
+pub(crate) async fn export_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::response::Response> {
+    // The account must still exist: a deleted user's token is a 401 here.
+    state.auth().user(&caller).await?;
+    let export =
+        crate::ops::export_user(state.auth(), state.data(), &caller.user_id, |_, _| {}).await?;
+    Ok(super::admin::export_response(&export))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteMe {
+    /// Exactly `delete my account`.
+    #[schema(example = "delete my account")]
+    confirm: String,
+}
+
+/// Delete the caller's account and everything held about them: the user,
+/// sessions, documents, idempotency records and sealed secrets are deleted
+/// (not flagged). Every token of theirs stops working on every instance;
+/// a later login with the same openid creates a new user. The audit log
+/// keeps only that a deletion happened, and the user id.
+#[utoipa::path(delete, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = DeleteMe,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "invalid_request: confirm is not \"delete my account\"", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<DeleteMe>,
+) -> Result<axum::http::StatusCode> {
+    if body.confirm != crate::ops::DELETE_CONFIRMATION {
+        return Err(Error::InvalidRequest(format!(
+            "confirm must be exactly {:?}",
+            crate::ops::DELETE_CONFIRMATION
+        )));
+    }
+    state.auth().user(&caller).await?;
+    crate::ops::delete_user(
+        state.auth(),
+        &format!("user:{}", caller.user_id),
+        "DELETE /v1/me",
+        &caller.user_id,
+    )
+    .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -1,5 +1,6 @@
 //! Route handlers: extract, call one rule, shape the answer.
 
+pub(crate) mod admin;
 pub(crate) mod data;
 pub(crate) mod gateway;
 pub(crate) mod health;
