@@ -29,6 +29,8 @@ pub struct Options {
     pub documents_per_collection: u32,
     /// Any other change to the configuration.
     pub tweak: fn(&mut Config),
+    /// Serve this database instead of a new one (a second instance).
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             login_per_ip_per_minute: 100_000,
             documents_per_collection: 10_000,
             tweak: |_| {},
+            database_url: None,
         }
     }
 }
@@ -74,6 +77,11 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
+
+/// A service key with every admin scope (configured by `test_config`).
+pub const ADMIN_KEY: &str = "svc_admin_all_scopes_0123456789";
+/// A service key with `users:read` only.
+pub const READER_KEY: &str = "svc_admin_reader_0123456789abc";
 
 pub fn b64_key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
@@ -128,6 +136,30 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
         alg: None,
     }];
     c.limits.login_per_ip_per_minute = 100_000;
+    {
+        use sha2::Digest;
+        let key = |id: &str, secret: &str, scopes: &[&str]| wxauth::config::ServiceKeyConfig {
+            id: id.into(),
+            sha256: Some(hex::encode(sha2::Sha256::digest(secret))),
+            key_env: None,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        c.service_keys = vec![
+            key(
+                "ops",
+                ADMIN_KEY,
+                &[
+                    "users:read",
+                    "users:write",
+                    "sessions:revoke",
+                    "data:read",
+                    "data:write",
+                    "audit:read",
+                ],
+            ),
+            key("reader", READER_KEY, &["users:read"]),
+        ];
+    }
     // Shared collections for the query tests; every other name is private.
     c.collections = vec![
         CollectionConfig {
@@ -152,12 +184,13 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
     let clock = OffsetClock::new();
     let (sim, sim_url) = spawn_sim(&clock).await;
-    let (database_url, dir) = match opts.db {
-        Db::Sqlite => {
+    let (database_url, dir) = match (opts.database_url.clone(), opts.db) {
+        (Some(url), _) => (url, None),
+        (None, Db::Sqlite) => {
             let dir = crate::db::temp_dir();
             (format!("sqlite://{}/wxauth.db", dir.0.display()), Some(dir))
         }
-        Db::Postgres => (crate::db::postgres_schema_url().await?, None),
+        (None, Db::Postgres) => (crate::db::postgres_schema_url().await?, None),
     };
     let mut config = test_config(&database_url, &sim_url);
     config.tokens.access_ttl_secs = opts.access_ttl_secs;
@@ -266,6 +299,17 @@ impl TestApp {
 
     pub fn sim_calls(&self, api: &str) -> u64 {
         self.sim.stats().calls.get(api).copied().unwrap_or(0)
+    }
+
+    /// An admin API call with a service key.
+    pub async fn admin(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        self.call(method, path, key, body).await
     }
 
     pub fn advance(&self, by: Duration) {

@@ -421,6 +421,32 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
     let took = c.refused_everywhere(&t, Duration::from_secs(1)).await;
     eprintln!("a revocation without a message reached all three in {took:?}");
 
+    // An account deleted through one instance: its tokens are refused by
+    // all three within 1 s (its session rows are gone; tombstones and the
+    // broadcast say so), and the same WeChat user logging in again is a
+    // new user.
+    let session = c.login(&c.instances[0].url, "leaving").await;
+    let t = token(&session).to_owned();
+    let old_id = session["user"]["id"].as_str().unwrap().to_owned();
+    for i in &c.instances {
+        assert_eq!(c.get(&i.url, "/v1/me", Some(&t)).await.status, 200);
+    }
+    let r = c
+        .call(
+            &c.instances[1].url,
+            Method::DELETE,
+            "/v1/me",
+            Some(&t),
+            Some(json!({"confirm": "delete my account"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let took = c.refused_everywhere(&t, Duration::from_secs(1)).await;
+    eprintln!("an account deletion reached all three instances in {took:?}");
+    let again = c.login(&c.instances[2].url, "leaving").await;
+    assert_eq!(again["new_user"], true);
+    assert_ne!(again["user"]["id"].as_str().unwrap(), old_id);
+
     // Refresh-token reuse on one instance revokes the session on all.
     let session = c.login(&c.instances[0].url, "bob").await;
     let old_refresh = refresh(&session).to_owned();

@@ -2,6 +2,7 @@
 //! would be another binary to link, which is slow on two cores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod app;
 mod cli;
 mod cluster;

@@ -7,7 +7,7 @@
 //! their response.
 
 use axum::Json;
-use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
+use axum::extract::{Extension, MatchedPath, Path, Query, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -83,9 +83,19 @@ impl AuditNote {
 pub(crate) async fn gate(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    params: RawPathParams,
     mut request: Request,
     next: Next,
 ) -> Response {
+    // What the path names, unless the handler says more (so a refused or
+    // failed call is recorded against its target too).
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let path_target = match (param("collection"), param("id")) {
+        (Some(c), Some(id)) => Some(format!("document:{c}/{id}")),
+        (None, Some(id)) => Some(format!("user:{id}")),
+        (Some(c), None) => Some(format!("collection:{c}")),
+        (None, None) => None,
+    };
     let method = request.method().clone();
     let template = request
         .extensions()
@@ -124,7 +134,7 @@ pub(crate) async fn gate(
             state.auth(),
             &actor,
             &action,
-            note.target,
+            note.target.or(path_target),
             response.status().as_u16(),
             if note.detail.is_null() {
                 json!({})
