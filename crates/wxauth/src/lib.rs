@@ -90,8 +90,21 @@ pub struct App {
     pub connections: http::server::ConnectionLimits,
 }
 
-/// Opens the store (migrating it), warms caches and builds the router.
-pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
+/// The service's rules over its storage, without HTTP: what `serve` runs
+/// and what the operator's CLI acts through.
+pub struct Services {
+    /// Identity: users, sessions, keys, the audit log.
+    pub auth: auth::Auth,
+    /// User data.
+    pub data: data::Data,
+    /// The store (to close it when done).
+    pub store: store::Store,
+}
+
+/// Opens the store (migrating it and creating the configured indexes)
+/// and wires the rules to it and to Redis when configured. Starts no
+/// background task.
+pub async fn open_services(settings: &Settings, deps: Deps) -> Result<Services> {
     let store = store::Store::open(settings.database_url.expose()).await?;
     let data = data::Data::new(
         store.clone(),
@@ -100,9 +113,6 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
         &settings.collections,
     );
     data.ensure_indexes().await?;
-    spawn_idempotency_expiry(data.clone());
-    // Hot user rows in memory only while this process is the one writer.
-    store.cache_users(settings.redis_url.is_none());
     let redis = match &settings.redis_url {
         Some(url) => Some(SharedRedis::connect(url.expose())?),
         None => {
@@ -119,7 +129,16 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
         Some(r) => SharedRevocations::start(r.clone()),
         None => Arc::new(MemoryRevocations::default()),
     };
-    let auth = auth::Auth::new(&settings, store.clone(), revocations, redis, deps.clock)?;
+    let auth = auth::Auth::new(settings, store.clone(), revocations, redis, deps.clock)?;
+    Ok(Services { auth, data, store })
+}
+
+/// Opens the store (migrating it), warms caches and builds the router.
+pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
+    let Services { auth, data, store } = open_services(&settings, deps).await?;
+    spawn_idempotency_expiry(data.clone());
+    // Hot user rows in memory only while this process is the one writer.
+    store.cache_users(settings.redis_url.is_none());
     let warmed = auth.warm_revocations().await?;
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
     auth.spawn_revocation_sync();

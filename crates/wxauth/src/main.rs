@@ -12,6 +12,8 @@ use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::Config;
 use wxauth::{Deps, build_app, dev, serve};
 
+mod operate;
+
 // glibc's malloc was 10% of a login's CPU (profile of bench/run.sh login);
 // mimalloc's thread-local free lists make allocation cheaper. Built with
 // `no_thp`: mimalloc otherwise madvises its arenas for transparent huge
@@ -50,31 +52,18 @@ enum Command {
     Migrate(ConfigArgs),
     /// Run the WeChat simulator alone, for developing and testing any backend offline.
     Sim(SimArgs),
-    /// Operator commands on the database (the same database as `serve`).
+    /// Operator commands: users, service keys, documents (the same
+    /// database and keys as `serve`; recorded in the audit log).
     #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-#[derive(clap::Subcommand)]
-enum AdminCommand {
-    /// Write a document as the server: the way into `admin_write`
-    /// collections (a catalogue, announcements) until the admin API exists.
-    /// Prints the stored document as JSON.
-    DataAdd(DataAddArgs),
-}
-
-#[derive(clap::Args)]
-struct DataAddArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// The collection.
-    collection: String,
-    /// The owning user's id (the document is shown with this `owner`; the
-    /// user's app is the one whose users read it).
-    #[arg(long)]
-    owner: String,
-    /// The document, a JSON object; `-` reads it from stdin.
-    json: String,
+    Admin(operate::AdminCommand),
+    /// Rotate signing or encryption keys; re-seal stored secrets.
+    #[command(subcommand)]
+    Keys(operate::KeysCommand),
+    /// Copy the SQLite database consistently while it is in use.
+    Backup(operate::BackupArgs),
+    /// Put a backup in place of the SQLite database (refuses one made by a
+    /// newer wxauth).
+    Restore(operate::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -95,11 +84,12 @@ struct DevArgs {
     config: Option<PathBuf>,
 }
 
+/// Where the configuration comes from.
 #[derive(clap::Args)]
-struct ConfigArgs {
+pub struct ConfigArgs {
     /// The TOML configuration file (every key can also come from WXAUTH_… variables).
     #[arg(long, env = "WXAUTH_CONFIG")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -243,41 +233,6 @@ async fn run_migrate(args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_data_add(args: DataAddArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.config.as_deref())?;
-    let collections = config.check_collections()?;
-    let text = if args.json == "-" {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        args.json
-    };
-    let body: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("the document is not valid JSON: {e}"))?;
-    let store = wxauth::store::Store::open(config.database_url.expose()).await?;
-    let data = wxauth::data::Data::new(
-        store.clone(),
-        std::sync::Arc::new(wechat_miniapp::SystemClock),
-        config.limits.clone(),
-        &collections,
-    );
-    let created = data
-        .create_as_server(&args.owner, &args.collection, body)
-        .await;
-    store.close().await;
-    let doc = created?.document;
-    let data: serde_json::Value = serde_json::from_str(&doc.data)?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "id": doc.id,
-            "version": doc.version,
-            "owner": args.owner,
-            "data": data,
-        })
-    );
-    Ok(())
-}
-
 /// Resolves on SIGTERM or Ctrl-C. The handlers are registered when this is
 /// called, not when it is first awaited, so a signal that arrives right
 /// after start-up (before the server is polled) still shuts down gracefully.
@@ -348,6 +303,9 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve(args) => run_serve(args).await,
         Command::Migrate(args) => run_migrate(args).await,
         Command::Sim(args) => run_sim(args).await,
-        Command::Admin(AdminCommand::DataAdd(args)) => run_data_add(args).await,
+        Command::Admin(c) => operate::admin(c).await,
+        Command::Keys(c) => operate::keys(c).await,
+        Command::Backup(a) => operate::backup(a).await,
+        Command::Restore(a) => operate::restore(a).await,
     }
 }

@@ -38,6 +38,17 @@ struct ErrorInfo {
     internal_cause: Option<String>,
 }
 
+/// The HTTP status an error answers with (also what the operator CLI's
+/// audit entries record for a failed command).
+pub fn status_of(err: &Error) -> u16 {
+    status_and_code(err).0.as_u16()
+}
+
+/// The contract's error code for an error (`not_found`, …).
+pub fn error_code(err: &Error) -> &'static str {
+    status_and_code(err).1
+}
+
 fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
     match err {
         Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),

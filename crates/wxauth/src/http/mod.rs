@@ -33,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::data::Data;
-pub use error::ErrorBody;
+pub use error::{ErrorBody, error_code, status_of};
 pub use views::{MeView, SessionView, UserView};
 
 struct Inner {

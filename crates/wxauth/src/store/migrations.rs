@@ -7,7 +7,7 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 
 use super::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const SQLITE: &[(i64, &str, &str)] = &[
     (
@@ -114,8 +114,35 @@ mod futures_core_box {
     pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 }
 
-/// Brings the schema up to date.
+/// The newest schema version this binary knows.
+pub fn latest() -> i64 {
+    SQLITE.iter().map(|(v, _, _)| *v).max().unwrap_or(0)
+}
+
+/// The newest migration applied to the database (0 for a new one).
+pub async fn applied(pool: &AnyPool) -> Result<i64> {
+    // No table yet: a new database.
+    let Ok(row) = sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+    else {
+        return Ok(0);
+    };
+    Ok(sqlx::Row::try_get::<Option<i64>, _>(&row, "v")?.unwrap_or(0))
+}
+
+/// Brings the schema up to date. A database migrated by a newer wxauth is
+/// refused (its schema may mean things this binary does not know): run
+/// the newer binary, or restore a backup taken for this one.
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let (applied, latest) = (applied(pool).await?, latest());
+    if applied > latest {
+        return Err(Error::internal(format!(
+            "the database's schema is version {applied}, newer than this wxauth knows \
+             ({latest}): it was migrated by a newer wxauth. Run that version, or restore \
+             a backup made for this one"
+        )));
+    }
     let source = match backend {
         Backend::Sqlite => Embedded(SQLITE),
         Backend::Postgres => Embedded(POSTGRES),

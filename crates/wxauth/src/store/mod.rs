@@ -120,12 +120,17 @@ impl Store {
             }
             Backend::Postgres => (url.to_owned(), 16),
         };
+        // A read-only SQLite file (a backup being checked) cannot be
+        // switched to WAL; it is only read.
+        let read_only = backend == Backend::Sqlite && url.contains("mode=ro");
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    if backend == Backend::Sqlite && read_only {
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    } else if backend == Backend::Sqlite {
                         // WAL lets reads run beside the writer; FULL makes
                         // each commit survive a power cut.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -160,6 +165,44 @@ impl Store {
     /// Applies pending migrations (embedded in the binary).
     pub async fn migrate(&self) -> Result<()> {
         migrations::run(&self.pool, self.backend).await
+    }
+
+    /// The schema version the database is at, and the newest this binary
+    /// knows.
+    pub async fn schema_versions(&self) -> Result<(i64, i64)> {
+        Ok((migrations::applied(&self.pool).await?, migrations::latest()))
+    }
+
+    /// Writes a consistent copy of a SQLite database to `path` while it is
+    /// in use (`VACUUM INTO`: one read transaction, so the copy holds
+    /// exactly the writes committed before it began; writers carry on).
+    /// PostgreSQL has `pg_dump` for this.
+    pub async fn backup_into(&self, path: &str) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(Error::InvalidRequest(
+                "backup copies SQLite databases; for PostgreSQL use pg_dump (e.g. pg_dump -Fc -f wxauth.dump DATABASE_URL)".into(),
+            ));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// `PRAGMA integrity_check` (SQLite): "ok", or what is wrong.
+    pub async fn integrity_check(&self) -> Result<String> {
+        if self.backend != Backend::Sqlite {
+            return Ok("ok".into());
+        }
+        let rows = sqlx::query("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await?;
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, 0))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(lines.join("; "))
     }
 
     /// Which database this is.

@@ -708,14 +708,21 @@ async fn shared_collections(app: TestApp) {
     assert!(w.message().contains("admin_write"), "{}", w.message());
     let l = query(&app, &alice, "catalogue", &[]).await;
     assert_eq!((l.status.as_u16(), &l.body["items"]), (200, &json!([])));
-    // The server writes it: the operator's CLI, on the same database.
+    // The server writes it: the operator's CLI, on the same database
+    // with the same configuration as the server's.
     let dir = crate::db::temp_dir();
     let config = dir.0.join("wxauth.toml");
     std::fs::write(
         &config,
         format!(
-            "database_url = {:?}\n[[collections]]\nname = \"catalogue\"\naccess = \"admin_write\"\n",
-            app.database_url
+            "database_url = {:?}\n\
+             [[apps]]\nappid = \"{APP1}\"\nsecret = \"{SECRET1}\"\n\
+             [tokens]\nsigning_keys = [{{ id = \"t1\", key = \"{}\" }}]\n\
+             [encryption]\nkeys = [{{ id = \"1\", key = \"{}\" }}]\n\
+             [[collections]]\nname = \"catalogue\"\naccess = \"admin_write\"\n",
+            app.database_url,
+            b64_key(7),
+            b64_key(9),
         ),
     )
     .unwrap();

@@ -18,6 +18,7 @@ mod http_session;
 mod http_upstream;
 mod identity;
 mod openapi;
+mod operate;
 mod process;
 mod query_plan;
 mod store;
