@@ -25,19 +25,21 @@ fi
 bin="${WXAUTH_TEST_BIN:-$target/debug/wxauth}"
 data="$(mktemp -d)"
 log="$data/wxauth-dev.log"
-# Schemathesis sends thousands of codes WeChat refuses on purpose; the
-# per-address penalty for those (tested in the Rust suite) would then turn
-# the hooks' own logins into 429s.
-# A service key, so schemathesis can reach /v1/introspect's logic too.
+# Schemathesis sends thousands of codes WeChat refuses on purpose, and
+# requests without a service key; the per-address penalties for those
+# (tested in the Rust suite) would then turn its later requests into 429s.
+# A service key with every scope, so schemathesis reaches the logic of
+# /v1/introspect and of the admin API too.
 WXAUTH_TEST_SERVICE_KEY="schemathesis-service-key-$(date +%s%N)"
 export WXAUTH_TEST_SERVICE_KEY
 cat >"$data/dev.toml" <<TOML
 [[service_keys]]
 id = "schemathesis"
 key_env = "WXAUTH_TEST_SERVICE_KEY"
-scopes = ["introspect"]
+scopes = ["introspect", "users:read", "users:write", "sessions:revoke", "data:read", "data:write", "audit:read"]
 TOML
 WXAUTH_LIMITS__LOGIN_FAILURES_PER_IP_PER_MINUTE=1000000 \
+WXAUTH_LIMITS__SERVICE_KEY_FAILURES_PER_IP_PER_MINUTE=1000000 \
   "$bin" dev --config "$data/dev.toml" --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 --data-dir "$data/dev" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data"' EXIT

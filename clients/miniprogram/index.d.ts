@@ -170,6 +170,28 @@ export interface Collection<T = Record<string, unknown>> extends Query<T> {
   remove(id: string): Promise<void>;
 }
 
+/** A session as an export shows it (never a token). */
+export interface ExportedSession {
+  id: string;
+  appid: string;
+  created_at: string;
+  last_refresh_at: string;
+  revoked_at: string | null;
+  revoked_reason: string | null;
+  active: boolean;
+}
+
+/** GET /v1/me/export: the user's data, as one file. */
+export interface UserExport {
+  format: 'wxauth-export/1';
+  exported_at: string;
+  user: Me;
+  sessions: ExportedSession[];
+  /** Documents by collection, oldest first. */
+  documents: Record<string, Array<{ id: string; version: number; created_at: string; updated_at: string; data: Record<string, unknown> }>>;
+  document_count: number;
+}
+
 export interface WxauthClient {
   /** wx.login, then POST /v1/login; concurrent calls share one login. */
   login(): Promise<LoginResult>;
@@ -180,6 +202,10 @@ export interface WxauthClient {
   isLoggedIn(): boolean;
   currentUser(): WxauthUser | null;
   me(): Promise<Me>;
+  /** Everything the server holds about the user (GET /v1/me/export). */
+  exportMyData(): Promise<UserExport>;
+  /** Deletes the account and all its data on the server, then forgets the tokens. Irreversible. */
+  deleteAccount(): Promise<void>;
   updateProfile(profile: Record<string, unknown>): Promise<Me>;
   /** Takes the event of <button open-type="getPhoneNumber" bindgetphonenumber="…">. */
   bindPhone(event: WechatMiniprogram.ButtonGetPhoneNumber | { detail: { code?: string; errMsg?: string } }): Promise<PhoneNumber>;

@@ -36,8 +36,9 @@ class FreshSession:
 
     def set(self, case, data, ctx):
         case.headers = case.headers or {}
-        if case.operation.path == "/v1/introspect":
-            # Services introspect with a service key, not a user's token.
+        if case.operation.path == "/v1/introspect" or case.operation.path.startswith("/admin/"):
+            # Services introspect and operators administer with a service
+            # key, not a user's token.
             case.headers["Authorization"] = f"Bearer {os.environ['WXAUTH_TEST_SERVICE_KEY']}"
         else:
             case.headers["Authorization"] = f"Bearer {data}"

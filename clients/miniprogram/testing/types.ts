@@ -11,6 +11,11 @@ async function usage(): Promise<void> {
   const me = await client.me();
   const nickname = me.profile['nickname'];
   await client.updateProfile({ nickname: 'Alice' });
+  const exported = await client.exportMyData();
+  const howMany: number = exported.document_count;
+  const notesExported = exported.documents['notes'] ?? [];
+  const firstId: string | undefined = notesExported[0]?.id;
+  await client.deleteAccount();
   const phone = await client.bindPhone(event);
   const cc: string = phone.country_code;
   interface Note {

@@ -421,6 +421,9 @@ pub struct LimitsConfig {
     /// replays off. Kept short: anyone who saw a used code (a log, a proxy)
     /// could otherwise open sessions with it for the code's whole 5 minutes.
     pub login_code_replay_secs: u64,
+    /// Wrong or missing service keys (introspection, the admin API) allowed
+    /// per client address per minute; past that the address gets 429.
+    pub service_key_failures_per_ip_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -438,6 +441,7 @@ impl Default for LimitsConfig {
             login_failures_per_ip_per_minute: 10,
             login_in_flight_per_ip: 8,
             login_code_replay_secs: 30,
+            service_key_failures_per_ip_per_minute: 10,
         }
     }
 }
@@ -990,6 +994,7 @@ impl Config {
             || self.limits.login_per_app_per_second == 0
             || self.limits.login_failures_per_ip_per_minute == 0
             || self.limits.login_in_flight_per_ip == 0
+            || self.limits.service_key_failures_per_ip_per_minute == 0
         {
             return Err(bad("limits: login rate limits must be positive"));
         }

@@ -366,6 +366,19 @@
       me: function () {
         return call('GET', '/v1/me');
       },
+      /** Everything the server holds about the user, as one object (GET /v1/me/export). */
+      exportMyData: function () {
+        return call('GET', '/v1/me/export');
+      },
+      /**
+       * Deletes the user's account and all their data on the server, then
+       * forgets the tokens. Irreversible: ask the user first. A later login
+       * with the same WeChat account is a new user.
+       */
+      deleteAccount: async function () {
+        await call('DELETE', '/v1/me', { confirm: 'delete my account' });
+        clearTokens();
+      },
       updateProfile: function (profile) {
         return call('PATCH', '/v1/me', { profile: profile });
       },

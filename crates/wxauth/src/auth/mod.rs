@@ -113,7 +113,10 @@ impl Auth {
                     .clone()
                     .map(crate::cache::shared_limits::SharedLimits::new),
             ),
-            service_keys: ServiceKeys::new(settings.service_keys.clone()),
+            service_keys: ServiceKeys::new(
+                settings.service_keys.clone(),
+                settings.limits.service_key_failures_per_ip_per_minute,
+            ),
             store,
             wechat,
             wechat_tokens,

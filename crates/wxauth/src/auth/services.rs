@@ -4,8 +4,9 @@
 //! A service key is presented as `Authorization: Bearer <key>`; only its
 //! SHA-256 is configured, compared in constant time against every key.
 //! Wrong or missing keys are counted per client address: past
-//! `SERVICE_KEY_FAILURES_PER_MINUTE` the address gets 429 before its key is
-//! even looked at, so keys cannot be guessed at speed.
+//! `limits.service_key_failures_per_ip_per_minute` (10 by default) the
+//! address gets 429 before its key is even looked at, so keys cannot be
+//! guessed at speed.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -20,9 +21,6 @@ use super::Auth;
 use super::rate_limit::limit_key;
 use crate::config::ServiceKey;
 use crate::error::{Error, Result};
-
-/// Failed service-key presentations allowed per address per minute.
-pub const SERVICE_KEY_FAILURES_PER_MINUTE: u32 = 10;
 
 /// The configured service keys and the guard against guessing them.
 pub struct ServiceKeys {
@@ -62,10 +60,10 @@ impl ServiceCaller {
 }
 
 impl ServiceKeys {
-    /// The keys of the configuration.
-    pub fn new(keys: Vec<ServiceKey>) -> Self {
-        let per_minute =
-            NonZeroU32::new(SERVICE_KEY_FAILURES_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+    /// The keys of the configuration; `failures_per_minute` wrong keys
+    /// allowed per address.
+    pub fn new(keys: Vec<ServiceKey>, failures_per_minute: u32) -> Self {
+        let per_minute = NonZeroU32::new(failures_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             keys,
             failures: RateLimiter::keyed(Quota::per_minute(per_minute)),

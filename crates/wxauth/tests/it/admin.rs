@@ -257,7 +257,7 @@ async fn admin_api_scopes_actions_and_audit(app: TestApp) {
         .admin(
             Some(ADMIN_KEY),
             Method::GET,
-            "/admin/v1/audit?limit=500",
+            "/admin/v1/audit?limit=100",
             None,
         )
         .await;

@@ -21,7 +21,7 @@ use super::data::{
 };
 use crate::auth::{FindBy, ServiceCaller};
 use crate::data::Whose;
-use crate::data::documents::{ListRequest, parse_if_match};
+use crate::data::documents::{DEFAULT_PAGE, ListRequest, parse_if_match};
 use crate::error::{Error, Result};
 use crate::ops::{self, AccountView, AuditView, UserExport, UserSummary};
 use crate::store::AuditQuery;
@@ -188,6 +188,7 @@ pub(crate) struct UserList {
         (status = 200, description = "Matching users", body = UserList),
         (status = 400, description = "invalid_request: not exactly one of openid, unionid, phone; or no appid with several apps", body = ErrorBody),
         (status = 401, description = "unauthorized: no or a wrong service key", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks users:read", body = ErrorBody),
     ))]
 pub(crate) async fn find_users(
@@ -221,6 +222,7 @@ pub(crate) async fn find_users(
     responses(
         (status = 200, description = "The account", body = AccountView),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks users:read", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]
@@ -241,6 +243,7 @@ pub(crate) async fn show_user(
     responses(
         (status = 204, description = "Every session ended"),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks sessions:revoke", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]
@@ -274,6 +277,7 @@ pub(super) fn export_response(export: &UserExport) -> Response {
     responses(
         (status = 200, description = "The export", body = UserExport),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks users:read", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]
@@ -297,6 +301,7 @@ pub(crate) async fn export_user(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks users:write", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]
@@ -345,6 +350,7 @@ pub(crate) struct AdminListQuery {
         (status = 200, description = "A page", body = DocumentPage),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks data:read", body = ErrorBody),
         (status = 404, description = "not_found: no such owner", body = ErrorBody),
     ))]
@@ -404,6 +410,7 @@ pub(crate) struct OwnerQuery {
         (status = 201, description = "Stored", body = DocumentView),
         (status = 400, description = "invalid_request: no owner, or a bad body", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks data:write", body = ErrorBody),
         (status = 404, description = "not_found: no such owner", body = ErrorBody),
         (status = 409, description = "limit_exceeded", body = ErrorBody),
@@ -431,6 +438,7 @@ pub(crate) async fn create_document(
         (status = 200, description = "The document", body = DocumentView),
         (status = 400, description = "invalid_request: a bad collection name", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks data:read", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]
@@ -452,6 +460,7 @@ pub(crate) async fn get_document(
         (status = 200, description = "The new version", body = DocumentView),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks data:write", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 412, description = "precondition_failed", body = ErrorBody),
@@ -480,6 +489,7 @@ pub(crate) async fn replace_document(
         (status = 204, description = "Deleted"),
         (status = 400, description = "invalid_request: a bad collection name", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks data:write", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
     ))]
@@ -500,7 +510,8 @@ pub(crate) struct AuditListQuery {
     target: Option<String>,
     /// Only entries by this actor (`key:<id>`, `cli:<name>`, `user:<id>`).
     actor: Option<String>,
-    /// 1 to 500 (default 100).
+    /// 1 to limits.page_size_max (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// next_cursor of the previous page.
     cursor: Option<String>,
@@ -524,17 +535,19 @@ pub(crate) struct AuditPage {
         (status = 200, description = "A page", body = AuditPage),
         (status = 400, description = "invalid_request: a bad limit or cursor", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks audit:read", body = ErrorBody),
     ))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
     Query(q): Query<AuditListQuery>,
 ) -> Result<Response> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(Error::InvalidRequest(
-            "limit must be a number from 1 to 500".into(),
-        ));
+    let max = state.settings().limits.page_size_max;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE.min(max));
+    if !(1..=max).contains(&limit) {
+        return Err(Error::InvalidRequest(format!(
+            "limit must be a number from 1 to {max} (limits.page_size_max)"
+        )));
     }
     let before_id =
         q.cursor

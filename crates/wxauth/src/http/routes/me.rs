@@ -166,7 +166,7 @@ pub(crate) async fn export_me(
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeleteMe {
     /// Exactly `delete my account`.
-    #[schema(example = "delete my account")]
+    #[schema(example = "delete my account", pattern = "^delete my account$")]
     confirm: String,
 }
 
