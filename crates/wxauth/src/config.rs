@@ -42,6 +42,9 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Address to serve the API on.
     pub listen: SocketAddr,
+    /// Serve the admin API (`/admin/v1/…`) only on this address (e.g. a
+    /// private interface), and not on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// `sqlite://path` or `postgres://…`.
     pub database_url: DatabaseUrl,
     /// `redis://…`: what several instances share (revocations, login codes,
@@ -246,6 +249,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             database_url: DatabaseUrl::new("sqlite://wxauth.db"),
             redis_url: None,
             public_url: None,
@@ -558,6 +562,8 @@ impl std::fmt::Debug for NamedKey {
 pub struct Settings {
     /// Address to serve the API on.
     pub listen: SocketAddr,
+    /// Where the admin API is served instead, when apart.
+    pub admin_listen: Option<SocketAddr>,
     /// Database URL.
     pub database_url: DatabaseUrl,
     /// Redis URL, when instances share state through it.
@@ -1043,8 +1049,14 @@ impl Config {
                 "playground.sim_url: the playground needs the WeChat simulator's URL",
             ));
         }
+        if self.admin_listen == Some(self.listen) {
+            return Err(bad(
+                "admin_listen: must differ from listen (leave it out to serve the admin API on listen)",
+            ));
+        }
         Ok(Settings {
             listen: self.listen,
+            admin_listen: self.admin_listen,
             database_url: self.database_url.clone(),
             redis_url,
             wechat: wechat_miniapp::ClientConfig {

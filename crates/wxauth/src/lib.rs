@@ -84,6 +84,8 @@ fn metrics_handle() -> PrometheusHandle {
 pub struct App {
     /// The HTTP router, ready to serve.
     pub router: Router,
+    /// The admin API's router, when it is served apart (`admin_listen`).
+    pub admin_router: Option<Router>,
     /// The store (to close it on shutdown).
     pub store: store::Store,
     /// Connection timeouts and caps (`[http]`).
@@ -143,8 +145,10 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     tracing::debug!(revoked_sessions = warmed, "revocation cache warmed");
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
+    let apart = settings.admin_listen.is_some();
     let state = http::AppState::new(auth, data, settings, metrics_handle())?;
     Ok(App {
+        admin_router: apart.then(|| http::admin_router(state.clone())),
         router: http::router(state),
         store,
         connections,
@@ -175,7 +179,46 @@ pub async fn serve(
     app: App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let result = http::server::serve(listener, app.router, app.connections, shutdown).await;
+    serve_with_admin(listener, None, app, shutdown).await
+}
+
+/// [`serve`], with the admin API on `admin_listener` when the app serves
+/// it apart (`admin_listen`). Both stop together.
+pub async fn serve_with_admin(
+    listener: tokio::net::TcpListener,
+    admin_listener: Option<tokio::net::TcpListener>,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = match (admin_listener, app.admin_router) {
+        (Some(l), Some(router)) => {
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(http::server::serve(
+                l,
+                router,
+                app.connections,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        (None, Some(_)) => {
+            tracing::warn!(
+                "admin_listen is set but no admin listener was given: the admin API is not served"
+            );
+            None
+        }
+        _ => None,
+    };
+    let result = http::server::serve(listener, app.router, app.connections, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    if let Some(task) = admin {
+        let _ = task.await;
+    }
     app.store.close().await;
     result
 }

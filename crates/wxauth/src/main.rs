@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::Config;
-use wxauth::{Deps, build_app, dev, serve};
+use wxauth::{Deps, build_app, dev, serve, serve_with_admin};
 
 mod operate;
 
@@ -202,12 +202,27 @@ async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let admin_listener = match settings.admin_listen {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin} (admin_listen)"))?,
+        ),
+        None => None,
+    };
     let app = build_app(settings, Deps::default()).await?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal();
     tracing::info!(%addr, database = %db, "wxauth serving");
-    println!("wxauth serving on http://{addr}");
-    serve(listener, app, shutdown).await?;
+    match &admin_listener {
+        Some(admin) => {
+            let admin = admin.local_addr()?;
+            tracing::info!(%admin, "admin API on its own address");
+            println!("wxauth serving on http://{addr} (admin API on http://{admin})");
+        }
+        None => println!("wxauth serving on http://{addr}"),
+    }
+    serve_with_admin(listener, admin_listener, app, shutdown).await?;
     Ok(())
 }
 

@@ -212,19 +212,30 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The full router with its middleware.
-pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    let settings = state.settings();
-    let timeout = Duration::from_millis(settings.http.request_timeout_ms);
-    let body_limit = settings.limits.body_bytes;
-    let head_limits = (settings.http.max_uri_bytes, settings.http.max_header_bytes);
-    let (mut router, _) = routes().split_for_parts();
+/// The admin routes behind their gate (service key, scope, audit).
+fn gated_admin_routes(state: &AppState) -> Router<AppState> {
     let (admin, _) = admin_routes().split_for_parts();
-    router = router.merge(admin.route_layer(middleware::from_fn_with_state(
+    admin.route_layer(middleware::from_fn_with_state(
         state.clone(),
         routes::admin::gate,
-    )));
+    ))
+}
+
+/// The router of the admin API alone, with the same middleware, for
+/// `admin_listen`.
+pub fn admin_router(state: AppState) -> Router {
+    let routes = gated_admin_routes(&state);
+    with_middleware(routes, state)
+}
+
+/// The full router with its middleware. With `admin_listen` set, the
+/// admin API is left out (see [`admin_router`]).
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings();
+    let (mut router, _) = routes().split_for_parts();
+    if settings.admin_listen.is_none() {
+        router = router.merge(gated_admin_routes(&state));
+    }
     if settings.playground_sim_url.is_some() {
         router = router.merge(playground::routes());
     }
@@ -241,6 +252,17 @@ pub fn router(state: AppState) -> Router {
             ),
         );
     }
+    with_middleware(router, state)
+}
+
+/// Every request's middleware (request id, tracing, metrics, error
+/// envelope, head limits, panic catcher, timeout, body limit).
+fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let settings = state.settings();
+    let timeout = Duration::from_millis(settings.http.request_timeout_ms);
+    let body_limit = settings.limits.body_bytes;
+    let head_limits = (settings.http.max_uri_bytes, settings.http.max_header_bytes);
     router
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)

@@ -590,3 +590,44 @@ async fn deleting_an_account_leaves_no_row_and_a_new_login_is_a_new_user(app: Te
     }
     assert_eq!(other.get("/v1/me", Some(token(&again))).await.status, 200);
 }
+
+/// With `admin_listen`, the admin API answers there alone; the public
+/// address does not know it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_on_its_own_address() {
+    let clock = wechat_miniapp::OffsetClock::new();
+    let (_sim, sim_url) = spawn_sim(&clock).await;
+    let dir = crate::db::temp_dir();
+    let mut config = test_config(&format!("sqlite://{}/wxauth.db", dir.0.display()), &sim_url);
+    config.admin_listen = Some(config.listen);
+    let refused = config.resolve().unwrap_err().to_string();
+    assert!(refused.contains("admin_listen"), "{refused}");
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let app = wxauth::build_app(config.resolve().unwrap(), wxauth::Deps::default())
+        .await
+        .unwrap();
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (public_url, admin_url) = (
+        format!("http://{}", public.local_addr().unwrap()),
+        format!("http://{}", admin.local_addr().unwrap()),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wxauth::serve_with_admin(public, Some(admin), app, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move { reply(http.get(url).bearer_auth(ADMIN_KEY).send().await.unwrap()).await }
+    };
+    let path = "/admin/v1/users?openid=nobody";
+    assert_eq!(get(format!("{public_url}{path}")).await.status, 404);
+    let r = get(format!("{admin_url}{path}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.header("x-request-id").is_some(), "the same middleware");
+    assert_eq!(get(format!("{admin_url}/healthz")).await.status, 404);
+    assert_eq!(get(format!("{public_url}/healthz")).await.status, 200);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
