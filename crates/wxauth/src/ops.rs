@@ -14,7 +14,8 @@ use crate::data::{Data, rfc3339};
 use crate::error::{Error, Result};
 use crate::store::{AuditEntry, NewAuditEntry, SessionSummary};
 
-/// A user as operators see them.
+/// A user with profile and phone: what `GET /v1/me` answers, and how
+/// operators see a user.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     /// wxauth's user id.

@@ -34,7 +34,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::data::Data;
 pub use error::{ErrorBody, error_code, status_of};
-pub use views::{MeView, SessionView, UserView};
+pub use views::{SessionView, UserView};
 
 struct Inner {
     auth: Auth,

@@ -1,10 +1,9 @@
 //! Response bodies. Timestamps are RFC 3339 in UTC.
 
 use serde::Serialize;
-use serde_json::Value;
 use wechat_miniapp::SecretText;
 
-use crate::auth::{Me, PhoneNumber, Session, User};
+use crate::auth::{Session, User};
 use crate::data::rfc3339;
 
 /// The user as login and refresh return it.
@@ -65,44 +64,6 @@ impl From<Session> for SessionView {
             refresh_token: s.refresh_token,
             refresh_expires_in: s.refresh_expires_in,
             new_user: s.new_user,
-        }
-    }
-}
-
-/// `GET /v1/me`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MeView {
-    /// wxauth's user id.
-    pub id: String,
-    /// The app.
-    pub appid: String,
-    /// WeChat's id of the user within the app.
-    pub openid: String,
-    /// WeChat's id across the Open Platform account, if bound.
-    pub unionid: Option<String>,
-    /// When the user first logged in.
-    pub created_at: String,
-    /// The latest login.
-    pub last_login_at: String,
-    /// Small fields the app stores (nickname, avatar_url, …).
-    #[schema(value_type = Object)]
-    pub profile: Value,
-    /// The bound phone number, or null.
-    pub phone: Option<PhoneNumber>,
-}
-
-impl From<Me> for MeView {
-    fn from(Me { user: u, phone }: Me) -> Self {
-        Self {
-            profile: serde_json::from_str(&u.profile)
-                .unwrap_or_else(|_| Value::Object(Default::default())),
-            id: u.id,
-            appid: u.appid,
-            openid: u.openid,
-            unionid: u.unionid,
-            created_at: rfc3339(u.created_at),
-            last_login_at: rfc3339(u.last_login_at),
-            phone,
         }
     }
 }

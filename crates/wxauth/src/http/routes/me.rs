@@ -6,19 +6,22 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::super::extract::ApiJson;
-use super::super::views::MeView;
 use super::super::{AppState, ErrorBody};
 use crate::auth::{Caller, PhoneNumber};
 use crate::data::profile;
 use crate::error::{Error, Result};
+use crate::ops::UserSummary;
 
 /// The caller's user.
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The user", body = MeView),
+        (status = 200, description = "The user", body = UserSummary),
         (status = 401, description = "unauthorized", body = ErrorBody),
     ))]
-pub(crate) async fn get_me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeView>> {
+pub(crate) async fn get_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UserSummary>> {
     Ok(Json(state.auth().me(&caller).await?.into()))
 }
 
@@ -50,7 +53,7 @@ pub(crate) struct PatchMe {
 /// Merge fields into the caller's profile.
 #[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = PatchMe,
     responses(
-        (status = 200, description = "The updated user", body = MeView),
+        (status = 200, description = "The updated user", body = UserSummary),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 409, description = "limit_exceeded: the merged profile would hold more than 64 fields", body = ErrorBody),
@@ -60,7 +63,7 @@ pub(crate) async fn patch_me(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<PatchMe>,
-) -> Result<Json<MeView>> {
+) -> Result<Json<UserSummary>> {
     let Value::Object(patch) = req.profile else {
         return Err(Error::InvalidRequest(
             "`profile` must be a JSON object".into(),
