@@ -25,4 +25,4 @@ CREATE INDEX session_tombstones_at ON session_tombstones (revoked_at);
 -- can find a user by phone without decrypting every row.
 ALTER TABLE users ADD COLUMN phone_lookup BLOB;
 CREATE INDEX users_phone_lookup ON users (appid, phone_lookup) WHERE phone_lookup IS NOT NULL;
-CREATE INDEX users_unionid ON users (appid, unionid) WHERE unionid IS NOT NULL;
+CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;

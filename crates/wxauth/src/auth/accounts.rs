@@ -117,7 +117,7 @@ impl Auth {
 
     async fn existing_user(&self, user_id: &str) -> Result<UserRecord> {
         self.store
-            .user(user_id)
+            .user_uncached(user_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user with id {user_id:?}")))
     }

@@ -207,51 +207,54 @@ impl Write for ResealBatch {
 }
 
 impl Store {
-    /// Users matching `lookup`, in `appid` (any app when None).
+    /// Users matching `lookup`, in `appid` (any app when None), at most 100.
     pub async fn find_users(
         &self,
         appid: Option<&str>,
         lookup: &UserLookup,
     ) -> Result<Vec<UserRecord>> {
-        let scope = "(CAST($1 AS TEXT) IS NULL OR appid = $1)";
-        let mut rows = Vec::new();
-        match lookup {
-            UserLookup::Openid(openid) => {
-                rows = sqlx::query(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE {scope} AND openid = $2 ORDER BY id LIMIT 100"
-                ))
-                .bind(appid)
-                .bind(openid)
-                .fetch_all(&self.pool)
-                .await?;
+        // One plain condition per case, so each reads its index
+        // (users (appid, openid), users_unionid, users_phone_lookup).
+        enum Key {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        let (column, values): (&str, Vec<Key>) = match lookup {
+            UserLookup::Openid(v) => ("openid", vec![Key::Text(v.clone())]),
+            UserLookup::Unionid(v) => ("unionid", vec![Key::Text(v.clone())]),
+            UserLookup::PhoneTags(tags) => (
+                "phone_lookup",
+                tags.iter().cloned().map(Key::Bytes).collect(),
+            ),
+        };
+        let mut users = Vec::new();
+        for value in values {
+            let (sql, app) = match appid {
+                Some(app) => (
+                    format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE appid = $1 AND {column} = $2 ORDER BY id LIMIT 100"
+                    ),
+                    Some(app),
+                ),
+                None => (
+                    format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE {column} = $1 ORDER BY id LIMIT 100"
+                    ),
+                    None,
+                ),
+            };
+            let mut query = sqlx::query(&sql);
+            if let Some(app) = app {
+                query = query.bind(app);
             }
-            UserLookup::Unionid(unionid) => {
-                rows = sqlx::query(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE {scope} AND unionid = $2 ORDER BY id LIMIT 100"
-                ))
-                .bind(appid)
-                .bind(unionid)
-                .fetch_all(&self.pool)
-                .await?;
-            }
-            UserLookup::PhoneTags(tags) => {
-                for tag in tags {
-                    rows.extend(
-                        sqlx::query(&format!(
-                            "SELECT {USER_COLUMNS} FROM users WHERE {scope} AND phone_lookup = $2 ORDER BY id LIMIT 100"
-                        ))
-                        .bind(appid)
-                        .bind(tag.clone())
-                        .fetch_all(&self.pool)
-                        .await?,
-                    );
-                }
+            query = match value {
+                Key::Text(text) => query.bind(text),
+                Key::Bytes(bytes) => query.bind(bytes),
+            };
+            for row in query.fetch_all(&self.pool).await? {
+                users.push(UserRecord::from_row(&row)?);
             }
         }
-        let mut users = rows
-            .iter()
-            .map(UserRecord::from_row)
-            .collect::<Result<Vec<_>>>()?;
         users.sort_by(|a, b| a.id.cmp(&b.id));
         users.dedup_by(|a, b| a.id == b.id);
         Ok(users)

@@ -251,6 +251,17 @@ impl Store {
             .await
     }
 
+    /// A user by id, read from the database whatever the cache holds:
+    /// what operators see (another process, the operator's CLI, may have
+    /// changed or deleted the row).
+    pub async fn user_uncached(&self, id: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(UserRecord::from_row).transpose()
+    }
+
     /// A user by id.
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
         if let Some(user) = self.users.get(id) {

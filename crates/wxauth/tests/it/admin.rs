@@ -89,6 +89,29 @@ async fn admin_api_scopes_actions_and_audit(app: TestApp) {
         json!([]),
         "another app's user is not found"
     );
+    // A unionid spans the apps of one Open Platform account: without an
+    // appid, every app is searched.
+    let unionid = alice["user"]["unionid"]
+        .as_str()
+        .expect("the simulator gives unionids");
+    let r = app
+        .admin(
+            Some(READER_KEY),
+            Method::GET,
+            &format!("/admin/v1/users?unionid={unionid}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["id"], alice_id.as_str(), "{:?}", r.body);
+    let r = app
+        .admin(
+            Some(READER_KEY),
+            Method::GET,
+            &format!("/admin/v1/users?appid={APP2}&unionid={unionid}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"], json!([]));
     for bad in [
         "/admin/v1/users",
         "/admin/v1/users?openid=a&phone=1",
