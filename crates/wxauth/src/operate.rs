@@ -813,16 +813,13 @@ impl<'a> KeyList<'a> {
     fn add(&mut self, key: toml_edit::InlineTable, first: bool) {
         match self {
             KeyList::Tables(t) => {
-                let mut all: Vec<toml_edit::Table> = t.iter().cloned().collect();
                 let table = key.into_table();
+                t.push(table.clone());
                 if first {
-                    all.insert(0, table);
-                } else {
-                    all.push(table);
-                }
-                t.clear();
-                for table in all {
-                    t.push(table);
+                    let mut order: Vec<toml_edit::Table> = t.iter().cloned().collect();
+                    order.pop();
+                    order.insert(0, table);
+                    rewrite(t, order);
                 }
             }
             KeyList::Inline(a) => {
@@ -839,19 +836,28 @@ impl<'a> KeyList<'a> {
     fn promote(&mut self, at: usize) {
         match self {
             KeyList::Tables(t) => {
-                let mut all: Vec<toml_edit::Table> = t.iter().cloned().collect();
-                let table = all.remove(at);
-                all.insert(0, table);
-                t.clear();
-                for table in all {
-                    t.push(table);
-                }
+                let mut order: Vec<toml_edit::Table> = t.iter().cloned().collect();
+                let table = order.remove(at);
+                order.insert(0, table);
+                rewrite(t, order);
             }
             KeyList::Inline(a) => {
                 let v = a.remove(at);
                 a.insert_formatted(0, v);
                 a.fmt();
             }
+        }
+    }
+}
+
+/// Puts `order`'s entries into the `[[…]]` tables in turn. The tables
+/// themselves stay where they are in the file (a table's place in the
+/// text is its own, whatever its index in the array), so the contents move.
+fn rewrite(tables: &mut toml_edit::ArrayOfTables, order: Vec<toml_edit::Table>) {
+    for (slot, content) in tables.iter_mut().zip(order) {
+        slot.clear();
+        for (k, v) in content.iter() {
+            slot.insert(k, v.clone());
         }
     }
 }
@@ -1060,6 +1066,59 @@ impl NewEntry {
             status: 200,
             detail: json!({ "file": file.file_name().map(|f| f.to_string_lossy().into_owned()) })
                 .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids_of(doc: &mut toml_edit::DocumentMut) -> Vec<String> {
+        let item = doc
+            .get_mut("tokens")
+            .and_then(|t| t.get_mut("signing_keys"))
+            .unwrap();
+        KeyList::of(item).unwrap().ids()
+    }
+
+    fn key(id: &str) -> toml_edit::InlineTable {
+        let mut t = toml_edit::InlineTable::new();
+        t.insert("id", id.into());
+        t.insert("key", "k".into());
+        t
+    }
+
+    /// Keys written as `[[…]]` tables or as an inline array: the new key
+    /// goes first (or last when staged), a promoted one first, and the
+    /// file's text keeps that order (what wxauth reads).
+    #[test]
+    fn key_lists_in_both_toml_forms() {
+        for text in [
+            "# mine\n[[tokens.signing_keys]]\nid = \"a\"\nkey = \"x\"\n\n[[tokens.signing_keys]]\nid = \"b\"\nkey = \"y\"\n\n[encryption]\nkeys = []\n",
+            "[tokens]\nsigning_keys = [{ id = \"a\", key = \"x\" }, { id = \"b\", key = \"y\" }]\n",
+        ] {
+            let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
+            let edit = |doc: &mut toml_edit::DocumentMut, f: &dyn Fn(&mut KeyList<'_>)| {
+                let item = doc
+                    .get_mut("tokens")
+                    .and_then(|t| t.get_mut("signing_keys"))
+                    .unwrap();
+                f(&mut KeyList::of(item).unwrap());
+            };
+            edit(&mut doc, &|k| k.add(key("new"), true));
+            assert_eq!(ids_of(&mut doc), ["new", "a", "b"]);
+            edit(&mut doc, &|k| k.add(key("staged"), false));
+            assert_eq!(ids_of(&mut doc), ["new", "a", "b", "staged"]);
+            edit(&mut doc, &|k| k.promote(3));
+            assert_eq!(ids_of(&mut doc), ["staged", "new", "a", "b"]);
+            // Read back from the text, as wxauth would.
+            let mut again: toml_edit::DocumentMut = doc.to_string().parse().unwrap();
+            assert_eq!(ids_of(&mut again), ["staged", "new", "a", "b"], "{doc}");
+            if text.starts_with('#') {
+                assert!(doc.to_string().starts_with("# mine"));
+                assert!(doc.to_string().contains("[encryption]"));
+            }
         }
     }
 }
