@@ -10,7 +10,7 @@
 //! at its front, so the work per login is constant however many codes the
 //! window holds (no sweep of the whole map). A busy window holds many
 //! codes (30 s at 5,000 logins/s is 150,000), so an answered entry keeps
-//! its identity compactly (a UUID user id as 16 bytes, no shared cell).
+//! its identity compactly (see [`Slot`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -30,36 +30,51 @@ pub struct LoginIdentity {
     pub new_user: bool,
 }
 
-/// A user id as kept in the window: wxauth's ids are UUIDs (16 bytes);
-/// anything else is kept as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum CompactId {
-    Uuid(u128),
-    Text(Box<str>),
-}
+/// Key of a code in the window: the first 16 bytes of SHA-256(appid, code)
+/// (128 bits: no collision among the codes of any window).
+type CodeKey = [u8; 16];
 
-impl CompactId {
-    fn new(id: &str) -> Self {
-        match uuid::Uuid::parse_str(id) {
-            // Only the canonical form, so it prints back identically.
-            Ok(u) if u.hyphenated().to_string() == id => Self::Uuid(u.as_u128()),
-            _ => Self::Text(id.into()),
-        }
-    }
-
-    fn expand(&self) -> String {
-        match self {
-            Self::Uuid(u) => uuid::Uuid::from_u128(*u).hyphenated().to_string(),
-            Self::Text(t) => t.to_string(),
-        }
-    }
-}
-
+/// A code's state. Answered entries are most of a busy window, so they are
+/// kept small: a UUID user id as 16 plain bytes (no 16-byte alignment, as a
+/// u128 would need), anything else boxed. An entry with its key is 48
+/// bytes (it was 96 with a 32-byte key, a u128 and its padding).
 enum Slot {
     /// The exchange runs (others wait on the cell), or failed.
     Pending(Arc<OnceCell<LoginIdentity>>),
-    /// Answered.
-    Done { user: CompactId, new_user: bool },
+    /// Answered; the user id is a UUID (every id wxauth makes).
+    Done { user: [u8; 16], new_user: bool },
+    /// Answered with an id that is not a canonical UUID.
+    DoneText(Box<(Box<str>, bool)>),
+}
+
+impl Slot {
+    fn done(identity: &LoginIdentity) -> Self {
+        match uuid::Uuid::parse_str(&identity.user_id) {
+            // Only the canonical form, so it prints back identically.
+            Ok(u) if u.hyphenated().to_string() == identity.user_id => Slot::Done {
+                user: u.into_bytes(),
+                new_user: identity.new_user,
+            },
+            _ => Slot::DoneText(Box::new((
+                identity.user_id.as_str().into(),
+                identity.new_user,
+            ))),
+        }
+    }
+
+    fn answer(&self) -> Option<LoginIdentity> {
+        match self {
+            Slot::Pending(_) => None,
+            Slot::Done { user, new_user } => Some(LoginIdentity {
+                user_id: uuid::Uuid::from_bytes(*user).hyphenated().to_string(),
+                new_user: *new_user,
+            }),
+            Slot::DoneText(done) => Some(LoginIdentity {
+                user_id: done.0.to_string(),
+                new_user: done.1,
+            }),
+        }
+    }
 }
 
 struct Entry {
@@ -71,7 +86,7 @@ impl Entry {
     /// Answered, or failed with nobody waiting: nothing needs it any more.
     fn finished(&self) -> bool {
         match &self.slot {
-            Slot::Done { .. } => true,
+            Slot::Done { .. } | Slot::DoneText(_) => true,
             Slot::Pending(cell) => cell.initialized() || Arc::strong_count(cell) == 1,
         }
     }
@@ -85,9 +100,9 @@ pub struct LoginCodes {
 
 #[derive(Default)]
 struct Entries {
-    by_key: HashMap<[u8; 32], Entry>,
+    by_key: HashMap<CodeKey, Entry>,
     /// (created_ms, key) in arrival order, for expiry.
-    order: VecDeque<(i64, [u8; 32])>,
+    order: VecDeque<(i64, CodeKey)>,
 }
 
 impl Entries {
@@ -134,12 +149,15 @@ impl LoginCodes {
         }
     }
 
-    fn key(appid: &str, code: &str) -> [u8; 32] {
+    fn key(appid: &str, code: &str) -> CodeKey {
         let mut h = Sha256::new();
         h.update(appid.as_bytes());
         h.update([0]);
         h.update(code.as_bytes());
-        h.finalize().into()
+        let digest = h.finalize();
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest[..16]);
+        key
     }
 
     /// Runs `first` for the first request with this code, or waits for and
@@ -165,11 +183,7 @@ impl LoginCodes {
             match entries.by_key.get(&key) {
                 // Answered within the window: its identity.
                 Some(e) if within(e) => {
-                    if let Slot::Done { user, new_user } = &e.slot {
-                        let identity = LoginIdentity {
-                            user_id: user.expand(),
-                            new_user: *new_user,
-                        };
+                    if let Some(identity) = e.slot.answer() {
                         return Ok((identity, false));
                     }
                 }
@@ -210,10 +224,7 @@ impl LoginCodes {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = entries.by_key.get_mut(&key) {
                 if matches!(&e.slot, Slot::Pending(c) if Arc::ptr_eq(c, &cell)) {
-                    e.slot = Slot::Done {
-                        user: CompactId::new(&identity.user_id),
-                        new_user: identity.new_user,
-                    };
+                    e.slot = Slot::done(&identity);
                 }
             }
         }
@@ -290,20 +301,20 @@ mod tests {
             let entries = codes.entries.lock().unwrap();
             matches!(
                 entries.by_key.values().next().unwrap().slot,
-                Slot::Done {
-                    user: CompactId::Uuid(_),
-                    new_user: true
-                }
+                Slot::Done { new_user: true, .. }
             )
         };
         assert!(compact);
+        assert_eq!(std::mem::size_of::<(CodeKey, Entry)>(), 48);
         let again = codes
             .once("a", "c", 10, || async { Ok(who("other")) })
             .await
             .unwrap();
         assert_eq!((again.0.user_id.as_str(), again.1), (id.as_str(), false));
-        assert_eq!(CompactId::new("u1").expand(), "u1");
-        let upper = id.to_uppercase();
-        assert_eq!(CompactId::new(&upper).expand(), upper);
+        for other in ["u1".to_owned(), id.to_uppercase()] {
+            let slot = Slot::done(&who(&other));
+            assert!(matches!(slot, Slot::DoneText(_)));
+            assert_eq!(slot.answer().unwrap().user_id, other);
+        }
     }
 }
