@@ -27,7 +27,7 @@ SCENARIOS="${SCENARIOS:-healthz login me create get}"
 PG_URL="${WXAUTH_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 cargo build --release -q -p wxauth -p wxauth-loadgen
-BIN=${WXAUTH_BENCH_BIN:-target/release/wxauth}   # another build to compare
+BIN=${BENCH_WXAUTH_BIN:-target/release/wxauth}   # another build to compare (not WXAUTH_…: wxauth reads those as settings)
 LOAD=target/release/wxauth-loadgen
 WORK=$(mktemp -d)
 PIDS=()
