@@ -6,11 +6,10 @@
 //! and whether it was new), never a token or the session_key; each request
 //! still gets its own session. Codes are keyed by a hash, never stored.
 //!
-//! Expiry is a queue in arrival order: each call drops the expired entries
-//! at its front, so the work per login is constant however many codes the
-//! window holds (no sweep of the whole map). A busy window holds many
-//! codes (30 s at 5,000 logins/s is 150,000), so an answered entry keeps
-//! its identity compactly (see [`Slot`]).
+//! Expiry drops whole slices of arrival time (see [`Entries`]): the work
+//! per login is constant however many codes the window holds (no sweep of
+//! a whole map). A busy window holds many codes (30 s at 5,000 logins/s is
+//! 150,000), so an answered entry keeps its identity compactly (see [`Slot`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -98,37 +97,93 @@ pub struct LoginCodes {
     entries: Mutex<Entries>,
 }
 
+/// How many slices a window is cut into (see [`Entries`]).
+const SLICES_PER_WINDOW: i64 = 10;
+
+/// The window's entries, in slices of arrival time, oldest first. A slice
+/// is dropped whole once its newest entry is past the window, and its map
+/// is kept (cleared) for a later slice. One map holding the whole window
+/// would fill with the tombstones of removed keys and, with more than half
+/// its capacity live, double to get rid of them: at 4,600 logins/s it
+/// settled at 524,288 buckets (25 MB) for 140,000 codes. Slices never
+/// remove a key, so they hold only what arrived in their time (a tenth of
+/// the window, 1.2 MB each at that rate). A lookup tries each slice,
+/// newest first.
 #[derive(Default)]
 struct Entries {
+    slices: VecDeque<Slice>,
+    /// Maps of dropped slices, cleared, for the next slices.
+    spare: Vec<HashMap<CodeKey, Entry>>,
+}
+
+struct Slice {
+    start_ms: i64,
     by_key: HashMap<CodeKey, Entry>,
-    /// (created_ms, key) in arrival order, for expiry.
-    order: VecDeque<(i64, CodeKey)>,
 }
 
 impl Entries {
-    /// Drops entries older than the window whose exchange has finished
-    /// (one still in flight is kept: its waiters need it).
+    fn slice_ms(ttl_ms: i64) -> i64 {
+        (ttl_ms / SLICES_PER_WINDOW).max(100)
+    }
+
+    /// Drops the slices whose every entry is past the window. An exchange
+    /// still in flight moves to the newest slice: its waiters need it.
     fn expire(&mut self, now_ms: i64, ttl_ms: i64) {
-        while let Some(&(created, key)) = self.order.front() {
-            if now_ms - created <= ttl_ms {
+        let slice_ms = Self::slice_ms(ttl_ms);
+        while self
+            .slices
+            .front()
+            .is_some_and(|s| now_ms - (s.start_ms + slice_ms) > ttl_ms)
+        {
+            let Some(mut old) = self.slices.pop_front() else {
                 break;
+            };
+            let in_flight: Vec<(CodeKey, Entry)> =
+                old.by_key.drain().filter(|(_, e)| !e.finished()).collect();
+            for (key, mut entry) in in_flight {
+                entry.created_ms = now_ms;
+                self.current(now_ms, ttl_ms).insert(key, entry);
             }
-            self.order.pop_front();
-            let current = self.by_key.get(&key);
-            // A newer entry may have replaced this key: leave it. An entry
-            // is done when answered, or when nobody holds its cell (its
-            // exchange failed and no one waits).
-            if current.is_some_and(|e| e.created_ms == created && e.finished()) {
-                self.by_key.remove(&key);
-            } else if current.is_some_and(|e| e.created_ms == created) {
-                // Still in flight: look again later.
-                self.order.push_back((now_ms, key));
-                if let Some(e) = self.by_key.get_mut(&key) {
-                    e.created_ms = now_ms;
-                }
-                break;
+            if self.spare.len() < 2 {
+                self.spare.push(old.by_key);
             }
         }
+    }
+
+    /// The slice new entries go to.
+    fn current(&mut self, now_ms: i64, ttl_ms: i64) -> &mut HashMap<CodeKey, Entry> {
+        let slice_ms = Self::slice_ms(ttl_ms);
+        let fresh = self
+            .slices
+            .back()
+            .is_none_or(|s| now_ms >= s.start_ms + slice_ms);
+        if fresh {
+            let by_key = self.spare.pop().unwrap_or_default();
+            self.slices.push_back(Slice {
+                start_ms: now_ms,
+                by_key,
+            });
+        }
+        match self.slices.back_mut() {
+            Some(s) => &mut s.by_key,
+            None => unreachable!("a slice was just pushed"),
+        }
+    }
+
+    /// The newest entry for `key`.
+    fn get(&self, key: &CodeKey) -> Option<&Entry> {
+        self.slices.iter().rev().find_map(|s| s.by_key.get(key))
+    }
+
+    fn get_mut(&mut self, key: &CodeKey) -> Option<&mut Entry> {
+        self.slices
+            .iter_mut()
+            .rev()
+            .find_map(|s| s.by_key.get_mut(key))
+    }
+
+    fn len(&self) -> usize {
+        self.slices.iter().map(|s| s.by_key.len()).sum()
     }
 }
 
@@ -180,7 +235,7 @@ impl LoginCodes {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.expire(now_ms, self.ttl_ms);
             let within = |e: &Entry| now_ms - e.created_ms <= self.ttl_ms;
-            match entries.by_key.get(&key) {
+            match entries.get(&key) {
                 // Answered within the window: its identity.
                 Some(e) if within(e) => {
                     if let Some(identity) = e.slot.answer() {
@@ -190,7 +245,7 @@ impl LoginCodes {
                 _ => {}
             }
             // In flight (others wait for it) or answered within the window.
-            let shared = entries.by_key.get(&key).and_then(|e| match &e.slot {
+            let shared = entries.get(&key).and_then(|e| match &e.slot {
                 Slot::Pending(cell) if !cell.initialized() || within(e) => Some(cell.clone()),
                 _ => None,
             });
@@ -198,14 +253,13 @@ impl LoginCodes {
                 Some(cell) => cell,
                 None => {
                     let cell = Arc::new(OnceCell::new());
-                    entries.by_key.insert(
+                    entries.current(now_ms, self.ttl_ms).insert(
                         key,
                         Entry {
                             created_ms: now_ms,
                             slot: Slot::Pending(cell.clone()),
                         },
                     );
-                    entries.order.push_back((now_ms, key));
                     cell
                 }
             }
@@ -222,7 +276,7 @@ impl LoginCodes {
         if ran {
             // Keep the answer compactly; waiters still hold the cell.
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = entries.by_key.get_mut(&key) {
+            if let Some(e) = entries.get_mut(&key) {
                 if matches!(&e.slot, Slot::Pending(c) if Arc::ptr_eq(c, &cell)) {
                     e.slot = Slot::done(&identity);
                 }
@@ -245,11 +299,7 @@ mod tests {
     }
 
     fn len(codes: &LoginCodes) -> usize {
-        codes
-            .entries
-            .lock()
-            .map(|e| e.by_key.len())
-            .unwrap_or(usize::MAX)
+        codes.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX)
     }
 
     #[tokio::test]
@@ -288,6 +338,56 @@ mod tests {
         assert_eq!(len(&codes), 1);
     }
 
+    /// An exchange still running when its slice leaves the window stays
+    /// shared: a repeat of its code waits for it instead of exchanging again.
+    #[tokio::test]
+    async fn an_exchange_in_flight_outlives_its_slice() {
+        let codes = Arc::new(LoginCodes::new(1000));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let codes = codes.clone();
+            tokio::spawn(async move {
+                codes
+                    .once("a", "slow", 0, || async move {
+                        let _ = released.await;
+                        Ok(who("u-slow"))
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        while len(&codes) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Far later: other codes expire every old slice.
+        for n in 0..50 {
+            let _ = codes
+                .once("a", &format!("other{n}"), 5_000 + n, || async {
+                    Ok(who("x"))
+                })
+                .await;
+        }
+        let repeat = {
+            let codes = codes.clone();
+            tokio::spawn(async move {
+                codes
+                    .once("a", "slow", 5_100, || async { Ok(who("u-again")) })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        let (first, ran) = slow.await.unwrap().unwrap();
+        assert_eq!((first.user_id.as_str(), ran), ("u-slow", true));
+        let (again, ran) = repeat.await.unwrap().unwrap();
+        assert_eq!((again.user_id.as_str(), ran), ("u-slow", false));
+        // Much later still, everything has gone (the maps are kept for reuse).
+        let _ = codes
+            .once("a", "last", 100_000, || async { Ok(who("z")) })
+            .await;
+        assert_eq!(len(&codes), 1);
+    }
+
     #[tokio::test]
     async fn answered_entries_are_compact_and_answer_the_same() {
         let codes = LoginCodes::new(1000);
@@ -300,7 +400,7 @@ mod tests {
         let compact = {
             let entries = codes.entries.lock().unwrap();
             matches!(
-                entries.by_key.values().next().unwrap().slot,
+                entries.slices[0].by_key.values().next().unwrap().slot,
                 Slot::Done { new_user: true, .. }
             )
         };
