@@ -182,6 +182,7 @@ impl Entries {
             .find_map(|s| s.by_key.get_mut(key))
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.slices.iter().map(|s| s.by_key.len()).sum()
     }
