@@ -1027,8 +1027,7 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &db_path)?;
     // Bring an older backup's schema up to date now, not at the next start.
     let store = wxauth::store::Store::open(config.database_url.expose()).await?;
-    let entry = NewEntry::restore(&a.file);
-    store.audit(entry).await?;
+    store.audit(restore_entry(&a.file)).await?;
     store.close().await;
     emit(
         a.common.json,
@@ -1047,26 +1046,22 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     )
 }
 
-/// Audit entries written without the services (a restore replaces the
-/// database they would open).
-struct NewEntry;
-
-impl NewEntry {
-    fn restore(file: &Path) -> wxauth::store::NewAuditEntry {
-        wxauth::store::NewAuditEntry {
-            at: i64::try_from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis()),
-            )
-            .unwrap_or(0),
-            actor: actor(),
-            action: "cli restore".into(),
-            target: None,
-            status: 200,
-            detail: json!({ "file": file.file_name().map(|f| f.to_string_lossy().into_owned()) })
-                .to_string(),
-        }
+/// The audit entry of a restore, written without the services (a restore
+/// replaces the database they would open).
+fn restore_entry(file: &Path) -> wxauth::store::NewAuditEntry {
+    wxauth::store::NewAuditEntry {
+        at: i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+        )
+        .unwrap_or(0),
+        actor: actor(),
+        action: "cli restore".into(),
+        target: None,
+        status: 200,
+        detail: json!({ "file": file.file_name().map(|f| f.to_string_lossy().into_owned()) })
+            .to_string(),
     }
 }
 

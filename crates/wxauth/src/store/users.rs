@@ -268,11 +268,7 @@ impl Store {
             return Ok(Some(user));
         }
         let ticket = self.users.ticket();
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let user = row.as_ref().map(UserRecord::from_row).transpose()?;
+        let user = self.user_uncached(id).await?;
         if let Some(u) = &user {
             self.users.fill(ticket, u);
         }
