@@ -8,6 +8,7 @@ use sqlx::Row;
 use super::Store;
 use super::audit::{NewAuditEntry, insert_audit};
 use super::documents::{COLUMNS, DocumentRecord};
+use super::exec::query;
 use super::user_cache::UserCache;
 use super::users::{USER_COLUMNS, UserRecord};
 use super::writer::{Tx, Write};
@@ -84,17 +85,17 @@ struct RevokeUserSessions {
 
 impl Write for RevokeUserSessions {
     type Output = Vec<String>;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Vec<String>>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            let rows = sqlx::query(
+            let rows = query(
                 "UPDATE sessions SET revoked_at = $1, revoked_reason = 'admin' \
                  WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
             )
             .bind(self.now)
             .bind(&self.user_id)
-            .fetch_all(&mut **tx)
+            .fetch_all(tx)
             .await?;
-            rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+            rows.iter().map(|r| r.try_get("id")).collect()
         })
     }
 }
@@ -126,39 +127,39 @@ pub const USER_TABLES: &[(&str, &str)] = &[
 
 impl Write for DeleteUser {
     type Output = Option<Vec<String>>;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Option<Vec<String>>>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Option<Vec<String>>>> {
         Box::pin(async move {
-            let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
+            let exists = query("SELECT id FROM users WHERE id = $1")
                 .bind(&self.user_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(tx)
                 .await?;
             if exists.is_none() {
                 return Ok(None);
             }
-            let sessions: Vec<String> = sqlx::query("SELECT id FROM sessions WHERE user_id = $1")
+            let sessions: Vec<String> = query("SELECT id FROM sessions WHERE user_id = $1")
                 .bind(&self.user_id)
-                .fetch_all(&mut **tx)
+                .fetch_all(tx)
                 .await?
                 .iter()
                 .map(|r| r.try_get("id"))
                 .collect::<std::result::Result<_, _>>()?;
-            sqlx::query("DELETE FROM session_tombstones WHERE revoked_at < $1")
+            query("DELETE FROM session_tombstones WHERE revoked_at < $1")
                 .bind(self.tombstones_before)
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
-            sqlx::query(
+            query(
                 "INSERT INTO session_tombstones (session_id, revoked_at) \
                  SELECT id, $2 FROM sessions WHERE user_id = $1 \
                  ON CONFLICT (session_id) DO UPDATE SET revoked_at = excluded.revoked_at",
             )
             .bind(&self.user_id)
             .bind(self.now)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
             for (table, condition) in USER_TABLES {
-                sqlx::query(&format!("DELETE FROM {table} WHERE {condition}"))
+                query(&format!("DELETE FROM {table} WHERE {condition}"))
                     .bind(&self.user_id)
-                    .execute(&mut **tx)
+                    .execute(tx)
                     .await?;
             }
             insert_audit(tx, &self.audit).await?;
@@ -176,11 +177,11 @@ struct ResealBatch {
 
 impl Write for ResealBatch {
     type Output = u64;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<u64>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut done = 0;
             for r in &self.rows {
-                let updated = sqlx::query(
+                let updated = query(
                     "UPDATE users SET session_key_enc = $1, phone_enc = $2, phone_lookup = $3 \
                      WHERE id = $4 AND session_key_enc = $5 \
                        AND ((phone_enc IS NULL AND $6 = 0) OR phone_enc = $7)",
@@ -192,7 +193,7 @@ impl Write for ResealBatch {
                 .bind(r.read.session_key_enc.clone())
                 .bind(i64::from(r.read.phone_enc.is_some()))
                 .bind(r.read.phone_enc.clone().unwrap_or_default())
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
                 done += updated.rows_affected();
             }

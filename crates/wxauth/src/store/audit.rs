@@ -6,6 +6,7 @@ use futures_util::future::BoxFuture;
 use sqlx::Row;
 
 use super::Store;
+use super::exec::query;
 use super::writer::{Tx, Write};
 use crate::error::Result;
 
@@ -49,13 +50,13 @@ pub struct NewAuditEntry {
 
 impl Write for NewAuditEntry {
     type Output = ();
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<()>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { insert_audit(tx, self).await })
     }
 }
 
-pub(super) async fn insert_audit(tx: &mut Tx, entry: &NewAuditEntry) -> Result<()> {
-    sqlx::query(
+pub(super) async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<()> {
+    query(
         "INSERT INTO audit_log (at, actor, action, target, status, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(entry.at)
@@ -64,7 +65,7 @@ pub(super) async fn insert_audit(tx: &mut Tx, entry: &NewAuditEntry) -> Result<(
     .bind(entry.target.clone())
     .bind(entry.status)
     .bind(&entry.detail)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }

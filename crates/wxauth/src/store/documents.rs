@@ -2,10 +2,9 @@
 //! and reads.
 
 use futures_util::future::BoxFuture;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::Store;
+use super::exec::{Fields, query};
 use super::query::Scope;
 use super::writer::{Tx, Write};
 use crate::error::Result;
@@ -38,7 +37,7 @@ fn size_of(data: &str) -> i64 {
 /// Adds to the user's usage unless that would pass `quota`; None when it
 /// would (nothing changed then), naming the limit.
 async fn charge(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user_id: &str,
     collections: i64,
     bytes: i64,
@@ -51,7 +50,7 @@ async fn charge(
         return Ok(Some(UserLimit::Bytes));
     }
     // Growth is checked against the quota; shrinking always passes.
-    let done = sqlx::query(
+    let done = query(
         "INSERT INTO user_usage (user_id, collections, bytes) VALUES ($1, $2, $3) \
          ON CONFLICT (user_id) DO UPDATE SET collections = user_usage.collections + excluded.collections, \
            bytes = user_usage.bytes + excluded.bytes \
@@ -63,14 +62,14 @@ async fn charge(
     .bind(bytes)
     .bind(quota.max_collections)
     .bind(quota.max_bytes)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     if done.rows_affected() == 1 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT collections FROM user_usage WHERE user_id = $1")
+    let row = query("SELECT collections FROM user_usage WHERE user_id = $1")
         .bind(user_id)
-        .fetch_one(&mut **tx)
+        .fetch_one(tx)
         .await?;
     let have: i64 = row.try_get("collections")?;
     Ok(Some(
@@ -83,15 +82,15 @@ async fn charge(
 }
 
 impl DocumentRecord {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(row: &impl Fields) -> Result<Self> {
         Ok(Self {
-            id: row.try_get("id")?,
-            owner: row.try_get("user_id")?,
-            collection: row.try_get("collection")?,
-            data: row.try_get("data")?,
-            version: row.try_get("version")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            id: row.field("id")?,
+            owner: row.field("user_id")?,
+            collection: row.field("collection")?,
+            data: row.field("data")?,
+            version: row.field("version")?,
+            created_at: row.field("created_at")?,
+            updated_at: row.field("updated_at")?,
         })
     }
 }
@@ -187,17 +186,17 @@ pub enum ReplaceOutcome {
 
 impl Write for NewDocument {
     type Output = CreateOutcome;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<CreateOutcome>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<CreateOutcome>> {
         Box::pin(create(tx, self))
     }
 }
 
-async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
+async fn create(tx: &mut Tx<'_>, doc: &NewDocument) -> Result<CreateOutcome> {
     if let Some(idem) = &doc.idempotency {
-        let seen = sqlx::query("SELECT request_hash, document_id, created_at FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
+        let seen = query("SELECT request_hash, document_id, created_at FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
             .bind(&doc.user_id)
             .bind(&idem.key)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx)
             .await?;
         if let Some(seen) = seen {
             let hash: Vec<u8> = seen.try_get("request_hash")?;
@@ -212,7 +211,7 @@ async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
         }
     }
     // One statement: count the document in, unless the collection is full.
-    let counted = sqlx::query(
+    let counted = query(
         "INSERT INTO collection_counts (user_id, collection, documents) VALUES ($1, $2, 1) \
          ON CONFLICT (user_id, collection) DO UPDATE SET documents = collection_counts.documents + 1 \
          WHERE collection_counts.documents < $3 RETURNING documents",
@@ -220,7 +219,7 @@ async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
     .bind(&doc.user_id)
     .bind(&doc.collection)
     .bind(doc.max_documents)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     let Some(counted) = counted else {
         return Ok(CreateOutcome::LimitReached);
@@ -230,16 +229,16 @@ async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
     let new_collection = i64::from(documents == 1);
     if let Some(limit) = charge(tx, &doc.user_id, new_collection, size, doc.quota).await? {
         // Undo the count: this create is refused, the batch goes on.
-        sqlx::query(
+        query(
             "UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2",
         )
         .bind(&doc.user_id)
         .bind(&doc.collection)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
         return Ok(CreateOutcome::UserLimitReached(limit));
     }
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid) \
          VALUES ($1, $2, $3, $4, 1, $5, $5, $6, $7) RETURNING {COLUMNS}"
     ))
@@ -250,18 +249,18 @@ async fn create(tx: &mut Tx, doc: &NewDocument) -> Result<CreateOutcome> {
     .bind(doc.now)
     .bind(size)
     .bind(&doc.appid)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     let record = DocumentRecord::from_row(&row)?;
     if let Some(idem) = &doc.idempotency {
         // `response` is a legacy column (answers were once stored rendered).
-        sqlx::query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at, document_id) VALUES ($1, $2, $3, '', $4, $5)")
+        query("INSERT INTO idempotency_keys (user_id, idem_key, request_hash, response, created_at, document_id) VALUES ($1, $2, $3, '', $4, $5)")
             .bind(&doc.user_id)
             .bind(&idem.key)
             .bind(idem.request_hash.clone())
             .bind(doc.now)
             .bind(&record.id)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
     }
     Ok(CreateOutcome::Created(record))
@@ -288,24 +287,24 @@ pub struct Replacement {
 
 impl Write for Replacement {
     type Output = ReplaceOutcome;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<ReplaceOutcome>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<ReplaceOutcome>> {
         Box::pin(replace(tx, self))
     }
 }
 
-async fn replace(tx: &mut Tx, r: &Replacement) -> Result<ReplaceOutcome> {
+async fn replace(tx: &mut Tx<'_>, r: &Replacement) -> Result<ReplaceOutcome> {
     let (user_id, collection, id, data) = (&r.user_id, &r.collection, &r.id, &r.data);
     // Read the current size and version with the row locked (a no-op
     // UPDATE, valid on both databases), so the usage delta is exact even
     // with another instance writing the same document.
-    let current = sqlx::query(
+    let current = query(
         "UPDATE documents SET version = version WHERE id = $1 AND user_id = $2 AND collection = $3 \
          RETURNING size, version",
     )
     .bind(id)
     .bind(user_id)
     .bind(collection)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     let Some(current) = current else {
         return Ok(ReplaceOutcome::NotFound);
@@ -319,7 +318,7 @@ async fn replace(tx: &mut Tx, r: &Replacement) -> Result<ReplaceOutcome> {
     if let Some(limit) = charge(tx, user_id, 0, size - old_size, r.quota).await? {
         return Ok(ReplaceOutcome::UserLimitReached(limit));
     }
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "UPDATE documents SET data = $1, size = $2, version = version + 1, updated_at = $3 \
          WHERE id = $4 AND user_id = $5 AND collection = $6 RETURNING {COLUMNS}"
     ))
@@ -329,7 +328,7 @@ async fn replace(tx: &mut Tx, r: &Replacement) -> Result<ReplaceOutcome> {
     .bind(id)
     .bind(user_id)
     .bind(collection)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     Ok(ReplaceOutcome::Replaced(DocumentRecord::from_row(&row)?))
 }
@@ -342,40 +341,40 @@ struct Deletion {
 
 impl Write for Deletion {
     type Output = bool;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(delete(tx, &self.user_id, &self.collection, &self.id))
     }
 }
 
-async fn delete(tx: &mut Tx, user_id: &str, collection: &str, id: &str) -> Result<bool> {
-    let done = sqlx::query(
+async fn delete(tx: &mut Tx<'_>, user_id: &str, collection: &str, id: &str) -> Result<bool> {
+    let done = query(
         "DELETE FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3 RETURNING size",
     )
     .bind(id)
     .bind(user_id)
     .bind(collection)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     let Some(done) = done else {
         return Ok(false);
     };
     let size: i64 = done.try_get("size")?;
-    let left = sqlx::query("UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2 RETURNING documents")
+    let left = query("UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2 RETURNING documents")
         .bind(user_id)
         .bind(collection)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx)
         .await?;
     let emptied = match left {
-        Some(row) => row.try_get::<i64, _>("documents")? == 0,
+        Some(row) => row.try_get::<i64>("documents")? == 0,
         None => false,
     };
-    sqlx::query(
+    query(
         "UPDATE user_usage SET collections = collections - $1, bytes = bytes - $2 WHERE user_id = $3",
     )
     .bind(i64::from(emptied))
     .bind(size)
     .bind(user_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(true)
 }
@@ -387,11 +386,11 @@ struct ExpireIdempotencyKeys {
 
 impl Write for ExpireIdempotencyKeys {
     type Output = u64;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<u64>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
-            let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            let done = query("DELETE FROM idempotency_keys WHERE created_at < $1")
                 .bind(self.before)
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
             Ok(done.rows_affected())
         })

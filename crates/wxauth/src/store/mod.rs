@@ -8,13 +8,17 @@
 //! `synchronous=FULL` (fsync on every commit), PostgreSQL with its default
 //! `synchronous_commit=on`. Under load many writes share one fsync.
 //!
-//! The SQL is written once for both databases (sqlx's `Any` driver; `$N`
-//! placeholders, `ON CONFLICT`, `RETURNING`), with one migrations folder per
-//! backend for the few type names that differ.
+//! The SQL is written once for both databases (`$N` placeholders,
+//! `ON CONFLICT`, `RETURNING`), with one migrations folder per backend for
+//! the few type names that differ. Reads and PostgreSQL writes run through
+//! sqlx's `Any` driver; SQLite writes run on the writer's own connection
+//! and thread (rusqlite), so a batch never waits for another thread
+//! between statements (`exec` says why).
 
 mod accounts;
 mod audit;
 mod documents;
+mod exec;
 mod migrations;
 mod query;
 mod sessions;
@@ -96,6 +100,23 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// The file the pool's SQLite database is, as SQLite resolved it from the
+/// URL (the writer opens the same file).
+async fn sqlite_file(pool: &AnyPool) -> Result<std::path::PathBuf> {
+    use sqlx::Row;
+    let rows = sqlx::query("PRAGMA database_list").fetch_all(pool).await?;
+    for row in rows {
+        let name: String = row.try_get("name")?;
+        if name == "main" {
+            let file: String = row.try_get("file")?;
+            return Ok(file.into());
+        }
+    }
+    Err(Error::internal(
+        "database: SQLite names no main database file",
+    ))
+}
+
 impl Store {
     /// Connects without migrating (see [`Store::migrate`]).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -144,9 +165,15 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
-        let begin = (backend == Backend::Sqlite).then_some("BEGIN IMMEDIATE");
+        let engine = match backend {
+            Backend::Sqlite => writer::Engine::Sqlite {
+                path: sqlite_file(&pool).await?,
+                connection: None,
+            },
+            Backend::Postgres => writer::Engine::Pool(pool.clone()),
+        };
         let users = Arc::new(user_cache::UserCache::default());
-        let writer = Arc::new(writer::Writer::spawn(pool.clone(), begin, users.clone()));
+        let writer = Arc::new(writer::Writer::spawn(engine, users.clone()));
         Ok(Self {
             pool,
             backend,

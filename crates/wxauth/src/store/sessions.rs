@@ -3,9 +3,9 @@
 
 use futures_util::future::BoxFuture;
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::Store;
+use super::exec::{Fields, query};
 use super::user_cache::UserCache;
 use super::writer::{Tx, Write};
 use crate::error::Result;
@@ -26,13 +26,13 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    fn from_row(row: &impl Fields) -> Result<Self> {
         Ok(Self {
-            id: row.try_get("id")?,
-            user_id: row.try_get("user_id")?,
-            appid: row.try_get("appid")?,
-            created_at: row.try_get("created_at")?,
-            revoked_at: row.try_get("revoked_at")?,
+            id: row.field("id")?,
+            user_id: row.field("user_id")?,
+            appid: row.field("appid")?,
+            created_at: row.field("created_at")?,
+            revoked_at: row.field("revoked_at")?,
         })
     }
 }
@@ -59,7 +59,7 @@ pub enum RefreshOutcome {
 }
 
 pub(super) async fn insert_session(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     session_id: &str,
     user_id: &str,
     appid: &str,
@@ -67,19 +67,19 @@ pub(super) async fn insert_session(
     refresh_expires_at: i64,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO sessions (id, user_id, appid, created_at) VALUES ($1, $2, $3, $4)")
+    query("INSERT INTO sessions (id, user_id, appid, created_at) VALUES ($1, $2, $3, $4)")
         .bind(session_id)
         .bind(user_id)
         .bind(appid)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
-    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+    query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(refresh_hash.to_vec())
         .bind(session_id)
         .bind(now)
         .bind(refresh_expires_at)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     Ok(())
 }
@@ -102,12 +102,12 @@ pub struct NewSession {
 
 impl Write for NewSession {
     type Output = ();
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<()>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+            query("UPDATE users SET last_login_at = $1 WHERE id = $2")
                 .bind(self.now)
                 .bind(&self.user_id)
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
             insert_session(
                 tx,
@@ -138,21 +138,20 @@ struct RotateRefresh {
 
 impl Write for RotateRefresh {
     type Output = RefreshOutcome;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<RefreshOutcome>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<RefreshOutcome>> {
         Box::pin(async move {
-            let spent = sqlx::query(
+            let spent = query(
                 "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
             )
             .bind(self.now)
             .bind(self.old_hash.clone())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx)
             .await?;
             let Some(spent) = spent else {
-                let known =
-                    sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1")
-                        .bind(self.old_hash.clone())
-                        .fetch_optional(&mut **tx)
-                        .await?;
+                let known = query("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1")
+                    .bind(self.old_hash.clone())
+                    .fetch_optional(tx)
+                    .await?;
                 let Some(known) = known else {
                     return Ok(RefreshOutcome::Invalid);
                 };
@@ -161,31 +160,30 @@ impl Write for RotateRefresh {
                     return Ok(RefreshOutcome::Invalid); // expired, never used
                 }
                 let session_id: String = known.try_get("session_id")?;
-                sqlx::query(
+                query(
                     "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse' WHERE id = $2 AND revoked_at IS NULL",
                 )
                 .bind(self.now)
                 .bind(&session_id)
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
                 return Ok(RefreshOutcome::Reused { session_id });
             };
             let session_id: String = spent.try_get("session_id")?;
-            let session =
-                sqlx::query("SELECT user_id, appid, revoked_at FROM sessions WHERE id = $1")
-                    .bind(&session_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
+            let session = query("SELECT user_id, appid, revoked_at FROM sessions WHERE id = $1")
+                .bind(&session_id)
+                .fetch_one(tx)
+                .await?;
             let revoked_at: Option<i64> = session.try_get("revoked_at")?;
             if revoked_at.is_some() {
                 return Ok(RefreshOutcome::Invalid);
             }
-            sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
                 .bind(self.new_hash.clone())
                 .bind(&session_id)
                 .bind(self.now)
                 .bind(self.new_expires_at)
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
             Ok(RefreshOutcome::Rotated {
                 session_id,
@@ -204,15 +202,15 @@ struct RevokeSession {
 
 impl Write for RevokeSession {
     type Output = bool;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let done = sqlx::query(
+            let done = query(
                 "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
             )
             .bind(self.now)
             .bind(self.reason)
             .bind(&self.session_id)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
             Ok(done.rows_affected() == 1)
         })

@@ -3,10 +3,9 @@
 //! writer; each is a [`Write`] with its own typed output.
 
 use futures_util::future::BoxFuture;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::Store;
+use super::exec::{Fields, query};
 use super::sessions::insert_session;
 use super::user_cache::UserCache;
 use super::writer::{Tx, Write};
@@ -49,18 +48,18 @@ impl std::fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(row: &impl Fields) -> Result<Self> {
         Ok(Self {
-            id: row.try_get("id")?,
-            appid: row.try_get("appid")?,
-            openid: row.try_get("openid")?,
-            unionid: row.try_get("unionid")?,
-            session_key_enc: row.try_get("session_key_enc")?,
-            phone_enc: row.try_get("phone_enc")?,
-            profile: row.try_get("profile")?,
-            profile_version: row.try_get("profile_version")?,
-            created_at: row.try_get("created_at")?,
-            last_login_at: row.try_get("last_login_at")?,
+            id: row.field("id")?,
+            appid: row.field("appid")?,
+            openid: row.field("openid")?,
+            unionid: row.field("unionid")?,
+            session_key_enc: row.field("session_key_enc")?,
+            phone_enc: row.field("phone_enc")?,
+            profile: row.field("profile")?,
+            profile_version: row.field("profile_version")?,
+            created_at: row.field("created_at")?,
+            last_login_at: row.field("last_login_at")?,
         })
     }
 }
@@ -101,9 +100,9 @@ pub struct LoggedIn {
 
 impl Write for LoginWrite {
     type Output = LoggedIn;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<LoggedIn>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<LoggedIn>> {
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = query(&format!(
                 "INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6) \
                  ON CONFLICT (appid, openid) DO UPDATE SET \
@@ -118,7 +117,7 @@ impl Write for LoginWrite {
             .bind(self.unionid.clone())
             .bind(self.session_key_enc.clone())
             .bind(self.now)
-            .fetch_one(&mut **tx)
+            .fetch_one(tx)
             .await?;
             let user = UserRecord::from_row(&row)?;
             let new_user = user.id == self.new_user_id;
@@ -151,28 +150,28 @@ struct ModifyProfile {
 
 impl Write for ModifyProfile {
     type Output = Option<UserRecord>;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Option<UserRecord>>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Option<UserRecord>>> {
         Box::pin(async move {
             // Read with the row locked (a no-op UPDATE, valid on both
             // databases): another instance's writer changing the same
             // profile waits, so neither merge is lost.
-            let row = sqlx::query(
+            let row = query(
                 "UPDATE users SET profile_version = profile_version WHERE id = $1 RETURNING profile",
             )
             .bind(&self.user_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx)
             .await?;
             let Some(row) = row else {
                 return Ok(None);
             };
             let current: String = row.try_get("profile")?;
             let next = (self.change)(&current)?;
-            let row = sqlx::query(&format!(
+            let row = query(&format!(
                 "UPDATE users SET profile = $1, profile_version = profile_version + 1 WHERE id = $2 RETURNING {USER_COLUMNS}"
             ))
             .bind(next)
             .bind(&self.user_id)
-            .fetch_one(&mut **tx)
+            .fetch_one(tx)
             .await?;
             Ok(Some(UserRecord::from_row(&row)?))
         })
@@ -193,15 +192,14 @@ struct SetPhone {
 
 impl Write for SetPhone {
     type Output = bool;
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<bool>> {
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let done =
-                sqlx::query("UPDATE users SET phone_enc = $1, phone_lookup = $2 WHERE id = $3")
-                    .bind(self.phone_enc.clone())
-                    .bind(self.phone_lookup.clone())
-                    .bind(&self.user_id)
-                    .execute(&mut **tx)
-                    .await?;
+            let done = query("UPDATE users SET phone_enc = $1, phone_lookup = $2 WHERE id = $3")
+                .bind(self.phone_enc.clone())
+                .bind(self.phone_lookup.clone())
+                .bind(&self.user_id)
+                .execute(tx)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
     }

@@ -3,6 +3,9 @@
 //! one transaction, commits once, and only then answers every caller. With
 //! 64 concurrent writers that is one fsync for up to 64 writes instead of 64.
 //!
+//! On SQLite the writer is a thread of its own with its own connection;
+//! on PostgreSQL a task taking a pooled connection per batch (`Engine`).
+//!
 //! The engine knows nothing of users or documents: a write is any value
 //! implementing [`Write`], whose `Output` is what its caller gets back once
 //! the batch is committed. The SQL of each write lives beside its records
@@ -12,17 +15,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
+pub(super) use super::exec::Tx;
+use super::exec::{SqliteTx, SqlxTx, query};
 use super::user_cache::UserCache;
 use crate::error::{Error, Result};
 
 const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
-
-/// The transaction a write runs in.
-pub(super) type Tx = Transaction<'static, Any>;
 
 /// One write the group-commit writer applies. `apply` runs inside the
 /// batch's transaction and may run more than once (a batch that is rolled
@@ -31,7 +33,7 @@ pub(super) trait Write: Send + Sync + 'static {
     /// What the caller gets once the write is committed.
     type Output: Send + 'static;
     /// The write's statements.
-    fn apply<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Self::Output>>;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Self::Output>>;
     /// Runs on the writer's task right after the commit, in commit order,
     /// before the caller hears of it: keeps the user cache in step.
     fn committed(&self, _output: &Self::Output, _users: &UserCache) {}
@@ -48,7 +50,7 @@ enum Applied {
 /// A queued write with its caller's reply, its type erased so one batch
 /// can hold writes of every kind.
 trait Job: Send {
-    fn apply<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Applied>;
+    fn apply<'a>(&'a mut self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Applied>;
     /// Answers the caller: its own result when the batch committed, else
     /// the batch's failure.
     fn answer(self: Box<Self>, failure: Option<Error>, users: &UserCache);
@@ -61,7 +63,7 @@ struct Pending<W: Write> {
 }
 
 impl<W: Write> Job for Pending<W> {
-    fn apply<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Applied> {
+    fn apply<'a>(&'a mut self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
             match self.write.apply(tx).await {
                 Err(Error::Contention(cause)) => {
@@ -112,21 +114,88 @@ struct Counters {
 
 pub(super) struct Writer {
     tx: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
-    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Answered when the writer has stopped (its connection closed).
+    stopped: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
     counters: Arc<Counters>,
 }
 
+/// Where the writer's transactions run.
+pub(super) enum Engine {
+    /// A transaction from sqlx's pool per batch (PostgreSQL).
+    Pool(AnyPool),
+    /// One rusqlite connection to this file, opened at the first write, on
+    /// the writer's own thread (see `exec`).
+    Sqlite {
+        path: std::path::PathBuf,
+        connection: Option<rusqlite::Connection>,
+    },
+}
+
+impl Engine {
+    /// The SQLite writer's connection, opened with the pool's settings: WAL
+    /// lets reads run beside the writer; FULL makes each commit survive a
+    /// power cut.
+    fn sqlite_connection<'c>(
+        path: &std::path::Path,
+        connection: &'c mut Option<rusqlite::Connection>,
+    ) -> Result<&'c mut rusqlite::Connection> {
+        if connection.is_none() {
+            let opened = rusqlite::Connection::open(path)
+                .and_then(|c| {
+                    c.busy_timeout(std::time::Duration::from_secs(5))?;
+                    c.execute_batch(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    )?;
+                    c.set_prepared_statement_cache_capacity(64);
+                    Ok(c)
+                })
+                .map_err(|e| Error::internal_from("database: open the writer's connection", e))?;
+            *connection = Some(opened);
+        }
+        connection
+            .as_mut()
+            .ok_or_else(|| Error::internal("database: the writer has no connection"))
+    }
+}
+
 impl Writer {
-    /// `begin` is the statement that opens each write transaction (SQLite
-    /// needs `BEGIN IMMEDIATE`: a transaction that reads first and writes
-    /// later cannot wait for another process's write lock, it fails at once).
-    pub(super) fn spawn(pool: AnyPool, begin: Option<&'static str>, users: Arc<UserCache>) -> Self {
+    /// On PostgreSQL the writer is a task on the server's runtime; on
+    /// SQLite a thread of its own (with a one-thread runtime to await the
+    /// queue), so a batch runs start to end without waiting for another
+    /// thread.
+    pub(super) fn spawn(engine: Engine, users: Arc<UserCache>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(pool, begin, rx, counters.clone(), users));
+        let (done, stopped) = oneshot::channel();
+        let own_thread = matches!(engine, Engine::Sqlite { .. });
+        let work = {
+            let counters = counters.clone();
+            async move {
+                run(engine, rx, counters, users).await;
+                let _ = done.send(());
+            }
+        };
+        if own_thread {
+            let started = std::thread::Builder::new()
+                .name("wxauth-writer".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        Ok(runtime) => runtime.block_on(work),
+                        Err(e) => tracing::error!(error = %e, "the store writer cannot start"),
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "the store writer's thread cannot start");
+            }
+        } else {
+            tokio::spawn(work);
+        }
         Self {
             tx: Mutex::new(Some(tx)),
-            task: tokio::sync::Mutex::new(Some(task)),
+            stopped: tokio::sync::Mutex::new(Some(stopped)),
             counters,
         }
     }
@@ -165,15 +234,14 @@ impl Writer {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        if let Some(task) = self.task.lock().await.take() {
-            let _ = task.await;
+        if let Some(stopped) = self.stopped.lock().await.take() {
+            let _ = stopped.await;
         }
     }
 }
 
 async fn run(
-    pool: AnyPool,
-    begin: Option<&'static str>,
+    mut engine: Engine,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     counters: Arc<Counters>,
     users: Arc<UserCache>,
@@ -187,20 +255,12 @@ async fn run(
             }
         }
         let n = batch.len() as u64;
-        match commit_batch(&pool, begin, batch, &users).await {
-            Ok(()) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters.writes.fetch_add(n, Ordering::Relaxed);
-                metrics::counter!("wxauth_store_commits_total").increment(1);
-                metrics::counter!("wxauth_store_writes_total").increment(n);
-            }
-            Err(e) => {
-                tracing::error!(
-                    error = e.internal_chain().unwrap_or_else(|| e.to_string()),
-                    writes = n,
-                    "group commit failed; every write in it was refused"
-                )
-            }
+        if let Err(e) = commit_batch(&mut engine, batch, &users, &counters).await {
+            tracing::error!(
+                error = e.internal_chain().unwrap_or_else(|| e.to_string()),
+                writes = n,
+                "group commit failed; every write in it was refused"
+            )
         }
     }
 }
@@ -234,16 +294,16 @@ enum Attempt {
 /// `CONTENTION_RETRIES` times: nothing of it was committed, so running it
 /// again is safe, and the caller never sees the conflict.
 async fn commit_batch(
-    pool: &AnyPool,
-    begin: Option<&'static str>,
+    engine: &mut Engine,
     mut batch: Vec<Box<dyn Job>>,
     users: &UserCache,
+    counters: &Counters,
 ) -> Result<()> {
     let mut retries = 0;
     let outcome = loop {
-        let mut outcome = attempt(pool, begin, &mut batch, false).await;
+        let mut outcome = attempt(engine, &mut batch, false).await;
         if matches!(outcome, Attempt::NeedsSavepoints) {
-            outcome = attempt(pool, begin, &mut batch, true).await;
+            outcome = attempt(engine, &mut batch, true).await;
         }
         match outcome {
             Attempt::Contention(e) if retries < CONTENTION_RETRIES => {
@@ -270,6 +330,13 @@ async fn commit_batch(
     };
     match failure {
         None => {
+            // Counted before anyone hears of it: a caller reading the
+            // counters after its answer sees its own write.
+            let n = batch.len() as u64;
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.writes.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!("wxauth_store_commits_total").increment(1);
+            metrics::counter!("wxauth_store_writes_total").increment(n);
             for job in batch {
                 job.answer(None, users);
             }
@@ -296,64 +363,89 @@ fn share(e: &Error) -> Error {
 /// One transaction over the batch. Without savepoints, the first failing
 /// write aborts the attempt (`NeedsSavepoints`). A write that lost to a
 /// concurrent transaction aborts the attempt in either mode.
-async fn attempt(
-    pool: &AnyPool,
-    begin: Option<&'static str>,
-    batch: &mut [Box<dyn Job>],
-    savepoints: bool,
-) -> Attempt {
-    let tx = match begin {
-        Some(statement) => pool.begin_with(statement).await,
-        None => pool.begin().await,
-    };
-    let mut tx = match tx {
-        Ok(tx) => tx,
-        Err(e) => return Attempt::Failed(Error::internal_from("database: begin", e)),
-    };
-    for job in batch.iter_mut() {
-        let applied = if savepoints {
-            match apply_in_savepoint(&mut tx, job.as_mut()).await {
-                Ok(applied) => applied,
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    return Attempt::Failed(e);
+async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bool) -> Attempt {
+    match engine {
+        Engine::Pool(pool) => {
+            let mut tx = match pool.begin().await {
+                Ok(tx) => SqlxTx(tx),
+                Err(e) => return Attempt::Failed(Error::internal_from("database: begin", e)),
+            };
+            match apply_all(&mut tx, batch, savepoints).await {
+                Ok(()) => match tx.0.commit().await.map_err(Error::from) {
+                    Ok(()) => Attempt::Committed,
+                    Err(Error::Contention(cause)) => Attempt::Contention(Error::Contention(cause)),
+                    Err(e) => Attempt::Failed(e),
+                },
+                Err(stopped) => {
+                    let _ = tx.0.rollback().await;
+                    stopped
                 }
             }
-        } else {
-            job.apply(&mut tx).await
-        };
-        match applied {
-            Applied::Done => {}
-            Applied::Contention(e) => {
-                let _ = tx.rollback().await;
-                return Attempt::Contention(e);
-            }
-            Applied::Failed if savepoints => {}
-            Applied::Failed => {
-                let _ = tx.rollback().await;
-                return Attempt::NeedsSavepoints;
-            }
         }
-    }
-    match tx.commit().await.map_err(Error::from) {
-        Ok(()) => Attempt::Committed,
-        Err(Error::Contention(cause)) => Attempt::Contention(Error::Contention(cause)),
-        Err(e) => Attempt::Failed(e),
+        Engine::Sqlite { path, connection } => {
+            let conn = match Engine::sqlite_connection(path, connection) {
+                Ok(conn) => conn,
+                Err(e) => return Attempt::Failed(e),
+            };
+            // IMMEDIATE: a transaction that reads first and writes later
+            // cannot wait for another process's write lock, it fails at once.
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                return Attempt::Failed(Error::internal_from("database: begin", e));
+            }
+            let mut tx = SqliteTx(conn);
+            let outcome = match apply_all(&mut tx, batch, savepoints).await {
+                Ok(()) => match tx.0.execute_batch("COMMIT") {
+                    Ok(()) => return Attempt::Committed,
+                    Err(e) => Attempt::Failed(Error::internal_from("database: commit", e)),
+                },
+                Err(stopped) => stopped,
+            };
+            if !tx.0.is_autocommit() {
+                if let Err(e) = tx.0.execute_batch("ROLLBACK") {
+                    // A connection that cannot roll back is opened afresh.
+                    tracing::error!(error = %e, "the store writer's rollback failed; reconnecting");
+                    *connection = None;
+                }
+            }
+            outcome
+        }
     }
 }
 
-async fn apply_in_savepoint(tx: &mut Tx, job: &mut dyn Job) -> Result<Applied> {
-    sqlx::query("SAVEPOINT w").execute(&mut **tx).await?;
+/// Applies every write of the batch in `tx`; the attempt it came to if it
+/// must stop (the transaction is then rolled back).
+async fn apply_all(
+    tx: &mut Tx<'_>,
+    batch: &mut [Box<dyn Job>],
+    savepoints: bool,
+) -> Result<(), Attempt> {
+    for job in batch.iter_mut() {
+        let applied = if savepoints {
+            match apply_in_savepoint(tx, job.as_mut()).await {
+                Ok(applied) => applied,
+                Err(e) => return Err(Attempt::Failed(e)),
+            }
+        } else {
+            job.apply(tx).await
+        };
+        match applied {
+            Applied::Done => {}
+            Applied::Contention(e) => return Err(Attempt::Contention(e)),
+            Applied::Failed if savepoints => {}
+            Applied::Failed => return Err(Attempt::NeedsSavepoints),
+        }
+    }
+    Ok(())
+}
+
+async fn apply_in_savepoint(tx: &mut Tx<'_>, job: &mut dyn Job) -> Result<Applied> {
+    query("SAVEPOINT w").execute(tx).await?;
     let applied = job.apply(tx).await;
     if matches!(applied, Applied::Failed) {
-        sqlx::query("ROLLBACK TO SAVEPOINT w")
-            .execute(&mut **tx)
-            .await?;
+        query("ROLLBACK TO SAVEPOINT w").execute(tx).await?;
     }
     if !matches!(applied, Applied::Contention(_)) {
-        sqlx::query("RELEASE SAVEPOINT w")
-            .execute(&mut **tx)
-            .await?;
+        query("RELEASE SAVEPOINT w").execute(tx).await?;
     }
     Ok(applied)
 }
