@@ -174,6 +174,10 @@ impl Done {
 
 /// Runs statements inside the writer's transaction.
 pub(super) trait Exec: Send {
+    /// Whether one statement may write several tables (data-modifying
+    /// `WITH`, PostgreSQL only): there each statement is a round trip to
+    /// the server, so the hottest writes use one statement instead of three.
+    fn chains_writes(&self) -> bool;
     fn execute<'a>(&'a mut self, sql: &'a str, args: Vec<Value>) -> BoxFuture<'a, Result<Done>>;
     fn fetch_optional<'a>(
         &'a mut self,
@@ -249,6 +253,10 @@ fn sqlx_query(
 }
 
 impl Exec for SqlxTx {
+    fn chains_writes(&self) -> bool {
+        true // only PostgreSQL's writer uses sqlx
+    }
+
     fn execute<'a>(&'a mut self, sql: &'a str, args: Vec<Value>) -> BoxFuture<'a, Result<Done>> {
         Box::pin(async move {
             let done = sqlx_query(sql, args).execute(&mut *self.0).await?;
@@ -359,6 +367,10 @@ impl SqliteTx<'_> {
 }
 
 impl Exec for SqliteTx<'_> {
+    fn chains_writes(&self) -> bool {
+        false
+    }
+
     fn execute<'a>(&'a mut self, sql: &'a str, args: Vec<Value>) -> BoxFuture<'a, Result<Done>> {
         let result = self.rows(sql, &args, 0).map(|_| Done {
             rows_affected: self.0.changes(),
