@@ -232,7 +232,7 @@ impl<'q> Query<'q> {
 }
 
 /// sqlx's transaction (PostgreSQL).
-pub(super) struct SqlxTx(pub(super) Transaction<'static, Any>);
+pub(super) struct SqlxTx<'c>(pub(super) Transaction<'c, Any>);
 
 fn sqlx_query(
     sql: &str,
@@ -252,7 +252,7 @@ fn sqlx_query(
     q
 }
 
-impl Exec for SqlxTx {
+impl Exec for SqlxTx<'_> {
     fn chains_writes(&self) -> bool {
         true // only PostgreSQL's writer uses sqlx
     }

@@ -1,7 +1,7 @@
 //! Persistence: SQLite or PostgreSQL, chosen by the URL scheme.
 //!
 //! Reads go straight to the pool. Every write goes through the group-commit
-//! writer (`writer`): one task takes all writes that are waiting, applies
+//! writer (`writer`): one thread takes all writes that are waiting, applies
 //! them in one transaction (each in its own savepoint, so one failing write
 //! does not undo the others) and commits once. A write is acknowledged only
 //! after that commit, which is durable: SQLite runs in WAL mode with
@@ -13,7 +13,9 @@
 //! the few type names that differ. Reads and PostgreSQL writes run through
 //! sqlx's `Any` driver; SQLite writes run on the writer's own connection
 //! and thread (rusqlite), so a batch never waits for another thread
-//! between statements (`exec` says why).
+//! between statements (`exec` says why). On PostgreSQL, where each
+//! statement is a round trip, a login and a plain create are one statement
+//! each (data-modifying `WITH`).
 
 mod accounts;
 mod audit;
@@ -147,6 +149,9 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(5))
+            // A SQLite connection does not break; checking one on every
+            // acquire is another hand-off to its thread per read.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite && read_only {
@@ -170,10 +175,13 @@ impl Store {
                 path: sqlite_file(&pool).await?,
                 connection: None,
             },
-            Backend::Postgres => writer::Engine::Pool(pool.clone()),
+            Backend::Postgres => writer::Engine::Postgres {
+                url: url.clone(),
+                held: None,
+            },
         };
         let users = Arc::new(user_cache::UserCache::default());
-        let writer = Arc::new(writer::Writer::spawn(engine, users.clone()));
+        let writer = Arc::new(writer::Writer::spawn(engine, users.clone())?);
         Ok(Self {
             pool,
             backend,

@@ -142,14 +142,14 @@ impl Write for LoginWrite {
                 return self.apply_in_one_statement(tx).await;
             }
             let row = query(&format!("{UPSERT_USER} RETURNING {USER_COLUMNS}"))
-            .bind(&self.new_user_id)
-            .bind(&self.appid)
-            .bind(&self.openid)
-            .bind(self.unionid.clone())
-            .bind(self.session_key_enc.clone())
-            .bind(self.now)
-            .fetch_one(tx)
-            .await?;
+                .bind(&self.new_user_id)
+                .bind(&self.appid)
+                .bind(&self.openid)
+                .bind(self.unionid.clone())
+                .bind(self.session_key_enc.clone())
+                .bind(self.now)
+                .fetch_one(tx)
+                .await?;
             let user = UserRecord::from_row(&row)?;
             let new_user = user.id == self.new_user_id;
             insert_session(

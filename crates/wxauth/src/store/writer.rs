@@ -3,8 +3,9 @@
 //! one transaction, commits once, and only then answers every caller. With
 //! 64 concurrent writers that is one fsync for up to 64 writes instead of 64.
 //!
-//! On SQLite the writer is a thread of its own with its own connection;
-//! on PostgreSQL a task taking a pooled connection per batch (`Engine`).
+//! The writer is a thread of its own with a connection of its own (rusqlite
+//! on SQLite, sqlx on PostgreSQL: `Engine`), apart from the pool that
+//! serves reads.
 //!
 //! The engine knows nothing of users or documents: a write is any value
 //! implementing [`Write`], whose `Output` is what its caller gets back once
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 pub(super) use super::exec::Tx;
@@ -121,8 +121,13 @@ pub(super) struct Writer {
 
 /// Where the writer's transactions run.
 pub(super) enum Engine {
-    /// A transaction from sqlx's pool per batch (PostgreSQL).
-    Pool(AnyPool),
+    /// PostgreSQL: a connection of the writer's own, opened on its thread
+    /// (its socket then wakes that thread, not the server's runtime) and
+    /// kept from batch to batch.
+    Postgres {
+        url: String,
+        held: Option<sqlx::AnyConnection>,
+    },
     /// One rusqlite connection to this file, opened at the first write, on
     /// the writer's own thread (see `exec`).
     Sqlite {
@@ -159,15 +164,19 @@ impl Engine {
 }
 
 impl Writer {
-    /// On PostgreSQL the writer is a task on the server's runtime; on
-    /// SQLite a thread of its own (with a one-thread runtime to await the
-    /// queue), so a batch runs start to end without waiting for another
-    /// thread.
-    pub(super) fn spawn(engine: Engine, users: Arc<UserCache>) -> Self {
+    /// The writer is a thread of its own, with a one-thread runtime and
+    /// its own connection: a batch runs from BEGIN to COMMIT without
+    /// waiting behind the server's request tasks or for another thread
+    /// (on SQLite every statement runs inline; on PostgreSQL its socket
+    /// wakes this thread directly).
+    pub(super) fn spawn(engine: Engine, users: Arc<UserCache>) -> Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let (done, stopped) = oneshot::channel();
-        let own_thread = matches!(engine, Engine::Sqlite { .. });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal_from("the store writer's runtime", e))?;
         let work = {
             let counters = counters.clone();
             async move {
@@ -175,29 +184,15 @@ impl Writer {
                 let _ = done.send(());
             }
         };
-        if own_thread {
-            let started = std::thread::Builder::new()
-                .name("wxauth-writer".into())
-                .spawn(move || {
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                    {
-                        Ok(runtime) => runtime.block_on(work),
-                        Err(e) => tracing::error!(error = %e, "the store writer cannot start"),
-                    }
-                });
-            if let Err(e) = started {
-                tracing::error!(error = %e, "the store writer's thread cannot start");
-            }
-        } else {
-            tokio::spawn(work);
-        }
-        Self {
+        std::thread::Builder::new()
+            .name("wxauth-writer".into())
+            .spawn(move || runtime.block_on(work))
+            .map_err(|e| Error::internal_from("the store writer's thread", e))?;
+        Ok(Self {
             tx: Mutex::new(Some(tx)),
             stopped: tokio::sync::Mutex::new(Some(stopped)),
             counters,
-        }
+        })
     }
 
     /// Queues `write` and waits until the batch holding it is committed.
@@ -365,22 +360,49 @@ fn share(e: &Error) -> Error {
 /// concurrent transaction aborts the attempt in either mode.
 async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bool) -> Attempt {
     match engine {
-        Engine::Pool(pool) => {
-            let mut tx = match pool.begin().await {
-                Ok(tx) => SqlxTx(tx),
-                Err(e) => return Attempt::Failed(Error::internal_from("database: begin", e)),
-            };
-            match apply_all(&mut tx, batch, savepoints).await {
-                Ok(()) => match tx.0.commit().await.map_err(Error::from) {
-                    Ok(()) => Attempt::Committed,
-                    Err(Error::Contention(cause)) => Attempt::Contention(Error::Contention(cause)),
-                    Err(e) => Attempt::Failed(e),
-                },
-                Err(stopped) => {
-                    let _ = tx.0.rollback().await;
-                    stopped
+        Engine::Postgres { url, held } => {
+            if held.is_none() {
+                // The pool's acquire timeout, for a server that does not answer.
+                let connect = <sqlx::AnyConnection as sqlx::Connection>::connect(url);
+                match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+                    Ok(Ok(conn)) => *held = Some(conn),
+                    Ok(Err(e)) => {
+                        return Attempt::Failed(Error::internal_from("database: connect", e));
+                    }
+                    Err(_) => {
+                        return Attempt::Failed(Error::internal(
+                            "database: connect: no answer within 5 s",
+                        ));
+                    }
                 }
             }
+            let Some(conn) = held.as_mut() else {
+                return Attempt::Failed(Error::internal("database: the writer has no connection"));
+            };
+            let outcome = match sqlx::Connection::begin(conn).await {
+                Ok(tx) => {
+                    let mut tx = SqlxTx(tx);
+                    match apply_all(&mut tx, batch, savepoints).await {
+                        Ok(()) => match tx.0.commit().await.map_err(Error::from) {
+                            Ok(()) => Attempt::Committed,
+                            Err(Error::Contention(cause)) => {
+                                Attempt::Contention(Error::Contention(cause))
+                            }
+                            Err(e) => Attempt::Failed(e),
+                        },
+                        Err(stopped) => {
+                            let _ = tx.0.rollback().await;
+                            stopped
+                        }
+                    }
+                }
+                Err(e) => Attempt::Failed(Error::internal_from("database: begin", e)),
+            };
+            if matches!(outcome, Attempt::Failed(_)) {
+                // Perhaps the connection broke: the next batch opens another.
+                held.take();
+            }
+            outcome
         }
         Engine::Sqlite { path, connection } => {
             let conn = match Engine::sqlite_connection(path, connection) {
