@@ -365,7 +365,22 @@ async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bo
                 // The pool's acquire timeout, for a server that does not answer.
                 let connect = <sqlx::AnyConnection as sqlx::Connection>::connect(url);
                 match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-                    Ok(Ok(conn)) => *held = Some(conn),
+                    Ok(Ok(mut conn)) => {
+                        // The writer runs a handful of statements, all by
+                        // primary or unique key: one plan each, made once,
+                        // instead of planning every execution anew
+                        // (PostgreSQL 12 and later; older ones keep their
+                        // default).
+                        if let Err(e) = sqlx::Executor::execute(
+                            &mut conn,
+                            "SET plan_cache_mode = force_generic_plan",
+                        )
+                        .await
+                        {
+                            tracing::debug!(error = %e, "plan_cache_mode not set");
+                        }
+                        *held = Some(conn);
+                    }
                     Ok(Err(e)) => {
                         return Attempt::Failed(Error::internal_from("database: connect", e));
                     }
