@@ -414,3 +414,71 @@ impl Fields for Row {
         self.try_get(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// SQLite statements run inline: their futures are ready when made.
+    fn now<T>(f: impl std::future::Future<Output = T>) -> T {
+        match f.now_or_never() {
+            Some(v) => v,
+            None => unreachable!("a SQLite statement's future was pending"),
+        }
+    }
+
+    #[test]
+    fn sqlite_binds_placeholders_by_number_and_counts_changes() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BLOB, d TEXT)")
+            .unwrap();
+        let tx: &mut Tx<'_> = &mut SqliteTx(&mut conn);
+        // Out of order and repeated, as `$1` is in the refresh rotation.
+        let done = now(query(
+            "INSERT INTO t (b, a, c, d) VALUES ($2, $1, $3, $4), ($2, $1 + 1, $3, $4)",
+        )
+        .bind(7)
+        .bind("seven")
+        .bind(vec![1u8, 2])
+        .bind(None::<String>)
+        .execute(tx))
+        .unwrap();
+        assert_eq!(done.rows_affected(), 2);
+        let rows = now(query("SELECT a, b, c, d FROM t WHERE b = $1 ORDER BY a")
+            .bind("seven")
+            .fetch_all(tx))
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].try_get::<i64>("a").unwrap(), 8);
+        assert_eq!(rows[0].try_get::<Vec<u8>>("c").unwrap(), vec![1, 2]);
+        assert_eq!(rows[0].try_get::<Option<String>>("d").unwrap(), None);
+        assert!(
+            rows[0].try_get::<String>("a").is_err(),
+            "an integer is not text"
+        );
+        assert!(rows[0].try_get::<i64>("nope").is_err());
+        // An UPDATE … RETURNING runs to its end whatever is read of it.
+        let first = now(query("UPDATE t SET d = 'x' RETURNING a").fetch_optional(tx)).unwrap();
+        assert!(first.is_some());
+        assert_eq!(
+            now(query("SELECT COUNT(*) AS n FROM t WHERE d = 'x'").fetch_one(tx))
+                .unwrap()
+                .try_get::<i64>("n")
+                .unwrap(),
+            2
+        );
+        assert!(
+            now(query("SELECT a FROM t WHERE a = $1")
+                .bind(99)
+                .fetch_optional(tx))
+            .unwrap()
+            .is_none()
+        );
+        assert!(
+            now(query("SELECT a FROM t WHERE a = $1").fetch_all(tx)).is_err(),
+            "a placeholder without its argument"
+        );
+    }
+}
