@@ -67,18 +67,29 @@ async fn charge(
     if done.rows_affected() == 1 {
         return Ok(None);
     }
+    Ok(Some(limit_passed(tx, user_id, collections, quota).await?))
+}
+
+/// Which limit a refused charge of `collections` (and some bytes) would
+/// have passed: collections if it adds one past the quota, else bytes.
+async fn limit_passed(
+    tx: &mut Tx<'_>,
+    user_id: &str,
+    collections: i64,
+    quota: UserQuota,
+) -> Result<UserLimit> {
     let row = query("SELECT collections FROM user_usage WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(tx)
         .await?;
     let have: i64 = row.try_get("collections")?;
-    Ok(Some(
+    Ok(
         if collections > 0 && have + collections > quota.max_collections {
             UserLimit::Collections
         } else {
             UserLimit::Bytes
         },
-    ))
+    )
 }
 
 impl DocumentRecord {
@@ -325,19 +336,9 @@ async fn create_in_one_statement(tx: &mut Tx<'_>, doc: &NewDocument) -> Result<C
         .bind(&doc.collection)
         .execute(tx)
         .await?;
-    let usage = query("SELECT collections FROM user_usage WHERE user_id = $1")
-        .bind(&doc.user_id)
-        .fetch_one(tx)
-        .await?;
-    let have: i64 = usage.try_get("collections")?;
     let new_collection = i64::from(documents == 1);
-    Ok(CreateOutcome::UserLimitReached(
-        if new_collection > 0 && have + new_collection > doc.quota.max_collections {
-            UserLimit::Collections
-        } else {
-            UserLimit::Bytes
-        },
-    ))
+    let limit = limit_passed(tx, &doc.user_id, new_collection, doc.quota).await?;
+    Ok(CreateOutcome::UserLimitReached(limit))
 }
 
 /// A replace of a document's data, if it is the user's and, when given,
