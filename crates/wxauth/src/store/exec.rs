@@ -33,7 +33,6 @@ pub(super) enum Value {
     Int(i64),
     Text(String),
     Blob(Vec<u8>),
-    NullInt,
     NullText,
     NullBlob,
 }
@@ -41,11 +40,6 @@ pub(super) enum Value {
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
         Value::Int(v)
-    }
-}
-impl From<Option<i64>> for Value {
-    fn from(v: Option<i64>) -> Self {
-        v.map_or(Value::NullInt, Value::Int)
     }
 }
 impl From<&str> for Value {
@@ -68,24 +62,14 @@ impl From<Option<String>> for Value {
         v.map_or(Value::NullText, Value::Text)
     }
 }
-impl From<Option<&str>> for Value {
-    fn from(v: Option<&str>) -> Self {
-        v.map_or(Value::NullText, |s| Value::Text(s.to_owned()))
+impl From<Option<Vec<u8>>> for Value {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        v.map_or(Value::NullBlob, Value::Blob)
     }
 }
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Self {
         Value::Blob(v)
-    }
-}
-impl From<&[u8]> for Value {
-    fn from(v: &[u8]) -> Self {
-        Value::Blob(v.to_vec())
-    }
-}
-impl From<Option<Vec<u8>>> for Value {
-    fn from(v: Option<Vec<u8>>) -> Self {
-        v.map_or(Value::NullBlob, Value::Blob)
     }
 }
 
@@ -244,7 +228,6 @@ fn sqlx_query(
             Value::Int(v) => q.bind(v),
             Value::Text(v) => q.bind(v),
             Value::Blob(v) => q.bind(v),
-            Value::NullInt => q.bind(None::<i64>),
             Value::NullText => q.bind(None::<String>),
             Value::NullBlob => q.bind(None::<Vec<u8>>),
         };
@@ -329,7 +312,7 @@ fn prepare<'c>(
             Value::Int(v) => statement.raw_bind_parameter(at, v),
             Value::Text(v) => statement.raw_bind_parameter(at, v),
             Value::Blob(v) => statement.raw_bind_parameter(at, v),
-            Value::NullInt | Value::NullText | Value::NullBlob => {
+            Value::NullText | Value::NullBlob => {
                 statement.raw_bind_parameter(at, rusqlite::types::Null)
             }
         };

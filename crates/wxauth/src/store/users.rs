@@ -5,7 +5,7 @@
 use futures_util::future::BoxFuture;
 
 use super::Store;
-use super::exec::{Fields, query};
+use super::exec::{Fields, Query, query};
 use super::sessions::insert_session;
 use super::user_cache::UserCache;
 use super::writer::{Tx, Write};
@@ -107,27 +107,34 @@ const UPSERT_USER: &str = "INSERT INTO users (id, appid, openid, unionid, sessio
        last_login_at = excluded.last_login_at";
 
 impl LoginWrite {
+    /// Binds `UPSERT_USER`'s `$1`…`$6`.
+    fn bind_user<'q>(&self, statement: Query<'q>) -> Query<'q> {
+        statement
+            .bind(&self.new_user_id)
+            .bind(&self.appid)
+            .bind(&self.openid)
+            .bind(self.unionid.clone())
+            .bind(self.session_key_enc.clone())
+            .bind(self.now)
+    }
+
     /// PostgreSQL: the user, the session and its refresh token in one
     /// statement (one round trip instead of three; the foreign keys are
     /// checked at the statement's end, when all three rows exist).
     async fn apply_in_one_statement(&self, tx: &mut Tx<'_>) -> Result<LoggedIn> {
-        let row = query(&format!(
+        let sql = format!(
             "WITH u AS ({UPSERT_USER} RETURNING {USER_COLUMNS}), \
              s AS (INSERT INTO sessions (id, user_id, appid, created_at) SELECT $7, id, $2, $6 FROM u RETURNING id), \
              r AS (INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) SELECT $8, id, $6, $9 FROM s) \
              SELECT {USER_COLUMNS} FROM u"
-        ))
-        .bind(&self.new_user_id)
-        .bind(&self.appid)
-        .bind(&self.openid)
-        .bind(self.unionid.clone())
-        .bind(self.session_key_enc.clone())
-        .bind(self.now)
-        .bind(&self.session_id)
-        .bind(self.refresh_hash.clone())
-        .bind(self.refresh_expires_at)
-        .fetch_one(tx)
-        .await?;
+        );
+        let row = self
+            .bind_user(query(&sql))
+            .bind(&self.session_id)
+            .bind(self.refresh_hash.clone())
+            .bind(self.refresh_expires_at)
+            .fetch_one(tx)
+            .await?;
         let user = UserRecord::from_row(&row)?;
         let new_user = user.id == self.new_user_id;
         Ok(LoggedIn { user, new_user })
@@ -141,13 +148,8 @@ impl Write for LoginWrite {
             if tx.chains_writes() {
                 return self.apply_in_one_statement(tx).await;
             }
-            let row = query(&format!("{UPSERT_USER} RETURNING {USER_COLUMNS}"))
-                .bind(&self.new_user_id)
-                .bind(&self.appid)
-                .bind(&self.openid)
-                .bind(self.unionid.clone())
-                .bind(self.session_key_enc.clone())
-                .bind(self.now)
+            let row = self
+                .bind_user(query(&format!("{UPSERT_USER} RETURNING {USER_COLUMNS}")))
                 .fetch_one(tx)
                 .await?;
             let user = UserRecord::from_row(&row)?;
