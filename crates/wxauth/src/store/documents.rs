@@ -7,7 +7,7 @@ use super::Store;
 use super::exec::{Fields, query};
 use super::query::Scope;
 use super::writer::{Tx, Write};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A stored document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,17 +200,29 @@ impl Write for NewDocument {
     fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<CreateOutcome>> {
         Box::pin(create(tx, self))
     }
+    const TOGETHER: bool = true;
+    fn apply_together<'a>(
+        writes: &'a [&'a Self],
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Result<Vec<Option<CreateOutcome>>>> {
+        Box::pin(create_together(tx, writes))
+    }
+}
+
+impl NewDocument {
+    /// Whether this create can be one statement (see `create`).
+    fn in_one_statement(&self) -> bool {
+        self.idempotency.is_none()
+            && size_of(&self.data) <= self.quota.max_bytes
+            && self.quota.max_collections >= 1
+    }
 }
 
 async fn create(tx: &mut Tx<'_>, doc: &NewDocument) -> Result<CreateOutcome> {
     // The edge cases (a document alone over the byte quota, no collection
     // allowed at all) keep the statement-by-statement path below, whose
     // checks come in the order clients see.
-    if tx.chains_writes()
-        && doc.idempotency.is_none()
-        && size_of(&doc.data) <= doc.quota.max_bytes
-        && doc.quota.max_collections >= 1
-    {
+    if tx.chains_writes() && doc.in_one_statement() {
         return create_in_one_statement(tx, doc).await;
     }
     if let Some(idem) = &doc.idempotency {
@@ -339,6 +351,126 @@ async fn create_in_one_statement(tx: &mut Tx<'_>, doc: &NewDocument) -> Result<C
     let new_collection = i64::from(documents == 1);
     let limit = limit_passed(tx, &doc.user_id, new_collection, doc.quota).await?;
     Ok(CreateOutcome::UserLimitReached(limit))
+}
+
+/// One row of `create_together`'s input.
+#[derive(serde::Serialize)]
+struct GroupRow<'a> {
+    ord: usize,
+    id: &'a str,
+    user_id: &'a str,
+    collection: &'a str,
+    data: &'a str,
+    now: i64,
+    size: i64,
+    appid: &'a str,
+}
+
+/// PostgreSQL: creates of different users with the same limits, all in one
+/// statement (the one-statement create over a set of rows, which arrive as
+/// one JSON parameter: sqlx's `Any` driver binds no arrays). One user at
+/// most once: a statement cannot count the same row in twice. The others
+/// are answered None and applied alone.
+async fn create_together(
+    tx: &mut Tx<'_>,
+    docs: &[&NewDocument],
+) -> Result<Vec<Option<CreateOutcome>>> {
+    let mut outcomes: Vec<Option<CreateOutcome>> = docs.iter().map(|_| None).collect();
+    let Some(first) = docs.iter().find(|d| d.in_one_statement()) else {
+        return Ok(outcomes);
+    };
+    let (max_documents, quota) = (first.max_documents, first.quota);
+    let mut users = std::collections::HashSet::new();
+    let rows: Vec<GroupRow> = docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| {
+            d.in_one_statement()
+                && d.max_documents == max_documents
+                && d.quota == quota
+                && users.insert(d.user_id.as_str())
+        })
+        .map(|(ord, d)| GroupRow {
+            ord,
+            id: &d.id,
+            user_id: &d.user_id,
+            collection: &d.collection,
+            data: &d.data,
+            now: d.now,
+            size: size_of(&d.data),
+            appid: &d.appid,
+        })
+        .collect();
+    if rows.len() < 2 {
+        return Ok(outcomes);
+    }
+    let input = serde_json::to_string(&rows).map_err(Error::internal)?;
+    let found = query(&format!(
+        "WITH input AS ( \
+           SELECT * FROM json_to_recordset($1::json) AS t(ord bigint, id text, user_id text, \
+             collection text, data text, now bigint, size bigint, appid text)), \
+         counted AS ( \
+           INSERT INTO collection_counts (user_id, collection, documents) \
+           SELECT user_id, collection, 1 FROM input \
+           ON CONFLICT (user_id, collection) DO UPDATE SET documents = collection_counts.documents + 1 \
+           WHERE collection_counts.documents < $2 RETURNING user_id, documents), \
+         charged AS ( \
+           INSERT INTO user_usage (user_id, collections, bytes) \
+           SELECT c.user_id, CASE WHEN c.documents = 1 THEN 1 ELSE 0 END, i.size \
+           FROM counted c JOIN input i ON i.user_id = c.user_id \
+           ON CONFLICT (user_id) DO UPDATE SET collections = user_usage.collections + excluded.collections, \
+             bytes = user_usage.bytes + excluded.bytes \
+           WHERE (excluded.collections <= 0 OR user_usage.collections + excluded.collections <= $3) \
+             AND (excluded.bytes <= 0 OR user_usage.bytes + excluded.bytes <= $4) \
+           RETURNING user_id), \
+         inserted AS ( \
+           INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid) \
+           SELECT i.id, i.user_id, i.collection, i.data, 1, i.now, i.now, i.size, i.appid \
+           FROM input i JOIN charged ch ON ch.user_id = i.user_id RETURNING {COLUMNS}) \
+         SELECT i.ord, c.documents AS counted, d.* \
+         FROM input i LEFT JOIN counted c ON c.user_id = i.user_id \
+           LEFT JOIN inserted d ON d.user_id = i.user_id"
+    ))
+    .bind(input)
+    .bind(max_documents)
+    .bind(quota.max_collections)
+    .bind(quota.max_bytes)
+    .fetch_all(tx)
+    .await?;
+    if found.len() != rows.len() {
+        // Every input row comes back once; anything else and the group is
+        // not trusted: the batch runs again with each write alone.
+        return Err(Error::internal(
+            "database: a group of creates answered the wrong rows",
+        ));
+    }
+    for row in found {
+        let ord = usize::try_from(row.try_get::<i64>("ord")?)
+            .map_err(|_| Error::internal("database: a group row's ord out of range"))?;
+        let doc = docs
+            .get(ord)
+            .ok_or_else(|| Error::internal("database: a group row's ord out of range"))?;
+        let outcome = match row.try_get::<Option<i64>>("counted")? {
+            None => CreateOutcome::LimitReached,
+            Some(_) if row.try_get::<Option<String>>("id")?.is_some() => {
+                CreateOutcome::Created(DocumentRecord::from_row(&row)?)
+            }
+            Some(documents) => {
+                // Counted but over the user's quota: as in the one-row create.
+                query("UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2")
+                    .bind(&doc.user_id)
+                    .bind(&doc.collection)
+                    .execute(tx)
+                    .await?;
+                let new_collection = i64::from(documents == 1);
+                CreateOutcome::UserLimitReached(
+                    limit_passed(tx, &doc.user_id, new_collection, quota).await?,
+                )
+            }
+        };
+        outcomes[ord] = Some(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// A replace of a document's data, if it is the user's and, when given,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::{Any, Row as _};
 
 use crate::error::{Error, Result};
 
@@ -215,8 +215,9 @@ impl<'q> Query<'q> {
     }
 }
 
-/// sqlx's transaction (PostgreSQL).
-pub(super) struct SqlxTx<'c>(pub(super) Transaction<'c, Any>);
+/// The PostgreSQL writer's connection inside a transaction it began (the
+/// writer sends BEGIN and COMMIT itself; see `writer`).
+pub(super) struct SqlxTx<'c>(pub(super) &'c mut sqlx::AnyConnection);
 
 fn sqlx_query(
     sql: &str,

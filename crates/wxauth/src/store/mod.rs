@@ -176,6 +176,7 @@ impl Store {
                 connection: None,
             },
             Backend::Postgres => writer::Engine::Postgres {
+                open: false,
                 url: url.clone(),
                 held: None,
             },

@@ -12,6 +12,7 @@
 //! the batch is committed. The SQL of each write lives beside its records
 //! (`users`, `sessions`, `documents`).
 
+use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +35,25 @@ pub(super) trait Write: Send + Sync + 'static {
     type Output: Send + 'static;
     /// The write's statements.
     fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Self::Output>>;
+    /// Whether `apply_together` may take several writes of this kind.
+    const TOGETHER: bool = false;
+    /// Several writes of this kind (two or more, in queue order) in as few
+    /// statements as the database allows: on PostgreSQL every statement is
+    /// a round trip to the server and its own executor start, and a batch
+    /// of 16 creates in one statement commits about 2.8 times as fast as 16
+    /// statements. Answers each write's output, or None for a write that
+    /// must be applied alone (it then is, after the group, in the same
+    /// transaction). Called only on PostgreSQL and only in a batch's first
+    /// attempt: if it fails, the batch runs again with every write alone
+    /// in its own savepoint, so a failure stays with its own write. Like
+    /// `apply`, it may run more than once and must only touch the database.
+    fn apply_together<'a>(
+        writes: &'a [&'a Self],
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Result<Vec<Option<Self::Output>>>> {
+        let _ = tx;
+        Box::pin(async move { Ok(writes.iter().map(|_| None).collect()) })
+    }
     /// Runs on the writer's task right after the commit, in commit order,
     /// before the caller hears of it: keeps the user cache in step.
     fn committed(&self, _output: &Self::Output, _users: &UserCache) {}
@@ -47,10 +67,29 @@ enum Applied {
     Contention(Error),
 }
 
+/// How a group of writes went in an attempt.
+enum Grouped {
+    /// For each write of the group, whether the group applied it.
+    Applied(Vec<bool>),
+    /// The group's statement failed: the batch runs again, each write alone.
+    Failed,
+    /// Lost to a concurrent transaction: the whole batch must run again.
+    Contention(Error),
+}
+
 /// A queued write with its caller's reply, its type erased so one batch
 /// can hold writes of every kind.
-trait Job: Send {
+trait Job: Send + Any {
     fn apply<'a>(&'a mut self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Applied>;
+    /// The write's kind, if writes of that kind can be applied together.
+    fn together(&self) -> Option<TypeId>;
+    fn as_any(&mut self) -> &mut dyn Any;
+    /// Applies this write and `others` (all of this one's kind) together.
+    fn apply_with<'a>(
+        &'a mut self,
+        others: Vec<&'a mut Box<dyn Job>>,
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Grouped>;
     /// Answers the caller: its own result when the batch committed, else
     /// the batch's failure.
     fn answer(self: Box<Self>, failure: Option<Error>, users: &UserCache);
@@ -83,6 +122,54 @@ impl<W: Write> Job for Pending<W> {
         })
     }
 
+    fn together(&self) -> Option<TypeId> {
+        W::TOGETHER.then(TypeId::of::<W>)
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn apply_with<'a>(
+        &'a mut self,
+        others: Vec<&'a mut Box<dyn Job>>,
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Grouped> {
+        Box::pin(async move {
+            let mut group: Vec<&mut Pending<W>> = vec![self];
+            for other in others {
+                match other.as_mut().as_any().downcast_mut::<Pending<W>>() {
+                    Some(pending) => group.push(pending),
+                    None => return Grouped::Failed,
+                }
+            }
+            let writes: Vec<&W> = group.iter().map(|p| &p.write).collect();
+            let outputs = W::apply_together(&writes, tx).await;
+            drop(writes);
+            match outputs {
+                Err(Error::Contention(cause)) => Grouped::Contention(Error::Contention(cause)),
+                Err(e) => {
+                    tracing::debug!(error = %e, writes = group.len(), "a group of writes failed; applying each alone");
+                    Grouped::Failed
+                }
+                Ok(outputs) if outputs.len() != group.len() => Grouped::Failed,
+                Ok(outputs) => Grouped::Applied(
+                    group
+                        .into_iter()
+                        .zip(outputs)
+                        .map(|(pending, output)| match output {
+                            Some(output) => {
+                                pending.result = Some(Ok(output));
+                                true
+                            }
+                            None => false,
+                        })
+                        .collect(),
+                ),
+            }
+        })
+    }
+
     fn answer(self: Box<Self>, failure: Option<Error>, users: &UserCache) {
         let result = match failure {
             Some(e) => Err(e),
@@ -104,12 +191,16 @@ pub struct WriterStats {
     pub commits: u64,
     /// Writes acknowledged.
     pub writes: u64,
+    /// Of those, writes applied together with others of their kind in one
+    /// statement (PostgreSQL; see `Write::apply_together`).
+    pub grouped: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    grouped: AtomicU64,
 }
 
 pub(super) struct Writer {
@@ -127,6 +218,9 @@ pub(super) enum Engine {
     Postgres {
         url: String,
         held: Option<sqlx::AnyConnection>,
+        /// A transaction is open on `held`: the last COMMIT began the next
+        /// one in the same round trip (see `pg_attempt`).
+        open: bool,
     },
     /// One rusqlite connection to this file, opened at the first write, on
     /// the writer's own thread (see `exec`).
@@ -222,6 +316,7 @@ impl Writer {
         WriterStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
+            grouped: self.counters.grouped.load(Ordering::Relaxed),
         }
     }
 
@@ -250,7 +345,7 @@ async fn run(
             }
         }
         let n = batch.len() as u64;
-        if let Err(e) = commit_batch(&mut engine, batch, &users, &counters).await {
+        if let Err(e) = commit_batch(&mut engine, &rx, batch, &users, &counters).await {
             tracing::error!(
                 error = e.internal_chain().unwrap_or_else(|| e.to_string()),
                 writes = n,
@@ -267,8 +362,9 @@ const CONTENTION_RETRIES: u32 = 8;
 
 /// What an attempt at a batch came to.
 enum Attempt {
-    /// Committed; each job holds its own result.
-    Committed,
+    /// Committed; each job holds its own result. How many of the writes
+    /// were applied in groups.
+    Committed { grouped: u64 },
     /// A write failed without savepoints: nothing committed, run again
     /// with a savepoint around each write.
     NeedsSavepoints,
@@ -290,15 +386,16 @@ enum Attempt {
 /// again is safe, and the caller never sees the conflict.
 async fn commit_batch(
     engine: &mut Engine,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
     mut batch: Vec<Box<dyn Job>>,
     users: &UserCache,
     counters: &Counters,
 ) -> Result<()> {
     let mut retries = 0;
     let outcome = loop {
-        let mut outcome = attempt(engine, &mut batch, false).await;
+        let mut outcome = attempt(engine, &mut batch, false, queue).await;
         if matches!(outcome, Attempt::NeedsSavepoints) {
-            outcome = attempt(engine, &mut batch, true).await;
+            outcome = attempt(engine, &mut batch, true, queue).await;
         }
         match outcome {
             Attempt::Contention(e) if retries < CONTENTION_RETRIES => {
@@ -317,7 +414,11 @@ async fn commit_batch(
         }
     };
     let failure = match outcome {
-        Attempt::Committed => None,
+        Attempt::Committed { grouped } => {
+            counters.grouped.fetch_add(grouped, Ordering::Relaxed);
+            metrics::counter!("wxauth_store_grouped_writes_total").increment(grouped);
+            None
+        }
         Attempt::Contention(e) | Attempt::Failed(e) => Some(e),
         Attempt::NeedsSavepoints => Some(Error::internal(
             "a write failed even with savepoints around each write",
@@ -358,10 +459,16 @@ fn share(e: &Error) -> Error {
 /// One transaction over the batch. Without savepoints, the first failing
 /// write aborts the attempt (`NeedsSavepoints`). A write that lost to a
 /// concurrent transaction aborts the attempt in either mode.
-async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bool) -> Attempt {
+async fn attempt(
+    engine: &mut Engine,
+    batch: &mut [Box<dyn Job>],
+    savepoints: bool,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+) -> Attempt {
     match engine {
-        Engine::Postgres { url, held } => {
+        Engine::Postgres { url, held, open } => {
             if held.is_none() {
+                *open = false;
                 // The pool's acquire timeout, for a server that does not answer.
                 let connect = <sqlx::AnyConnection as sqlx::Connection>::connect(url);
                 match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
@@ -394,28 +501,11 @@ async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bo
             let Some(conn) = held.as_mut() else {
                 return Attempt::Failed(Error::internal("database: the writer has no connection"));
             };
-            let outcome = match sqlx::Connection::begin(conn).await {
-                Ok(tx) => {
-                    let mut tx = SqlxTx(tx);
-                    match apply_all(&mut tx, batch, savepoints).await {
-                        Ok(()) => match tx.0.commit().await.map_err(Error::from) {
-                            Ok(()) => Attempt::Committed,
-                            Err(Error::Contention(cause)) => {
-                                Attempt::Contention(Error::Contention(cause))
-                            }
-                            Err(e) => Attempt::Failed(e),
-                        },
-                        Err(stopped) => {
-                            let _ = tx.0.rollback().await;
-                            stopped
-                        }
-                    }
-                }
-                Err(e) => Attempt::Failed(Error::internal_from("database: begin", e)),
-            };
+            let outcome = pg_attempt(conn, open, batch, savepoints, queue).await;
             if matches!(outcome, Attempt::Failed(_)) {
                 // Perhaps the connection broke: the next batch opens another.
                 held.take();
+                *open = false;
             }
             outcome
         }
@@ -431,8 +521,8 @@ async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bo
             }
             let mut tx = SqliteTx(conn);
             let outcome = match apply_all(&mut tx, batch, savepoints).await {
-                Ok(()) => match tx.0.execute_batch("COMMIT") {
-                    Ok(()) => return Attempt::Committed,
+                Ok(grouped) => match tx.0.execute_batch("COMMIT") {
+                    Ok(()) => return Attempt::Committed { grouped },
                     Err(e) => Attempt::Failed(Error::internal_from("database: commit", e)),
                 },
                 Err(stopped) => stopped,
@@ -449,14 +539,71 @@ async fn attempt(engine: &mut Engine, batch: &mut [Box<dyn Job>], savepoints: bo
     }
 }
 
-/// Applies every write of the batch in `tx`; the attempt it came to if it
-/// must stop (the transaction is then rolled back).
+/// One attempt on PostgreSQL. BEGIN and COMMIT are the writer's own
+/// statements: when more writes are already queued, the COMMIT also begins
+/// the next batch's transaction ("COMMIT; BEGIN", one round trip instead of
+/// two; each costs 0.5 ms or more on a busy 2-core machine, against 1.6 ms
+/// for the statement of a group of 15 creates). With nothing queued the
+/// connection is left outside any transaction, never idle inside one.
+async fn pg_attempt(
+    conn: &mut sqlx::AnyConnection,
+    open: &mut bool,
+    batch: &mut [Box<dyn Job>],
+    savepoints: bool,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+) -> Attempt {
+    use sqlx::Executor as _;
+    if !*open {
+        if let Err(e) = conn.execute(sqlx::raw_sql("BEGIN")).await {
+            return Attempt::Failed(Error::internal_from("database: begin", e));
+        }
+        *open = true;
+    }
+    let grouped = match apply_all(&mut SqlxTx(&mut *conn), batch, savepoints).await {
+        Ok(grouped) => grouped,
+        Err(stopped) => {
+            *open = false;
+            if let Err(e) = conn.execute(sqlx::raw_sql("ROLLBACK")).await {
+                return Attempt::Failed(Error::internal_from("database: rollback", e));
+            }
+            return stopped;
+        }
+    };
+    let chain = !queue.is_empty();
+    let commit = if chain { "COMMIT; BEGIN" } else { "COMMIT" };
+    // A COMMIT that fails ends the transaction (and skips the BEGIN after it).
+    *open = false;
+    match conn
+        .execute(sqlx::raw_sql(commit))
+        .await
+        .map_err(Error::from)
+    {
+        Ok(_) => {
+            *open = chain;
+            Attempt::Committed { grouped }
+        }
+        Err(Error::Contention(cause)) => Attempt::Contention(Error::Contention(cause)),
+        Err(e) => Attempt::Failed(e),
+    }
+}
+
+/// Applies every write of the batch in `tx` (how many of them in groups);
+/// the attempt it came to if it must stop (the transaction is then rolled
+/// back).
 async fn apply_all(
     tx: &mut Tx<'_>,
     batch: &mut [Box<dyn Job>],
     savepoints: bool,
-) -> Result<(), Attempt> {
-    for job in batch.iter_mut() {
+) -> Result<u64, Attempt> {
+    let mut done = vec![false; batch.len()];
+    if !savepoints && tx.chains_writes() {
+        apply_groups(tx, batch, &mut done).await?;
+    }
+    let grouped = done.iter().filter(|d| **d).count() as u64;
+    for (job, done) in batch.iter_mut().zip(done) {
+        if done {
+            continue;
+        }
         let applied = if savepoints {
             match apply_in_savepoint(tx, job.as_mut()).await {
                 Ok(applied) => applied,
@@ -470,6 +617,48 @@ async fn apply_all(
             Applied::Contention(e) => return Err(Attempt::Contention(e)),
             Applied::Failed if savepoints => {}
             Applied::Failed => return Err(Attempt::NeedsSavepoints),
+        }
+    }
+    Ok(grouped)
+}
+
+/// PostgreSQL: writes of a kind that can be applied together, two or more
+/// in the batch, go as one group each; `done` marks the writes a group
+/// applied.
+async fn apply_groups(
+    tx: &mut Tx<'_>,
+    batch: &mut [Box<dyn Job>],
+    done: &mut [bool],
+) -> Result<(), Attempt> {
+    let mut seen: Vec<TypeId> = Vec::new();
+    for i in 0..batch.len() {
+        let Some(kind) = batch[i].together() else {
+            continue;
+        };
+        if seen.contains(&kind) {
+            continue;
+        }
+        seen.push(kind);
+        let (head, rest) = batch.split_at_mut(i + 1);
+        let mut members = vec![i];
+        let mut others = Vec::new();
+        for (j, job) in rest.iter_mut().enumerate() {
+            if job.together() == Some(kind) {
+                members.push(i + 1 + j);
+                others.push(job);
+            }
+        }
+        if others.is_empty() {
+            continue;
+        }
+        match head[i].apply_with(others, tx).await {
+            Grouped::Applied(applied) => {
+                for (at, applied) in members.into_iter().zip(applied) {
+                    done[at] = applied;
+                }
+            }
+            Grouped::Failed => return Err(Attempt::NeedsSavepoints),
+            Grouped::Contention(e) => return Err(Attempt::Contention(e)),
         }
     }
     Ok(())

@@ -16,6 +16,7 @@ both_backends!(
     phone,
     concurrent_logins_share_commits,
     a_failing_write_does_not_sink_its_batch,
+    creates_queued_together_keep_every_limit,
 );
 
 /// Two instances (two stores on one database) patching one profile at once:
@@ -532,4 +533,216 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
         .unwrap(),
         1
     );
+}
+
+/// Holds the writer for `ms` (a profile change runs inside the writer's
+/// transaction), so every write submitted meanwhile lands in the next batch.
+fn hold_writer(store: &Store, user_id: &str, ms: u64) -> tokio::task::JoinHandle<()> {
+    let store = store.clone();
+    let user_id = user_id.to_string();
+    tokio::spawn(async move {
+        store
+            .modify_profile(
+                &user_id,
+                Box::new(move |cur: &str| {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    Ok(cur.to_string())
+                }),
+            )
+            .await
+            .unwrap();
+    })
+}
+
+/// Creates queued together (on PostgreSQL one statement for creates of
+/// different users: `Write::apply_together`) come out as they would one by
+/// one: the collection limit, the byte and collection quotas with the
+/// count taken back, a user with two creates in the batch, an idempotency
+/// key, and a create for a missing user that fails alone.
+async fn creates_queued_together_keep_every_limit(store: &Store) {
+    use wxauth::store::{CreateOutcome, Idempotency, NewDocument, Scope, UserLimit, UserQuota};
+    let quota = UserQuota {
+        max_collections: 2,
+        max_bytes: 200,
+    };
+    let doc = |user: &str, collection: &str, bytes: usize| NewDocument {
+        id: id(),
+        user_id: user.to_string(),
+        appid: "wxa".into(),
+        collection: collection.into(),
+        data: format!("{{\"s\":\"{}\"}}", "x".repeat(bytes.saturating_sub(8))),
+        now: 1000,
+        max_documents: 3,
+        quota,
+        idempotency: None,
+    };
+    let mut users = Vec::new();
+    for name in [
+        "full", "bytes", "colls", "n1", "n2", "n3", "twice", "idem", "holder",
+    ] {
+        let LoggedIn { user, .. } = store
+            .login(login(
+                "wxa",
+                &format!("o-g-{name}"),
+                None,
+                b"k",
+                &format!("r-g-{name}"),
+                1000,
+            ))
+            .await
+            .unwrap();
+        users.push(user.id);
+    }
+    let [full, bytes, colls, n1, n2, n3, twice, idem, holder] = users.try_into().unwrap();
+    let created = |o: &CreateOutcome| matches!(o, CreateOutcome::Created(_));
+    // Before: `full` has 3 of 3 documents in c; `bytes` 150 of 200 bytes;
+    // `colls` documents in 2 of 2 collections.
+    for _ in 0..3 {
+        assert!(created(
+            &store.create_document(doc(&full, "c", 10)).await.unwrap()
+        ));
+    }
+    assert!(created(
+        &store.create_document(doc(&bytes, "c", 150)).await.unwrap()
+    ));
+    assert!(created(
+        &store.create_document(doc(&colls, "c", 10)).await.unwrap()
+    ));
+    assert!(created(
+        &store.create_document(doc(&colls, "d", 10)).await.unwrap()
+    ));
+
+    let before = store.writer_stats();
+    let held = hold_writer(store, &holder, 150);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let mut idem_doc = doc(&idem, "c", 10);
+    idem_doc.idempotency = Some(Idempotency {
+        key: "k-1".into(),
+        request_hash: hash("k-1"),
+    });
+    let writes = vec![
+        doc(&full, "c", 10),
+        doc(&bytes, "c", 100),
+        doc(&colls, "e", 10),
+        doc(&n1, "c", 10),
+        doc(&n2, "c", 10),
+        doc(&n3, "c", 10),
+        doc(&twice, "c", 10),
+        doc(&twice, "c", 10),
+        idem_doc,
+    ];
+    let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_document(w).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    held.await.unwrap();
+    assert_eq!(outcomes[0], CreateOutcome::LimitReached);
+    assert_eq!(
+        outcomes[1],
+        CreateOutcome::UserLimitReached(UserLimit::Bytes)
+    );
+    assert_eq!(
+        outcomes[2],
+        CreateOutcome::UserLimitReached(UserLimit::Collections)
+    );
+    for (i, (outcome, user)) in outcomes[3..]
+        .iter()
+        .zip([&n1, &n2, &n3, &twice, &twice, &idem])
+        .enumerate()
+    {
+        let CreateOutcome::Created(d) = outcome else {
+            panic!("create {}: {outcome:?}", i + 3)
+        };
+        assert_eq!(
+            (&d.owner, d.id.as_str(), d.version),
+            (user, ids[i + 3].as_str(), 1)
+        );
+        let scope = Scope::Owner {
+            user_id: user.to_string(),
+            collection: "c".into(),
+        };
+        assert_eq!(
+            store.document(&scope, &d.id).await.unwrap().as_ref(),
+            Some(d)
+        );
+    }
+    let after = store.writer_stats();
+    if store.backend() == wxauth::store::Backend::Postgres {
+        // At least the five creates of different users went as one group.
+        assert!(
+            after.grouped - before.grouped >= 5,
+            "{before:?} → {after:?}"
+        );
+    } else {
+        assert_eq!(after.grouped, 0);
+    }
+
+    // The refused creates left no count behind: `bytes` still has room
+    // for 2 more documents in c (3 in all), `colls` still no third
+    // collection, `twice` 1 more.
+    assert!(created(
+        &store.create_document(doc(&bytes, "c", 10)).await.unwrap()
+    ));
+    assert!(created(
+        &store.create_document(doc(&bytes, "c", 10)).await.unwrap()
+    ));
+    assert_eq!(
+        store.create_document(doc(&bytes, "c", 10)).await.unwrap(),
+        CreateOutcome::LimitReached
+    );
+    assert_eq!(
+        store.create_document(doc(&colls, "e", 10)).await.unwrap(),
+        CreateOutcome::UserLimitReached(UserLimit::Collections)
+    );
+    assert!(created(
+        &store.create_document(doc(&twice, "c", 10)).await.unwrap()
+    ));
+    assert_eq!(
+        store.create_document(doc(&twice, "c", 10)).await.unwrap(),
+        CreateOutcome::LimitReached
+    );
+    // A replay of the idempotent create answers the first one.
+    let mut replay = doc(&idem, "c", 10);
+    replay.idempotency = Some(Idempotency {
+        key: "k-1".into(),
+        request_hash: hash("k-1"),
+    });
+    assert!(matches!(
+        store.create_document(replay).await.unwrap(),
+        CreateOutcome::Replayed(first) if first.document_id == ids[8]
+    ));
+
+    // A create for a user that does not exist fails alone; the creates
+    // queued with it are kept.
+    let held = hold_writer(store, &holder, 150);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let tasks: Vec<_> = [
+        doc("no-such-user", "c", 10),
+        doc(&n1, "c", 10),
+        doc(&n2, "c", 10),
+        doc(&n3, "c", 10),
+    ]
+    .into_iter()
+    .map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_document(w).await })
+    })
+    .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    held.await.unwrap();
+    assert!(results[0].is_err(), "{:?}", results[0]);
+    for r in &results[1..] {
+        assert!(matches!(r, Ok(CreateOutcome::Created(_))), "{r:?}");
+    }
 }
