@@ -9,7 +9,7 @@ use super::exec::{Fields, Query, query};
 use super::sessions::insert_session;
 use super::user_cache::UserCache;
 use super::writer::{Tx, Write};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub(super) const USER_COLUMNS: &str = "id, appid, openid, unionid, session_key_enc, phone_enc, profile, profile_version, created_at, last_login_at";
 
@@ -167,9 +167,104 @@ impl Write for LoginWrite {
             Ok(LoggedIn { user, new_user })
         })
     }
+    const TOGETHER: bool = true;
+    fn apply_together<'a>(
+        writes: &'a [&'a Self],
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Result<Vec<Option<LoggedIn>>>> {
+        Box::pin(login_together(tx, writes))
+    }
     fn committed(&self, done: &LoggedIn, users: &UserCache) {
         users.put(&done.user);
     }
+}
+
+/// One row of `login_together`'s input (bytes as hex).
+#[derive(serde::Serialize)]
+struct GroupRow<'a> {
+    ord: usize,
+    new_user_id: &'a str,
+    appid: &'a str,
+    openid: &'a str,
+    unionid: Option<&'a str>,
+    session_key_enc: String,
+    session_id: &'a str,
+    refresh_hash: String,
+    refresh_expires_at: i64,
+    now: i64,
+}
+
+/// PostgreSQL: logins of different users in one statement (the one-row
+/// login over a set of rows, which arrive as one JSON parameter). A user
+/// at most once: a statement cannot upsert the same row twice. The others
+/// are answered None and applied alone.
+async fn login_together(tx: &mut Tx<'_>, logins: &[&LoginWrite]) -> Result<Vec<Option<LoggedIn>>> {
+    let mut outcomes: Vec<Option<LoggedIn>> = logins.iter().map(|_| None).collect();
+    let mut users = std::collections::HashSet::new();
+    let rows: Vec<GroupRow> = logins
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| users.insert((l.appid.as_str(), l.openid.as_str())))
+        .map(|(ord, l)| GroupRow {
+            ord,
+            new_user_id: &l.new_user_id,
+            appid: &l.appid,
+            openid: &l.openid,
+            unionid: l.unionid.as_deref(),
+            session_key_enc: hex::encode(&l.session_key_enc),
+            session_id: &l.session_id,
+            refresh_hash: hex::encode(&l.refresh_hash),
+            refresh_expires_at: l.refresh_expires_at,
+            now: l.now,
+        })
+        .collect();
+    if rows.len() < 2 {
+        return Ok(outcomes);
+    }
+    let input = serde_json::to_string(&rows).map_err(Error::internal)?;
+    let found = query(&format!(
+        "WITH input AS ( \
+           SELECT * FROM json_to_recordset($1::json) AS t(ord bigint, new_user_id text, appid text, \
+             openid text, unionid text, session_key_enc text, session_id text, refresh_hash text, \
+             refresh_expires_at bigint, now bigint)), \
+         u AS ( \
+           INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
+           SELECT new_user_id, appid, openid, unionid, decode(session_key_enc, 'hex'), now, now FROM input \
+           ON CONFLICT (appid, openid) DO UPDATE SET \
+             unionid = COALESCE(excluded.unionid, users.unionid), \
+             session_key_enc = excluded.session_key_enc, \
+             last_login_at = excluded.last_login_at \
+           RETURNING {USER_COLUMNS}), \
+         s AS ( \
+           INSERT INTO sessions (id, user_id, appid, created_at) \
+           SELECT i.session_id, u.id, i.appid, i.now FROM input i JOIN u ON u.appid = i.appid AND u.openid = i.openid \
+           RETURNING id), \
+         r AS ( \
+           INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) \
+           SELECT decode(i.refresh_hash, 'hex'), s.id, i.now, i.refresh_expires_at FROM input i JOIN s ON s.id = i.session_id) \
+         SELECT i.ord, u.* FROM input i JOIN u ON u.appid = i.appid AND u.openid = i.openid"
+    ))
+    .bind(input)
+    .fetch_all(tx)
+    .await?;
+    if found.len() != rows.len() {
+        // Every input row comes back once; anything else and the group is
+        // not trusted: the batch runs again with each write alone.
+        return Err(Error::internal(
+            "database: a group of logins answered the wrong rows",
+        ));
+    }
+    for row in found {
+        let ord = usize::try_from(row.try_get::<i64>("ord")?)
+            .map_err(|_| Error::internal("database: a group row's ord out of range"))?;
+        let login = logins
+            .get(ord)
+            .ok_or_else(|| Error::internal("database: a group row's ord out of range"))?;
+        let user = UserRecord::from_row(&row)?;
+        let new_user = user.id == login.new_user_id;
+        outcomes[ord] = Some(LoggedIn { user, new_user });
+    }
+    Ok(outcomes)
 }
 
 /// A change to a profile, computed from the current one inside the write

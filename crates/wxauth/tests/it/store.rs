@@ -17,6 +17,7 @@ both_backends!(
     concurrent_logins_share_commits,
     a_failing_write_does_not_sink_its_batch,
     creates_queued_together_keep_every_limit,
+    logins_queued_together,
 );
 
 /// Two instances (two stores on one database) patching one profile at once:
@@ -744,5 +745,99 @@ async fn creates_queued_together_keep_every_limit(store: &Store) {
     assert!(results[0].is_err(), "{:?}", results[0]);
     for r in &results[1..] {
         assert!(matches!(r, Ok(CreateOutcome::Created(_))), "{r:?}");
+    }
+}
+
+/// Logins queued together (on PostgreSQL one statement for logins of
+/// different users) come out as they would one by one: new and returning
+/// users, a kept unionid, the same user twice in one batch, and every
+/// session's refresh token usable.
+async fn logins_queued_together(store: &Store) {
+    let LoggedIn { user: holder, .. } = store
+        .login(login("wxa", "o-q-holder", None, b"k", "r-q-holder", 1000))
+        .await
+        .unwrap();
+    let LoggedIn { user: back, .. } = store
+        .login(login(
+            "wxa",
+            "o-q-back",
+            Some("u-back"),
+            b"k0",
+            "r-q-back0",
+            1000,
+        ))
+        .await
+        .unwrap();
+    let before = store.writer_stats();
+    let held = hold_writer(store, &holder.id, 150);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let writes = vec![
+        login("wxa", "o-q-new1", Some("u-new1"), b"k1", "r-q-1", 2000),
+        login("wxa", "o-q-back", None, b"k2", "r-q-2", 2000),
+        login("wxa", "o-q-twice", None, b"k3", "r-q-3", 2000),
+        login("wxa", "o-q-twice", None, b"k4", "r-q-4", 2000),
+        login("wxb", "o-q-new1", None, b"k5", "r-q-5", 2000),
+    ];
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move { store.login(w).await.unwrap() })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    held.await.unwrap();
+    assert!(done[0].new_user);
+    assert_eq!(done[0].user.unionid.as_deref(), Some("u-new1"));
+    assert!(!done[1].new_user);
+    assert_eq!(done[1].user.id, back.id);
+    assert_eq!(
+        done[1].user.unionid.as_deref(),
+        Some("u-back"),
+        "an absent unionid keeps the stored one"
+    );
+    assert_eq!(done[1].user.session_key_enc, b"k2");
+    assert_eq!(done[2].user.id, done[3].user.id);
+    assert_eq!(
+        [done[2].new_user, done[3].new_user]
+            .iter()
+            .filter(|n| **n)
+            .count(),
+        1,
+        "one of the two logins made the user"
+    );
+    assert_ne!(
+        done[4].user.id, done[0].user.id,
+        "another app, another user"
+    );
+    assert!(done[4].new_user);
+    let stored = store.user(&done[2].user.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_login_at, 2000);
+    for i in 1..=5 {
+        let out = store
+            .rotate_refresh(
+                hash(&format!("r-q-{i}")),
+                hash(&format!("r-q-{i}b")),
+                9000,
+                2100,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(out, RefreshOutcome::Rotated { .. }),
+            "login {i}: {out:?}"
+        );
+    }
+    let after = store.writer_stats();
+    if store.backend() == wxauth::store::Backend::Postgres {
+        assert!(
+            after.grouped - before.grouped >= 4,
+            "{before:?} → {after:?}"
+        );
+    } else {
+        assert_eq!(after.grouped, 0);
     }
 }
