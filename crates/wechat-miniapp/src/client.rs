@@ -204,6 +204,10 @@ impl WechatClient {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .user_agent(config.user_agent)
+            // WeChat's API does not redirect, and a redirect would carry
+            // the app secret in its query to wherever it points. Not
+            // following them also spares every call the redirect layer.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(Self {

@@ -113,3 +113,28 @@ fn bad_base_url_is_a_config_error() {
         assert!(matches!(err, Error::Config(_)), "{err:?}");
     }
 }
+
+/// A redirect is an error, never followed: it would carry the app secret
+/// in its query to wherever it points.
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let (elsewhere, followed) =
+        canned("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}").await;
+    let redirect: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: {elsewhere}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .into_boxed_str(),
+    );
+    let (url, hits) = canned(redirect).await;
+    let err = client_for(&url, Duration::from_secs(2))
+        .code2session(APP1, &secret1(), &LoginCode::new("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport { message, .. } if message.contains("302")),
+        "{err:?}"
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(followed.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
