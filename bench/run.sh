@@ -10,6 +10,7 @@
 #   ONLY=soak SOAK_SECONDS=600 bash bench/run.sh   # unique-code logins for 10 minutes
 #   ONLY=gateway bash bench/run.sh    # a service directly and through the gateway
 #   ONLY=million bash bench/run.sh    # empty vs 1,000,000 users / 10,000,000 documents
+#   BACKENDS=sqlite ONLY=million bash bench/run.sh   # one backend only
 #   ONLY=query bash bench/run.sh      # indexed queries on 1,000,000 shared documents, filtered lists of 10,000
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
@@ -263,6 +264,7 @@ run_million() {
   echo "== empty vs $users users and $((users * docs)) documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
   local backends=(sqlite)
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then backends+=(postgres); fi
+  if [ -n "${BACKENDS:-}" ]; then read -r -a backends <<< "$BACKENDS"; fi
   for backend in "${backends[@]}"; do
     for state in empty filled; do
       local port db_url schema="" name="m_${backend}_$state"; port=$(free_port)
@@ -289,6 +291,10 @@ PY
             PGOPTIONS="-c search_path=$schema -c client_min_messages=warning" psql "$PG_URL" -q -v ON_ERROR_STOP=1 >/dev/null
         fi
         echo "   ($backend filled in $((SECONDS - started)) s)"
+        # Settle: the fill's dirty pages and WAL are written out now, not
+        # during the measurement that follows (they made every fsync wait).
+        if [ "$backend" = postgres ]; then psql "$PG_URL" -qc "CHECKPOINT" >/dev/null; fi
+        sync; sleep 5
       fi
       start_instance "$name" "$port"
       local pid=${PIDS[-1]}

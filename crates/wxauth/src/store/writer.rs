@@ -5,7 +5,10 @@
 //!
 //! The writer is a thread of its own with a connection of its own (rusqlite
 //! on SQLite, sqlx on PostgreSQL: `Engine`), apart from the pool that
-//! serves reads.
+//! serves reads. On PostgreSQL, where every statement is a round trip,
+//! writes of one kind that can go together (`Write::apply_together`) are
+//! one statement per batch, and a COMMIT with writes already queued begins
+//! the next transaction in the same round trip.
 //!
 //! The engine knows nothing of users or documents: a write is any value
 //! implementing [`Write`], whose `Output` is what its caller gets back once
