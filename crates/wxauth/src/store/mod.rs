@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection as _, Executor};
 
 use crate::error::{Error, Result};
 pub use accounts::{Resealed, SealedRow, SessionSummary, USER_TABLES, UserLookup};
@@ -119,6 +119,9 @@ async fn sqlite_file(pool: &AnyPool) -> Result<std::path::PathBuf> {
     ))
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Connects without migrating (see [`Store::migrate`]).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -150,8 +153,27 @@ impl Store {
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(5))
             // A SQLite connection does not break; checking one on every
-            // acquire is another hand-off to its thread per read.
-            .test_before_acquire(backend != Backend::Sqlite)
+            // acquire is another hand-off to its thread per read. A
+            // PostgreSQL connection can (a server restart, a proxy's idle
+            // cut), but a ping on every acquire is a second round trip per
+            // read: only one idle for a while is checked first (HikariCP
+            // skips its check the same way for connections used within
+            // the last 500 ms).
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite || meta.idle_for < PING_WHEN_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    match conn.ping().await {
+                        Ok(()) => Ok(true),
+                        Err(e) => {
+                            tracing::info!(error = %e, "an idle database connection is gone; taking another");
+                            Ok(false)
+                        }
+                    }
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite && read_only {

@@ -99,12 +99,22 @@ pub struct LoggedIn {
 }
 
 /// The user upsert of a login (`$1`…`$6`).
-const UPSERT_USER: &str = "INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $6) \
-     ON CONFLICT (appid, openid) DO UPDATE SET \
-       unionid = COALESCE(excluded.unionid, users.unionid), \
-       session_key_enc = excluded.session_key_enc, \
-       last_login_at = excluded.last_login_at";
+/// What a login changes on a user who exists (an absent unionid keeps the
+/// stored one): shared by the one-row and the grouped login.
+macro_rules! on_login_conflict {
+    () => {
+        "ON CONFLICT (appid, openid) DO UPDATE SET \
+           unionid = COALESCE(excluded.unionid, users.unionid), \
+           session_key_enc = excluded.session_key_enc, \
+           last_login_at = excluded.last_login_at"
+    };
+}
+
+const UPSERT_USER: &str = concat!(
+    "INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6) ",
+    on_login_conflict!()
+);
 
 impl LoginWrite {
     /// Binds `UPSERT_USER`'s `$1`…`$6`.
@@ -230,11 +240,7 @@ async fn login_together(tx: &mut Tx<'_>, logins: &[&LoginWrite]) -> Result<Vec<O
          u AS ( \
            INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
            SELECT new_user_id, appid, openid, unionid, decode(session_key_enc, 'hex'), now, now FROM input \
-           ON CONFLICT (appid, openid) DO UPDATE SET \
-             unionid = COALESCE(excluded.unionid, users.unionid), \
-             session_key_enc = excluded.session_key_enc, \
-             last_login_at = excluded.last_login_at \
-           RETURNING {USER_COLUMNS}), \
+           {ON_CONFLICT} RETURNING {USER_COLUMNS}), \
          s AS ( \
            INSERT INTO sessions (id, user_id, appid, created_at) \
            SELECT i.session_id, u.id, i.appid, i.now FROM input i JOIN u ON u.appid = i.appid AND u.openid = i.openid \
@@ -242,7 +248,8 @@ async fn login_together(tx: &mut Tx<'_>, logins: &[&LoginWrite]) -> Result<Vec<O
          r AS ( \
            INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) \
            SELECT decode(i.refresh_hash, 'hex'), s.id, i.now, i.refresh_expires_at FROM input i JOIN s ON s.id = i.session_id) \
-         SELECT i.ord, u.* FROM input i JOIN u ON u.appid = i.appid AND u.openid = i.openid"
+         SELECT i.ord, u.* FROM input i JOIN u ON u.appid = i.appid AND u.openid = i.openid",
+        ON_CONFLICT = on_login_conflict!()
     ))
     .bind(input)
     .fetch_all(tx)

@@ -841,3 +841,42 @@ async fn logins_queued_together(store: &Store) {
         assert_eq!(after.grouped, 0);
     }
 }
+
+/// A pooled PostgreSQL connection the server cut while it was idle (a
+/// restart, a proxy's idle timeout) is noticed before use and replaced:
+/// the next read succeeds. (Busy connections are not pinged per read.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_postgres_connections_cut_by_the_server_are_replaced() {
+    let Some(db) = crate::db::postgres().await else {
+        return;
+    };
+    let name = format!("wxauth_idle_{}", uuid::Uuid::now_v7().simple());
+    let store = Store::open(&format!("{}%20-c%20application_name%3D{name}", db.url))
+        .await
+        .unwrap();
+    let LoggedIn { user, .. } = store
+        .login(login("wxa", "o-idle", None, b"k", "r-idle", 1000))
+        .await
+        .unwrap();
+    let reads: Vec<_> = (0..4).map(|_| store.user(&user.id)).collect();
+    for r in futures_util::future::join_all(reads).await {
+        assert!(r.unwrap().is_some());
+    }
+    use sqlx::{Connection, Row};
+    let mut admin = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let cut: i64 = sqlx::query(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity \
+         WHERE application_name = $1) t WHERE cut",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+    .get(0);
+    assert!(cut >= 2, "only {cut} connections cut");
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    for _ in 0..4 {
+        let read = store.user(&user.id).await;
+        assert!(matches!(read, Ok(Some(_))), "{read:?}");
+    }
+}
