@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use super::Store;
 use super::exec::{Fields, query};
 use super::query::Scope;
-use super::writer::{Tx, Write};
+use super::writer::{Tx, Write, answered_rows};
 use crate::error::{Error, Result};
 
 /// A stored document.
@@ -437,19 +437,7 @@ async fn create_together(
     .bind(quota.max_bytes)
     .fetch_all(tx)
     .await?;
-    if found.len() != rows.len() {
-        // Every input row comes back once; anything else and the group is
-        // not trusted: the batch runs again with each write alone.
-        return Err(Error::internal(
-            "database: a group of creates answered the wrong rows",
-        ));
-    }
-    for row in found {
-        let ord = usize::try_from(row.try_get::<i64>("ord")?)
-            .map_err(|_| Error::internal("database: a group row's ord out of range"))?;
-        let doc = docs
-            .get(ord)
-            .ok_or_else(|| Error::internal("database: a group row's ord out of range"))?;
+    for (row, ord, doc) in answered_rows(found, rows.len(), docs)? {
         let outcome = match row.try_get::<Option<i64>>("counted")? {
             None => CreateOutcome::LimitReached,
             Some(_) if row.try_get::<Option<String>>("id")?.is_some() => {

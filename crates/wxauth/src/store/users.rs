@@ -8,7 +8,7 @@ use super::Store;
 use super::exec::{Fields, Query, query};
 use super::sessions::insert_session;
 use super::user_cache::UserCache;
-use super::writer::{Tx, Write};
+use super::writer::{Tx, Write, answered_rows};
 use crate::error::{Error, Result};
 
 pub(super) const USER_COLUMNS: &str = "id, appid, openid, unionid, session_key_enc, phone_enc, profile, profile_version, created_at, last_login_at";
@@ -254,19 +254,7 @@ async fn login_together(tx: &mut Tx<'_>, logins: &[&LoginWrite]) -> Result<Vec<O
     .bind(input)
     .fetch_all(tx)
     .await?;
-    if found.len() != rows.len() {
-        // Every input row comes back once; anything else and the group is
-        // not trusted: the batch runs again with each write alone.
-        return Err(Error::internal(
-            "database: a group of logins answered the wrong rows",
-        ));
-    }
-    for row in found {
-        let ord = usize::try_from(row.try_get::<i64>("ord")?)
-            .map_err(|_| Error::internal("database: a group row's ord out of range"))?;
-        let login = logins
-            .get(ord)
-            .ok_or_else(|| Error::internal("database: a group row's ord out of range"))?;
+    for (row, ord, login) in answered_rows(found, rows.len(), logins)? {
         let user = UserRecord::from_row(&row)?;
         let new_user = user.id == login.new_user_id;
         outcomes[ord] = Some(LoggedIn { user, new_user });

@@ -62,6 +62,32 @@ pub(super) trait Write: Send + Sync + 'static {
     fn committed(&self, _output: &Self::Output, _users: &UserCache) {}
 }
 
+/// Pairs each row a group's statement answered with the write it is for
+/// (its `ord` column: the write's place in `writes`). Every row sent must
+/// come back once; anything else and the group is not trusted: the batch
+/// then runs again with each write alone.
+pub(super) fn answered_rows<'w, W>(
+    found: Vec<super::exec::Row>,
+    sent: usize,
+    writes: &[&'w W],
+) -> Result<Vec<(super::exec::Row, usize, &'w W)>> {
+    if found.len() != sent {
+        return Err(Error::internal(
+            "database: a group of writes answered the wrong rows",
+        ));
+    }
+    found
+        .into_iter()
+        .map(|row| {
+            let ord = usize::try_from(row.try_get::<i64>("ord")?).ok();
+            let write = ord.and_then(|ord| writes.get(ord).map(|w| (ord, *w)));
+            let (ord, write) =
+                write.ok_or_else(|| Error::internal("database: a group row's ord out of range"))?;
+            Ok((row, ord, write))
+        })
+        .collect()
+}
+
 /// How one write went in an attempt.
 enum Applied {
     Done,
