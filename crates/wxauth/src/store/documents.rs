@@ -622,15 +622,11 @@ impl Store {
 
     /// One document in a scope (a user's, or an app's shared collection).
     pub async fn document(&self, scope: &Scope, id: &str) -> Result<Option<DocumentRecord>> {
-        let (column, who, collection) = scope.parts();
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM documents WHERE id = $1 AND {column} = $2 AND collection = $3"
-        ))
-        .bind(id)
-        .bind(who)
-        .bind(collection)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(DocumentRecord::from_row).transpose()
+        if let Some(reads) = &self.document_reads {
+            if let Some(answer) = reads.lookup(scope, id).await {
+                return answer;
+            }
+        }
+        super::document_reads::document_alone(&self.pool, scope, id).await
     }
 }

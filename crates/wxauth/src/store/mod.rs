@@ -1,6 +1,7 @@
 //! Persistence: SQLite or PostgreSQL, chosen by the URL scheme.
 //!
-//! Reads go straight to the pool. Every write goes through the group-commit
+//! Reads go straight to the pool (on PostgreSQL, reads of one document
+//! made at the same time are fetched together: `document_reads`). Every write goes through the group-commit
 //! writer (`writer`): one thread takes all writes that are waiting, applies
 //! them in one transaction (each in its own savepoint, so one failing write
 //! does not undo the others) and commits once. A write is acknowledged only
@@ -19,6 +20,7 @@
 
 mod accounts;
 mod audit;
+mod document_reads;
 mod documents;
 mod exec;
 mod migrations;
@@ -81,6 +83,8 @@ pub struct Store {
     backend: Backend,
     writer: Arc<writer::Writer>,
     users: Arc<user_cache::UserCache>,
+    /// PostgreSQL: single-document reads, grouped under load.
+    document_reads: Option<Arc<document_reads::DocumentReads>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -205,11 +209,17 @@ impl Store {
         };
         let users = Arc::new(user_cache::UserCache::default());
         let writer = Arc::new(writer::Writer::spawn(engine, users.clone())?);
+        // SQLite reads are in-process: nothing to save by grouping them.
+        let document_reads = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => document_reads::DocumentReads::start(&pool).map(Arc::new),
+        };
         Ok(Self {
             pool,
             backend,
             writer,
             users,
+            document_reads,
         })
     }
 
@@ -277,6 +287,12 @@ impl Store {
     /// How many commits and writes the group-commit writer has done.
     pub fn writer_stats(&self) -> WriterStats {
         self.writer.stats()
+    }
+
+    /// Single-document reads answered by a query that answered others too
+    /// (PostgreSQL; see `document_reads`).
+    pub fn grouped_reads(&self) -> u64 {
+        self.document_reads.as_ref().map_or(0, |r| r.grouped())
     }
 
     /// Keeps hot user rows in memory (see `user_cache`). Only for a

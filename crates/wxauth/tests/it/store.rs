@@ -18,6 +18,7 @@ both_backends!(
     a_failing_write_does_not_sink_its_batch,
     creates_queued_together_keep_every_limit,
     logins_queued_together,
+    document_reads_arriving_together_stay_in_their_scope,
 );
 
 /// Two instances (two stores on one database) patching one profile at once:
@@ -878,5 +879,98 @@ async fn idle_postgres_connections_cut_by_the_server_are_replaced() {
     for _ in 0..4 {
         let read = store.user(&user.id).await;
         assert!(matches!(read, Ok(Some(_))), "{read:?}");
+    }
+}
+
+/// Single-document reads made at once (on PostgreSQL grouped into one
+/// query by id: `document_reads`) answer exactly as each alone would: a
+/// document of another user, another collection or another app is not
+/// found, even when the same query fetched it for someone else.
+async fn document_reads_arriving_together_stay_in_their_scope(store: &Store) {
+    use wxauth::store::{CreateOutcome, NewDocument, Scope, UserQuota};
+    let mut users = Vec::new();
+    for (app, name) in [("wxa", "ann"), ("wxa", "bob"), ("wxb", "cat")] {
+        let LoggedIn { user, .. } = store
+            .login(login(
+                app,
+                &format!("o-r-{name}"),
+                None,
+                b"k",
+                &format!("r-r-{name}"),
+                1000,
+            ))
+            .await
+            .unwrap();
+        users.push(user.id);
+    }
+    let [ann, bob, cat] = users.try_into().unwrap();
+    let create = |user: &str, appid: &str, collection: &str| {
+        let doc = NewDocument {
+            id: id(),
+            user_id: user.to_string(),
+            appid: appid.into(),
+            collection: collection.into(),
+            data: format!("{{\"by\":\"{user}\"}}"),
+            now: 1000,
+            max_documents: 10,
+            quota: UserQuota {
+                max_collections: 10,
+                max_bytes: 10_000,
+            },
+            idempotency: None,
+        };
+        async move {
+            match store.create_document(doc).await.unwrap() {
+                CreateOutcome::Created(record) => record,
+                _ => panic!("not created"),
+            }
+        }
+    };
+    let ann_note = create(&ann, "wxa", "notes").await;
+    let bob_note = create(&bob, "wxa", "notes").await;
+    let ann_post = create(&ann, "wxa", "board").await;
+    let cat_post = create(&cat, "wxb", "board").await;
+    let owner = |user: &str, collection: &str| Scope::Owner {
+        user_id: user.into(),
+        collection: collection.into(),
+    };
+    let app = |appid: &str, collection: &str| Scope::App {
+        appid: appid.into(),
+        collection: collection.into(),
+    };
+    let missing = id();
+    // (scope, id, the document it finds)
+    let cases = [
+        (owner(&ann, "notes"), &ann_note.id, Some(&ann_note)),
+        (owner(&bob, "notes"), &ann_note.id, None),
+        (owner(&bob, "notes"), &bob_note.id, Some(&bob_note)),
+        (owner(&ann, "board"), &ann_note.id, None),
+        (owner(&ann, "board"), &ann_post.id, Some(&ann_post)),
+        (app("wxa", "board"), &ann_post.id, Some(&ann_post)),
+        (app("wxb", "board"), &ann_post.id, None),
+        (app("wxb", "board"), &cat_post.id, Some(&cat_post)),
+        (app("wxa", "board"), &cat_post.id, None),
+        (app("wxa", "notes"), &bob_note.id, Some(&bob_note)),
+        (owner(&cat, "board"), &missing, None),
+    ];
+    for _ in 0..5 {
+        let answers = futures_util::future::join_all(
+            cases
+                .iter()
+                .chain(cases.iter())
+                .map(|(scope, id, _)| store.document(scope, id)),
+        )
+        .await;
+        for (answer, (scope, id, expected)) in
+            answers.into_iter().zip(cases.iter().chain(cases.iter()))
+        {
+            assert_eq!(answer.unwrap().as_ref(), *expected, "{scope:?} {id}");
+        }
+    }
+    match store.backend() {
+        wxauth::store::Backend::Postgres => {
+            assert!(store.grouped_reads() > 0, "no reads were grouped")
+        }
+        wxauth::store::Backend::Sqlite => assert_eq!(store.grouped_reads(), 0),
     }
 }
