@@ -6,7 +6,7 @@
 //! and four socket operations), not the index lookup: a profile of
 //! `GET /v1/data/{collection}/{id}` under load showed PostgreSQL's
 //! backends spending more time switching than executing. So lookups queue
-//! here and a few lanes (tasks on the server's runtime) each take whatever
+//! here (unless it is the only read under way) and a few lanes (tasks on the server's runtime) each take whatever
 //! is queued when they are free and fetch it with one statement by primary
 //! key, the way the writer groups commits: alone when the server is quiet
 //! (no waiting for company), in groups under load. Each answer is checked
@@ -19,7 +19,7 @@
 //! so its error is its own.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -44,8 +44,20 @@ struct Lookup {
 
 /// The queue of single-document lookups and the lanes that answer it.
 pub(super) struct DocumentReads {
+    pool: AnyPool,
     queue: mpsc::UnboundedSender<Lookup>,
+    /// Reads under way (alone or queued).
+    in_flight: AtomicUsize,
     grouped: Arc<AtomicU64>,
+}
+
+/// Counts a read as under way until dropped (also when the read is).
+struct UnderWay<'a>(&'a AtomicUsize);
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl DocumentReads {
@@ -59,12 +71,30 @@ impl DocumentReads {
         for _ in 0..LANES {
             runtime.spawn(lane(pool.clone(), waiting.clone(), grouped.clone()));
         }
-        Some(Self { queue, grouped })
+        Some(Self {
+            pool: pool.clone(),
+            queue,
+            in_flight: AtomicUsize::new(0),
+            grouped,
+        })
     }
 
-    /// The document, or None when the lanes cannot take the lookup (the
-    /// caller then reads it alone).
-    pub(super) async fn lookup(&self, scope: &Scope, id: &str) -> Option<Answer> {
+    /// One document in a scope. The only read under way goes straight to
+    /// the database (a hand-off to a lane would only add to its time);
+    /// with others under way it is queued for a lane.
+    pub(super) async fn read(&self, scope: &Scope, id: &str) -> Answer {
+        let others = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _under_way = UnderWay(&self.in_flight);
+        if others > 0 {
+            if let Some(answer) = self.queued(scope, id).await {
+                return answer;
+            }
+        }
+        document_alone(&self.pool, scope, id).await
+    }
+
+    /// The lanes' answer, or None when they cannot take the lookup.
+    async fn queued(&self, scope: &Scope, id: &str) -> Option<Answer> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Lookup {

@@ -622,11 +622,9 @@ impl Store {
 
     /// One document in a scope (a user's, or an app's shared collection).
     pub async fn document(&self, scope: &Scope, id: &str) -> Result<Option<DocumentRecord>> {
-        if let Some(reads) = &self.document_reads {
-            if let Some(answer) = reads.lookup(scope, id).await {
-                return answer;
-            }
+        match &self.document_reads {
+            Some(reads) => reads.read(scope, id).await,
+            None => super::document_reads::document_alone(&self.pool, scope, id).await,
         }
-        super::document_reads::document_alone(&self.pool, scope, id).await
     }
 }
