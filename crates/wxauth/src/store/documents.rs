@@ -623,8 +623,8 @@ impl Store {
     /// One document in a scope (a user's, or an app's shared collection).
     pub async fn document(&self, scope: &Scope, id: &str) -> Result<Option<DocumentRecord>> {
         match &self.document_reads {
-            Some(reads) => reads.read(scope, id).await,
-            None => super::document_reads::document_alone(&self.pool, scope, id).await,
+            Some(reads) => reads.read(&(scope.clone(), id.to_owned())).await,
+            None => super::grouped_reads::document_alone(&self.pool, scope, id).await,
         }
     }
 }

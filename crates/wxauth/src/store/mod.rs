@@ -1,7 +1,7 @@
 //! Persistence: SQLite or PostgreSQL, chosen by the URL scheme.
 //!
 //! Reads go straight to the pool (on PostgreSQL, reads of one document
-//! made at the same time are fetched together: `document_reads`). Every write goes through the group-commit
+//! or user made at the same time are fetched together: `grouped_reads`). Every write goes through the group-commit
 //! writer (`writer`): one thread takes all writes that are waiting, applies
 //! them in one transaction (each in its own savepoint, so one failing write
 //! does not undo the others) and commits once. A write is acknowledged only
@@ -20,9 +20,9 @@
 
 mod accounts;
 mod audit;
-mod document_reads;
 mod documents;
 mod exec;
+mod grouped_reads;
 mod migrations;
 mod query;
 mod sessions;
@@ -83,8 +83,9 @@ pub struct Store {
     backend: Backend,
     writer: Arc<writer::Writer>,
     users: Arc<user_cache::UserCache>,
-    /// PostgreSQL: single-document reads, grouped under load.
-    document_reads: Option<Arc<document_reads::DocumentReads>>,
+    /// PostgreSQL: reads of one document or user, grouped under load.
+    document_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::DocumentRead>>>,
+    user_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::UserRead>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -210,9 +211,12 @@ impl Store {
         let users = Arc::new(user_cache::UserCache::default());
         let writer = Arc::new(writer::Writer::spawn(engine, users.clone())?);
         // SQLite reads are in-process: nothing to save by grouping them.
-        let document_reads = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => document_reads::DocumentReads::start(&pool).map(Arc::new),
+        let (document_reads, user_reads) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => (
+                grouped_reads::GroupedReads::start(&pool).map(Arc::new),
+                grouped_reads::GroupedReads::start(&pool).map(Arc::new),
+            ),
         };
         Ok(Self {
             pool,
@@ -220,6 +224,7 @@ impl Store {
             writer,
             users,
             document_reads,
+            user_reads,
         })
     }
 
@@ -289,10 +294,11 @@ impl Store {
         self.writer.stats()
     }
 
-    /// Single-document reads answered by a query that answered others too
-    /// (PostgreSQL; see `document_reads`).
+    /// Reads of one document or user answered by a query that answered
+    /// others too (PostgreSQL; see `grouped_reads`).
     pub fn grouped_reads(&self) -> u64 {
         self.document_reads.as_ref().map_or(0, |r| r.grouped())
+            + self.user_reads.as_ref().map_or(0, |r| r.grouped())
     }
 
     /// Keeps hot user rows in memory (see `user_cache`). Only for a

@@ -376,11 +376,10 @@ impl Store {
     /// what operators see (another process, the operator's CLI, may have
     /// changed or deleted the row).
     pub async fn user_uncached(&self, id: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(UserRecord::from_row).transpose()
+        match &self.user_reads {
+            Some(reads) => reads.read(&id.to_owned()).await,
+            None => super::grouped_reads::user_alone(&self.pool, id).await,
+        }
     }
 
     /// A user by id.

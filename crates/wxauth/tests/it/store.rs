@@ -18,7 +18,7 @@ both_backends!(
     a_failing_write_does_not_sink_its_batch,
     creates_queued_together_keep_every_limit,
     logins_queued_together,
-    document_reads_arriving_together_stay_in_their_scope,
+    reads_arriving_together_stay_in_their_scope,
 );
 
 /// Two instances (two stores on one database) patching one profile at once:
@@ -882,11 +882,11 @@ async fn idle_postgres_connections_cut_by_the_server_are_replaced() {
     }
 }
 
-/// Single-document reads made at once (on PostgreSQL grouped into one
-/// query by id: `document_reads`) answer exactly as each alone would: a
+/// Reads of one document or user made at once (on PostgreSQL grouped into
+/// one query by id: `grouped_reads`) answer exactly as each alone would: a
 /// document of another user, another collection or another app is not
 /// found, even when the same query fetched it for someone else.
-async fn document_reads_arriving_together_stay_in_their_scope(store: &Store) {
+async fn reads_arriving_together_stay_in_their_scope(store: &Store) {
     use wxauth::store::{CreateOutcome, NewDocument, Scope, UserQuota};
     let mut users = Vec::new();
     for (app, name) in [("wxa", "ann"), ("wxa", "bob"), ("wxb", "cat")] {
@@ -967,9 +967,29 @@ async fn document_reads_arriving_together_stay_in_their_scope(store: &Store) {
             assert_eq!(answer.unwrap().as_ref(), *expected, "{scope:?} {id}");
         }
     }
+    let documents_grouped = store.grouped_reads();
+    // Users by id, likewise (each answer is its own user, or none).
+    let ids = [ann.clone(), bob.clone(), cat.clone(), missing.clone()];
+    for _ in 0..5 {
+        let answers = futures_util::future::join_all(
+            ids.iter()
+                .chain(ids.iter())
+                .map(|id| store.user_uncached(id)),
+        )
+        .await;
+        for (answer, id) in answers.into_iter().zip(ids.iter().chain(ids.iter())) {
+            let found = answer.unwrap().map(|u| u.id);
+            let expected = (*id != missing).then(|| id.clone());
+            assert_eq!(found, expected);
+        }
+    }
     match store.backend() {
         wxauth::store::Backend::Postgres => {
-            assert!(store.grouped_reads() > 0, "no reads were grouped")
+            assert!(documents_grouped > 0, "no document reads were grouped");
+            assert!(
+                store.grouped_reads() > documents_grouped,
+                "no user reads were grouped"
+            );
         }
         wxauth::store::Backend::Sqlite => assert_eq!(store.grouped_reads(), 0),
     }
