@@ -1,7 +1,8 @@
 //! Persistence: SQLite or PostgreSQL, chosen by the URL scheme.
 //!
-//! Reads go straight to the pool (on PostgreSQL, reads of one document
-//! or user made at the same time are fetched together: `grouped_reads`). Every write goes through the group-commit
+//! Reads go straight to the pool (on PostgreSQL, reads of one document or
+//! user made at the same time are fetched together: `grouped_reads`).
+//! Every write goes through the group-commit
 //! writer (`writer`): one thread takes all writes that are waiting, applies
 //! them in one transaction (each in its own savepoint, so one failing write
 //! does not undo the others) and commits once. A write is acknowledged only
@@ -83,8 +84,9 @@ pub struct Store {
     backend: Backend,
     writer: Arc<writer::Writer>,
     users: Arc<user_cache::UserCache>,
-    /// PostgreSQL: reads of one document or user, grouped under load.
+    /// PostgreSQL: reads of one document, grouped under load.
     document_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::DocumentRead>>>,
+    /// PostgreSQL: reads of one user row, grouped under load.
     user_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::UserRead>>>,
 }
 
