@@ -98,7 +98,6 @@ pub struct LoggedIn {
     pub new_user: bool,
 }
 
-/// The user upsert of a login (`$1`…`$6`).
 /// What a login changes on a user who exists (an absent unionid keeps the
 /// stored one): shared by the one-row and the grouped login.
 macro_rules! on_login_conflict {
@@ -110,6 +109,7 @@ macro_rules! on_login_conflict {
     };
 }
 
+/// The user upsert of a login (`$1`…`$6`).
 const UPSERT_USER: &str = concat!(
     "INSERT INTO users (id, appid, openid, unionid, session_key_enc, created_at, last_login_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $6) ",

@@ -539,6 +539,26 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
 
 /// Holds the writer for `ms` (a profile change runs inside the writer's
 /// transaction), so every write submitted meanwhile lands in the next batch.
+/// Logs in one user per (appid, name) (openid `o-{tag}-{name}`); their ids.
+async fn log_in(store: &Store, tag: &str, who: &[(&str, &str)]) -> Vec<String> {
+    let mut users = Vec::new();
+    for (app, name) in who {
+        let LoggedIn { user, .. } = store
+            .login(login(
+                app,
+                &format!("o-{tag}-{name}"),
+                None,
+                b"k",
+                &format!("r-{tag}-{name}"),
+                1000,
+            ))
+            .await
+            .unwrap();
+        users.push(user.id);
+    }
+    users
+}
+
 fn hold_writer(store: &Store, user_id: &str, ms: u64) -> tokio::task::JoinHandle<()> {
     let store = store.clone();
     let user_id = user_id.to_string();
@@ -578,23 +598,10 @@ async fn creates_queued_together_keep_every_limit(store: &Store) {
         quota,
         idempotency: None,
     };
-    let mut users = Vec::new();
-    for name in [
+    let names = [
         "full", "bytes", "colls", "n1", "n2", "n3", "twice", "idem", "holder",
-    ] {
-        let LoggedIn { user, .. } = store
-            .login(login(
-                "wxa",
-                &format!("o-g-{name}"),
-                None,
-                b"k",
-                &format!("r-g-{name}"),
-                1000,
-            ))
-            .await
-            .unwrap();
-        users.push(user.id);
-    }
+    ];
+    let users = log_in(store, "g", &names.map(|name| ("wxa", name))).await;
     let [full, bytes, colls, n1, n2, n3, twice, idem, holder] = users.try_into().unwrap();
     let created = |o: &CreateOutcome| matches!(o, CreateOutcome::Created(_));
     // Before: `full` has 3 of 3 documents in c; `bytes` 150 of 200 bytes;
@@ -888,21 +895,12 @@ async fn idle_postgres_connections_cut_by_the_server_are_replaced() {
 /// found, even when the same query fetched it for someone else.
 async fn reads_arriving_together_stay_in_their_scope(store: &Store) {
     use wxauth::store::{CreateOutcome, NewDocument, Scope, UserQuota};
-    let mut users = Vec::new();
-    for (app, name) in [("wxa", "ann"), ("wxa", "bob"), ("wxb", "cat")] {
-        let LoggedIn { user, .. } = store
-            .login(login(
-                app,
-                &format!("o-r-{name}"),
-                None,
-                b"k",
-                &format!("r-r-{name}"),
-                1000,
-            ))
-            .await
-            .unwrap();
-        users.push(user.id);
-    }
+    let users = log_in(
+        store,
+        "r",
+        &[("wxa", "ann"), ("wxa", "bob"), ("wxb", "cat")],
+    )
+    .await;
     let [ann, bob, cat] = users.try_into().unwrap();
     let create = |user: &str, appid: &str, collection: &str| {
         let doc = NewDocument {
