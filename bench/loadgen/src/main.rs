@@ -1,6 +1,8 @@
 //! A closed-loop load generator: `--connections` workers each send one
 //! request, wait for the answer, and send the next, for `--seconds`. It
-//! prints one line: requests per second and latency percentiles.
+//! prints one line: requests per second and latency percentiles. Like wrk,
+//! each worker holds one HTTP/1 connection and `--threads` event loops share
+//! them, so the generator takes little of the machine it measures.
 //!
 //! Scenarios:
 //! - `healthz`: `GET /healthz` (the baseline every figure is compared with)
@@ -22,7 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -71,6 +79,10 @@ struct Args {
     /// A label for the output line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Threads sending requests, each with its share of the connections
+    /// (wrk's `-t`; the issue's figures used 2).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -124,7 +136,177 @@ async fn login(http: &reqwest::Client, url: &str, code: &str) -> anyhow::Result<
         .context("no access_token")
 }
 
-#[tokio::main]
+/// What every connection sends: the scenario and, per worker, the path and
+/// token it uses, made once so the measured loop only numbers bodies.
+struct Plan {
+    scenario: Scenario,
+    /// `host:port`, for the connection and the `Host` header.
+    authority: String,
+    host: HeaderValue,
+    run_id: u32,
+    /// Per worker: the path it requests.
+    paths: Vec<String>,
+    /// Per worker: `Bearer …`, for the scenarios that send a token.
+    bearer: Vec<Option<HeaderValue>>,
+    counter: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Plan {
+    fn new(
+        args: &Args,
+        run_id: u32,
+        tokens: &[String],
+        doc_ids: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let uri: Uri = args
+            .url
+            .parse()
+            .with_context(|| format!("--url {:?}", args.url))?;
+        if uri.scheme_str() != Some("http") || !matches!(uri.path(), "" | "/") {
+            bail!(
+                "--url must be http://host:port (no path), not {:?}",
+                args.url
+            );
+        }
+        let authority = uri.authority().context("--url has no host")?;
+        let authority = match authority.port_u16() {
+            Some(_) => authority.to_string(),
+            None => format!("{authority}:80"),
+        };
+        let path = |w: usize| -> String {
+            match args.scenario {
+                Scenario::Healthz => "/healthz".into(),
+                Scenario::Login => "/v1/login".into(),
+                Scenario::Me => "/v1/me".into(),
+                Scenario::Create => "/v1/data/bench".into(),
+                Scenario::Get => format!("/v1/data/bench/{}", doc_ids[w]),
+                Scenario::List => "/v1/data/bench?limit=20".into(),
+                Scenario::Gateway | Scenario::Plain => args.path.clone(),
+                Scenario::PeerLogin => "/login".into(),
+                Scenario::PeerWrite => "/api/data".into(),
+                Scenario::Fsync => String::new(),
+            }
+        };
+        let bearer = (0..args.connections)
+            .map(|w| match tokens.get(w) {
+                Some(t) => HeaderValue::try_from(format!("Bearer {t}"))
+                    .map(Some)
+                    .context("token is not a header value"),
+                None => Ok(None),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            scenario: args.scenario,
+            host: HeaderValue::try_from(uri.authority().context("--url has no host")?.as_str())?,
+            authority,
+            run_id,
+            paths: (0..args.connections).map(path).collect(),
+            bearer,
+            counter: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Worker `w`'s next request.
+    fn request(&self, w: usize) -> anyhow::Result<Request<Full<Bytes>>> {
+        let body = match self.scenario {
+            Scenario::Login | Scenario::PeerLogin => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                Some(format!(r#"{{"code":"bench-{}-{n}"}}"#, self.run_id).into_bytes())
+            }
+            Scenario::Create => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                Some(serde_json::to_vec(&small_document(n))?)
+            }
+            Scenario::PeerWrite => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                let mut doc = small_document(n);
+                doc["openid"] = json!(format!("o-bench-{w}"));
+                Some(serde_json::to_vec(&doc)?)
+            }
+            _ => None,
+        };
+        let mut request = Request::builder()
+            .method(if body.is_some() {
+                Method::POST
+            } else {
+                Method::GET
+            })
+            .uri(self.paths[w].as_str())
+            .header(header::HOST, self.host.clone());
+        if let Some(bearer) = &self.bearer[w] {
+            request = request.header(header::AUTHORIZATION, bearer.clone());
+        }
+        Ok(match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)))?,
+            None => request.body(Full::new(Bytes::new()))?,
+        })
+    }
+}
+
+/// An HTTP/1 connection to the service; its driver runs as a task on this
+/// thread's loop.
+async fn connect(authority: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One closed-loop worker: a request, its whole answer, the next request,
+/// until `end`. Latencies of successful requests after `warmup`, in µs. A
+/// connection the server closed is opened again (that costs a request
+/// nothing); a request that fails or is answered with an error counts as
+/// an error.
+async fn worker(plan: Arc<Plan>, w: usize, warmup: Instant, end: Instant) -> Vec<u32> {
+    let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+    let mut connection: Option<http1::SendRequest<Full<Bytes>>> = None;
+    while Instant::now() < end {
+        let sender = match &mut connection {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => match connect(&plan.authority).await {
+                Ok(sender) => connection.insert(sender),
+                Err(_) => {
+                    plan.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        if sender.ready().await.is_err() {
+            connection = None;
+            continue;
+        }
+        let started = Instant::now();
+        let ok = match plan.request(w) {
+            Ok(request) => match sender.send_request(request).await {
+                Ok(response) => {
+                    let success = response.status().is_success();
+                    response.into_body().collect().await.is_ok() && success
+                }
+                Err(_) => {
+                    connection = None;
+                    false
+                }
+            },
+            Err(_) => false,
+        };
+        if started >= warmup {
+            if ok {
+                latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+            } else {
+                plan.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    latencies
+}
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.scenario == Scenario::Fsync {
@@ -168,117 +350,42 @@ async fn main() -> anyhow::Result<()> {
             tokens.push(token);
         }
     }
-    let tokens = Arc::new(tokens);
-    let doc_ids = Arc::new(doc_ids);
-    let url = Arc::new(args.url.clone());
-    let path = Arc::new(args.path.clone());
-    let counter = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+    let plan = Arc::new(Plan::new(&args, run_id, &tokens, doc_ids)?);
     let warmup = Instant::now() + Duration::from_secs(1);
     let end = warmup + Duration::from_secs(args.seconds);
-    let mut workers = Vec::new();
-    for w in 0..args.connections {
-        let doc_ids = doc_ids.clone();
-        let (http, url, tokens, counter, errors) = (
-            http.clone(),
-            url.clone(),
-            tokens.clone(),
-            counter.clone(),
-            errors.clone(),
-        );
-        let scenario = args.scenario;
-        let path = path.clone();
-        workers.push(tokio::spawn(async move {
-            let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
-            loop {
-                let now = Instant::now();
-                if now >= end {
-                    break;
+    // Like wrk: a few threads, each an event loop of its own holding its
+    // share of the connections (no work stealing, no cross-thread wake-ups).
+    let threads = args.threads.clamp(1, args.connections.max(1));
+    let mut running = Vec::new();
+    for t in 0..threads {
+        let plan = plan.clone();
+        let mine: Vec<usize> = (t..args.connections).step_by(threads).collect();
+        running.push(std::thread::spawn(move || -> anyhow::Result<Vec<u32>> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let workers: Vec<_> = mine
+                    .into_iter()
+                    .map(|w| tokio::spawn(worker(plan.clone(), w, warmup, end)))
+                    .collect();
+                let mut latencies = Vec::new();
+                for w in workers {
+                    latencies.extend(w.await?);
                 }
-                let started = Instant::now();
-                let result = match scenario {
-                    Scenario::Healthz => http.get(format!("{url}/healthz")).send().await,
-                    Scenario::Me => {
-                        http.get(format!("{url}/v1/me"))
-                            .bearer_auth(&tokens[w])
-                            .send()
-                            .await
-                    }
-                    Scenario::Login => {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        http.post(format!("{url}/v1/login"))
-                            .json(&json!({"code": format!("bench-{run_id}-{n}")}))
-                            .send()
-                            .await
-                    }
-                    Scenario::Create => {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        http.post(format!("{url}/v1/data/bench"))
-                            .bearer_auth(&tokens[w])
-                            .json(&small_document(n))
-                            .send()
-                            .await
-                    }
-                    Scenario::Get => {
-                        http.get(format!("{url}/v1/data/bench/{}", doc_ids[w]))
-                            .bearer_auth(&tokens[w])
-                            .send()
-                            .await
-                    }
-                    Scenario::List => {
-                        http.get(format!("{url}/v1/data/bench?limit=20"))
-                            .bearer_auth(&tokens[w])
-                            .send()
-                            .await
-                    }
-                    Scenario::Gateway => {
-                        http.get(format!("{url}{path}"))
-                            .bearer_auth(&tokens[w])
-                            .send()
-                            .await
-                    }
-                    Scenario::Plain => http.get(format!("{url}{path}")).send().await,
-                    Scenario::PeerLogin => {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        http.post(format!("{url}/login"))
-                            .json(&json!({"code": format!("bench-{run_id}-{n}")}))
-                            .send()
-                            .await
-                    }
-                    Scenario::PeerWrite => {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        let mut doc = small_document(n);
-                        doc["openid"] = json!(format!("o-bench-{w}"));
-                        http.post(format!("{url}/api/data")).json(&doc).send().await
-                    }
-                    Scenario::Fsync => unreachable!(),
-                };
-                let ok = match result {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        let _ = resp.bytes().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
-                if started >= warmup {
-                    if ok {
-                        latencies
-                            .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            latencies
+                Ok(latencies)
+            })
         }));
     }
     let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await?);
+    for t in running {
+        let latencies = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+        all.extend(latencies);
     }
     all.sort_unstable();
-    let errors = errors.load(Ordering::Relaxed);
+    let errors = plan.errors.load(Ordering::Relaxed);
     let rps = all.len() as f64 / args.seconds as f64;
     println!(
         "{:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  errors {}",
