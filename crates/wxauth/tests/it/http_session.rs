@@ -14,6 +14,7 @@ on_both!(
     the_same_code_twice_answers_like_the_first,
     the_same_code_concurrently_is_exchanged_once,
     refresh_rotates_and_detects_reuse,
+    refresh_tokens_of_the_first_format_still_work,
     logout_ends_the_session_at_once,
     cross_app_isolation,
 );
@@ -218,6 +219,7 @@ async fn refresh_rotates_and_detects_reuse(app: TestApp) {
         "",
         "nope",
         "wxr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "wxr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
         let r = app
             .post("/v1/token/refresh", None, json!({"refresh_token": bad}))
@@ -226,6 +228,66 @@ async fn refresh_rotates_and_detects_reuse(app: TestApp) {
     }
     let r = app.post("/v1/token/refresh", None, json!({})).await;
     assert_eq!((r.status.as_u16(), r.error()), (400, "invalid_request"));
+}
+
+/// A refresh token issued before refresh tokens began with their issue
+/// time (`wxr_` + 32 random bytes, stored as its SHA-256) is still good
+/// for its lifetime: rotated into one of the current format, and detected
+/// when presented again.
+async fn refresh_tokens_of_the_first_format_still_work(app: TestApp) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    use wechat_miniapp::Clock;
+
+    let login = app.login(APP1, "frank").await;
+    let current = refresh(&login);
+    assert_eq!(current.len(), "wxr_".len() + 51, "{current}");
+    let claims = token(&login).split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let first_format = format!("wxr_{}", URL_SAFE_NO_PAD.encode([42u8; 32]));
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
+    let now_ms = app.clock.now_ms();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(sha2::Sha256::digest(first_format.as_bytes()).to_vec())
+    .bind(claims["sid"].as_str().unwrap())
+    .bind(now_ms)
+    .bind(now_ms + 3_600_000)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let next = app
+        .post(
+            "/v1/token/refresh",
+            None,
+            json!({"refresh_token": first_format}),
+        )
+        .await;
+    assert_eq!(next.status, 200, "{:?}", next.body);
+    assert_eq!(next.body["user"]["id"], login["user"]["id"]);
+    assert_eq!(refresh(&next.body).len(), "wxr_".len() + 51);
+    let again = app
+        .post(
+            "/v1/token/refresh",
+            None,
+            json!({"refresh_token": first_format}),
+        )
+        .await;
+    assert_eq!(again.status, 401, "a rotated first-format token is reuse");
+    let newest = app
+        .post(
+            "/v1/token/refresh",
+            None,
+            json!({"refresh_token": refresh(&next.body)}),
+        )
+        .await;
+    assert_eq!(newest.status, 401, "and reuse revoked the whole session");
 }
 
 async fn logout_ends_the_session_at_once(app: TestApp) {
