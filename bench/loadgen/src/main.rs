@@ -140,8 +140,9 @@ async fn login(http: &reqwest::Client, url: &str, code: &str) -> anyhow::Result<
 /// token it uses, made once so the measured loop only numbers bodies.
 struct Plan {
     scenario: Scenario,
-    /// `host:port`, for the connection and the `Host` header.
+    /// `host:port` to connect to (port 80 when the URL has none).
     authority: String,
+    /// The URL's authority as written, for the `Host` header.
     host: HeaderValue,
     run_id: u32,
     /// Per worker: the path it requests.
