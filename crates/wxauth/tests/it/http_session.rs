@@ -183,9 +183,7 @@ async fn the_same_code_concurrently_is_exchanged_once(app: TestApp) {
 async fn refresh_rotates_and_detects_reuse(app: TestApp) {
     let login = app.login(APP1, "dave").await;
     let r1 = refresh(&login).to_owned();
-    let next = app
-        .post("/v1/token/refresh", None, json!({"refresh_token": r1}))
-        .await;
+    let next = refresh_with(&app, &r1).await;
     assert_eq!(next.status, 200, "{:?}", next.body);
     assert_eq!(next.body["new_user"], false);
     assert_eq!(next.body["user"]["id"], login["user"]["id"]);
@@ -195,17 +193,13 @@ async fn refresh_rotates_and_detects_reuse(app: TestApp) {
     assert_eq!(app.get("/v1/me", Some(&access2)).await.status, 200);
 
     // The rotated token again: reuse. The whole session is revoked.
-    let reuse = app
-        .post("/v1/token/refresh", None, json!({"refresh_token": r1}))
-        .await;
+    let reuse = refresh_with(&app, &r1).await;
     assert_eq!(
         (reuse.status.as_u16(), reuse.error()),
         (401, "unauthorized")
     );
     assert_eq!(reuse.header("www-authenticate"), Some("Bearer"));
-    let after = app
-        .post("/v1/token/refresh", None, json!({"refresh_token": r2}))
-        .await;
+    let after = refresh_with(&app, &r2).await;
     assert_eq!(
         after.status, 401,
         "the newest refresh token of that session is dead too"
@@ -221,9 +215,7 @@ async fn refresh_rotates_and_detects_reuse(app: TestApp) {
         "wxr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "wxr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
-        let r = app
-            .post("/v1/token/refresh", None, json!({"refresh_token": bad}))
-            .await;
+        let r = refresh_with(&app, bad).await;
         assert_eq!(r.status, 401, "{bad}");
     }
     let r = app.post("/v1/token/refresh", None, json!({})).await;
@@ -262,32 +254,24 @@ async fn refresh_tokens_of_the_first_format_still_work(app: TestApp) {
     .unwrap();
     pool.close().await;
 
-    let next = app
-        .post(
-            "/v1/token/refresh",
-            None,
-            json!({"refresh_token": first_format}),
-        )
-        .await;
+    let next = refresh_with(&app, &first_format).await;
     assert_eq!(next.status, 200, "{:?}", next.body);
     assert_eq!(next.body["user"]["id"], login["user"]["id"]);
     assert_eq!(refresh(&next.body).len(), "wxr_".len() + 51);
-    let again = app
-        .post(
-            "/v1/token/refresh",
-            None,
-            json!({"refresh_token": first_format}),
-        )
-        .await;
+    let again = refresh_with(&app, &first_format).await;
     assert_eq!(again.status, 401, "a rotated first-format token is reuse");
-    let newest = app
-        .post(
-            "/v1/token/refresh",
-            None,
-            json!({"refresh_token": refresh(&next.body)}),
-        )
-        .await;
+    let newest = refresh_with(&app, refresh(&next.body)).await;
     assert_eq!(newest.status, 401, "and reuse revoked the whole session");
+}
+
+/// `POST /v1/token/refresh` with `refresh_token`.
+async fn refresh_with(app: &TestApp, refresh_token: &str) -> Reply {
+    app.post(
+        "/v1/token/refresh",
+        None,
+        json!({ "refresh_token": refresh_token }),
+    )
+    .await
 }
 
 async fn logout_ends_the_session_at_once(app: TestApp) {
@@ -300,13 +284,7 @@ async fn logout_ends_the_session_at_once(app: TestApp) {
     let me = app.get("/v1/me", Some(token(&a))).await;
     assert_eq!((me.status.as_u16(), me.error()), (401, "unauthorized"));
     assert_eq!(me.header("www-authenticate"), Some("Bearer"));
-    let r = app
-        .post(
-            "/v1/token/refresh",
-            None,
-            json!({"refresh_token": refresh(&a)}),
-        )
-        .await;
+    let r = refresh_with(&app, refresh(&a)).await;
     assert_eq!(r.status, 401);
     // The user's other session is untouched.
     assert_eq!(app.get("/v1/me", Some(token(&b))).await.status, 200);
@@ -364,13 +342,7 @@ async fn unauthorized_variants() {
     let r = app.get("/v1/me", Some(token(&login))).await;
     assert_eq!(r.status, 401);
     // The refresh token still works and gives a fresh access token.
-    let next = app
-        .post(
-            "/v1/token/refresh",
-            None,
-            json!({"refresh_token": refresh(&login)}),
-        )
-        .await;
+    let next = refresh_with(&app, refresh(&login)).await;
     assert_eq!(next.status, 200);
     assert_eq!(app.get("/v1/me", Some(token(&next.body))).await.status, 200);
 }
