@@ -27,6 +27,10 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
 fi
+# The workspace's release profile has fat LTO (for the shipped binary);
+# with the sanitizer passes cargo-fuzz adds, LTO leaves the coverage
+# symbols undefined at link time, so fuzz builds go without it.
+export CARGO_PROFILE_RELEASE_LTO=false
 cargo +nightly fuzz build --fuzz-dir fuzz -O
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
