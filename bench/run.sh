@@ -229,7 +229,7 @@ run_soak() {
   echo "== soak: logins with unique codes for ${total}s ($CONNECTIONS connections); rate per 10 s, RSS"
   while [ "$t" -lt "$total" ]; do
     "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "login t=${t}s" --connections "$CONNECTIONS" --seconds 10 | tr -d '\n'
-    echo "  rss $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status)"
+    echo "  rss $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$pid/status) peak $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$pid/status)"
     t=$((t + 11))
   done
 }

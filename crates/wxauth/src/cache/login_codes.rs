@@ -8,8 +8,11 @@
 //!
 //! Expiry drops whole slices of arrival time (see [`Entries`]): the work
 //! per login is constant however many codes the window holds (no sweep of
-//! a whole map). A busy window holds many codes (30 s at 5,000 logins/s is
-//! 150,000), so an answered entry keeps its identity compactly (see [`Slot`]).
+//! a whole map). A busy window holds many codes (30 s at 14,000 logins/s
+//! is 420,000), so an answered code is kept in 35 bytes (see [`Answer`])
+//! and the window holds at most [`MAX_CODES`]: past that its oldest codes
+//! go early, and a retry of one of them gets WeChat's answer (the code was
+//! used), as it would after the window.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -33,61 +36,67 @@ pub struct LoginIdentity {
 /// (128 bits: no collision among the codes of any window).
 type CodeKey = [u8; 16];
 
-/// A code's state. Answered entries are most of a busy window, so they are
-/// kept small: a UUID user id as 16 plain bytes (no 16-byte alignment, as a
-/// u128 would need), anything else boxed. An entry with its key is 48
-/// bytes (it was 96 with a 32-byte key, a u128 and its padding).
-enum Slot {
-    /// The exchange runs (others wait on the cell), or failed.
-    Pending(Arc<OnceCell<LoginIdentity>>),
-    /// Answered; the user id is a UUID (every id wxauth makes).
-    Done { user: [u8; 16], new_user: bool },
-    /// Answered with an id that is not a canonical UUID.
-    DoneText(Box<(Box<str>, bool)>),
+/// The most codes one instance holds: the window's memory stays bounded
+/// (about 15 MB with the maps' spare room) whatever the login rate. The
+/// default 30 s window reaches it above about 8,700 logins/s; then a code
+/// is answered again for 262,144 logins' time instead (19 s at 14,000/s),
+/// still far longer than a client's retry takes.
+pub const MAX_CODES: usize = 1 << 18;
+
+/// How many slices a window is cut into (see [`Entries`]).
+const SLICES_PER_WINDOW: usize = 10;
+
+/// An answered code whose user id is a UUID (every id wxauth makes): most
+/// of a busy window, so it is 19 bytes with no padding (35 with its key):
+/// the id, whether the login created the user, and when the code arrived
+/// (milliseconds after its slice began, little-endian; a slice is at most
+/// 60 s). An entry with an `i64` time and an enum for every state was 48.
+#[derive(Clone, Copy)]
+struct Answer {
+    user: [u8; 16],
+    new_user: bool,
+    after_start_ms: [u8; 2],
 }
 
-impl Slot {
-    fn done(identity: &LoginIdentity) -> Self {
-        match uuid::Uuid::parse_str(&identity.user_id) {
-            // Only the canonical form, so it prints back identically.
-            Ok(u) if u.hyphenated().to_string() == identity.user_id => Slot::Done {
-                user: u.into_bytes(),
-                new_user: identity.new_user,
-            },
-            _ => Slot::DoneText(Box::new((
-                identity.user_id.as_str().into(),
-                identity.new_user,
-            ))),
+impl Answer {
+    /// The compact form of `identity`, if its id is a canonical UUID (so it
+    /// prints back identically).
+    fn of(identity: &LoginIdentity, after_start_ms: i64) -> Option<Self> {
+        let u = uuid::Uuid::parse_str(&identity.user_id).ok()?;
+        if u.hyphenated().to_string() != identity.user_id {
+            return None;
+        }
+        let after = u16::try_from(after_start_ms.clamp(0, i64::from(u16::MAX))).unwrap_or(u16::MAX);
+        Some(Self {
+            user: u.into_bytes(),
+            new_user: identity.new_user,
+            after_start_ms: after.to_le_bytes(),
+        })
+    }
+
+    fn identity(&self) -> LoginIdentity {
+        LoginIdentity {
+            user_id: uuid::Uuid::from_bytes(self.user).hyphenated().to_string(),
+            new_user: self.new_user,
         }
     }
 
-    fn answer(&self) -> Option<LoginIdentity> {
-        match self {
-            Slot::Pending(_) => None,
-            Slot::Done { user, new_user } => Some(LoginIdentity {
-                user_id: uuid::Uuid::from_bytes(*user).hyphenated().to_string(),
-                new_user: *new_user,
-            }),
-            Slot::DoneText(done) => Some(LoginIdentity {
-                user_id: done.0.to_string(),
-                new_user: done.1,
-            }),
-        }
+    fn created_ms(&self, slice_start_ms: i64) -> i64 {
+        slice_start_ms + i64::from(u16::from_le_bytes(self.after_start_ms))
     }
 }
 
-struct Entry {
+/// A code whose exchange runs (others wait on the cell) or failed, or
+/// whose answer has an id that is not a canonical UUID (the cell holds it).
+struct Exchange {
     created_ms: i64,
-    slot: Slot,
+    cell: Arc<OnceCell<LoginIdentity>>,
 }
 
-impl Entry {
+impl Exchange {
     /// Answered, or failed with nobody waiting: nothing needs it any more.
     fn finished(&self) -> bool {
-        match &self.slot {
-            Slot::Done { .. } | Slot::DoneText(_) => true,
-            Slot::Pending(cell) => cell.initialized() || Arc::strong_count(cell) == 1,
-        }
+        self.cell.initialized() || Arc::strong_count(&self.cell) == 1
     }
 }
 
@@ -97,94 +106,152 @@ pub struct LoginCodes {
     entries: Mutex<Entries>,
 }
 
-/// How many slices a window is cut into (see [`Entries`]).
-const SLICES_PER_WINDOW: i64 = 10;
-
-/// The window's entries, in slices of arrival time, oldest first. A slice
-/// is dropped whole once its newest entry is past the window, and its map
-/// is kept (cleared) for a later slice. One map holding the whole window
-/// would fill with the tombstones of removed keys and, with more than half
-/// its capacity live, double to get rid of them: at 4,600 logins/s it
-/// settled at 524,288 buckets (25 MB) for 140,000 codes. Slices never
-/// remove a key, so they hold only what arrived in their time (a tenth of
-/// the window, 1.2 MB each at that rate). A lookup tries each slice,
-/// newest first.
-#[derive(Default)]
+/// The window's codes, in slices of arrival time, oldest first. A slice
+/// is dropped whole once its newest code is past the window (or the window
+/// holds more than [`MAX_CODES`]), and its map is kept (cleared) for a
+/// later slice. One map holding the whole window would fill with the
+/// tombstones of removed keys and, with more than half its capacity live,
+/// double to get rid of them: at 4,600 logins/s it settled at 524,288
+/// buckets (25 MB) for 140,000 codes. Slices never remove an answered
+/// key, so they hold only what arrived in their time. A lookup tries each
+/// slice, newest first.
 struct Entries {
+    /// [`MAX_CODES`], or fewer in tests.
+    max_codes: usize,
     slices: VecDeque<Slice>,
-    /// Maps of dropped slices, cleared, for the next slices.
-    spare: Vec<HashMap<CodeKey, Entry>>,
+    /// Codes in all slices.
+    held: usize,
+    /// Answer maps of dropped slices, cleared, for the next slices.
+    spare: Vec<HashMap<CodeKey, Answer>>,
 }
 
 struct Slice {
     start_ms: i64,
-    by_key: HashMap<CodeKey, Entry>,
+    answered: HashMap<CodeKey, Answer>,
+    /// Few: exchanges in flight or failed, and answers with other ids.
+    exchanges: HashMap<CodeKey, Exchange>,
+}
+
+impl Slice {
+    fn len(&self) -> usize {
+        self.answered.len() + self.exchanges.len()
+    }
+}
+
+/// The newest state of a code in the window.
+enum Found {
+    Answered(LoginIdentity, i64),
+    Exchange(Arc<OnceCell<LoginIdentity>>, i64),
 }
 
 impl Entries {
     fn slice_ms(ttl_ms: i64) -> i64 {
-        (ttl_ms / SLICES_PER_WINDOW).max(100)
+        (ttl_ms / SLICES_PER_WINDOW as i64).clamp(100, 60_000)
     }
 
-    /// Drops the slices whose every entry is past the window. An exchange
+    /// Drops the slices whose every code is past the window, and the
+    /// oldest while the window holds more than [`MAX_CODES`]. An exchange
     /// still in flight moves to the newest slice: its waiters need it.
     fn expire(&mut self, now_ms: i64, ttl_ms: i64) {
         let slice_ms = Self::slice_ms(ttl_ms);
-        while self
-            .slices
-            .front()
-            .is_some_and(|s| now_ms - (s.start_ms + slice_ms) > ttl_ms)
-        {
+        while let Some(front) = self.slices.front() {
+            let past = now_ms - (front.start_ms + slice_ms) > ttl_ms;
+            let over = self.held > self.max_codes && self.slices.len() > 1;
+            if !(past || over) {
+                break;
+            }
             let Some(mut old) = self.slices.pop_front() else {
                 break;
             };
-            let in_flight: Vec<(CodeKey, Entry)> =
-                old.by_key.drain().filter(|(_, e)| !e.finished()).collect();
-            for (key, mut entry) in in_flight {
-                entry.created_ms = now_ms;
-                self.current(now_ms, ttl_ms).insert(key, entry);
+            self.held -= old.len();
+            let in_flight: Vec<(CodeKey, Exchange)> = old
+                .exchanges
+                .drain()
+                .filter(|(_, e)| !e.finished())
+                .collect();
+            for (key, mut exchange) in in_flight {
+                exchange.created_ms = now_ms;
+                self.current(now_ms, ttl_ms).exchanges.insert(key, exchange);
+                self.held += 1;
             }
             if self.spare.len() < 2 {
-                self.spare.push(old.by_key);
+                old.answered.clear();
+                self.spare.push(old.answered);
             }
         }
     }
 
-    /// The slice new entries go to.
-    fn current(&mut self, now_ms: i64, ttl_ms: i64) -> &mut HashMap<CodeKey, Entry> {
+    /// The slice new codes go to: a new one each slice of time, or sooner
+    /// when the current one holds its share of [`MAX_CODES`].
+    fn current(&mut self, now_ms: i64, ttl_ms: i64) -> &mut Slice {
         let slice_ms = Self::slice_ms(ttl_ms);
-        let fresh = self
-            .slices
-            .back()
-            .is_none_or(|s| now_ms >= s.start_ms + slice_ms);
+        let fresh = self.slices.back().is_none_or(|s| {
+            now_ms >= s.start_ms + slice_ms || s.len() >= self.max_codes / SLICES_PER_WINDOW
+        });
         if fresh {
-            let by_key = self.spare.pop().unwrap_or_default();
+            let answered = self.spare.pop().unwrap_or_default();
             self.slices.push_back(Slice {
                 start_ms: now_ms,
-                by_key,
+                answered,
+                exchanges: HashMap::new(),
             });
         }
         match self.slices.back_mut() {
-            Some(s) => &mut s.by_key,
+            Some(s) => s,
             None => unreachable!("a slice was just pushed"),
         }
     }
 
-    /// The newest entry for `key`.
-    fn get(&self, key: &CodeKey) -> Option<&Entry> {
-        self.slices.iter().rev().find_map(|s| s.by_key.get(key))
+    /// The newest state of `key`, with the time its code arrived.
+    fn get(&self, key: &CodeKey) -> Option<Found> {
+        self.slices.iter().rev().find_map(|s| {
+            if let Some(a) = s.answered.get(key) {
+                return Some(Found::Answered(a.identity(), a.created_ms(s.start_ms)));
+            }
+            s.exchanges
+                .get(key)
+                .map(|e| Found::Exchange(e.cell.clone(), e.created_ms))
+        })
     }
 
-    fn get_mut(&mut self, key: &CodeKey) -> Option<&mut Entry> {
-        self.slices
-            .iter_mut()
-            .rev()
-            .find_map(|s| s.by_key.get_mut(key))
+    fn insert_exchange(
+        &mut self,
+        key: CodeKey,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Arc<OnceCell<LoginIdentity>> {
+        let cell = Arc::new(OnceCell::new());
+        self.current(now_ms, ttl_ms).exchanges.insert(
+            key,
+            Exchange {
+                created_ms: now_ms,
+                cell: cell.clone(),
+            },
+        );
+        self.held += 1;
+        cell
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.slices.iter().map(|s| s.by_key.len()).sum()
+    /// Keeps the answer of `cell`'s exchange compactly, in its slice.
+    fn answered(
+        &mut self,
+        key: &CodeKey,
+        cell: &Arc<OnceCell<LoginIdentity>>,
+        identity: &LoginIdentity,
+    ) {
+        for slice in self.slices.iter_mut().rev() {
+            let Some(e) = slice.exchanges.get(key) else {
+                continue;
+            };
+            if !Arc::ptr_eq(&e.cell, cell) {
+                return;
+            }
+            if let Some(answer) = Answer::of(identity, e.created_ms - slice.start_ms) {
+                slice.exchanges.remove(key);
+                slice.answered.insert(*key, answer);
+            }
+            return;
+        }
     }
 }
 
@@ -199,9 +266,18 @@ impl std::fmt::Debug for LoginCodes {
 impl LoginCodes {
     /// Remembers each code's outcome for `ttl_ms` (the replay window).
     pub fn new(ttl_ms: i64) -> Self {
+        Self::holding_at_most(ttl_ms, MAX_CODES)
+    }
+
+    fn holding_at_most(ttl_ms: i64, max_codes: usize) -> Self {
         Self {
             ttl_ms,
-            entries: Mutex::new(Entries::default()),
+            entries: Mutex::new(Entries {
+                max_codes,
+                slices: VecDeque::new(),
+                held: 0,
+                spare: Vec::new(),
+            }),
         }
     }
 
@@ -235,34 +311,17 @@ impl LoginCodes {
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.expire(now_ms, self.ttl_ms);
-            let within = |e: &Entry| now_ms - e.created_ms <= self.ttl_ms;
+            let within = |created_ms: i64| now_ms - created_ms <= self.ttl_ms;
             match entries.get(&key) {
                 // Answered within the window: its identity.
-                Some(e) if within(e) => {
-                    if let Some(identity) = e.slot.answer() {
-                        return Ok((identity, false));
-                    }
+                Some(Found::Answered(identity, created)) if within(created) => {
+                    return Ok((identity, false));
                 }
-                _ => {}
-            }
-            // In flight (others wait for it) or answered within the window.
-            let shared = entries.get(&key).and_then(|e| match &e.slot {
-                Slot::Pending(cell) if !cell.initialized() || within(e) => Some(cell.clone()),
-                _ => None,
-            });
-            match shared {
-                Some(cell) => cell,
-                None => {
-                    let cell = Arc::new(OnceCell::new());
-                    entries.current(now_ms, self.ttl_ms).insert(
-                        key,
-                        Entry {
-                            created_ms: now_ms,
-                            slot: Slot::Pending(cell.clone()),
-                        },
-                    );
+                // In flight (others wait for it) or answered within the window.
+                Some(Found::Exchange(cell, created)) if !cell.initialized() || within(created) => {
                     cell
                 }
+                _ => entries.insert_exchange(key, now_ms, self.ttl_ms),
             }
         };
         let ran = std::sync::atomic::AtomicBool::new(false);
@@ -277,11 +336,7 @@ impl LoginCodes {
         if ran {
             // Keep the answer compactly; waiters still hold the cell.
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = entries.get_mut(&key) {
-                if matches!(&e.slot, Slot::Pending(c) if Arc::ptr_eq(c, &cell)) {
-                    e.slot = Slot::done(&identity);
-                }
-            }
+            entries.answered(&key, &cell, &identity);
         }
         Ok((identity, ran))
     }
@@ -299,8 +354,12 @@ mod tests {
         }
     }
 
+    /// The codes held, checked against the running count.
     fn len(codes: &LoginCodes) -> usize {
-        codes.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX)
+        let entries = codes.entries.lock().unwrap();
+        let held: usize = entries.slices.iter().map(Slice::len).sum();
+        assert_eq!(held, entries.held);
+        held
     }
 
     #[tokio::test]
@@ -400,22 +459,81 @@ mod tests {
         assert_eq!((first.0.user_id.as_str(), first.1), (id.as_str(), true));
         let compact = {
             let entries = codes.entries.lock().unwrap();
-            matches!(
-                entries.slices[0].by_key.values().next().unwrap().slot,
-                Slot::Done { new_user: true, .. }
-            )
+            let slice = &entries.slices[0];
+            slice.exchanges.is_empty() && slice.answered.values().next().is_some_and(|a| a.new_user)
         };
         assert!(compact);
-        assert_eq!(std::mem::size_of::<(CodeKey, Entry)>(), 48);
+        assert_eq!(std::mem::size_of::<(CodeKey, Answer)>(), 35);
+        assert_eq!(std::mem::align_of::<(CodeKey, Answer)>(), 1);
         let again = codes
             .once("a", "c", 10, || async { Ok(who("other")) })
             .await
             .unwrap();
         assert_eq!((again.0.user_id.as_str(), again.1), (id.as_str(), false));
-        for other in ["u1".to_owned(), id.to_uppercase()] {
-            let slot = Slot::done(&who(&other));
-            assert!(matches!(slot, Slot::DoneText(_)));
-            assert_eq!(slot.answer().unwrap().user_id, other);
+        // Ids that are not canonical UUIDs stay in their cell, answered the same.
+        for (n, other) in ["u1".to_owned(), id.to_uppercase()].into_iter().enumerate() {
+            let code = format!("text{n}");
+            let first = codes
+                .once("a", &code, 20, || async { Ok(who(&other)) })
+                .await
+                .unwrap();
+            let again = codes
+                .once("a", &code, 30, || async { Ok(who("x")) })
+                .await
+                .unwrap();
+            assert_eq!((first.1, again.1), (true, false));
+            assert_eq!(again.0.user_id, other);
         }
+        assert_eq!(len(&codes), 3);
+    }
+
+    /// An answer keeps the time its code arrived, not its slice's start:
+    /// the window is the same length for every code.
+    #[tokio::test]
+    async fn the_window_counts_from_each_codes_own_arrival() {
+        let codes = LoginCodes::new(10_000); // slices of 1 s
+        let id = uuid::Uuid::now_v7().to_string();
+        let _ = codes.once("a", "early", 0, || async { Ok(who("e")) }).await;
+        let _ = codes
+            .once("a", "late", 900, || async { Ok(who(&id)) })
+            .await;
+        let repeat = codes
+            .once("a", "late", 10_900, || async { Ok(who("x")) })
+            .await
+            .unwrap();
+        assert_eq!((repeat.0.user_id.as_str(), repeat.1), (id.as_str(), false));
+        let past = codes
+            .once("a", "late", 10_901, || async { Ok(who("y")) })
+            .await
+            .unwrap();
+        assert_eq!((past.0.user_id.as_str(), past.1), ("y", true));
+    }
+
+    /// However fast codes come, the window holds at most its bound (plus
+    /// one slice being filled); past it the oldest codes go first.
+    #[tokio::test]
+    async fn the_window_holds_at_most_its_bound_and_drops_the_oldest_first() {
+        let codes = LoginCodes::holding_at_most(30_000, 1000);
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut most = 0;
+        for n in 0..5000 {
+            let _ = codes
+                .once("a", &format!("c{n}"), n / 10, || async { Ok(who(&id)) })
+                .await;
+            most = most.max(len(&codes));
+        }
+        assert!((1000..=1100).contains(&most), "held at most {most}");
+        // All within 500 ms of a 30 s window: the newest are answered
+        // again, the oldest went to make room.
+        let newest = codes
+            .once("a", "c4999", 500, || async { Ok(who("x")) })
+            .await
+            .unwrap();
+        assert!(!newest.1);
+        let oldest = codes
+            .once("a", "c0", 500, || async { Ok(who("x")) })
+            .await
+            .unwrap();
+        assert!(oldest.1);
     }
 }
