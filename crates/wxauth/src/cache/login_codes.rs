@@ -119,8 +119,6 @@ struct Entries {
     /// [`MAX_CODES`], or fewer in tests.
     max_codes: usize,
     slices: VecDeque<Slice>,
-    /// Codes in all slices.
-    held: usize,
     /// Answer maps of dropped slices, cleared, for the next slices.
     spare: Vec<HashMap<CodeKey, Answer>>,
 }
@@ -156,14 +154,13 @@ impl Entries {
         let slice_ms = Self::slice_ms(ttl_ms);
         while let Some(front) = self.slices.front() {
             let past = now_ms - (front.start_ms + slice_ms) > ttl_ms;
-            let over = self.held > self.max_codes && self.slices.len() > 1;
+            let over = self.slices.len() > 1 && self.held() > self.max_codes;
             if !(past || over) {
                 break;
             }
             let Some(mut old) = self.slices.pop_front() else {
                 break;
             };
-            self.held -= old.len();
             let in_flight: Vec<(CodeKey, Exchange)> = old
                 .exchanges
                 .drain()
@@ -172,7 +169,6 @@ impl Entries {
             for (key, mut exchange) in in_flight {
                 exchange.created_ms = now_ms;
                 self.current(now_ms, ttl_ms).exchanges.insert(key, exchange);
-                self.held += 1;
             }
             if self.spare.len() < 2 {
                 old.answered.clear();
@@ -203,15 +199,24 @@ impl Entries {
     }
 
     /// The newest state of `key`, with the time its code arrived.
+    /// Within a slice an exchange is newer than an answer: one is started
+    /// beside an answer only once the answer is past the window (which a
+    /// slice can outlast when the window is shorter than it, as with
+    /// replays off), and the answer is then dropped.
     fn get(&self, key: &CodeKey) -> Option<Found> {
         self.slices.iter().rev().find_map(|s| {
-            if let Some(a) = s.answered.get(key) {
-                return Some(Found::Answered(a.identity(), a.created_ms(s.start_ms)));
+            if let Some(e) = s.exchanges.get(key) {
+                return Some(Found::Exchange(e.cell.clone(), e.created_ms));
             }
-            s.exchanges
+            s.answered
                 .get(key)
-                .map(|e| Found::Exchange(e.cell.clone(), e.created_ms))
+                .map(|a| Found::Answered(a.identity(), a.created_ms(s.start_ms)))
         })
+    }
+
+    /// Codes in all slices.
+    fn held(&self) -> usize {
+        self.slices.iter().map(Slice::len).sum()
     }
 
     fn insert_exchange(
@@ -221,14 +226,15 @@ impl Entries {
         ttl_ms: i64,
     ) -> Arc<OnceCell<LoginIdentity>> {
         let cell = Arc::new(OnceCell::new());
-        self.current(now_ms, ttl_ms).exchanges.insert(
+        let slice = self.current(now_ms, ttl_ms);
+        slice.answered.remove(&key);
+        slice.exchanges.insert(
             key,
             Exchange {
                 created_ms: now_ms,
                 cell: cell.clone(),
             },
         );
-        self.held += 1;
         cell
     }
 
@@ -275,7 +281,6 @@ impl LoginCodes {
             entries: Mutex::new(Entries {
                 max_codes,
                 slices: VecDeque::new(),
-                held: 0,
                 spare: Vec::new(),
             }),
         }
@@ -354,12 +359,8 @@ mod tests {
         }
     }
 
-    /// The codes held, checked against the running count.
     fn len(codes: &LoginCodes) -> usize {
-        let entries = codes.entries.lock().unwrap();
-        let held: usize = entries.slices.iter().map(Slice::len).sum();
-        assert_eq!(held, entries.held);
-        held
+        codes.entries.lock().unwrap().held()
     }
 
     #[tokio::test]
@@ -535,5 +536,54 @@ mod tests {
             .await
             .unwrap();
         assert!(oldest.1);
+    }
+
+    /// With replays off a used code is exchanged again, but a repeat that
+    /// arrives while that exchange runs still waits for it (one call to
+    /// WeChat per code at a time), however short the window.
+    #[tokio::test]
+    async fn with_replays_off_a_repeat_still_shares_the_exchange_in_flight() {
+        let codes = Arc::new(LoginCodes::new(0));
+        let id = uuid::Uuid::now_v7().to_string();
+        let first = codes
+            .once("a", "c", 0, || async { Ok(who(&id)) })
+            .await
+            .unwrap();
+        assert!(first.1);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let again = {
+            let codes = codes.clone();
+            tokio::spawn(async move {
+                codes
+                    .once("a", "c", 5, || async move {
+                        let _ = released.await;
+                        Ok(who("second"))
+                    })
+                    .await
+            })
+        };
+        while !codes
+            .entries
+            .lock()
+            .unwrap()
+            .slices
+            .iter()
+            .any(|s| !s.exchanges.is_empty())
+        {
+            tokio::task::yield_now().await;
+        }
+        let repeat = {
+            let codes = codes.clone();
+            tokio::spawn(
+                async move { codes.once("a", "c", 6, || async { Ok(who("third")) }).await },
+            )
+        };
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        let (second, ran) = again.await.unwrap().unwrap();
+        assert_eq!((second.user_id.as_str(), ran), ("second", true));
+        let (third, ran) = repeat.await.unwrap().unwrap();
+        assert_eq!((third.user_id.as_str(), ran), ("second", false));
+        assert_eq!(len(&codes), 1);
     }
 }
