@@ -22,6 +22,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, E
     if depth > max_depth {
         return Err(too_deep(max_depth));
     }
+    // Every body of the API is an object; serde would otherwise read a
+    // struct from an array of its fields in order (`[{}]` as a profile
+    // patch).
+    if value.is_array() {
+        return Err(Error::InvalidRequest(
+            "the body must be a JSON object, not an array".into(),
+        ));
+    }
     from_value(&value)
 }
 
@@ -234,6 +242,10 @@ mod tests {
                 r#""SECRETCODE123""#,
                 "the body must be a JSON object, not a string",
             ),
+            (
+                r#"["SECRETCODE123"]"#,
+                "the body must be a JSON object, not an array",
+            ),
         ];
         for (body, want) in cases {
             let got = message::<Login>(body);
@@ -258,7 +270,8 @@ mod tests {
 
     #[test]
     fn depth_is_limited_below_serde_json_s_own_limit() {
-        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // An object (a body is one) holding arrays: n levels in all.
+        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
         assert!(parse::<Value>(deep(32).as_bytes(), 32).is_ok());
         for n in [33, 127, 200] {
             let got = message::<Value>(&deep(n));

@@ -87,6 +87,29 @@ async fn wrong_typed_fields_are_named_by_path() {
         )
         .await;
     assert_eq!(r.message(), "`profile` must be a JSON object");
+    // serde reads a struct from an array of its fields in order; a body is
+    // an object, so an array is refused before that (schemathesis found
+    // `PATCH /v1/me` taking `[{}]` as `{"profile": {}}`).
+    for (method, path, body) in [
+        (Method::PATCH, "/v1/me", json!([{}])),
+        (Method::POST, "/v1/me/phone", json!(["code"])),
+        (Method::POST, "/v1/data/notes", json!([1])),
+    ] {
+        let r = app.call(method, path, Some(t), Some(body)).await;
+        assert_eq!(
+            (r.status.as_u16(), r.error(), r.message()),
+            (
+                400,
+                "invalid_request",
+                "the body must be a JSON object, not an array"
+            ),
+            "{path}"
+        );
+    }
+    let code = app.code(APP1, "in-an-array");
+    let r = post_raw(&app, "/v1/login", None, &format!("[\"{code}\"]")).await;
+    assert_eq!(r.message(), "the body must be a JSON object, not an array");
+    assert!(!r.body.to_string().contains(&code));
     let r = app
         .call(
             Method::PATCH,
