@@ -363,6 +363,53 @@ mod tests {
         codes.entries.lock().unwrap().held()
     }
 
+    type Outcome = tokio::task::JoinHandle<Result<(LoginIdentity, bool)>>;
+
+    /// A login with `code` at `now_ms`, on a task of its own.
+    fn spawn_once(
+        codes: &Arc<LoginCodes>,
+        code: &'static str,
+        now_ms: i64,
+        id: &'static str,
+    ) -> Outcome {
+        let codes = codes.clone();
+        tokio::spawn(async move {
+            codes
+                .once("a", code, now_ms, || async { Ok(who(id)) })
+                .await
+        })
+    }
+
+    /// A login whose exchange answers `id` only once the returned sender
+    /// fires; returns when that exchange is in flight.
+    async fn held_exchange(
+        codes: &Arc<LoginCodes>,
+        code: &'static str,
+        now_ms: i64,
+        id: &'static str,
+    ) -> (tokio::sync::oneshot::Sender<()>, Outcome) {
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let outcome = {
+            let codes = codes.clone();
+            tokio::spawn(async move {
+                codes
+                    .once("a", code, now_ms, || async move {
+                        let _ = released.await;
+                        Ok(who(id))
+                    })
+                    .await
+            })
+        };
+        let in_flight = || {
+            let entries = codes.entries.lock().unwrap();
+            entries.slices.iter().any(|s| !s.exchanges.is_empty())
+        };
+        while !in_flight() {
+            tokio::task::yield_now().await;
+        }
+        (release, outcome)
+    }
+
     #[tokio::test]
     async fn a_repeat_within_the_window_shares_the_first_outcome_and_expires_after() {
         let codes = LoginCodes::new(1000);
@@ -404,22 +451,7 @@ mod tests {
     #[tokio::test]
     async fn an_exchange_in_flight_outlives_its_slice() {
         let codes = Arc::new(LoginCodes::new(1000));
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let slow = {
-            let codes = codes.clone();
-            tokio::spawn(async move {
-                codes
-                    .once("a", "slow", 0, || async move {
-                        let _ = released.await;
-                        Ok(who("u-slow"))
-                    })
-                    .await
-            })
-        };
-        tokio::task::yield_now().await;
-        while len(&codes) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let (release, slow) = held_exchange(&codes, "slow", 0, "u-slow").await;
         // Far later: other codes expire every old slice.
         for n in 0..50 {
             let _ = codes
@@ -428,14 +460,7 @@ mod tests {
                 })
                 .await;
         }
-        let repeat = {
-            let codes = codes.clone();
-            tokio::spawn(async move {
-                codes
-                    .once("a", "slow", 5_100, || async { Ok(who("u-again")) })
-                    .await
-            })
-        };
+        let repeat = spawn_once(&codes, "slow", 5_100, "u-again");
         tokio::task::yield_now().await;
         release.send(()).unwrap();
         let (first, ran) = slow.await.unwrap().unwrap();
@@ -550,34 +575,8 @@ mod tests {
             .await
             .unwrap();
         assert!(first.1);
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let again = {
-            let codes = codes.clone();
-            tokio::spawn(async move {
-                codes
-                    .once("a", "c", 5, || async move {
-                        let _ = released.await;
-                        Ok(who("second"))
-                    })
-                    .await
-            })
-        };
-        while !codes
-            .entries
-            .lock()
-            .unwrap()
-            .slices
-            .iter()
-            .any(|s| !s.exchanges.is_empty())
-        {
-            tokio::task::yield_now().await;
-        }
-        let repeat = {
-            let codes = codes.clone();
-            tokio::spawn(
-                async move { codes.once("a", "c", 6, || async { Ok(who("third")) }).await },
-            )
-        };
+        let (release, again) = held_exchange(&codes, "c", 5, "second").await;
+        let repeat = spawn_once(&codes, "c", 6, "third");
         tokio::task::yield_now().await;
         release.send(()).unwrap();
         let (second, ran) = again.await.unwrap().unwrap();
