@@ -7,6 +7,7 @@
 #   SECONDS_PER=20 CONNECTIONS=64 bash bench/run.sh
 #   SCENARIOS="healthz create" bash bench/run.sh
 #   ONLY=peers bash bench/run.sh      # nginx static and the seed pattern beside wxauth
+#   PEER_ROUNDS=3 ONLY=peers bash bench/run.sh   # the same three times, interleaved, with median ratios
 #   ONLY=soak SOAK_SECONDS=600 bash bench/run.sh   # unique-code logins for 10 minutes
 #   ONLY=gateway bash bench/run.sh    # a service directly and through the gateway
 #   ONLY=million bash bench/run.sh    # empty vs 1,000,000 users / 10,000,000 documents
@@ -181,9 +182,12 @@ TOML
 # Side by side with what users would otherwise run: a static file from
 # nginx (the HTTP limit here) and the seed pattern (bench/peers/seed-express:
 # Node express + request, no storage, trusting the client's openid), both
-# calling the same simulator; then wxauth on SQLite.
+# calling the same simulator; then wxauth on SQLite and on PostgreSQL.
+# PEER_ROUNDS=N (default 1) runs the nine lines N times, interleaved, and
+# prints the issue's ratios for each round and their median: on a shared
+# 2-core machine one run moves by 10% or more.
 run_peers() {
-  local static port peer
+  local static port peer pg_port="" schema="bench_peers_$$" rounds=${PEER_ROUNDS:-1}
   static=$(free_port); peer=$(free_port); port=$(free_port)
   mkdir -p "$WORK/static"
   printf 'ok\n' > "$WORK/static/ping.txt"
@@ -194,26 +198,68 @@ run_peers() {
   WECHAT="http://127.0.0.1:$SIM_PORT" APPID=wx1111111111111111 SECRET=11111111111111111111111111111111 PORT=$peer \
     node bench/peers/seed-express/server.js >/dev/null &
   PIDS+=($!)
+  local seed_pid=$!
   write_config peers "$port" "sqlite://$WORK/peers.db"
   start_instance peers "$port"
+  local sqlite_pid=${PIDS[-1]} pg_pid=""
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    pg_port=$(free_port)
+    new_schema "$schema"
+    write_config peers_pg "$pg_port" "$(pg_url "$schema")"
+    start_instance peers_pg "$pg_port"
+    pg_pid=${PIDS[-1]}
+  fi
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$peer/api/data" -X POST -H 'content-type: application/json' -d '{"openid":"warm"}' >/dev/null && break; sleep 0.1; done
   echo "== side by side ($CONNECTIONS connections, ${SECONDS_PER}s each)"
-  "$LOAD" --scenario plain --url "http://127.0.0.1:$static" --path /ping.txt --label "nginx static" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-  "$LOAD" --scenario peer-login --url "http://127.0.0.1:$peer" --label "seed login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-  "$LOAD" --scenario peer-write --url "http://127.0.0.1:$peer" --label "seed write(mem)" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-  "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "wxauth login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-  "$LOAD" --scenario create --url "http://127.0.0.1:$port" --label "wxauth create" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-  "$LOAD" --scenario me --url "http://127.0.0.1:$port" --label "wxauth me" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    local schema="bench_peers_$$"; port=$(free_port)
-    new_schema "$schema"
-    write_config peers_pg "$port" "$(pg_url "$schema")"
-    start_instance peers_pg "$port"
-    for scenario in login create me; do
-      "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$port" --label "wxauth pg $scenario" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-    done
-    kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  local round lines="$WORK/peers.lines"
+  : > "$lines"
+  for round in $(seq 1 "$rounds"); do
+    [ "$rounds" -gt 1 ] && echo "-- round $round of $rounds"
+    {
+      "$LOAD" --scenario plain --url "http://127.0.0.1:$static" --path /ping.txt --label "nginx static" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      "$LOAD" --scenario peer-login --url "http://127.0.0.1:$peer" --label "seed login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      "$LOAD" --scenario peer-write --url "http://127.0.0.1:$peer" --label "seed write(mem)" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "wxauth login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      "$LOAD" --scenario create --url "http://127.0.0.1:$port" --label "wxauth create" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      "$LOAD" --scenario me --url "http://127.0.0.1:$port" --label "wxauth me" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      if [ -n "$pg_port" ]; then
+        for scenario in login create me; do
+          "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$pg_port" --label "wxauth pg $scenario" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+        done
+      fi
+    } | while IFS= read -r line; do echo "$line"; echo "$round $line" >> "$lines"; done
+  done
+  python3 - "$lines" <<'PY'
+import re, statistics, sys
+rounds = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\d+) (.+?)\s+(\d+) req/s .*?p99\s+([\d.]+) ms", line)
+    if m:
+        rounds.setdefault(int(m[1]), {})[m[2]] = (int(m[3]), float(m[4]))
+def ratio(r, a, b):
+    return r[a][0] / r[b][0] if a in r and b in r and r[b][0] else None
+targets = [
+    ("login / seed login", lambda r: ratio(r, "wxauth login", "seed login"), ">= 3"),
+    ("login p99 (ms)", lambda r: r["wxauth login"][1] if "wxauth login" in r else None, "<= 10"),
+    ("create / seed write", lambda r: ratio(r, "wxauth create", "seed write(mem)"), ">= 2"),
+    ("GET /v1/me / nginx static", lambda r: ratio(r, "wxauth me", "nginx static"), ">= 0.4"),
+    ("PostgreSQL / SQLite login", lambda r: ratio(r, "wxauth pg login", "wxauth login"), ">= 0.6"),
+    ("PostgreSQL / SQLite create", lambda r: ratio(r, "wxauth pg create", "wxauth create"), ">= 0.6"),
+    ("PostgreSQL / SQLite me", lambda r: ratio(r, "wxauth pg me", "wxauth me"), ">= 0.6"),
+]
+print(f"== issue 10's targets, each round's ratio{' and the median' if len(rounds) > 1 else ''}")
+for name, f, target in targets:
+    values = [v for v in (f(rounds[k]) for k in sorted(rounds)) if v is not None]
+    if not values:
+        continue
+    shown = "  ".join(f"{v:6.2f}" for v in values)
+    median = f"  median {statistics.median(values):6.2f}" if len(values) > 1 else ""
+    print(f"{name:28} {shown}{median}  (target {target})")
+PY
+  kill "$sqlite_pid" "$seed_pid" 2>/dev/null || true
+  wait "$sqlite_pid" 2>/dev/null || true
+  if [ -n "$pg_pid" ]; then
+    kill "$pg_pid"; wait "$pg_pid" 2>/dev/null || true
     drop_schema "$schema"
   fi
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
