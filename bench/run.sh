@@ -215,17 +215,15 @@ run_peers() {
   : > "$lines"
   for round in $(seq 1 "$rounds"); do
     [ "$rounds" -gt 1 ] && echo "-- round $round of $rounds"
+    # side LABEL SCENARIO PORT [ARGS...]: one line of the block.
+    side() { "$LOAD" --label "$1" --scenario "$2" --url "http://127.0.0.1:$3" "${@:4}" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"; }
     {
-      "$LOAD" --scenario plain --url "http://127.0.0.1:$static" --path /ping.txt --label "nginx static" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-      "$LOAD" --scenario peer-login --url "http://127.0.0.1:$peer" --label "seed login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-      "$LOAD" --scenario peer-write --url "http://127.0.0.1:$peer" --label "seed write(mem)" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-      "$LOAD" --scenario login --url "http://127.0.0.1:$port" --label "wxauth login" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-      "$LOAD" --scenario create --url "http://127.0.0.1:$port" --label "wxauth create" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-      "$LOAD" --scenario me --url "http://127.0.0.1:$port" --label "wxauth me" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
+      side "nginx static" plain "$static" --path /ping.txt
+      side "seed login" peer-login "$peer"
+      side "seed write(mem)" peer-write "$peer"
+      for scenario in login create me; do side "wxauth $scenario" "$scenario" "$port"; done
       if [ -n "$pg_port" ]; then
-        for scenario in login create me; do
-          "$LOAD" --scenario "$scenario" --url "http://127.0.0.1:$pg_port" --label "wxauth pg $scenario" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"
-        done
+        for scenario in login create me; do side "wxauth pg $scenario" "$scenario" "$pg_port"; done
       fi
     } | while IFS= read -r line; do echo "$line"; echo "$round $line" >> "$lines"; done
   done
