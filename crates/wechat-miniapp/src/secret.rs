@@ -4,14 +4,17 @@
 //! session_key, access token, login and phone codes) lives in one of these
 //! types. Their `Debug` and `Display` never print the value, so `?value` or
 //! `{value}` in a log line or an error message leaks nothing; reading the value
-//! takes an explicit `expose()` that is easy to grep for.
+//! takes an explicit `expose()` that is easy to grep for. They deserialize
+//! (from WeChat's answers and from configuration) but do not serialize:
+//! putting one on the wire takes `expose()` too, so no derived `Serialize`
+//! of a bigger type can write one out by accident.
 
 use std::fmt;
 
 macro_rules! secret_string {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, serde::Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
 use sha2::Digest;
 use wechat_miniapp::{AppSecret, SecretText};
 
@@ -37,7 +37,7 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 }
 
 /// The configuration as written (file and environment).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to serve the API on.
@@ -81,7 +81,7 @@ pub struct Config {
 }
 
 /// One `[[collections]]` entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionConfig {
     /// The collection's name (`[a-z0-9_-]{1,64}`).
@@ -132,7 +132,7 @@ pub struct CollectionRule {
 pub const MAX_INDEXES_PER_COLLECTION: usize = 8;
 
 /// One `[[gateway]]` entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// The path prefix, e.g. `/api/` (requests under it are forwarded with
@@ -190,16 +190,16 @@ const RESERVED_PREFIXES: &[&str] = &[
 ];
 
 /// A service key as configured: its id, how to recognise it, what it may do.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceKeyConfig {
     /// A name for logs and the audit trail.
     pub id: String,
     /// The SHA-256 of the key, hex (the key itself stays with the service).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sha256: Option<String>,
     /// Or: the environment variable holding the key itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key_env: Option<String>,
     /// What it may do: `introspect`, `users:read`, `users:write`,
     /// `sessions:revoke`, `data:read`, `data:write`, `audit:read`.
@@ -236,7 +236,7 @@ impl std::fmt::Debug for ServiceKey {
 }
 
 /// The browser playground at `/`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlaygroundConfig {
     /// Serve the playground page at `/`.
@@ -269,7 +269,7 @@ impl Default for Config {
 }
 
 /// How to reach WeChat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WechatConfig {
     /// WeChat's API root (or a simulator's).
@@ -294,21 +294,21 @@ impl Default for WechatConfig {
 }
 
 /// One mini program.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// The AppID (`wx…`).
     pub appid: String,
     /// The AppSecret, written in the file. Prefer `secret_env`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub secret: Option<SecretText>,
     /// The name of the environment variable holding the AppSecret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub secret_env: Option<String>,
 }
 
 /// Session token settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenConfig {
     /// Access token lifetime in seconds.
@@ -336,19 +336,19 @@ impl Default for TokenConfig {
 }
 
 /// A named key, given as base64 in the file or through an environment variable.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The key id (a JWT `kid`, or the id stored beside ciphertexts).
     pub id: String,
     /// The key, base64.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key: Option<SecretText>,
     /// The name of the environment variable holding the key, base64.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key_env: Option<String>,
     /// Signing keys only: `EdDSA` (default) or `HS256`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub alg: Option<String>,
 }
 
@@ -385,7 +385,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 /// Encryption at rest.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncryptionConfig {
     /// 32-byte keys; the first encrypts, all decrypt. Ids are 1–255.
@@ -393,7 +393,7 @@ pub struct EncryptionConfig {
 }
 
 /// Size and rate limits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest request body, bytes.
@@ -453,7 +453,7 @@ impl Default for LimitsConfig {
 }
 
 /// HTTP serving details.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// The proxies (addresses or CIDRs, e.g. `"10.0.0.0/8"`) whose
@@ -462,7 +462,7 @@ pub struct HttpConfig {
     /// empty (the default): the socket peer, and the header is ignored.
     pub trusted_proxies: Vec<String>,
     /// Replaced by `trusted_proxies`; refused with a message saying so.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub trust_forwarded_for: Option<bool>,
     /// A request that takes longer is answered 503.
     pub request_timeout_ms: u64,
@@ -504,10 +504,75 @@ impl Default for HttpConfig {
     }
 }
 
+/// Whether wxauth reads the environment variable `name` as a setting
+/// (every `WXAUTH_…` variable but a few reserved ones): such a name cannot
+/// also hold a key or secret named by `key_env` / `secret_env`, since the
+/// settings layer would refuse it as an unknown setting at start-up.
+pub fn env_name_is_a_setting(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    match upper.strip_prefix("WXAUTH_") {
+        Some(rest) => !NON_CONFIG_ENV.contains(&rest) && !rest.starts_with("TEST_"),
+        None => false,
+    }
+}
+
 impl Config {
+    /// The `key_env` and `secret_env` names the configuration uses, with
+    /// the setting's path.
+    fn env_references(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            if let Some(v) = &app.secret_env {
+                out.push((format!("apps[{i}].secret_env"), v.as_str()));
+            }
+        }
+        for (list, keys) in [
+            ("tokens.signing_keys", &self.tokens.signing_keys),
+            ("encryption.keys", &self.encryption.keys),
+        ] {
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(v) = &key.key_env {
+                    out.push((format!("{list}[{i}].key_env"), v.as_str()));
+                }
+            }
+        }
+        for (i, key) in self.service_keys.iter().enumerate() {
+            if let Some(v) = &key.key_env {
+                out.push((format!("service_keys[{i}].key_env"), v.as_str()));
+            }
+        }
+        out
+    }
+
+    /// Refuses a `key_env` / `secret_env` that names a variable wxauth
+    /// reads as a setting, saying which and what to do.
+    fn check_env_references(&self) -> Result<(), ConfigError> {
+        for (path, name) in self.env_references() {
+            if env_name_is_a_setting(name) {
+                return Err(bad(format!(
+                    "{path}: {name} starts with WXAUTH_, and every WXAUTH_ variable is read as a setting; \
+                     name the variable without that prefix (e.g. {})",
+                    name.get(7..).unwrap_or("MY_KEY")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the configuration holds a key or secret inline (`key = …`,
+    /// `secret = …`): its file must then be readable by its owner only.
+    pub fn holds_inline_secrets(&self) -> bool {
+        self.apps.iter().any(|a| a.secret.is_some())
+            || self.tokens.signing_keys.iter().any(|k| k.key.is_some())
+            || self.encryption.keys.iter().any(|k| k.key.is_some())
+    }
+
     /// Reads defaults, then `path` (if given), then `WXAUTH_…` variables.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        // Every section fills what is left out from its `Default` (serde's
+        // `default`), so no defaults layer is needed: `Config` has no
+        // `Serialize`, and nothing can write its secrets out.
+        let mut figment = Figment::new();
         if let Some(path) = path {
             if !path.exists() {
                 return Err(bad(format!(
@@ -516,6 +581,11 @@ impl Config {
                 )));
             }
             figment = figment.merge(Toml::file(path));
+            // A key variable named like a setting would be refused below
+            // as an unknown setting, without a word about why: say it.
+            if let Ok(file_only) = figment.extract::<Config>() {
+                file_only.check_env_references()?;
+            }
         }
         let env = Env::prefixed("WXAUTH_")
             .filter(|key| {
@@ -523,10 +593,12 @@ impl Config {
                 !NON_CONFIG_ENV.contains(&key.as_str()) && !key.starts_with("TEST_")
             })
             .split("__");
-        figment
+        let config: Config = figment
             .merge(env)
             .extract()
-            .map_err(|e| bad(e.to_string().replace('\n', " ")))
+            .map_err(|e| bad(e.to_string().replace('\n', " ")))?;
+        config.check_env_references()?;
+        Ok(config)
     }
 }
 
@@ -875,6 +947,7 @@ impl Config {
                 && p.starts_with('/')
                 && p.ends_with('/')
                 && !p.contains("//")
+                && !p.split('/').any(|seg| seg == "." || seg == "..")
                 && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
             if !shaped {
@@ -1092,7 +1165,7 @@ impl Config {
 
 /// A database (or Redis) URL. It may hold a password, so its `Debug` shows
 /// it redacted; `expose()` is for connecting only.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct DatabaseUrl(String);
 

@@ -38,23 +38,9 @@ fn dev_keys(dir: &Path) -> Result<DevKeys, ConfigError> {
         encryption_key: STANDARD.encode(rng.random::<[u8; 32]>()),
     };
     let text = serde_json::to_string_pretty(&keys).map_err(|e| ConfigError(e.to_string()))?;
-    write_private(&path, text.as_bytes())
+    crate::private_files::write_new(&path, text.as_bytes())
         .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))?;
     Ok(keys)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// The development configuration: a `--config` file, then environment
@@ -66,7 +52,7 @@ pub fn dev_config(
     sim_url: &str,
     file: Option<&Path>,
 ) -> Result<Config, ConfigError> {
-    std::fs::create_dir_all(data_dir)
+    crate::private_files::create_dir_all(data_dir)
         .map_err(|e| ConfigError(format!("cannot create {}: {e}", data_dir.display())))?;
     let keys = dev_keys(data_dir)?;
     let mut config = Config::load(file)?;

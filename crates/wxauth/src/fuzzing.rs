@@ -156,3 +156,93 @@ pub fn decrypt_encrypted_data(data: &[u8]) {
         assert_eq!(value["watermark"]["appid"], FUZZ_APPID);
     }
 }
+
+/// The gateway's path check. The first byte picks a prefix, the rest is
+/// the request path. Invariant: a path that is forwarded lies under the
+/// prefix both as the URL parser left it and as a lenient server would
+/// read it (percent-decoded up to three times, `\` as `/`, `;` parameters
+/// dropped, dot segments resolved).
+pub fn gateway_path(data: &[u8]) {
+    const PREFIXES: &[&str] = &["/api/", "/pub/", "/a.b/", "/x-y/z/"];
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let prefix = PREFIXES[usize::from(pick) % PREFIXES.len()];
+    let Ok(path) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let Ok(url) = crate::gateway::path::forwarded_url("http://127.0.0.1:3000", prefix, path, query)
+    else {
+        return;
+    };
+    assert!(
+        crate::gateway::path::under_prefix(url.path(), prefix),
+        "{path:?} was forwarded as {:?}, outside {prefix}",
+        url.path()
+    );
+    let lenient = resolve_like_a_lenient_server(url.path());
+    assert!(
+        crate::gateway::path::under_prefix(&lenient, prefix),
+        "{path:?} was forwarded as {:?}, which a lenient server reads as {lenient:?}, outside {prefix}",
+        url.path()
+    );
+}
+
+/// How the most lenient servers read a path: decoded (three rounds), `\`
+/// as `/`, path parameters dropped, dot segments resolved.
+fn resolve_like_a_lenient_server(path: &str) -> String {
+    let mut text = path.to_owned();
+    for _ in 0..3 {
+        text = percent_decode_lossy(&text);
+    }
+    let text = text.replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = text.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        let name = segment.split(';').next().unwrap_or("");
+        match name {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            _ => out.push(name),
+        }
+    }
+    out.join("/")
+}
+
+fn percent_decode_lossy(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(b'%'), Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(v).unwrap_or(0));
+                i += 3;
+            }
+            (Some(&b), _, _) => {
+                out.push(b);
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod http;
 pub mod ops;
+pub mod private_files;
 pub mod store;
 
 use std::sync::{Arc, OnceLock};

@@ -457,7 +457,8 @@ async fn export(a: ExportArgs) -> anyhow::Result<()> {
     let export = export?;
     match &a.output {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            // Personal data: readable by the operator only.
+            let file = wxauth::private_files::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = std::io::BufWriter::new(file);
             serde_json::to_writer_pretty(&mut out, &export)?;
@@ -569,22 +570,40 @@ fn read_toml(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
 /// Writes `doc` to `path` atomically (a temporary file beside it, then a
 /// rename), keeping the file's permissions, after checking the result is
 /// a configuration wxauth accepts.
-fn write_toml(path: &Path, doc: &toml_edit::DocumentMut) -> anyhow::Result<()> {
+///
+/// The temporary file is created 0600. A configuration that holds a key or
+/// secret inline stays 0600 (returns true: the caller says so); any other
+/// keeps the mode the file had.
+fn write_toml(path: &Path, doc: &toml_edit::DocumentMut) -> anyhow::Result<bool> {
+    use std::io::Write;
     let text = doc.to_string();
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(&tmp, meta.permissions())?;
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let mut file = wxauth::private_files::create_new(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
     }
-    if let Err(e) = Config::load(Some(&tmp)) {
-        let _ = std::fs::remove_file(&tmp);
-        bail!(
-            "the edited configuration would not load ({e}); {} is unchanged",
-            path.display()
-        );
+    let config = match Config::load(Some(&tmp)) {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            bail!(
+                "the edited configuration would not load ({e}); {} is unchanged",
+                path.display()
+            );
+        }
+    };
+    let private = config.holds_inline_secrets();
+    if !private {
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    Ok(private)
 }
 
 fn create_service_key(a: CreateKeyArgs) -> anyhow::Result<()> {
@@ -630,7 +649,7 @@ fn create_service_key(a: CreateKeyArgs) -> anyhow::Result<()> {
             }
             table.insert("scopes", toml_edit::value(scopes));
             keys.push(table);
-            write_toml(path, &doc)?;
+            let _private = write_toml(path, &doc)?;
             Some(path.to_path_buf())
         }
         None => None,
@@ -721,6 +740,18 @@ fn rotate(a: RotateArgs) -> anyhow::Result<()> {
                 next.to_string()
             }
         };
+        if let Some(var) = &a.env {
+            if wxauth::config::env_name_is_a_setting(var) {
+                bail!(
+                    "--env {var}: every WXAUTH_ variable is read as a setting, so wxauth would refuse to start with it set; \
+                     name the variable without that prefix (e.g. --env {})",
+                    var.get(7..).unwrap_or("MY_KEY")
+                );
+            }
+            if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                bail!("--env {var:?}: use a variable name of letters, digits and _");
+            }
+        }
         let secret = STANDARD.encode(random_bytes());
         let mut table = toml_edit::InlineTable::new();
         table.insert("id", id.as_str().into());
@@ -744,7 +775,7 @@ fn rotate(a: RotateArgs) -> anyhow::Result<()> {
             a.env.as_ref().map(|var| (var.clone(), secret)),
         )
     };
-    write_toml(path, &doc)?;
+    let private = write_toml(path, &doc)?;
     let next = match a.kind {
         KeyKind::Signing => {
             "Restart wxauth. Tokens signed with the older keys keep verifying while those keys stay listed; remove a leaked one at once (its users refresh), or a retired one after tokens.access_ttl_secs."
@@ -761,9 +792,17 @@ fn rotate(a: RotateArgs) -> anyhow::Result<()> {
             "file": path,
             "env": key_out.as_ref().map(|(var, _)| var),
             "key": key_out.as_ref().map(|(_, k)| k),
+            "file_private": private,
         }),
         || {
             let mut text = format!("{message} ({}).\n{next}", path.display());
+            if private {
+                text.push_str(&format!(
+                    "\n{} holds a key inline, so it is readable by its owner only (0600); \
+                     `--env VAR` keeps new keys out of the file.",
+                    path.display()
+                ));
+            }
             if let Some((var, key)) = &key_out {
                 text.push_str(&format!(
                     "\n\nSet this in the environment of every instance (shown once):\n\n    {var}={key}"
@@ -928,6 +967,19 @@ pub async fn backup(a: BackupArgs) -> anyhow::Result<()> {
     if a.file.exists() {
         bail!("{} exists: name a new file", a.file.display());
     }
+    if let Some(dir) = a.file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!(
+                "cannot write the backup to {}: the folder {} does not exist",
+                a.file.display(),
+                dir.display()
+            );
+        }
+    }
+    // The copy holds every user's data: made 0600 before SQLite writes a
+    // byte into it (VACUUM INTO fills an empty file).
+    wxauth::private_files::create_new(&a.file)
+        .with_context(|| format!("cannot create {}", a.file.display()))?;
     let target = a
         .file
         .to_str()
@@ -943,7 +995,10 @@ pub async fn backup(a: BackupArgs) -> anyhow::Result<()> {
     .await;
     progress.finish();
     s.store.close().await;
-    done?;
+    if done.is_err() {
+        let _ = std::fs::remove_file(&a.file);
+    }
+    done.with_context(|| format!("cannot write the backup to {}", a.file.display()))?;
     // The copy is checked before it is called a backup.
     let copy = wxauth::store::Store::connect(&format!("sqlite://{target}?mode=ro")).await?;
     let integrity = copy.integrity_check().await;
@@ -1010,7 +1065,13 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let aside = PathBuf::from(format!("{}.before-restore-{stamp}", db_path.display()));
-        std::fs::rename(&db_path, &aside)?;
+        std::fs::rename(&db_path, &aside).with_context(|| {
+            format!(
+                "cannot move {} aside to {}",
+                db_path.display(),
+                aside.display()
+            )
+        })?;
         for suffix in ["-wal", "-shm"] {
             let side = PathBuf::from(format!("{}{suffix}", db_path.display()));
             if side.exists() {
@@ -1020,11 +1081,22 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
         kept = Some(aside);
     }
     if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        wxauth::private_files::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let tmp = PathBuf::from(format!("{}.restoring", db_path.display()));
-    std::fs::copy(&a.file, &tmp)?;
-    std::fs::rename(&tmp, &db_path)?;
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let mut from = std::fs::File::open(&a.file)
+            .with_context(|| format!("cannot read {}", a.file.display()))?;
+        let mut to = wxauth::private_files::create_new(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::io::copy(&mut from, &mut to)
+            .with_context(|| format!("cannot copy {} to {}", a.file.display(), tmp.display()))?;
+        to.sync_all()?;
+    }
+    std::fs::rename(&tmp, &db_path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), db_path.display()))?;
     // Bring an older backup's schema up to date now, not at the next start.
     let store = wxauth::store::Store::open(config.database_url.expose()).await?;
     store.audit(restore_entry(&a.file)).await?;

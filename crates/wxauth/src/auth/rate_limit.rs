@@ -5,9 +5,11 @@
 //!
 //! 1. **per address** (GCRA via `governor`): `login_per_ip_per_minute`;
 //! 2. **failed logins per address**: an address whose codes WeChat refused
-//!    more than `login_failures_per_ip_per_minute` times is refused for a
-//!    while before it can spend anything else (garbage codes cost one
-//!    WeChat call each, and then stop costing);
+//!    (or whose refresh tokens were unknown, expired or reused) more than
+//!    `login_failures_per_ip_per_minute` times is refused for a while
+//!    before it can spend anything else (garbage codes cost one WeChat
+//!    call each, garbage refresh tokens one indexed read, and then stop
+//!    costing);
 //! 3. **in flight per address**: at most `login_in_flight_per_ip` code
 //!    exchanges at once, so a flood cannot put many calls on the app's
 //!    budget before its failures are counted;
@@ -216,6 +218,28 @@ impl LoginLimits {
             }
         }
         Ok(slot)
+    }
+
+    /// Refuses `ip` while it is under a penalty for failures (refused
+    /// login codes or refresh tokens), without counting anything: what a
+    /// refresh checks before it costs a database read.
+    pub async fn check_penalty(&self, ip: IpAddr) -> Result<()> {
+        let key = limit_key(ip);
+        let shared = match self.shared.as_ref().filter(|s| s.is_up()) {
+            Some(shared) => shared.penalty(&key.to_string()).await,
+            None => None,
+        };
+        let left = match shared {
+            Some(left) => left,
+            None => self
+                .penalty(&key)
+                .map(|until| until.saturating_duration_since(Instant::now()))
+                .filter(|left| !left.is_zero()),
+        };
+        match left {
+            Some(left) => Err(limited("too many failed attempts from this address", left)),
+            None => Ok(()),
+        }
     }
 
     /// Counts a code WeChat refused. Past the failure limit, the address is

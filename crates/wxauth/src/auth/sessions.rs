@@ -1,5 +1,7 @@
 //! Login, refresh, logout, and recognising the caller of a request.
 
+use std::net::IpAddr;
+
 use uuid::Uuid;
 use wechat_miniapp::{LoginCode, SecretText};
 
@@ -265,23 +267,32 @@ impl Auth {
 
     /// Exchanges a refresh token for a new pair. The old token stops working;
     /// presenting it again revokes the whole session.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
+    ///
+    /// Only a token the store knows reaches the group-commit writer: one of
+    /// the wrong shape is refused at once, one of the right shape after an
+    /// indexed read, and each refusal counts against the address's failure
+    /// budget (shared with refused login codes), so a flood of made-up
+    /// tokens neither delays logins and writes nor goes on for long.
+    pub async fn refresh(&self, refresh_token: &str, client_ip: IpAddr) -> Result<Session> {
         let invalid = || {
             Error::Unauthorized("the refresh token is invalid, expired or revoked; log in again")
         };
+        self.login_limits.check_penalty(client_ip).await?;
         if !tokens::looks_like_refresh(refresh_token) {
+            self.login_limits.record_failure(client_ip).await;
+            return Err(invalid());
+        }
+        let hash = tokens::refresh_hash(refresh_token);
+        if !self.store.refresh_token_exists(&hash).await? {
+            metrics::counter!("wxauth_refresh_refused_total", "why" => "unknown").increment(1);
+            self.login_limits.record_failure(client_ip).await;
             return Err(invalid());
         }
         let now = self.now_ms();
         let next = self.issuer.new_refresh();
         let outcome = self
             .store
-            .rotate_refresh(
-                tokens::refresh_hash(refresh_token),
-                next.hash.clone(),
-                self.refresh_expiry(now),
-                now,
-            )
+            .rotate_refresh(hash, next.hash.clone(), self.refresh_expiry(now), now)
             .await?;
         match outcome {
             RefreshOutcome::Rotated {
@@ -302,12 +313,16 @@ impl Auth {
                     "a rotated refresh token was presented again; the session is revoked"
                 );
                 metrics::counter!("wxauth_refresh_reuse_total").increment(1);
+                self.login_limits.record_failure(client_ip).await;
                 self.revocations
                     .revoke(&session_id, now + self.access_ttl_ms(), now)
                     .await?;
                 Err(invalid())
             }
-            RefreshOutcome::Invalid => Err(invalid()),
+            RefreshOutcome::Invalid => {
+                self.login_limits.record_failure(client_ip).await;
+                Err(invalid())
+            }
         }
     }
 

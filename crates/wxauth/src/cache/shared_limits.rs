@@ -156,6 +156,13 @@ impl SharedLimits {
         })
     }
 
+    /// The penalty `address` is under, if any. `None`: Redis failed.
+    pub async fn penalty(&self, address: &str) -> Option<Option<Duration>> {
+        let penalty_key = format!("{PREFIX}rl:penalty:{address}");
+        let left: i64 = self.redis.run(redis::cmd("PTTL").arg(&penalty_key)).await?;
+        Some((left > 0).then(|| Duration::from_millis(left.unsigned_abs())))
+    }
+
     /// Counts a code WeChat refused for `address` (and starts its penalty
     /// past the budget). `false`: Redis failed.
     pub async fn record_failure(&self, address: &str, rate: Rate) -> bool {

@@ -3,11 +3,14 @@
 //! wxauth can set. The service changes one line: `req.body.openid` becomes
 //! `req.get('x-wxauth-openid')`.
 //!
-//! What is forwarded: method, whole path, query, headers other than
-//! hop-by-hop ones, `Authorization` and any client-sent `X-Wxauth-*`; the
+//! What is forwarded: method, whole path (only one that stays under the
+//! prefix: [`path`]), query, headers other than hop-by-hop and reserved
+//! ones (`Authorization`, `X-Request-Id`, `Forwarded`, `X-Real-Ip`,
+//! `X-Forwarded-*`, `X-Wxauth-*`, compared with `_` read as `-`); the
 //! body, streamed (within `limits.body_bytes`). What is added:
 //! `X-Wxauth-User-Id`, `-Appid`, `-Openid`, `-Unionid` (when known),
-//! `-Session-Id`, the request's `X-Request-Id` and `X-Forwarded-For`. The
+//! `-Session-Id`, the request's `X-Request-Id` and `X-Forwarded-For`,
+//! `-Proto` and `-Host` as wxauth knows them. The
 //! answer comes back as the service gave it, streamed. A service that
 //! refuses the connection or breaks it is a 502 `bad_gateway`; one that does
 //! not begin answering within the entry's `timeout_ms` a 504
@@ -22,6 +25,8 @@ use futures_util::TryStreamExt;
 
 use crate::config::GatewayRoute;
 use crate::error::{Error, Result};
+
+pub mod path;
 
 /// Who the caller is, as the gateway tells the service.
 #[derive(Debug, Clone)]
@@ -43,25 +48,81 @@ pub struct Identity {
 #[derive(Debug, Clone, Copy)]
 pub struct FromUpstream;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and those the client must not set.
-fn dropped(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-            | "authorization"
-            | "x-request-id"
-            | "x-forwarded-for"
-    ) || name.as_str().starts_with("x-wxauth-")
+/// Hop-by-hop headers (RFC 9110 §7.6.1), which never cross a proxy.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Headers only wxauth may set on a forwarded request: who the caller is,
+/// where the request came from, and its id.
+const RESERVED: &[&str] = &["authorization", "x-request-id", "forwarded", "x-real-ip"];
+
+/// A header name as the service may read it: CGI, WSGI, Rack and PHP turn
+/// `X-Wxauth-User-Id` and `X_Wxauth_User_Id` into the same variable, so
+/// names are compared in lower case with `_` read as `-`.
+fn normalised(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                char::from(b.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
+/// Whether a client's header `name` is dropped before forwarding: hop-by-hop
+/// ones, the reserved ones and every `x-wxauth-*` / `x-forwarded-*`, by
+/// their normalised name.
+pub fn dropped_request_header(name: &str) -> bool {
+    let name = normalised(name);
+    HOP_BY_HOP.contains(&name.as_str())
+        || RESERVED.contains(&name.as_str())
+        || name.starts_with("x-wxauth-")
+        || name.starts_with("x-forwarded-")
+}
+
+/// Whether the service's response header `name` is left out of the answer
+/// (hop-by-hop ones; the body's length is kept).
+fn dropped_response_header(name: &str) -> bool {
+    name != "content-length" && HOP_BY_HOP.contains(&name)
+}
+
+/// The names a `Connection` header lists: hop-by-hop for this request only.
+fn connection_options(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| normalised(t.trim()))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// What wxauth tells the service about where the request came from, from
+/// what it knows itself: the client address (the socket peer, or behind a
+/// trusted proxy the address it reported), the scheme the client used and
+/// the host it asked for.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+    /// `X-Forwarded-Proto`: `http` or `https`.
+    pub proto: &'static str,
+    /// `X-Forwarded-Host`, when known.
+    pub host: Option<String>,
 }
 
 /// One configured gateway entry with its HTTP client.
@@ -96,7 +157,7 @@ impl Gateway {
         request: Request<Body>,
         identity: Option<&Identity>,
         request_id: &str,
-        client_ip: IpAddr,
+        origin: &Origin,
         body_limit: usize,
     ) -> Result<Response<Body>> {
         let (parts, body) = request.into_parts();
@@ -112,11 +173,23 @@ impl Gateway {
                 )));
             }
         }
-        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let url = format!("{}{path_and_query}", self.route.upstream);
+        let url = path::forwarded_url(
+            &self.route.upstream,
+            &self.route.prefix,
+            parts.uri.path(),
+            parts.uri.query(),
+        )
+        .map_err(|refusal| {
+            metrics::counter!("wxauth_gateway_refused_paths_total", "prefix" => self.route.prefix.clone())
+                .increment(1);
+            Error::InvalidRequest(format!("{refusal}; it is not forwarded"))
+        })?;
+        let listed = connection_options(&parts.headers);
         let mut headers = HeaderMap::new();
         for (name, value) in &parts.headers {
-            if !dropped(name) {
+            if !dropped_request_header(name.as_str())
+                && !listed.iter().any(|l| *l == normalised(name.as_str()))
+            {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -126,7 +199,11 @@ impl Gateway {
             }
         };
         set("x-request-id", request_id);
-        set("x-forwarded-for", &client_ip.to_string());
+        set("x-forwarded-for", &origin.client_ip.to_string());
+        set("x-forwarded-proto", origin.proto);
+        if let Some(host) = &origin.host {
+            set("x-forwarded-host", host);
+        }
         if let Some(id) = identity {
             set("x-wxauth-user-id", &id.user_id);
             set("x-wxauth-appid", &id.appid);
@@ -143,7 +220,7 @@ impl Gateway {
         let started = Instant::now();
         let mut upstream = self
             .client
-            .request(parts.method.clone(), &url)
+            .request(parts.method.clone(), url)
             .headers(headers);
         if !empty {
             let limited = http_body_util::Limited::new(body, body_limit);
@@ -185,7 +262,7 @@ impl Gateway {
         let mut response = Response::builder().status(answer.status());
         if let Some(h) = response.headers_mut() {
             for (name, value) in answer.headers() {
-                if !dropped(name) || name == header::CONTENT_LENGTH {
+                if !dropped_response_header(name.as_str()) {
                     h.append(name.clone(), value.clone());
                 }
             }

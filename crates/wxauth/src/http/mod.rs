@@ -240,17 +240,25 @@ pub fn router(state: AppState) -> Router {
         router = router.merge(playground::routes());
     }
     for (index, route) in settings.gateways.iter().enumerate() {
-        let path = format!("{}{{*path}}", route.prefix);
-        router = router.route(
-            &path,
-            axum::routing::any(
-                move |axum::extract::State(state): axum::extract::State<AppState>,
-                      ip: extract::ClientIp,
-                      request: Request| {
-                    routes::gateway::forward(state, index, ip, request)
-                },
-            ),
-        );
+        // Everything under the prefix, and the bare prefix with and
+        // without its trailing slash.
+        let paths = [
+            format!("{}{{*path}}", route.prefix),
+            route.prefix.clone(),
+            route.prefix.trim_end_matches('/').to_owned(),
+        ];
+        for path in paths {
+            router = router.route(
+                &path,
+                axum::routing::any(
+                    move |axum::extract::State(state): axum::extract::State<AppState>,
+                          ip: extract::ClientIp,
+                          request: Request| {
+                        routes::gateway::forward(state, index, ip, request)
+                    },
+                ),
+            );
+        }
     }
     with_middleware(router, state)
 }

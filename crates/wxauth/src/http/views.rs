@@ -38,6 +38,7 @@ impl From<&User> for UserView {
 pub struct SessionView {
     /// Send as `Authorization: Bearer …`.
     #[schema(value_type = String)]
+    #[serde(serialize_with = "expose_to_the_caller")]
     pub access_token: SecretText,
     /// Always `Bearer`.
     pub token_type: &'static str,
@@ -45,6 +46,7 @@ pub struct SessionView {
     pub expires_in: u64,
     /// Exchange at `/v1/token/refresh` for a new pair; single use.
     #[schema(value_type = String)]
+    #[serde(serialize_with = "expose_to_the_caller")]
     pub refresh_token: SecretText,
     /// Seconds until the refresh token expires.
     pub refresh_expires_in: u64,
@@ -52,6 +54,15 @@ pub struct SessionView {
     pub new_user: bool,
     /// The user.
     pub user: UserView,
+}
+
+/// The one place a token is written out: to the caller it was issued to
+/// (secret types have no `Serialize` of their own).
+fn expose_to_the_caller<S: serde::Serializer>(
+    token: &SecretText,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(token.expose())
 }
 
 impl From<Session> for SessionView {

@@ -16,7 +16,8 @@ use crate::error::Result;
 
 /// How an operator looks a user up (always within one app, except
 /// `Unionid` with no app, which spans the apps of one Open Platform account).
-#[derive(Debug, Clone)]
+/// Its `Debug` leaves the phone tags out: they identify a number.
+#[derive(Clone)]
 pub enum UserLookup {
     /// WeChat's per-app id.
     Openid(String),
@@ -25,6 +26,16 @@ pub enum UserLookup {
     /// Keyed hashes of the phone number, one per configured encryption key
     /// (see `auth::seal`): a row matches whichever key indexed it.
     PhoneTags(Vec<Vec<u8>>),
+}
+
+impl std::fmt::Debug for UserLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserLookup::Openid(o) => f.debug_tuple("Openid").field(o).finish(),
+            UserLookup::Unionid(u) => f.debug_tuple("Unionid").field(u).finish(),
+            UserLookup::PhoneTags(tags) => write!(f, "PhoneTags(<{} tags redacted>)", tags.len()),
+        }
+    }
 }
 
 /// A session as operators and exports see it: never a token.
@@ -47,8 +58,9 @@ pub struct SessionSummary {
     pub active: bool,
 }
 
-/// A user's row as a re-seal reads it.
-#[derive(Debug, Clone)]
+/// A user's row as a re-seal reads it. Its `Debug` names the row and the
+/// sizes only: the phone's lookup tag identifies a number.
+#[derive(Clone)]
 pub struct SealedRow {
     /// The user id.
     pub id: String,
@@ -66,7 +78,7 @@ pub struct SealedRow {
 
 /// New sealed values for a row, written only if the row still holds what
 /// was read (a login meanwhile wins; the next pass picks the row up).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Resealed {
     /// The row as read.
     pub read: SealedRow,
@@ -76,6 +88,41 @@ pub struct Resealed {
     pub phone_enc: Option<Vec<u8>>,
     /// The phone's tag under the current key.
     pub phone_lookup: Option<Vec<u8>>,
+}
+
+/// `<n bytes>` for a sealed value, never the bytes.
+struct Sealed<'a>(Option<&'a [u8]>);
+
+impl std::fmt::Debug for Sealed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(b) => write!(f, "<{} bytes redacted>", b.len()),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+impl std::fmt::Debug for SealedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRow")
+            .field("id", &self.id)
+            .field("appid", &self.appid)
+            .field("session_key_enc", &Sealed(Some(&self.session_key_enc)))
+            .field("phone_enc", &Sealed(self.phone_enc.as_deref()))
+            .field("phone_lookup", &Sealed(self.phone_lookup.as_deref()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Resealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resealed")
+            .field("read", &self.read)
+            .field("session_key_enc", &Sealed(Some(&self.session_key_enc)))
+            .field("phone_enc", &Sealed(self.phone_enc.as_deref()))
+            .field("phone_lookup", &Sealed(self.phone_lookup.as_deref()))
+            .finish()
+    }
 }
 
 struct RevokeUserSessions {

@@ -140,13 +140,28 @@ impl Store {
                     .strip_prefix("sqlite://")
                     .map(|p| p.split('?').next().unwrap_or(p))
                 {
-                    if let Some(dir) = std::path::Path::new(path)
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                    {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            Error::internal(format!("cannot create {}: {e}", dir.display()))
+                    let file = std::path::Path::new(path);
+                    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        crate::private_files::create_dir_all(dir).map_err(|e| {
+                            Error::internal_from(format!("cannot create {}", dir.display()), e)
                         })?;
+                    }
+                    // A new database is made 0600 before SQLite opens it
+                    // (its -wal and -shm files take the same mode).
+                    if !url.contains("mode=ro")
+                        && !url.contains("mode=memory")
+                        && !path.is_empty()
+                        && !path.starts_with(':')
+                        && !file.exists()
+                    {
+                        if let Err(e) = crate::private_files::create_new(file) {
+                            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                                return Err(Error::internal_from(
+                                    format!("cannot create {}", file.display()),
+                                    e,
+                                ));
+                            }
+                        }
                     }
                 }
                 (sqlite_url(url), 8)

@@ -242,6 +242,16 @@ impl Store {
             .await
     }
 
+    /// Whether a refresh token with this hash was ever issued (used or
+    /// not): a read, so a made-up token never reaches the writer.
+    pub async fn refresh_token_exists(&self, hash: &[u8]) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM refresh_tokens WHERE hash = $1")
+            .bind(hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Revokes a session; false if it was already revoked or does not exist.
     pub async fn revoke_session(
         &self,

@@ -21,6 +21,9 @@ pub enum Db {
     Postgres,
 }
 
+/// A one-off change to the test configuration.
+pub type ConfigEdit = Box<dyn FnOnce(&mut Config) + Send>;
+
 pub struct Options {
     pub db: Db,
     pub access_ttl_secs: u64,
@@ -31,6 +34,9 @@ pub struct Options {
     pub tweak: fn(&mut Config),
     /// Serve this database instead of a new one (a second instance).
     pub database_url: Option<String>,
+    /// A change to the configuration that needs values only known at run
+    /// time (an upstream's port, say); applied after `tweak`.
+    pub edit: Option<ConfigEdit>,
 }
 
 impl Default for Options {
@@ -43,6 +49,7 @@ impl Default for Options {
             documents_per_collection: 10_000,
             tweak: |_| {},
             database_url: None,
+            edit: None,
         }
     }
 }
@@ -193,11 +200,17 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         (None, Db::Postgres) => (crate::db::postgres_schema_url().await?, None),
     };
     let mut config = test_config(&database_url, &sim_url);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    config.listen = listener.local_addr().unwrap();
     config.tokens.access_ttl_secs = opts.access_ttl_secs;
     config.wechat.timeout_ms = opts.wechat_timeout_ms;
     config.limits.login_per_ip_per_minute = opts.login_per_ip_per_minute;
     config.limits.documents_per_collection = opts.documents_per_collection;
     (opts.tweak)(&mut config);
+    if let Some(edit) = opts.edit {
+        edit(&mut config);
+    }
     let settings = config.resolve().unwrap();
     let app = build_app(
         settings,
@@ -207,8 +220,6 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
     )
     .await
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = wxauth::serve(listener, app, std::future::pending()).await;
     });

@@ -14,6 +14,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("cursor", wxauth::fuzzing::decode_cursor),
     ("if_match", wxauth::fuzzing::parse_if_match),
     ("encrypted_data", wxauth::fuzzing::decrypt_encrypted_data),
+    ("gateway_path", wxauth::fuzzing::gateway_path),
 ];
 
 #[test]

@@ -61,6 +61,55 @@ async fn tokens_verify_with_the_published_keys_alone() {
         discovery.body["id_token_signing_alg_values_supported"],
         json!(["EdDSA"])
     );
+    // A client's Host never makes its way into the document.
+    let spoofed = app
+        .http
+        .get(format!("{}/.well-known/openid-configuration", app.url))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = spoofed.json().await.unwrap();
+    assert_eq!(body["jwks_uri"], jwks_uri);
+}
+
+/// Listening on every interface without `public_url`, the service cannot
+/// know its own URL: discovery is a 404 naming the setting, whatever the
+/// Host; with `public_url`, that URL.
+#[tokio::test]
+async fn discovery_never_reflects_the_host_header() {
+    let app = spawn_app_with(Options {
+        edit: Some(Box::new(|c| c.listen = "0.0.0.0:8080".parse().unwrap())),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    for host in [None, Some("evil.example")] {
+        let mut req = app
+            .http
+            .get(format!("{}/.well-known/openid-configuration", app.url));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let r = crate::app::reply(req.send().await.unwrap()).await;
+        assert_eq!(r.status, 404, "{:?}", r.body);
+        assert_eq!(r.error(), "not_found");
+        assert!(r.message().contains("public_url"), "{}", r.message());
+    }
+    let app = spawn_app_with(Options {
+        edit: Some(Box::new(|c| {
+            c.listen = "0.0.0.0:8080".parse().unwrap();
+            c.public_url = Some("https://auth.example.com".into());
+        })),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let r = app.get("/.well-known/openid-configuration", None).await;
+    assert_eq!(
+        r.body["jwks_uri"],
+        "https://auth.example.com/.well-known/jwks.json"
+    );
 }
 
 #[tokio::test]

@@ -686,3 +686,83 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 27, items 9 and 14: what the operator's commands create is
+/// readable by its owner only from the start, and they refuse to set up a
+/// failure for later (a key variable wxauth would read as a setting, a
+/// backup into a folder that is not there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_files_are_private_and_key_variables_cannot_clash_with_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    use wxauth::private_files::mode_of;
+    let (_sim, sim_url) = spawn_sim(&OffsetClock::new()).await;
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, &sim_url);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    cli(&config, &["migrate"]);
+    assert_eq!(mode_of(&dir.0.join("wxauth.db")), Some(0o600));
+
+    let missing = dir.0.join("no-such-folder/backup.db");
+    let out = cli_any(&config, &["backup", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-folder") && err.contains("does not exist"),
+        "{err}"
+    );
+    let backup = dir.0.join("backup.db");
+    cli(&config, &["backup", backup.to_str().unwrap()]);
+    assert_eq!(mode_of(&backup), Some(0o600));
+
+    // A key variable named like a setting is refused before anything is
+    // written (serve would refuse to start with it set).
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = cli_any(
+        &config,
+        &[
+            "keys",
+            "rotate",
+            "encryption",
+            "--env",
+            "WXAUTH_ENCRYPTION_KEY_2",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("read as a setting"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert_eq!(mode_of(&config), Some(0o644));
+
+    // A key written inline makes the file its owner's only, and says so.
+    let out = cli(&config, &["keys", "rotate", "signing"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0600"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(mode_of(&config), Some(0o600));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // A configuration that names such a variable fails its check with the
+    // setting's path and the reason, whether or not the variable is set.
+    let clash = dir.0.join("clash.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("key = \"{}\"", b64_key(6)),
+        "key_env = \"WXAUTH_ENCRYPTION_KEY\"",
+    );
+    assert!(text.contains("WXAUTH_ENCRYPTION_KEY"));
+    std::fs::write(&clash, text).unwrap();
+    let out = cli_any(&clash, &["migrate"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("encryption.keys[0].key_env") && err.contains("WXAUTH_"),
+        "{err}"
+    );
+}

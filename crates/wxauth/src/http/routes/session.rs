@@ -68,9 +68,10 @@ pub(crate) struct RefreshRequest {
     ))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<SessionView>> {
-    let session = state.auth().refresh(&req.refresh_token).await?;
+    let session = state.auth().refresh(&req.refresh_token, ip).await?;
     Ok(Json(SessionView::from(session)))
 }
 

@@ -3,11 +3,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::super::AppState;
+use crate::error::{Error, Result};
 
 /// The public keys that verify access tokens (JWK Set, RFC 7517).
 ///
@@ -25,28 +26,33 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Discovery: the issuer and where its keys are (OpenID Connect Discovery
 /// fields that token verifiers read).
+///
+/// The URLs in it come from `public_url`, or else from `listen` when that
+/// is a specific address: never from the request's `Host`, which anyone can
+/// set (a verifier told to fetch keys from a host of the attacker's choice
+/// would trust the attacker's tokens). With neither (listening on
+/// `0.0.0.0` or `::` without `public_url`) it is a 404 saying to set
+/// `public_url`.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "identity",
-    responses((status = 200, description = "issuer, jwks_uri, introspection_endpoint and the signing algorithm", body = Object)))]
-pub(crate) async fn openid_configuration(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Json<Value> {
-    let base = match &state.settings().public_url {
+    responses((status = 200, description = "issuer, jwks_uri, introspection_endpoint and the signing algorithm", body = Object),
+        (status = 404, description = "not_found: neither public_url nor a specific listen address is configured", body = crate::http::ErrorBody)))]
+pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Result<Json<Value>> {
+    let settings = state.settings();
+    let base = match &settings.public_url {
         Some(url) => url.clone(),
+        None if !settings.listen.ip().is_unspecified() && settings.listen.port() != 0 => {
+            format!("http://{}", settings.listen)
+        }
         None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| {
-                    h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-                })
-                .unwrap_or("localhost");
-            format!("http://{host}")
+            return Err(Error::NotFound(
+                "discovery needs public_url (the URL clients reach this service at); \
+                 it is not set and listen is not a specific address"
+                    .into(),
+            ));
         }
     };
     let tokens = state.auth().tokens();
-    Json(json!({
+    Ok(Json(json!({
         "issuer": tokens.issuer(),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{base}/v1/introspect"),
@@ -54,5 +60,5 @@ pub(crate) async fn openid_configuration(
         "token_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
-    }))
+    })))
 }
