@@ -344,7 +344,11 @@ fn path_sql(backend: Backend, path: &[String]) -> PathSql {
             }
         }
         Backend::Postgres => {
-            let j = format!("(data_json #> '{{{}}}')", path.join(","));
+            // Each element double-quoted: unquoted, an element spelled
+            // `null` (any case) is a SQL NULL in an array literal, and the
+            // path would never match.
+            let quoted: Vec<String> = path.iter().map(|s| format!("\"{s}\"")).collect();
+            let j = format!("(data_json #> '{{{}}}')", quoted.join(","));
             PathSql {
                 rank: format!(
                     "(CASE jsonb_typeof({j}) WHEN 'null' THEN 1 WHEN 'boolean' THEN \
@@ -656,6 +660,19 @@ fn after_sql(sql: &mut Sql, keys: &[SortKey], id_descending: bool, after: &After
 /// The name of the index kept for a spec: short (PostgreSQL cuts names at
 /// 63 bytes) and the same for the same spec on every start.
 fn index_name(spec: &IndexSpec) -> String {
+    format!("{}{}", INDEX_PREFIX, index_hash(spec))
+}
+
+/// The prefix of index names. It changes with the expressions (an index
+/// of older ones would not match the queries): PostgreSQL's path literals
+/// were quoted in version 4, SQLite's expressions are still those of 3.
+const INDEX_PREFIX: &str = "wxq3_";
+const PG_INDEX_PREFIX: &str = "wxq4_";
+/// Older PostgreSQL prefixes, whose index of a spec is dropped when the
+/// current one is made.
+const PG_OLD_INDEX_PREFIXES: &[&str] = &["wxq3_"];
+
+fn index_hash(spec: &IndexSpec) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(spec.collection.as_bytes());
@@ -663,10 +680,14 @@ fn index_name(spec: &IndexSpec) -> String {
     h.update(spec.path.join(".").as_bytes());
     h.update([u8::from(spec.descending), u8::from(spec.shared)]);
     let digest = h.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    // The prefix changes with the expressions (an index of older ones would
-    // not match the queries).
-    format!("wxq3_{hex}")
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn backend_index_name(backend: Backend, spec: &IndexSpec) -> String {
+    match backend {
+        Backend::Sqlite => index_name(spec),
+        Backend::Postgres => format!("{PG_INDEX_PREFIX}{}", index_hash(spec)),
+    }
 }
 
 /// The statement that creates the index for a spec (if missing).
@@ -682,7 +703,7 @@ pub fn index_sql(backend: Backend, spec: &IndexSpec) -> String {
     // index in creation order too.
     format!(
         "CREATE INDEX IF NOT EXISTS {} ON documents ({who}, {terms}, created_at{dir}, id{dir}) WHERE collection = '{}'",
-        index_name(spec),
+        backend_index_name(backend, spec),
         literal(&spec.collection)
     )
 }
@@ -792,6 +813,14 @@ impl Store {
     /// `wxauth migrate`). Indexes no longer declared are left in place.
     pub async fn ensure_indexes(&self, specs: &[IndexSpec], shared: &[String]) -> Result<()> {
         for spec in specs {
+            if self.backend == Backend::Postgres {
+                for old in PG_OLD_INDEX_PREFIXES {
+                    let name = format!("{old}{}", index_hash(spec));
+                    sqlx::query(&format!("DROP INDEX IF EXISTS {name}"))
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
             sqlx::query(&index_sql(self.backend, spec))
                 .execute(&self.pool)
                 .await?;

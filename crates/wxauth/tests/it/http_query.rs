@@ -18,6 +18,7 @@ on_both!(
     random_queries_match_the_model_and_never_cross_users,
     shared_collections,
     bad_queries_are_400s_naming_the_problem,
+    any_segment_name_matches_alike_on_both_backends,
 );
 
 async fn create(app: &TestApp, token: &str, collection: &str, body: Value) -> Value {
@@ -222,6 +223,39 @@ async fn operators_types_and_sorts(app: TestApp) {
     // Default order: newest first.
     let got = walk(&app, &t, "tasks", "", None, 100).await;
     assert_eq!(titles(&got)[0], "Z");
+}
+
+/// Field names that mean something to a backend's path syntax (`null`
+/// is a NULL element in an unquoted PostgreSQL array literal) are plain
+/// names on both.
+async fn any_segment_name_matches_alike_on_both_backends(app: TestApp) {
+    let t = token(&app.login(APP1, "nadia").await).to_owned();
+    for d in [
+        json!({"title": "n1", "null": 1}),
+        json!({"title": "n2", "NULL": "x", "Null": 2}),
+        json!({"title": "n3", "meta": {"null": true, "true": 3}}),
+        json!({"title": "n4", "null": 7}),
+    ] {
+        create(&app, &t, "names", d).await;
+        app.advance(std::time::Duration::from_millis(2));
+    }
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (r#"{"null":1}"#, vec!["n1"]),
+        (r#"{"null":{"$exists":true}}"#, vec!["n1", "n4"]),
+        (r#"{"null":{"$gt":1}}"#, vec!["n4"]),
+        (r#"{"NULL":"x"}"#, vec!["n2"]),
+        (r#"{"Null":2}"#, vec!["n2"]),
+        (r#"{"meta.null":true}"#, vec!["n3"]),
+        (r#"{"meta.true":3}"#, vec!["n3"]),
+        (r#"{"meta.null":{"$exists":false}}"#, vec!["n1", "n2", "n4"]),
+    ];
+    for (filter, want) in cases {
+        let got = walk(&app, &t, "names", filter, None, 2).await;
+        let want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(sorted(titles(&got)), sorted(want), "where {filter}");
+    }
+    let got = walk(&app, &t, "names", "{}", Some("-null,title"), 2).await;
+    assert_eq!(titles(&got), ["n4", "n1", "n2", "n3"]);
 }
 
 async fn paging_is_exact_under_any_order_while_inserting(app: TestApp) {
