@@ -779,13 +779,13 @@ impl Config {
             .as_ref()
             .filter(|u| !u.expose().trim().is_empty())
             .cloned();
-        if let Some(r) = &redis_url {
-            if !r.expose().starts_with("redis://") {
-                return Err(bad(format!(
-                    "redis_url: unsupported scheme in {:?}; use redis://[:PASSWORD@]HOST:PORT[/DB]",
-                    r.redacted()
-                )));
-            }
+        if let Some(r) = &redis_url
+            && !r.expose().starts_with("redis://")
+        {
+            return Err(bad(format!(
+                "redis_url: unsupported scheme in {:?}; use redis://[:PASSWORD@]HOST:PORT[/DB]",
+                r.redacted()
+            )));
         }
         if self.apps.is_empty() {
             return Err(bad(

@@ -597,10 +597,8 @@ fn write_toml(path: &Path, doc: &toml_edit::DocumentMut) -> anyhow::Result<bool>
         }
     };
     let private = config.holds_inline_secrets();
-    if !private {
-        if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, meta.permissions())?;
-        }
+    if !private && let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions())?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(private)
@@ -967,14 +965,14 @@ pub async fn backup(a: BackupArgs) -> anyhow::Result<()> {
     if a.file.exists() {
         bail!("{} exists: name a new file", a.file.display());
     }
-    if let Some(dir) = a.file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!(
-                "cannot write the backup to {}: the folder {} does not exist",
-                a.file.display(),
-                dir.display()
-            );
-        }
+    if let Some(dir) = a.file.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        bail!(
+            "cannot write the backup to {}: the folder {} does not exist",
+            a.file.display(),
+            dir.display()
+        );
     }
     // The copy holds every user's data: made 0600 before SQLite writes a
     // byte into it (VACUUM INTO fills an empty file).
@@ -1053,11 +1051,15 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
             a.file.display()
         );
     }
+    // Nobody may hold the database while it is replaced: a `serve` still
+    // writing to the file moved aside would lose every write after it.
+    // Held until the new file is in place.
+    let hold = wxauth::store::hold::take(&db_path)?;
     let mut kept = None;
     if db_path.exists() {
         if !a.force {
             bail!(
-                "{} exists: stop every wxauth serving it, then pass --force to replace it (it is kept beside it)",
+                "{} exists: pass --force to replace it (it is kept beside it)",
                 db_path.display()
             );
         }
@@ -1097,6 +1099,7 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, &db_path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), db_path.display()))?;
+    drop(hold);
     // Bring an older backup's schema up to date now, not at the next start.
     let store = wxauth::store::Store::open(config.database_url.expose()).await?;
     store.audit(restore_entry(&a.file)).await?;

@@ -159,7 +159,11 @@ impl LoginLimits {
     /// again. The returned slot must be held until the code exchange ends.
     pub async fn admit(&self, ip: IpAddr, appid: &str) -> Result<InFlight<'_>> {
         let key = limit_key(ip);
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 0 {
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(4096)
+        {
             self.per_ip.retain_recent();
             self.per_app.retain_recent();
             self.failures.retain_recent();
@@ -246,13 +250,12 @@ impl LoginLimits {
     /// refused until its failure budget has refilled by one.
     pub async fn record_failure(&self, ip: IpAddr) {
         let key = limit_key(ip);
-        if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) {
-            if shared
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up())
+            && shared
                 .record_failure(&key.to_string(), self.failure_rate())
                 .await
-            {
-                return;
-            }
+        {
+            return;
         }
         let now = self.failures.clock().now();
         if let Err(not_until) = self.failures.check_key(&key) {

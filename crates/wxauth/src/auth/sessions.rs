@@ -196,13 +196,12 @@ impl Auth {
             self.login_limits.record_failure(client_ip).await;
         }
         let (identity, ran_first) = outcome?;
-        if ran_first {
-            if let Some(session) = first_session
+        if ran_first
+            && let Some(session) = first_session
                 .into_inner()
                 .unwrap_or_else(|p| p.into_inner())
-            {
-                return Ok(session);
-            }
+        {
+            return Ok(session);
         }
         // A repeat of a code already exchanged: a new session for that user.
         tracing::info!(

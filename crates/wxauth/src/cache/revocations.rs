@@ -214,10 +214,10 @@ async fn listen(shared: std::sync::Weak<SharedRevocations>) {
             let Ok(text) = msg.get_payload::<String>() else {
                 continue;
             };
-            if let Some((sid, until)) = text.split_once(' ') {
-                if let Ok(until) = until.parse::<i64>() {
-                    this.local.insert(sid, until, wall_ms());
-                }
+            if let Some((sid, until)) = text.split_once(' ')
+                && let Ok(until) = until.parse::<i64>()
+            {
+                this.local.insert(sid, until, wall_ms());
             }
         }
         // The connection ended: until joined again, the set is incomplete.

@@ -166,12 +166,11 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
+            && len > body_limit as u64
         {
-            if len > body_limit as u64 {
-                return Err(Error::PayloadTooLarge(format!(
-                    "the request body is {len} bytes; the limit is {body_limit} (limits.body_bytes)"
-                )));
-            }
+            return Err(Error::PayloadTooLarge(format!(
+                "the request body is {len} bytes; the limit is {body_limit} (limits.body_bytes)"
+            )));
         }
         let url = path::forwarded_url(
             &self.route.upstream,

@@ -99,12 +99,11 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get("x-wxauth-appid")
             .and_then(|v| v.to_str().ok())
+            && appid != caller.appid
         {
-            if appid != caller.appid {
-                return Err(Error::Unauthorized(
-                    "this access token belongs to another app",
-                ));
-            }
+            return Err(Error::Unauthorized(
+                "this access token belongs to another app",
+            ));
         }
         Ok(caller)
     }

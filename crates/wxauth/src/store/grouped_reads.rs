@@ -113,10 +113,10 @@ impl<K: ReadKind> GroupedReads<K> {
                 key: key.clone(),
                 reply,
             });
-            if queued.is_ok() {
-                if let Ok(answer) = answer.await {
-                    return answer;
-                }
+            if queued.is_ok()
+                && let Ok(answer) = answer.await
+            {
+                return answer;
             }
         }
         K::alone(&self.pool, key).await
@@ -163,13 +163,13 @@ async fn answer<K: ReadKind>(pool: &AnyPool, lookups: Vec<Lookup<K>>) {
     if lookups.len() > 1 {
         let keys: Vec<&K::Key> = lookups.iter().map(|l| &l.key).collect();
         let found = K::together(pool, &keys).await;
-        if let Ok(found) = found {
-            if found.len() == lookups.len() {
-                for (lookup, record) in lookups.into_iter().zip(found) {
-                    let _ = lookup.reply.send(Ok(record));
-                }
-                return;
+        if let Ok(found) = found
+            && found.len() == lookups.len()
+        {
+            for (lookup, record) in lookups.into_iter().zip(found) {
+                let _ = lookup.reply.send(Ok(record));
             }
+            return;
         }
     }
     for lookup in lookups {

@@ -24,6 +24,7 @@ mod audit;
 mod documents;
 mod exec;
 mod grouped_reads;
+pub mod hold;
 mod migrations;
 mod query;
 mod sessions;
@@ -88,6 +89,8 @@ pub struct Store {
     document_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::DocumentRead>>>,
     /// PostgreSQL: reads of one user row, grouped under load.
     user_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::UserRead>>>,
+    /// SQLite: this process's hold on the database (see [`hold`]).
+    _hold: Option<Arc<hold::SharedHold>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,6 +137,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         install_default_drivers();
         let backend = Backend::of(url)?;
+        let mut held = None;
         let (url, max) = match backend {
             Backend::Sqlite => {
                 if let Some(path) = url
@@ -146,22 +150,23 @@ impl Store {
                             Error::internal_from(format!("cannot create {}", dir.display()), e)
                         })?;
                     }
+                    let on_disk =
+                        !url.contains("mode=memory") && !path.is_empty() && !path.starts_with(':');
+                    if on_disk && !url.contains("mode=ro") {
+                        held = Some(Arc::new(hold::share(file)?));
+                    }
                     // A new database is made 0600 before SQLite opens it
                     // (its -wal and -shm files take the same mode).
-                    if !url.contains("mode=ro")
-                        && !url.contains("mode=memory")
-                        && !path.is_empty()
-                        && !path.starts_with(':')
+                    if on_disk
+                        && !url.contains("mode=ro")
                         && !file.exists()
+                        && let Err(e) = crate::private_files::create_new(file)
+                        && e.kind() != std::io::ErrorKind::AlreadyExists
                     {
-                        if let Err(e) = crate::private_files::create_new(file) {
-                            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                                return Err(Error::internal_from(
-                                    format!("cannot create {}", file.display()),
-                                    e,
-                                ));
-                            }
-                        }
+                        return Err(Error::internal_from(
+                            format!("cannot create {}", file.display()),
+                            e,
+                        ));
                     }
                 }
                 (sqlite_url(url), 8)
@@ -242,6 +247,7 @@ impl Store {
             users,
             document_reads,
             user_reads,
+            _hold: held,
         })
     }
 

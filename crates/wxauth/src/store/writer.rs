@@ -556,12 +556,12 @@ async fn attempt(
                 },
                 Err(stopped) => stopped,
             };
-            if !tx.0.is_autocommit() {
-                if let Err(e) = tx.0.execute_batch("ROLLBACK") {
-                    // A connection that cannot roll back is opened afresh.
-                    tracing::error!(error = %e, "the store writer's rollback failed; reconnecting");
-                    *connection = None;
-                }
+            if !tx.0.is_autocommit()
+                && let Err(e) = tx.0.execute_batch("ROLLBACK")
+            {
+                // A connection that cannot roll back is opened afresh.
+                tracing::error!(error = %e, "the store writer's rollback failed; reconnecting");
+                *connection = None;
             }
             outcome
         }

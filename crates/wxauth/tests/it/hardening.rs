@@ -547,7 +547,7 @@ async fn a_flood_from_one_address_leaves_logins_from_others_working() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 5_000 {
                 // Well-formed garbage (costs a WeChat call until refused) and
                 // malformed garbage (refused before any budget).
-                let code = if sent % 2 == 0 {
+                let code = if sent.is_multiple_of(2) {
                     format!("garbage{worker}x{sent}")
                 } else {
                     format!("bad code {sent}!")

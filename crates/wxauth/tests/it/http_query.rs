@@ -591,10 +591,10 @@ async fn random_queries_match_the_model_and_never_cross_users(app: TestApp) {
             let shared = collection == "posts";
             // The model's answer: the caller's scope, then the filter.
             let mut model_filter = filter.clone();
-            if let Some(o) = model_filter.get_mut("owner") {
-                if *o == json!("me") {
-                    *o = json!(alice_id);
-                }
+            if let Some(o) = model_filter.get_mut("owner")
+                && *o == json!("me")
+            {
+                *o = json!(alice_id);
             }
             for branch in model_filter
                 .get_mut("$or")

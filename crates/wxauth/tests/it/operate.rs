@@ -637,6 +637,22 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
         before.len()
     );
 
+    // While a server holds the database, even --force is refused (writes
+    // after the swap would go to the file moved aside), and nothing moves.
+    let out = cli_any(&config, &["restore", file.to_str().unwrap(), "--force"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use"), "{err}");
+    let moved = std::fs::read_dir(&dir.0).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("before-restore")
+    });
+    assert!(!moved, "the live database was moved aside");
+    let r = get(&http, &server.url, "/v1/data/load?limit=1", Some(&t)).await;
+    assert_eq!(r.status, 200, "the server goes on undisturbed");
+
     // Restore: refused while the database exists without --force; with
     // it, the server comes back with exactly the backup's documents.
     let log = stop(server);

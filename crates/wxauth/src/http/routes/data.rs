@@ -125,10 +125,10 @@ pub(crate) async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     let id = document.id;
-    if !id.is_empty() {
-        if let Ok(location) = HeaderValue::from_str(&format!("/v1/data/{collection}/{id}")) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
+    if !id.is_empty()
+        && let Ok(location) = HeaderValue::from_str(&format!("/v1/data/{collection}/{id}"))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
 }
