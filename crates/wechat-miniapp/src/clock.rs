@@ -29,7 +29,7 @@ fn system_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The machine's clock plus an offset that tests can move forward. Clones
+/// The machine's clock plus an offset that tests can move. Clones
 /// share the offset, so one handle can steer a client and a simulator at once.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetClock {
@@ -46,6 +46,13 @@ impl OffsetClock {
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Moves this clock (and every clone of it) back: an instance whose
+    /// clock lags, in tests.
+    pub fn rewind(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_sub(ms, Ordering::SeqCst);
     }
 
     /// How far this clock is ahead of the machine's, in milliseconds.

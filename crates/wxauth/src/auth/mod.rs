@@ -5,6 +5,7 @@
 mod accounts;
 mod phone;
 pub mod rate_limit;
+pub mod revocation_sync;
 pub mod seal;
 mod services;
 mod sessions;
@@ -164,51 +165,18 @@ impl Auth {
         self.redis.as_ref()
     }
 
-    /// With several instances, keeps this one's revocation set in step
-    /// with the database: every `REVOCATION_RESYNC` it reads the sessions
-    /// revoked since shortly before the newest it has seen, and at once
-    /// (from an access token's lifetime ago) whenever the channel between
-    /// instances was joined again. So a revocation whose message was lost
-    /// is refused here within that interval at the latest.
+    /// Keeps this instance's revocation set in step with the database (see
+    /// [`revocation_sync`]): a revocation whose broadcast was lost, or that
+    /// another process (the operator's CLI) made, is refused here within
+    /// `REVOCATION_RESYNC`, whatever the clocks of the instances say.
     pub fn spawn_revocation_sync(&self) {
-        let Some(wanted) = self.revocations.resync_wanted() else {
-            return;
-        };
-        let (store, revocations, clock) = (
+        let ttl_ms = i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        revocation_sync::spawn(
             self.store.clone(),
             self.revocations.clone(),
             self.clock.clone(),
+            ttl_ms,
         );
-        let ttl_ms = i64::try_from(self.access_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        tokio::spawn(async move {
-            // Revocation times come from each instance's clock: read a
-            // margin before the newest seen, so skew cannot hide one.
-            const SKEW_MARGIN_MS: i64 = 10_000;
-            let mut newest = clock.now_ms() - ttl_ms;
-            loop {
-                let full = tokio::time::timeout(REVOCATION_RESYNC, wanted.notified())
-                    .await
-                    .is_ok();
-                let now = clock.now_ms();
-                let since = if full {
-                    now - ttl_ms
-                } else {
-                    newest - SKEW_MARGIN_MS
-                };
-                match store.revoked_since(since).await {
-                    Ok(rows) => {
-                        for (session_id, at) in rows {
-                            newest = newest.max(at);
-                            revocations.remember(&session_id, at + ttl_ms, now);
-                        }
-                    }
-                    Err(_) if store.is_closed() => return,
-                    Err(e) => {
-                        tracing::warn!(error = ?e, "revocation resync from the database failed")
-                    }
-                }
-            }
-        });
     }
 }
 

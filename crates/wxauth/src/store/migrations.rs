@@ -45,6 +45,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "operations",
         include_str!("../../migrations/sqlite/0007_operations.sql"),
     ),
+    (
+        8,
+        "revocation log",
+        include_str!("../../migrations/sqlite/0008_revocation_log.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -82,6 +87,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "operations",
         include_str!("../../migrations/postgres/0007_operations.sql"),
+    ),
+    (
+        8,
+        "revocation log",
+        include_str!("../../migrations/postgres/0008_revocation_log.sql"),
     ),
 ];
 

@@ -49,7 +49,7 @@ pub use query::{
     After, DocumentQuery, Field, Filter, IndexSpec, KeyValue, Op, Scalar, Scope, SortKey,
     parse_path,
 };
-pub use sessions::{NewSession, RefreshOutcome, SessionRecord};
+pub use sessions::{LoggedRevocation, NewSession, RefreshOutcome, SessionRecord};
 pub use users::{LoggedIn, LoginWrite, ProfileChange, UserRecord};
 pub use writer::WriterStats;
 

@@ -194,6 +194,34 @@ impl Write for RotateRefresh {
     }
 }
 
+/// One entry of the revocation log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRevocation {
+    /// The database's number for it: increasing, with gaps.
+    pub seq: i64,
+    /// The session.
+    pub session_id: String,
+    /// When, by the clock of the instance that revoked it.
+    pub revoked_at: i64,
+}
+
+struct PruneRevocationLog {
+    before: i64,
+}
+
+impl Write for PruneRevocationLog {
+    type Output = u64;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let done = query("DELETE FROM revocation_log WHERE revoked_at < $1")
+                .bind(self.before)
+                .execute(tx)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+}
+
 struct RevokeSession {
     session_id: String,
     reason: &'static str,
@@ -277,6 +305,33 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(SessionRecord::from_row).transpose()
+    }
+
+    /// Revocations the database numbered after `after`, in order, at most
+    /// `limit` (see `auth::revocation_sync`).
+    pub async fn revocations_after(&self, after: i64, limit: i64) -> Result<Vec<LoggedRevocation>> {
+        let rows = sqlx::query(
+            "SELECT seq, session_id, revoked_at FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LoggedRevocation {
+                    seq: r.try_get("seq")?,
+                    session_id: r.try_get("session_id")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets logged revocations older than `before` (their tokens have
+    /// long expired).
+    pub async fn prune_revocation_log(&self, before: i64) -> Result<u64> {
+        self.writer.submit(PruneRevocationLog { before }).await
     }
 
     /// Sessions revoked (or deleted with their user) at or after `since`

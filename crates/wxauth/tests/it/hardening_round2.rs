@@ -79,3 +79,76 @@ async fn refresh_failures_are_limited_per_address() {
         .await;
     assert_eq!(r.status, 429, "{:?}", r.body);
 }
+
+/// Item 12: an instance whose clock runs a minute behind revokes a session
+/// and its broadcast never arrives (it has no Redis at all); another
+/// instance, which has seen a revocation of its own just now, still
+/// refuses the token within moments: the log is read by sequence number,
+/// not by time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_instance_is_heard_without_its_broadcast() {
+    let redis = match std::env::var("WXAUTH_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "WXAUTH_TEST_REDIS_URL is not set, and CI=true: Redis tests must run"
+            );
+            eprintln!("skipped: WXAUTH_TEST_REDIS_URL is not set");
+            return;
+        }
+    };
+    let Some(fresh) = spawn_app_with(Options {
+        db: Db::Postgres,
+        edit: Some(Box::new(move |c| c.redis_url = Some(redis.into()))),
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let lagging = spawn_app_with(Options {
+        database_url: Some(fresh.database_url.clone()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    lagging.clock.rewind(std::time::Duration::from_secs(60));
+
+    // The fresh instance has just seen a revocation of its own.
+    let first = fresh.login(APP1, "uma").await;
+    let r = fresh
+        .call(
+            reqwest::Method::POST,
+            "/v1/logout",
+            Some(token(&first)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    // Long enough for its resync to have read that revocation back.
+    tokio::time::sleep(2 * wxauth::auth::REVOCATION_RESYNC + std::time::Duration::from_millis(200))
+        .await;
+
+    let login = lagging.login(APP1, "victor").await;
+    let t = token(&login).to_owned();
+    assert_eq!(fresh.get("/v1/me", Some(&t)).await.status, 200);
+    let r = lagging
+        .call(reqwest::Method::POST, "/v1/logout", Some(&t), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let started = std::time::Instant::now();
+    loop {
+        let status = fresh.get("/v1/me", Some(&t)).await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the lagging instance's logout is still unseen after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("refused {:?} after the logout", started.elapsed());
+}
