@@ -473,9 +473,13 @@ pub struct HttpConfig {
     pub idle_timeout_ms: u64,
     /// Reading a request body may take this long; then 408 `request_timeout`.
     pub body_timeout_ms: u64,
-    /// Open connections served; past this a new one gets 503 `server_busy`
-    /// and is closed (keep it below the process's open-files limit).
+    /// Open connections served; when reached, an idle connection is closed
+    /// to admit a new one, and only when none is idle does a new one get
+    /// 503 `server_busy` (keep it below the process's open-files limit).
     pub max_connections: usize,
+    /// Open connections one client address (an IPv6 /64) may hold; past
+    /// it a new one is closed at once. `trusted_proxies` are exempt.
+    pub max_connections_per_address: usize,
     /// On SIGTERM, how long requests in progress may finish before every
     /// connection is closed.
     pub shutdown_grace_ms: u64,
@@ -497,6 +501,7 @@ impl Default for HttpConfig {
             idle_timeout_ms: 60_000,
             body_timeout_ms: 10_000,
             max_connections: 1024,
+            max_connections_per_address: 256,
             shutdown_grace_ms: 10_000,
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
@@ -1094,8 +1099,11 @@ impl Config {
         ]
         .contains(&0)
             || h.max_connections == 0
+            || h.max_connections_per_address == 0
         {
-            return Err(bad("http: timeouts and max_connections must be positive"));
+            return Err(bad(
+                "http: timeouts, max_connections and max_connections_per_address must be positive",
+            ));
         }
         if h.max_header_bytes < 1024 || h.max_uri_bytes < 256 {
             return Err(bad(

@@ -198,7 +198,7 @@ pub async fn serve_with_admin(
             Some(tokio::spawn(http::server::serve(
                 l,
                 router,
-                app.connections,
+                app.connections.clone(),
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },

@@ -9,10 +9,17 @@
 //!   long the connection may wait for the next request's first byte.
 //! - **Body** (`http.body_timeout_ms`): enforced where a body is read (the
 //!   JSON extractor), answered 408 `request_timeout`.
-//! - **Connection cap** (`http.max_connections`): past it a new connection
-//!   gets one 503 `server_busy` JSON answer and is closed; far past it
-//!   (another 10%), it is closed at once, so the cap holds file descriptors
-//!   too.
+//! - **Connection cap** (`http.max_connections`): when it is reached, a
+//!   connection waiting for its next request (or for its first) is closed
+//!   to admit the new one, preferring one of the address holding the most;
+//!   only when every connection is busy does a new one get one 503
+//!   `server_busy` JSON answer and the close; far past the cap (another
+//!   10%) it is closed at once, so the cap holds file descriptors too.
+//! - **Per address** (`http.max_connections_per_address`): an address (an
+//!   IPv6 /64) holding that many has its next connection closed at once;
+//!   the `http.trusted_proxies` are exempt (behind a load balancer every
+//!   connection comes from it). One client cannot fill the server, and
+//!   idle connections it holds make way for others.
 //! - **Shutdown** (`http.shutdown_grace_ms`): stop accepting, let requests in
 //!   progress finish and close idle connections, and after the grace
 //!   period close whatever is left.
@@ -23,11 +30,13 @@
 //! a request's first byte arrives, finds the blank line that ends its
 //! headers, and sees the response being written.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,13 +48,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
 
 /// Timeouts and caps of the connection side, from `[http]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// First byte (of a new connection) to the end of the headers.
     pub header_read: Duration,
@@ -53,6 +63,10 @@ pub struct ConnectionLimits {
     pub idle: Duration,
     /// Open connections served normally.
     pub max_connections: usize,
+    /// Open connections one address may hold.
+    pub max_per_address: usize,
+    /// Addresses the per-address cap does not apply to.
+    pub exempt: Arc<[ipnet::IpNet]>,
     /// How long shutdown waits for requests in progress.
     pub shutdown_grace: Duration,
     /// hyper's read buffer (the largest request head it can parse).
@@ -65,6 +79,12 @@ impl From<&HttpConfig> for ConnectionLimits {
             header_read: Duration::from_millis(c.header_read_timeout_ms),
             idle: Duration::from_millis(c.idle_timeout_ms),
             max_connections: c.max_connections,
+            max_per_address: c.max_connections_per_address,
+            exempt: c
+                .trusted_proxies
+                .iter()
+                .filter_map(|t| t.parse::<ipnet::IpNet>().ok())
+                .collect(),
             shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
             // Room above the application's own limits, so a request just
             // over them still reaches it and gets the JSON answer.
@@ -73,13 +93,86 @@ impl From<&HttpConfig> for ConnectionLimits {
     }
 }
 
-/// Counts open connections; a guard per connection.
-struct Open(Arc<AtomicUsize>);
+/// One open connection as the registry sees it.
+struct Entry {
+    address: IpAddr,
+    /// Set while the connection waits for a request's first byte.
+    waiting: Arc<AtomicBool>,
+    /// Closes the connection once it is idle.
+    close: Arc<Notify>,
+    opened: Instant,
+}
+
+/// The open connections: how many, by whom, and which wait idle.
+#[derive(Default)]
+struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes one connection that waits idle, to make room: of those of
+    /// the address holding the most, the one idle longest. False when
+    /// every connection (but `newcomer`) is busy.
+    fn shed_one_idle(&self, newcomer: u64) -> bool {
+        let inner = self.lock();
+        let victim = inner
+            .entries
+            .iter()
+            .filter(|(id, e)| **id != newcomer && e.waiting.load(Ordering::Relaxed))
+            .map(|(_, e)| e)
+            .max_by_key(|e| {
+                (
+                    inner.per_address.get(&e.address).copied().unwrap_or(0),
+                    std::cmp::Reverse(e.opened),
+                )
+            });
+        match victim {
+            Some(entry) => {
+                // Marked busy so the next shed picks another one.
+                entry.waiting.store(false, Ordering::Relaxed);
+                entry.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place in the registry, given back when it closes.
+struct Open {
+    registry: Arc<Registry>,
+    id: u64,
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let mut inner = self.registry.lock();
+        if let Some(entry) = inner.entries.remove(&self.id) {
+            if let Some(n) = inner.per_address.get_mut(&entry.address) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.per_address.remove(&entry.address);
+                }
+            }
+        }
     }
+}
+
+/// The key an address counts under: IPv4 as is, IPv6 by its /64 (one
+/// subscriber usually holds a whole /64).
+fn address_key(ip: IpAddr) -> IpAddr {
+    crate::auth::rate_limit::limit_key(ip.to_canonical())
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains
@@ -90,7 +183,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let open = Arc::new(AtomicUsize::new(0));
+    let registry = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let hard_cap = limits.max_connections + limits.max_connections / 10 + 1;
@@ -111,23 +204,66 @@ pub async fn serve(
                 continue;
             }
         };
-        let count = open.fetch_add(1, Ordering::Relaxed) + 1;
-        let guard = Open(open.clone());
+        let address = address_key(peer.ip());
+        let exempt = limits
+            .exempt
+            .iter()
+            .any(|n| n.contains(&peer.ip().to_canonical()));
+        let waiting = Arc::new(AtomicBool::new(true));
+        let close = Arc::new(Notify::new());
+        let (guard, count) = {
+            let mut inner = registry.lock();
+            let held = inner.per_address.get(&address).copied().unwrap_or(0);
+            if !exempt && held >= limits.max_per_address {
+                drop(inner);
+                metrics::counter!("wxauth_http_connections_refused_total", "why" => "per_address")
+                    .increment(1);
+                drop(stream); // over its address's cap: the close, no answer
+                continue;
+            }
+            inner.next_id += 1;
+            let id = inner.next_id;
+            inner.entries.insert(
+                id,
+                Entry {
+                    address,
+                    waiting: waiting.clone(),
+                    close: close.clone(),
+                    opened: Instant::now(),
+                },
+            );
+            *inner.per_address.entry(address).or_insert(0) += 1;
+            let count = inner.entries.len();
+            (
+                Open {
+                    registry: registry.clone(),
+                    id,
+                },
+                count,
+            )
+        };
         if count > hard_cap {
             drop(stream); // far over the cap: no answer, just the close
             drop(guard);
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let over_cap = count > limits.max_connections;
+        // Full: an idle connection makes way before anyone is refused.
+        let over_cap = count > limits.max_connections && !registry.shed_one_idle(guard.id);
+        if count > limits.max_connections && !over_cap {
+            metrics::counter!("wxauth_http_connections_shed_total").increment(1);
+        }
         if over_cap {
-            metrics::counter!("wxauth_http_connections_refused_total").increment(1);
+            metrics::counter!("wxauth_http_connections_refused_total", "why" => "full")
+                .increment(1);
         }
         let router = router.clone();
         let mut stop = stop_rx.clone();
+        let (header_read, idle, max_head) =
+            (limits.header_read, limits.idle, limits.max_head_bytes);
         tasks.spawn(async move {
             let _guard = guard;
-            let io = TokioIo::new(TimedIo::new(stream, limits.header_read, limits.idle));
+            let io = TokioIo::new(TimedIo::new(stream, header_read, idle, waiting));
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let router = router.clone();
                 async move {
@@ -142,12 +278,18 @@ pub async fn serve(
             builder
                 .keep_alive(!over_cap)
                 .header_read_timeout(None)
-                .max_buf_size(limits.max_head_bytes);
+                .max_buf_size(max_head);
             let conn = builder.serve_connection(io, service);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => log_connection_end(result),
                 _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    log_connection_end(conn.await);
+                }
+                () = close.notified() => {
+                    // Shed to make room: an idle connection closes at once,
+                    // a request that just began is answered first.
                     conn.as_mut().graceful_shutdown();
                     log_connection_end(conn.await);
                 }
@@ -223,11 +365,16 @@ pub struct TimedIo<S> {
     header_read: Duration,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// Set while no byte of the next request has arrived (shared with the
+    /// registry, which may close such a connection to make room).
+    waiting: Arc<AtomicBool>,
 }
 
 impl<S> TimedIo<S> {
-    /// Wraps `inner`; the header timer starts now.
-    pub fn new(inner: S, header_read: Duration, idle: Duration) -> Self {
+    /// Wraps `inner`; the header timer starts now. `waiting` is set while
+    /// the connection waits for a request's first byte.
+    pub fn new(inner: S, header_read: Duration, idle: Duration, waiting: Arc<AtomicBool>) -> Self {
+        waiting.store(true, Ordering::Relaxed);
         Self {
             inner,
             phase: Phase::Head,
@@ -235,6 +382,7 @@ impl<S> TimedIo<S> {
             header_read,
             idle,
             deadline: Box::pin(tokio::time::sleep(header_read)),
+            waiting,
         }
     }
 
@@ -254,6 +402,7 @@ impl<S> TimedIo<S> {
     /// again until bytes arrive, so the timer must wake it.
     fn start_idle(&mut self, cx: &mut Context<'_>) {
         self.enter(Phase::Idle);
+        self.waiting.store(true, Ordering::Relaxed);
         let _ = self.deadline.as_mut().poll(cx);
     }
 
@@ -262,6 +411,7 @@ impl<S> TimedIo<S> {
         if bytes.is_empty() {
             return;
         }
+        self.waiting.store(false, Ordering::Relaxed);
         if self.phase == Phase::Idle {
             self.enter(Phase::Head);
         }

@@ -57,10 +57,13 @@ async fn silent_connections_are_closed_and_the_cap_answers_clearly() {
         c.http.header_read_timeout_ms = 700;
     })
     .await;
-    // Eight silent connections fill the cap.
+    // Eight connections stuck in their headers fill the cap (busy: none
+    // can be closed to make room).
     let mut silent = Vec::new();
     for _ in 0..8 {
-        silent.push(TcpStream::connect(addr(&app)).await.unwrap());
+        let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        silent.push(s);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The ninth gets a clear answer, not a hang.
@@ -74,12 +77,12 @@ async fn silent_connections_are_closed_and_the_cap_answers_clearly() {
     assert_eq!(r.headers()["retry-after"], "1");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "server_busy");
-    // The silent ones are closed by the header timeout, and service resumes.
+    // The stuck ones are closed by the header timeout, and service resumes.
     for s in &mut silent {
         let (_, closed) = read_to_close(s, Duration::from_secs(3)).await;
         assert!(
             closed,
-            "a silent connection stayed open past header_read_timeout"
+            "a stuck connection stayed open past header_read_timeout"
         );
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -262,4 +265,106 @@ async fn sigterm_with_half_sent_requests_ends_within_the_grace_period() {
         "shutdown took {took:?}: {log}"
     );
     drop(half);
+}
+
+/// A connection from `ip` (any of 127.0.0.0/8) to the app.
+async fn connect_from(app: &TestApp, ip: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+    socket.connect(addr(app).parse().unwrap()).await.unwrap()
+}
+
+/// One request on a kept-alive connection: the status, or None when the
+/// server closed it without an answer.
+async fn request_on(s: &mut TcpStream) -> Option<u16> {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(3), s.read(&mut chunk)).await {
+            Ok(Ok(n)) => n,
+            _ => return None,
+        };
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length: usize = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + length {
+                return Some(status_of(&text));
+            }
+        }
+    }
+}
+
+/// Issue 27, item 4: one address cannot hold the server, idle connections
+/// make way for new ones before anyone gets a 503, and trusted proxies are
+/// not capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_the_server_and_idle_connections_make_way() {
+    let app = spawn_with(|c| {
+        c.http.max_connections = 16;
+        c.http.max_connections_per_address = 8;
+        c.http.trusted_proxies = vec!["127.0.0.5".into()];
+    })
+    .await;
+    // The hostile address: eight kept-alive connections, the rest closed
+    // at once without an answer.
+    let mut hostile = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect_from(&app, [127, 0, 0, 2]).await;
+        assert_eq!(request_on(&mut s).await, Some(200));
+        hostile.push(s);
+    }
+    for _ in 0..12 {
+        let mut s = connect_from(&app, [127, 0, 0, 2]).await;
+        assert_eq!(request_on(&mut s).await, None, "past its address's cap");
+    }
+    // Another address fills the rest of the server with idle connections.
+    let mut honest = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect_from(&app, [127, 0, 0, 3]).await;
+        assert_eq!(request_on(&mut s).await, Some(200));
+        honest.push(s);
+    }
+    // Full, but everyone waits idle: newcomers get through, each making
+    // one idle connection close.
+    let mut newcomers = Vec::new();
+    for i in 0..4u8 {
+        let mut s = connect_from(&app, [127, 0, 0, 10 + i]).await;
+        assert_eq!(request_on(&mut s).await, Some(200), "newcomer {i}");
+        newcomers.push(s);
+    }
+    let mut closed = 0;
+    for s in hostile.iter_mut().chain(honest.iter_mut()) {
+        if request_on(s).await.is_none() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 4, "idle connections that made way");
+    // Those of the addresses holding the most went first.
+    for s in &mut newcomers {
+        assert_eq!(request_on(s).await, Some(200));
+    }
+    // A trusted proxy carries many clients: no per-address cap.
+    let mut proxied = Vec::new();
+    for _ in 0..12 {
+        let mut s = connect_from(&app, [127, 0, 0, 5]).await;
+        assert_eq!(request_on(&mut s).await, Some(200));
+        proxied.push(s);
+    }
 }
