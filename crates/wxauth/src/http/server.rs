@@ -158,12 +158,12 @@ struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
-        if let Some(entry) = inner.entries.remove(&self.id) {
-            if let Some(n) = inner.per_address.get_mut(&entry.address) {
-                *n -= 1;
-                if *n == 0 {
-                    inner.per_address.remove(&entry.address);
-                }
+        if let Some(entry) = inner.entries.remove(&self.id)
+            && let Some(n) = inner.per_address.get_mut(&entry.address)
+        {
+            *n -= 1;
+            if *n == 0 {
+                inner.per_address.remove(&entry.address);
             }
         }
     }
