@@ -418,6 +418,10 @@ pub struct LimitsConfig {
     /// Login codes WeChat may refuse per client address per minute; past
     /// that the address is refused before it costs the app anything.
     pub login_failures_per_ip_per_minute: u32,
+    /// Exports (`GET /v1/me/export`, the admin and CLI exports) streaming
+    /// at once per process; more are answered 429. Each holds a database
+    /// connection for its snapshot while it streams.
+    pub exports_at_once: u32,
     /// Code exchanges one client address may have in flight at once.
     pub login_in_flight_per_ip: u32,
     /// How long a login code already exchanged is answered like the first
@@ -445,6 +449,7 @@ impl Default for LimitsConfig {
             login_per_app_per_second: 500,
             json_depth: 32,
             login_failures_per_ip_per_minute: 10,
+            exports_at_once: 2,
             login_in_flight_per_ip: 8,
             login_code_replay_secs: 30,
             service_key_failures_per_ip_per_minute: 10,

@@ -437,51 +437,51 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
 
 async fn export(a: ExportArgs) -> anyhow::Result<()> {
     let s = services(&a.user.common).await?;
-    let mut progress: Option<Progress> = None;
     let target = Some(format!("user:{}", a.user.user_id));
-    let export = audited(&s, "cli user export", target, async {
-        let export = ops::export_user(&s.auth, &s.data, &a.user.user_id, |done, total| {
-            progress
-                .get_or_insert_with(|| Progress::new("documents", total))
-                .set(done, total);
-        })
-        .await?;
-        let n = export.document_count;
-        Ok((export, json!({ "documents": n })))
+    // Personal data: readable by the operator only, from the first byte.
+    let file = match &a.output {
+        Some(path) => Some(
+            wxauth::private_files::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let written = audited(&s, "cli user export", target, async {
+        let mut export = ops::export_stream(&s.auth, &s.data, &a.user.user_id).await?;
+        let total = export.document_count;
+        let mut progress = file.is_some().then(|| Progress::new("documents", total));
+        let mut out: Box<dyn std::io::Write> = match &file {
+            Some(f) => Box::new(std::io::BufWriter::new(f)),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        while let Some(chunk) = export.chunks.recv().await {
+            out.write_all(&chunk?)
+                .map_err(|e| wxauth::Error::internal_from("writing the export", e))?;
+            if let Some(p) = &mut progress {
+                p.set(
+                    export.written.load(std::sync::atomic::Ordering::Relaxed),
+                    total,
+                );
+            }
+        }
+        out.flush()
+            .map_err(|e| wxauth::Error::internal_from("writing the export", e))?;
+        if let Some(p) = progress {
+            p.finish();
+        }
+        Ok((total, json!({ "documents": total })))
     })
     .await;
-    if let Some(p) = progress {
-        p.finish();
-    }
     s.store.close().await;
-    let export = export?;
-    match &a.output {
-        Some(path) => {
-            // Personal data: readable by the operator only.
-            let file = wxauth::private_files::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut out = std::io::BufWriter::new(file);
-            serde_json::to_writer_pretty(&mut out, &export)?;
-            out.flush()?;
-            emit(
-                a.user.common.json,
-                &json!({ "user_id": a.user.user_id, "documents": export.document_count, "file": path }),
-                || {
-                    format!(
-                        "wrote {} ({} documents)",
-                        path.display(),
-                        export.document_count
-                    )
-                },
-            )
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &export)?;
-            writeln!(out)?;
-            Ok(())
-        }
+    let count = written?;
+    if let Some(path) = &a.output {
+        emit(
+            a.user.common.json,
+            &json!({ "user_id": a.user.user_id, "documents": count, "file": path }),
+            || format!("wrote {} ({count} documents)", path.display()),
+        )?;
     }
+    Ok(())
 }
 
 async fn delete(a: DeleteArgs) -> anyhow::Result<()> {

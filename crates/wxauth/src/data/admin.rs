@@ -30,8 +30,56 @@ pub struct CollectedDocument {
     pub document: Document,
 }
 
-/// Documents an export reads per round trip.
-const EXPORT_PAGE: i64 = 500;
+/// Documents an export reads per round trip (at most 64 KiB each: a page
+/// stays within a few MB).
+const EXPORT_PAGE: i64 = 200;
+
+/// A user's documents from one snapshot, read a page at a time, so an
+/// export of a million documents holds one page in memory, not all.
+pub struct DocumentExport {
+    reader: Option<crate::store::SnapshotReader>,
+    user_id: String,
+    after: Option<crate::store::ExportPosition>,
+    /// How many documents the snapshot holds.
+    pub total: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for DocumentExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentExport")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DocumentExport {
+    /// The next page, by collection and then oldest first; empty when
+    /// every document was read (the snapshot is then released).
+    pub async fn next_page(&mut self) -> Result<Vec<CollectedDocument>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let page = reader
+            .user_documents(&self.user_id, self.after.as_ref(), EXPORT_PAGE)
+            .await?;
+        match page.last() {
+            Some(last) => self.after = Some(crate::store::ExportPosition::after(last)),
+            None => {
+                if let Some(reader) = self.reader.take() {
+                    reader.finish().await?;
+                }
+            }
+        }
+        Ok(page
+            .into_iter()
+            .map(|record| CollectedDocument {
+                collection: record.collection.clone(),
+                document: Document::from_record(record, true),
+            })
+            .collect())
+    }
+}
 
 impl Data {
     /// The user `user_id` acting, as the server: their app from their row.
@@ -144,32 +192,24 @@ impl Data {
         Ok(u64::try_from(self.store.user_document_count(user_id).await?).unwrap_or(0))
     }
 
-    /// Every document of the user, in every collection, by id (which is by
-    /// creation time). `progress` hears how many were read so far.
-    pub async fn export_documents(
-        &self,
-        user_id: &str,
-        mut progress: impl FnMut(u64),
-    ) -> Result<Vec<CollectedDocument>> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .user_documents(user_id, after.as_deref(), EXPORT_PAGE)
-                .await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(last.id.clone());
-            for record in page {
-                out.push(CollectedDocument {
-                    collection: record.collection.clone(),
-                    document: Document::from_record(record, true),
-                });
+    /// The user's documents, every collection, from one snapshot of the
+    /// database, to be read page by page (see [`DocumentExport`]). At most
+    /// `limits.exports_at_once` run at once; another is a 429.
+    pub async fn export_documents(&self, user_id: &str) -> Result<DocumentExport> {
+        let permit = self.exports.clone().try_acquire_owned().map_err(|_| {
+            Error::RateLimited {
+                message: "exports are already running at the limit (limits.exports_at_once); try again shortly".into(),
+                retry_after: std::time::Duration::from_secs(5),
             }
-            progress(out.len() as u64);
-        }
-        Ok(out)
+        })?;
+        let mut reader = self.store.snapshot().await?;
+        let total = u64::try_from(reader.user_document_count(user_id).await?).unwrap_or(0);
+        Ok(DocumentExport {
+            reader: Some(reader),
+            user_id: user_id.to_owned(),
+            after: None,
+            total,
+            _permit: permit,
+        })
     }
 }

@@ -27,6 +27,9 @@ pub struct Data {
     clock: Arc<dyn Clock>,
     limits: LimitsConfig,
     collections: Arc<HashMap<String, CollectionRule>>,
+    /// Exports running at once in this process (each holds a database
+    /// connection for its snapshot).
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Data {
@@ -46,6 +49,9 @@ impl Data {
         Self {
             store,
             clock,
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(limits.exports_at_once).unwrap_or(1).max(1),
+            )),
             limits,
             collections: Arc::new(
                 collections

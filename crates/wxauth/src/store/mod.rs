@@ -28,6 +28,7 @@ pub mod hold;
 mod migrations;
 mod query;
 mod sessions;
+mod snapshot;
 mod user_cache;
 mod users;
 mod writer;
@@ -50,6 +51,7 @@ pub use query::{
     parse_path,
 };
 pub use sessions::{LoggedRevocation, NewSession, RefreshOutcome, SessionRecord};
+pub use snapshot::{ExportPosition, SnapshotReader};
 pub use users::{LoggedIn, LoginWrite, ProfileChange, UserRecord};
 pub use writer::WriterStats;
 

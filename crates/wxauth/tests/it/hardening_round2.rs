@@ -6,6 +6,8 @@ use serde_json::json;
 
 use crate::app::*;
 
+on_both!(exports_stream_from_one_snapshot);
+
 /// A refresh token of the right shape that was never issued: a real one
 /// with its random tail changed.
 fn made_up_like(real: &str, n: usize) -> String {
@@ -151,4 +153,131 @@ async fn a_lagging_instance_is_heard_without_its_broadcast() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     eprintln!("refused {:?} after the logout", started.elapsed());
+}
+
+/// Item 3: an export streams from one snapshot. Written while it is being
+/// read, new documents are not in it; the count matches what is in it;
+/// documents come by collection, oldest first; a third export beside two
+/// streaming ones is a 429 (limits.exports_at_once).
+async fn exports_stream_from_one_snapshot(app: TestApp) {
+    let login = app.login(APP1, "erin").await;
+    let t = token(&login).to_owned();
+    let filler = "x".repeat(4000);
+    let mut created = 0usize;
+    for batch in 0..40 {
+        let paths: Vec<(String, serde_json::Value)> = (0..50)
+            .map(|i| {
+                let collection = ["alpha", "beta", "gamma"][(batch + i) % 3];
+                (
+                    format!("/v1/data/{collection}"),
+                    json!({"n": batch * 50 + i, "filler": filler}),
+                )
+            })
+            .collect();
+        let calls: Vec<_> = paths
+            .iter()
+            .map(|(path, body)| app.post(path, Some(&t), body.clone()))
+            .collect();
+        for r in futures_util::future::join_all(calls).await {
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            created += 1;
+        }
+    }
+    // Start an export and read only its beginning.
+    let mut response = app
+        .http
+        .get(format!("{}/v1/me/export", app.url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut bytes = response.chunk().await.unwrap().unwrap().to_vec();
+    assert!(bytes.len() < 8_000_000, "the whole export came at once");
+    // (Late documents go to the collection read last, so a reader without
+    // a snapshot would reach them.)
+    // Meanwhile: more documents, and two more exports.
+    for i in 0..20 {
+        let r = app
+            .post("/v1/data/gamma", Some(&t), json!({"late": i}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let second = app
+        .http
+        .get(format!("{}/v1/me/export", app.url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let third = reply(
+        app.http
+            .get(format!("{}/v1/me/export", app.url))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(third.status, 429, "{:?}", third.body);
+    assert_eq!(third.error(), "rate_limited");
+    drop(second);
+    // The rest of the first export: exactly the snapshot.
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        bytes.extend_from_slice(&chunk);
+    }
+    let export: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(export["format"], "wxauth-export/1");
+    assert_eq!(export["user"]["id"], login["user"]["id"]);
+    assert_eq!(export["document_count"], created);
+    let documents = export["documents"].as_object().unwrap();
+    let names: Vec<&String> = documents.keys().collect();
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+    let mut total = 0;
+    for docs in documents.values() {
+        let docs = docs.as_array().unwrap();
+        total += docs.len();
+        let times: Vec<&str> = docs
+            .iter()
+            .map(|d| d["created_at"].as_str().unwrap())
+            .collect();
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        assert_eq!(times, sorted, "oldest first");
+        assert!(docs.iter().all(|d| d["data"].get("late").is_none()));
+    }
+    assert_eq!(total, created);
+    // A later export sees the late documents.
+    let later = app.get("/v1/me/export", Some(&t)).await;
+    assert_eq!(later.body["document_count"], created + 20);
+
+    // The snapshot itself, page by page through the rules: documents
+    // written after the first page are not in the pages after it.
+    let settings = test_config(&app.database_url, &app.sim_url)
+        .resolve()
+        .unwrap();
+    let services = wxauth::open_services(&settings, wxauth::Deps::default())
+        .await
+        .unwrap();
+    let user_id = login["user"]["id"].as_str().unwrap();
+    let mut pages = services.data.export_documents(user_id).await.unwrap();
+    assert_eq!(pages.total as usize, created + 20);
+    let mut seen = pages.next_page().await.unwrap().len();
+    for i in 0..5 {
+        let r = app
+            .post("/v1/data/gamma", Some(&t), json!({"later": i}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    loop {
+        let page = pages.next_page().await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.iter().all(|d| !d.document.data.contains("later")));
+        seen += page.len();
+    }
+    assert_eq!(seen, created + 20);
+    services.store.close().await;
 }

@@ -256,15 +256,32 @@ pub(crate) async fn revoke_user(
     Ok(noted(note, StatusCode::NO_CONTENT))
 }
 
-pub(super) fn export_response(export: &UserExport) -> Response {
-    let mut response = Json(export).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!(
+/// An export as a streamed download: the body is written as the
+/// documents are read (see `ops::export_stream`), so neither time to the
+/// first byte nor memory grows with the number of documents.
+pub(super) fn export_response(export: ops::ExportStream) -> Response {
+    let disposition = format!(
         "attachment; filename=\"wxauth-export-{}.json\"",
-        export.user.id
-    )) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, v);
+        export.user_id
+    );
+    let chunks = futures_util::stream::unfold(export.chunks, |mut rx| async move {
+        rx.recv().await.map(|chunk| {
+            (
+                chunk
+                    .map(axum::body::Bytes::from)
+                    .map_err(std::io::Error::other),
+                rx,
+            )
+        })
+    });
+    let mut response = axum::body::Body::from_stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
     }
     response
 }
@@ -280,15 +297,16 @@ pub(super) fn export_response(export: &UserExport) -> Response {
         (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
         (status = 403, description = "forbidden: the key lacks users:read", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited: limits.exports_at_once exports are already streaming", body = ErrorBody),
     ))]
 pub(crate) async fn export_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let export = ops::export_user(state.auth(), state.data(), &id, |_, _| {}).await?;
+    let export = ops::export_stream(state.auth(), state.data(), &id).await?;
     let note =
         AuditNote::about(format!("user:{id}")).with(json!({ "documents": export.document_count }));
-    Ok(noted(note, export_response(&export)))
+    Ok(noted(note, export_response(export)))
 }
 
 /// Delete the user and everything held about them (sessions, documents,

@@ -151,8 +151,9 @@ pub(crate) async fn decrypt(
 /// in every collection. Never the session_key or a token.
 #[utoipa::path(get, path = "/v1/me/export", tag = "me", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The export (Content-Disposition: attachment)", body = crate::ops::UserExport),
+        (status = 200, description = "The export (Content-Disposition: attachment), streamed", body = crate::ops::UserExport),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited: limits.exports_at_once exports are already streaming", body = ErrorBody),
     ))]
 pub(crate) async fn export_me(
     State(state): State<AppState>,
@@ -160,9 +161,8 @@ pub(crate) async fn export_me(
 ) -> Result<axum::response::Response> {
     // The account must still exist: a deleted user's token is a 401 here.
     state.auth().user(&caller).await?;
-    let export =
-        crate::ops::export_user(state.auth(), state.data(), &caller.user_id, |_, _| {}).await?;
-    Ok(super::admin::export_response(&export))
+    let export = crate::ops::export_stream(state.auth(), state.data(), &caller.user_id).await?;
+    Ok(super::admin::export_response(export))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
