@@ -65,6 +65,7 @@ documents_per_collection = 100000000
 login_per_ip_per_minute = 100000000
 login_per_app_per_second = 100000000
 login_in_flight_per_ip = 100000   # the load generator is one address with many connections
+data_requests_per_user_per_minute = 100000000   # one user per connection, thousands of requests a second
 TOML
 }
 SIGN_KEY=$(head -c 32 /dev/urandom | base64)

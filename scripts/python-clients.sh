@@ -27,7 +27,8 @@ data="$(mktemp -d)"
 log="$data/wxauth-dev.log"
 # Schemathesis sends thousands of codes WeChat refuses on purpose, and
 # requests without a service key; the per-address penalties for those
-# (tested in the Rust suite) would then turn its later requests into 429s.
+# (tested in the Rust suite) would then turn its later requests into 429s;
+# so would the per-user limit on data requests.
 # A service key with every scope, so schemathesis reaches the logic of
 # /v1/introspect and of the admin API too.
 WXAUTH_TEST_SERVICE_KEY="schemathesis-service-key-$(date +%s%N)"
@@ -40,6 +41,7 @@ scopes = ["introspect", "users:read", "users:write", "sessions:revoke", "data:re
 TOML
 WXAUTH_LIMITS__LOGIN_FAILURES_PER_IP_PER_MINUTE=1000000 \
 WXAUTH_LIMITS__SERVICE_KEY_FAILURES_PER_IP_PER_MINUTE=1000000 \
+WXAUTH_LIMITS__DATA_REQUESTS_PER_USER_PER_MINUTE=1000000 \
   "$bin" dev --config "$data/dev.toml" --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 --data-dir "$data/dev" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data"' EXIT

@@ -418,6 +418,14 @@ pub struct LimitsConfig {
     /// Login codes WeChat may refuse per client address per minute; past
     /// that the address is refused before it costs the app anything.
     pub login_failures_per_ip_per_minute: u32,
+    /// The longest a query (`where`, `order_by`, `_count`) may take,
+    /// waiting for its turn included: then it is stopped and answered 503
+    /// `query_timeout`. At most 4 such queries run at once per process.
+    pub query_timeout_ms: u64,
+    /// Data requests (`/v1/data/…`) per user per minute, a burst of as many
+    /// allowed; past it 429 `rate_limited`. Counted across instances in
+    /// Redis when `redis_url` is set.
+    pub data_requests_per_user_per_minute: u32,
     /// Exports (`GET /v1/me/export`, the admin and CLI exports) streaming
     /// at once per process; more are answered 429. Each holds a database
     /// connection for its snapshot while it streams.
@@ -450,6 +458,8 @@ impl Default for LimitsConfig {
             json_depth: 32,
             login_failures_per_ip_per_minute: 10,
             exports_at_once: 2,
+            query_timeout_ms: 5_000,
+            data_requests_per_user_per_minute: 1_200,
             login_in_flight_per_ip: 8,
             login_code_replay_secs: 30,
             service_key_failures_per_ip_per_minute: 10,
@@ -1088,6 +1098,14 @@ impl Config {
             || self.limits.service_key_failures_per_ip_per_minute == 0
         {
             return Err(bad("limits: login rate limits must be positive"));
+        }
+        if self.limits.query_timeout_ms == 0
+            || self.limits.data_requests_per_user_per_minute == 0
+            || self.limits.exports_at_once == 0
+        {
+            return Err(bad(
+                "limits: query_timeout_ms, data_requests_per_user_per_minute and exports_at_once must be positive",
+            ));
         }
         if self.limits.login_code_replay_secs > 300 {
             return Err(bad(

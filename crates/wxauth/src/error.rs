@@ -78,6 +78,10 @@ pub enum Error {
     /// current session_key.
     #[error("{0}")]
     DecryptFailed(String),
+    /// A query ran past `limits.query_timeout_ms` (or waited that long for
+    /// its turn): stopped, never left running.
+    #[error("{0}")]
+    QueryTimeout(String),
     /// The database refused a transaction because it conflicted with a
     /// concurrent one (deadlock or serialization failure, typically another
     /// instance's group commit). The writer retries these; one that still

@@ -108,7 +108,10 @@ pub struct Services {
 /// and wires the rules to it and to Redis when configured. Starts no
 /// background task.
 pub async fn open_services(settings: &Settings, deps: Deps) -> Result<Services> {
-    let store = store::Store::open(settings.database_url.expose()).await?;
+    let options = store::StoreOptions {
+        query_timeout: std::time::Duration::from_millis(settings.limits.query_timeout_ms),
+    };
+    let store = store::Store::open_with(settings.database_url.expose(), &options).await?;
     let data = data::Data::new(
         store.clone(),
         deps.clock.clone(),

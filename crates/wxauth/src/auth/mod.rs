@@ -43,6 +43,8 @@ pub struct Auth {
     login_codes: LoginCodes,
     shared_codes: Option<SharedCodes>,
     login_limits: rate_limit::LoginLimits,
+    /// Data requests per user.
+    data_limits: rate_limit::UserRequestLimits,
     service_keys: ServiceKeys,
     clock: Arc<dyn Clock>,
     refresh_ttl: Duration,
@@ -109,6 +111,12 @@ impl Auth {
                     settings.wechat.timeout + Duration::from_secs(2),
                 )
             }),
+            data_limits: rate_limit::UserRequestLimits::new(
+                settings.limits.data_requests_per_user_per_minute,
+                redis
+                    .clone()
+                    .map(crate::cache::shared_limits::SharedLimits::new),
+            ),
             login_limits: rate_limit::LoginLimits::new(&(&settings.limits).into()).shared(
                 redis
                     .clone()
@@ -136,6 +144,12 @@ impl Auth {
     /// Whether the database answers (for readiness checks).
     pub async fn ping_store(&self) -> Result<()> {
         self.store.ping().await
+    }
+
+    /// Admits one data request of `caller` (see
+    /// [`rate_limit::UserRequestLimits`]).
+    pub async fn admit_data_request(&self, caller: &Caller) -> Result<()> {
+        self.data_limits.admit(&caller.user_id).await
     }
 
     /// The service's clock, Unix milliseconds.

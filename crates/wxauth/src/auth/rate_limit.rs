@@ -309,6 +309,61 @@ fn limited(what: &str, wait: Duration) -> Error {
     }
 }
 
+/// Data requests per user (`limits.data_requests_per_user_per_minute`,
+/// all of it available at once): generous, so only a runaway client or a
+/// stolen token meets it. Counted in Redis across instances while it
+/// answers, else per process.
+pub struct UserRequestLimits {
+    per_user: DefaultKeyedRateLimiter<String>,
+    rate: Rate,
+    checks: AtomicU32,
+    shared: Option<SharedLimits>,
+}
+
+impl std::fmt::Debug for UserRequestLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRequestLimits").finish_non_exhaustive()
+    }
+}
+
+impl UserRequestLimits {
+    /// `per_minute` requests per user per minute.
+    pub fn new(per_minute: u32, shared: Option<SharedLimits>) -> Self {
+        Self {
+            per_user: RateLimiter::keyed(Quota::per_minute(nonzero(per_minute))),
+            rate: Rate::per(per_minute, Duration::from_secs(60)),
+            checks: AtomicU32::new(0),
+            shared,
+        }
+    }
+
+    /// Admits one request of `user_id`, or says when to try again.
+    pub async fn admit(&self, user_id: &str) -> Result<()> {
+        let limited = |wait: Duration| Error::RateLimited {
+            message:
+                "too many data requests for this user (limits.data_requests_per_user_per_minute)"
+                    .into(),
+            retry_after: wait,
+        };
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up())
+            && let Some(answer) = shared.admit_user(user_id, self.rate).await
+        {
+            return answer.map_err(limited);
+        }
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(4096)
+        {
+            self.per_user.retain_recent();
+        }
+        let now = self.per_user.clock().now();
+        self.per_user
+            .check_key(&user_id.to_owned())
+            .map_err(|not_until| limited(not_until.wait_time_from(now)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

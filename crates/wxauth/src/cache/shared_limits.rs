@@ -163,6 +163,18 @@ impl SharedLimits {
         Some((left > 0).then(|| Duration::from_millis(left.unsigned_abs())))
     }
 
+    /// Checks and counts one data request of `user_id`. `None`: Redis
+    /// failed.
+    pub async fn admit_user(&self, user_id: &str, rate: Rate) -> Option<Result<(), Duration>> {
+        let key = format!("{PREFIX}rl:user:{user_id}");
+        let answer: i64 = self.redis.script(&self.gcra, &[&key], &rate.args()).await?;
+        Some(if answer == 0 {
+            Ok(())
+        } else {
+            Err(micros(answer))
+        })
+    }
+
     /// Counts a code WeChat refused for `address` (and starts its penalty
     /// past the budget). `false`: Redis failed.
     pub async fn record_failure(&self, address: &str, rate: Rate) -> bool {

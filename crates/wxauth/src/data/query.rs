@@ -5,8 +5,9 @@
 //! a literal for equality, an object of `$` operators, a nested object as
 //! a shorthand for dotted paths (`{"a": {"b": 1}}` is `{"a.b": 1}`), and
 //! top-level `$and` / `$or` arrays. The cost of a query is bounded:
-//! [`MAX_CONDITIONS`], [`MAX_DEPTH`], [`MAX_IN_VALUES`]; past a bound the
-//! answer is a 400 naming it.
+//! [`MAX_CONDITIONS`], [`MAX_DEPTH`], [`MAX_IN_VALUES`] and, counting
+//! every `$in` value, [`MAX_COMPARISONS`]; past a bound the answer is a 400
+//! naming it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,6 +23,10 @@ pub const MAX_CONDITIONS: usize = 20;
 pub const MAX_DEPTH: usize = 4;
 /// Values one `$in` or `$nin` may list.
 pub const MAX_IN_VALUES: usize = 100;
+/// Comparisons one `where` may make in all: each condition is one, and
+/// each value of an `$in`/`$nin` list one more (the list expands to that
+/// many comparisons in SQL, so 20 lists of 100 would be 2,000).
+pub const MAX_COMPARISONS: usize = 200;
 /// Keys one `order_by` may name.
 pub const MAX_SORT_KEYS: usize = 4;
 
@@ -59,6 +64,7 @@ struct Parser<'a> {
     /// The caller's user id (`"owner": "me"`).
     me: &'a str,
     conditions: usize,
+    comparisons: usize,
 }
 
 impl Parser<'_> {
@@ -67,6 +73,17 @@ impl Parser<'_> {
         if self.conditions > MAX_CONDITIONS {
             return Err(invalid(format!(
                 "where has more than {MAX_CONDITIONS} conditions"
+            )));
+        }
+        self.compare(1)
+    }
+
+    /// Adds `n` comparisons to the budget.
+    fn compare(&mut self, n: usize) -> Result<()> {
+        self.comparisons += n;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(invalid(format!(
+                "where makes more than {MAX_COMPARISONS} comparisons in all (each $in or $nin value counts as one)"
             )));
         }
         Ok(())
@@ -190,6 +207,8 @@ impl Parser<'_> {
                         field_name(field)
                     )));
                 }
+                // The condition itself counted one already.
+                self.compare(items.len().saturating_sub(1))?;
                 let values = items
                     .iter()
                     .map(|v| self.scalar(field, op, v))
@@ -286,7 +305,11 @@ pub fn parse_where(text: Option<&str>, me: &str) -> Result<(Filter, Value)> {
     let Value::Object(obj) = &value else {
         return Err(invalid("where must be a JSON object"));
     };
-    let mut parser = Parser { me, conditions: 0 };
+    let mut parser = Parser {
+        me,
+        conditions: 0,
+        comparisons: 0,
+    };
     let filter = parser.object(obj, &[], 1)?;
     Ok((filter, value))
 }
@@ -487,6 +510,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most 100"), "{err}");
+        // Lists count value by value: two of 100 fit, a third does not.
+        let list = |name: &str| format!("\"{name}\":{{\"$in\":[{}]}}", values[..100].join(","));
+        assert!(parse(&format!("{{{},{}}}", list("a"), list("b"))).is_ok());
+        let err = parse(&format!("{{{},{},{}}}", list("a"), list("b"), list("c")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("200 comparisons"), "{err}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
         }
         Error::Contention(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+        Error::QueryTimeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -98,6 +99,10 @@ impl IntoResponse for Error {
             }
             Error::Contention(cause) => {
                 tracing::warn!(cause, "a write lost to concurrent writes after every retry");
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Error::QueryTimeout(_) => {
+                metrics::counter!("wxauth_query_timeouts_total").increment(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

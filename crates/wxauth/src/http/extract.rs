@@ -109,6 +109,23 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller of a data route: authenticated as [`Caller`], then admitted
+/// by the per-user limit on data requests.
+pub struct DataCaller(pub Caller);
+
+impl FromRequestParts<AppState> for DataCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        state.auth().admit_data_request(&caller).await?;
+        Ok(DataCaller(caller))
+    }
+}
+
 /// The client's address: the socket peer, unless the peer is a trusted
 /// proxy; then the right-most `X-Forwarded-For` entry that is not a trusted
 /// proxy. Entries left of it were written by the client and are never

@@ -112,7 +112,7 @@ pub(crate) fn add_common_answers(openapi: &mut OpenApi) {
         );
         add(
             "503",
-            "server_busy: more open connections than http.max_connections",
+            "server_busy: every connection busy at http.max_connections; query_timeout: a query past limits.query_timeout_ms",
             true,
         );
         if has_body {

@@ -31,6 +31,7 @@ pub(super) type Tx<'c> = dyn Exec + 'c;
 #[derive(Debug, Clone)]
 pub(super) enum Value {
     Int(i64),
+    Real(f64),
     Text(String),
     Blob(Vec<u8>),
     NullText,
@@ -219,7 +220,7 @@ impl<'q> Query<'q> {
 /// writer sends BEGIN and COMMIT itself; see `writer`).
 pub(super) struct SqlxTx<'c>(pub(super) &'c mut sqlx::AnyConnection);
 
-fn sqlx_query(
+pub(super) fn sqlx_query(
     sql: &str,
     args: Vec<Value>,
 ) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
@@ -227,6 +228,7 @@ fn sqlx_query(
     for arg in args {
         q = match arg {
             Value::Int(v) => q.bind(v),
+            Value::Real(v) => q.bind(v),
             Value::Text(v) => q.bind(v),
             Value::Blob(v) => q.bind(v),
             Value::NullText => q.bind(None::<String>),
@@ -311,6 +313,7 @@ fn prepare<'c>(
         })?;
         let result = match value {
             Value::Int(v) => statement.raw_bind_parameter(at, v),
+            Value::Real(v) => statement.raw_bind_parameter(at, v),
             Value::Text(v) => statement.raw_bind_parameter(at, v),
             Value::Blob(v) => statement.raw_bind_parameter(at, v),
             Value::NullText | Value::NullBlob => {
@@ -323,7 +326,7 @@ fn prepare<'c>(
 }
 
 impl SqliteTx<'_> {
-    fn rows(&mut self, sql: &str, args: &[Value], at_most: usize) -> Result<Vec<Row>> {
+    pub(super) fn rows(&mut self, sql: &str, args: &[Value], at_most: usize) -> Result<Vec<Row>> {
         let mut statement = prepare(self.0, sql, args)?;
         let columns: Arc<[String]> = statement
             .column_names()

@@ -21,6 +21,7 @@
 
 mod accounts;
 mod audit;
+mod bounded_reads;
 mod documents;
 mod exec;
 mod grouped_reads;
@@ -80,6 +81,22 @@ impl Backend {
     }
 }
 
+/// How a store runs, from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The longest a query-language read (`where`, `order_by`, counts) may
+    /// take, waiting for its turn included.
+    pub query_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            query_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The service's storage. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -93,6 +110,8 @@ pub struct Store {
     user_reads: Option<Arc<grouped_reads::GroupedReads<grouped_reads::UserRead>>>,
     /// SQLite: this process's hold on the database (see [`hold`]).
     _hold: Option<Arc<hold::SharedHold>>,
+    /// The query language's reads, bounded in time and number.
+    bounded: Arc<bounded_reads::BoundedReads>,
 }
 
 impl std::fmt::Debug for Store {
@@ -135,8 +154,14 @@ async fn sqlite_file(pool: &AnyPool) -> Result<std::path::PathBuf> {
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 impl Store {
-    /// Connects without migrating (see [`Store::migrate`]).
+    /// Connects without migrating (see [`Store::migrate`]), with the
+    /// default options.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// Connects without migrating, with `options`.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self> {
         install_default_drivers();
         let backend = Backend::of(url)?;
         let mut held = None;
@@ -221,16 +246,27 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
-        let engine = match backend {
-            Backend::Sqlite => writer::Engine::Sqlite {
-                path: sqlite_file(&pool).await?,
-                connection: None,
-            },
-            Backend::Postgres => writer::Engine::Postgres {
-                open: false,
-                url: url.clone(),
-                held: None,
-            },
+        let (engine, bounded) = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_file(&pool).await?;
+                let bounded =
+                    bounded_reads::BoundedReads::sqlite(path.clone(), options.query_timeout);
+                (
+                    writer::Engine::Sqlite {
+                        path,
+                        connection: None,
+                    },
+                    bounded,
+                )
+            }
+            Backend::Postgres => (
+                writer::Engine::Postgres {
+                    open: false,
+                    url: url.clone(),
+                    held: None,
+                },
+                bounded_reads::BoundedReads::postgres(&url, options.query_timeout).await?,
+            ),
         };
         let users = Arc::new(user_cache::UserCache::default());
         let writer = Arc::new(writer::Writer::spawn(engine, users.clone())?);
@@ -250,12 +286,18 @@ impl Store {
             document_reads,
             user_reads,
             _hold: held,
+            bounded: Arc::new(bounded),
         })
     }
 
     /// Connects and brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self> {
-        let store = Self::connect(url).await?;
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    /// Connects with `options` and brings the schema up to date.
+    pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
+        let store = Self::connect_with(url, options).await?;
         store.migrate().await?;
         Ok(store)
     }

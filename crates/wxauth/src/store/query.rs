@@ -304,6 +304,20 @@ impl Sql {
         }
     }
 
+    /// The text and its arguments, for either driver.
+    fn into_parts(self) -> (String, Vec<super::exec::Value>) {
+        let args = self
+            .binds
+            .into_iter()
+            .map(|b| match b {
+                Bind::Text(t) => super::exec::Value::Text(t),
+                Bind::Int(i) => super::exec::Value::Int(i),
+                Bind::Float(f) => super::exec::Value::Real(f),
+            })
+            .collect();
+        (self.text, args)
+    }
+
     fn query(&self) -> Query<'_, sqlx::Any, AnyArguments<'_>> {
         let mut q = sqlx::query(&self.text);
         for b in &self.binds {
@@ -765,9 +779,11 @@ fn select_sql(backend: Backend, q: &DocumentQuery<'_>) -> Sql {
 
 impl Store {
     /// A page of documents matching a query.
+    /// (A bounded read: see `bounded_reads`.)
     pub async fn query_documents(&self, q: &DocumentQuery<'_>) -> Result<Vec<DocumentRecord>> {
         let sql = select_sql(self.backend, q);
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let (text, args) = sql.into_parts();
+        let rows = self.bounded.fetch_all(text, args).await?;
         rows.iter().map(DocumentRecord::from_row).collect()
     }
 
@@ -778,8 +794,12 @@ impl Store {
         scope_sql(&mut sql, scope);
         sql.push(" AND ");
         compile(&mut sql, filter);
-        let row = sql.query().fetch_one(&self.pool).await?;
-        let n: i64 = row.try_get("n")?;
+        let (text, args) = sql.into_parts();
+        let rows = self.bounded.fetch_all(text, args).await?;
+        let n: i64 = rows
+            .first()
+            .ok_or_else(|| crate::Error::internal("database: COUNT returned no row"))?
+            .try_get("n")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

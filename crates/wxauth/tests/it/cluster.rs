@@ -188,6 +188,7 @@ keys = [{{ id = "1", key = "{enc}" }}]
 
 [limits]
 login_per_ip_per_minute = {per_ip}
+data_requests_per_user_per_minute = 100000000
 "#,
         sign = b64_key(5),
         enc = b64_key(6),

@@ -8,6 +8,31 @@ use crate::app::*;
 
 on_both!(exports_stream_from_one_snapshot);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_queries_are_stopped_on_sqlite() {
+    let app = spawn_app_with(Options {
+        tweak: |c| c.limits.query_timeout_ms = 300,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    expensive_queries_are_stopped_at_their_time_bound(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_queries_are_stopped_on_postgres() {
+    let Some(app) = spawn_app_with(Options {
+        db: Db::Postgres,
+        tweak: |c| c.limits.query_timeout_ms = 300,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    expensive_queries_are_stopped_at_their_time_bound(app).await;
+}
+
 /// A refresh token of the right shape that was never issued: a real one
 /// with its random tail changed.
 fn made_up_like(real: &str, n: usize) -> String {
@@ -280,4 +305,103 @@ async fn exports_stream_from_one_snapshot(app: TestApp) {
     }
     assert_eq!(seen, created + 20);
     services.store.close().await;
+}
+
+/// Item 5: data requests per user are limited (generously by default);
+/// another user is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_requests_are_limited_per_user() {
+    let app = spawn_app_with(Options {
+        tweak: |c| c.limits.data_requests_per_user_per_minute = 5,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let a = token(&app.login(APP1, "fay").await).to_owned();
+    let b = token(&app.login(APP1, "gus").await).to_owned();
+    for _ in 0..5 {
+        assert_eq!(app.get("/v1/data/notes", Some(&a)).await.status, 200);
+    }
+    let r = app.get("/v1/data/notes", Some(&a)).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.error(), "rate_limited");
+    assert!(r.message().contains("data_requests_per_user_per_minute"));
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(app.get("/v1/data/notes", Some(&b)).await.status, 200);
+    // Other routes are not data routes.
+    assert_eq!(app.get("/v1/me", Some(&a)).await.status, 200);
+}
+
+/// Item 5: a query past `limits.query_timeout_ms` is stopped and answered
+/// 503 `query_timeout`; nothing hangs, and the next requests are served.
+async fn expensive_queries_are_stopped_at_their_time_bound(app: TestApp) {
+    let login = app.login(APP1, "hal").await;
+    let t = token(&login).to_owned();
+    let user_id = login["user"]["id"].as_str().unwrap().to_owned();
+    // 100,000 documents, written straight into the database.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
+    let insert = if app.database_url.starts_with("sqlite") {
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+         INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, appid) \
+         SELECT printf('bulk-%08d', i), $1, 'heavy', json_object('a', i % 97, 'b', i % 89, 'c', 'x' || i), \
+         1, 1000 + i, 1000 + i, $2 FROM n"
+    } else {
+        "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, appid) \
+         SELECT 'bulk-' || lpad(i::text, 8, '0'), $1, 'heavy', \
+         json_build_object('a', i % 97, 'b', i % 89, 'c', 'x' || i)::text, 1, 1000 + i, 1000 + i, $2 \
+         FROM generate_series(1, 100000) AS i"
+    };
+    sqlx::query(insert)
+        .bind(&user_id)
+        .bind(APP1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let list: Vec<String> = (1000..1100).map(|i| i.to_string()).collect();
+    let filter = format!(
+        r#"{{"$or":[{{"a":{{"$in":[{l}]}}}},{{"b":{{"$in":[{l}]}}}}],"c":{{"$gt":"x"}}}}"#,
+        l = list[..99].join(",")
+    );
+    let started = std::time::Instant::now();
+    let r = app
+        .get(
+            &format!(
+                "/v1/data/heavy?where={}&order_by=c,-b&limit=100",
+                urlencode(&filter)
+            ),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.error(), "query_timeout");
+    assert!(
+        r.message().contains("limits.query_timeout_ms"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    eprintln!("answered 503 after {:?}", started.elapsed());
+    let r = app
+        .get(
+            &format!("/v1/data/heavy/_count?where={}", urlencode(&filter)),
+            Some(&t),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.error()), (503, "query_timeout"));
+    // Everything else goes on.
+    assert_eq!(app.get("/v1/me", Some(&t)).await.status, 200);
+    let r = app.get("/v1/data/heavy?limit=2", Some(&t)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -40,6 +40,10 @@ signing_keys = [{{ id = "s1", key = "{sign}" }}]
 [encryption]
 keys = [{{ id = "1", key = "{enc}" }}]
 
+[limits]
+# Writers under load are one user each.
+data_requests_per_user_per_minute = 100000000
+
 [[service_keys]]
 id = "ops"
 sha256 = "{admin}"

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::super::extract::ApiJson;
+use super::super::extract::{ApiJson, DataCaller};
 use super::super::{AppState, ErrorBody};
-use crate::auth::Caller;
 use crate::data::documents::{self, Created, Document, ListRequest, parse_if_match};
 use crate::data::rfc3339;
 use crate::error::{Error, Result};
@@ -108,7 +107,7 @@ pub(crate) struct DocumentPage {
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    DataCaller(caller): DataCaller,
     Path(collection): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
@@ -182,7 +181,7 @@ Example: {\"done\":false,\"priority\":{\"$gte\":2}}";
     ))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    DataCaller(caller): DataCaller,
     Path(collection): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<DocumentPage>> {
@@ -218,7 +217,7 @@ pub(crate) struct CountQuery {
     ))]
 pub(crate) async fn count(
     State(state): State<AppState>,
-    caller: Caller,
+    DataCaller(caller): DataCaller,
     Path(collection): Path<String>,
     Query(q): Query<CountQuery>,
 ) -> Result<Json<CountView>> {
@@ -241,7 +240,7 @@ pub(crate) async fn count(
     ))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    DataCaller(caller): DataCaller,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let doc = state.data().get(&caller, &collection, &id).await?;
@@ -269,7 +268,7 @@ pub(crate) async fn get(
     ))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
-    caller: Caller,
+    DataCaller(caller): DataCaller,
     Path((collection, id)): Path<(String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
@@ -296,7 +295,7 @@ pub(crate) async fn replace(
     ))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    DataCaller(caller): DataCaller,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     state.data().delete(&caller, &collection, &id).await?;
