@@ -404,7 +404,9 @@ pub struct LimitsConfig {
     pub documents_per_collection: u32,
     /// Collections (holding at least one document) one user may have.
     pub collections_per_user: u32,
-    /// Bytes of document JSON one user may keep across all collections.
+    /// Bytes one user's documents may take across all collections: each
+    /// document's JSON plus 512 bytes for its row and index entries (so a
+    /// flood of tiny documents is bounded too).
     pub bytes_per_user: u64,
     /// The largest page of a document list.
     pub page_size_max: u32,

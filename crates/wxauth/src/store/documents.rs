@@ -30,8 +30,20 @@ pub struct DocumentRecord {
 
 pub(super) const COLUMNS: &str = "id, user_id, collection, data, version, created_at, updated_at";
 
+/// What one document costs of `limits.bytes_per_user` besides its JSON:
+/// its row (ids, times, version, app) and its index entries, so the byte
+/// limit bounds the database a user can fill (a million `{}` documents
+/// cost 514 MB of quota, not 2 MB). PostgreSQL keeps the JSON twice (as
+/// text and as jsonb), which this does not count.
+pub const DOCUMENT_OVERHEAD_BYTES: i64 = 512;
+
+/// What a document is charged: its JSON's bytes and the fixed overhead.
+/// Stored with the document (`size`), so a delete gives back exactly what
+/// its write took, whichever rule charged it.
 fn size_of(data: &str) -> i64 {
-    i64::try_from(data.len()).unwrap_or(i64::MAX)
+    i64::try_from(data.len())
+        .unwrap_or(i64::MAX / 2)
+        .saturating_add(DOCUMENT_OVERHEAD_BYTES)
 }
 
 /// Adds to the user's usage unless that would pass `quota`; None when it

@@ -616,7 +616,8 @@ async fn per_user_quota(db: Db) {
         db,
         tweak: |c| {
             c.limits.collections_per_user = 3;
-            c.limits.bytes_per_user = 3000;
+            // Each document costs its JSON and 512 bytes of row overhead.
+            c.limits.bytes_per_user = 6000;
         },
         ..Default::default()
     })
@@ -652,8 +653,8 @@ async fn per_user_quota(db: Db) {
     assert_eq!(r.status, 204);
     let r = app.post("/v1/data/d", Some(t), json!({"n": 1})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    // Bytes: 3000 in all.
-    let big = json!({"text": "x".repeat(1500)});
+    // Bytes: 6000 in all; four small documents hold 4 × ~520.
+    let big = json!({"text": "x".repeat(2500)});
     let r = app.post("/v1/data/a", Some(t), big.clone()).await;
     assert_eq!(r.status, 201);
     let big_id = r.body["id"].as_str().unwrap().to_owned();
@@ -696,6 +697,20 @@ async fn per_user_quota(db: Db) {
         )
         .await;
     assert_eq!(r.status, 201);
+    // Empty documents are not free: each costs 2 bytes of JSON and 512 of
+    // overhead, so 6000 bytes hold 11 of them.
+    let empty = app.login(APP1, "quota-empty").await;
+    let mut stored = 0;
+    loop {
+        let r = app.post("/v1/data/e", Some(token(&empty)), json!({})).await;
+        if r.status != 201 {
+            assert_eq!((r.status.as_u16(), r.error()), (409, "limit_exceeded"));
+            break;
+        }
+        stored += 1;
+        assert!(stored <= 100, "empty documents cost nothing");
+    }
+    assert_eq!(stored, 6000 / (2 + 512));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

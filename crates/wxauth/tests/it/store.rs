@@ -583,9 +583,10 @@ fn hold_writer(store: &Store, user_id: &str, ms: u64) -> tokio::task::JoinHandle
 /// key, and a create for a missing user that fails alone.
 async fn creates_queued_together_keep_every_limit(store: &Store) {
     use wxauth::store::{CreateOutcome, Idempotency, NewDocument, Scope, UserLimit, UserQuota};
+    // Each document is charged its JSON and 512 bytes of overhead.
     let quota = UserQuota {
         max_collections: 2,
-        max_bytes: 200,
+        max_bytes: 2000,
     };
     let doc = |user: &str, collection: &str, bytes: usize| NewDocument {
         id: id(),
@@ -604,7 +605,7 @@ async fn creates_queued_together_keep_every_limit(store: &Store) {
     let users = log_in(store, "g", &names.map(|name| ("wxa", name))).await;
     let [full, bytes, colls, n1, n2, n3, twice, idem, holder] = users.try_into().unwrap();
     let created = |o: &CreateOutcome| matches!(o, CreateOutcome::Created(_));
-    // Before: `full` has 3 of 3 documents in c; `bytes` 150 of 200 bytes;
+    // Before: `full` has 3 of 3 documents in c; `bytes` 662 of 2000 bytes;
     // `colls` documents in 2 of 2 collections.
     for _ in 0..3 {
         assert!(created(
@@ -631,7 +632,7 @@ async fn creates_queued_together_keep_every_limit(store: &Store) {
     });
     let writes = vec![
         doc(&full, "c", 10),
-        doc(&bytes, "c", 100),
+        doc(&bytes, "c", 1200),
         doc(&colls, "e", 10),
         doc(&n1, "c", 10),
         doc(&n2, "c", 10),
