@@ -24,6 +24,12 @@
 //!   progress finish and close idle connections, and after the grace
 //!   period close whatever is left.
 //!
+//! - **Oversized heads**: a request head within `2 × (max_header_bytes +
+//!   max_uri_bytes)` reaches the application, which answers 414/431 with
+//!   the JSON envelope; past that, or past [`MAX_HEADER_LINES`] header
+//!   lines, [`TimedIo`] answers the same 431 envelope itself and closes
+//!   (hyper's own refusal would be a bare 431 without a body).
+//!
 //! hyper's own header timer is not used: it also runs while a keep-alive
 //! connection waits for its next request, which would make the idle timeout
 //! the header timeout. Instead [`TimedIo`] watches the bytes: it knows when
@@ -263,7 +269,13 @@ pub async fn serve(
             (limits.header_read, limits.idle, limits.max_head_bytes);
         tasks.spawn(async move {
             let _guard = guard;
-            let io = TokioIo::new(TimedIo::new(stream, header_read, idle, waiting));
+            let io = TokioIo::new(TimedIo::new(
+                stream,
+                header_read,
+                idle,
+                waiting,
+                max_head.saturating_sub(1024),
+            ));
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let router = router.clone();
                 async move {
@@ -278,6 +290,7 @@ pub async fn serve(
             builder
                 .keep_alive(!over_cap)
                 .header_read_timeout(None)
+                .max_headers(MAX_HEADER_LINES + 28)
                 .max_buf_size(max_head);
             let conn = builder.serve_connection(io, service);
             tokio::pin!(conn);
@@ -343,6 +356,31 @@ fn too_many_connections() -> Response<Body> {
     response
 }
 
+/// Header lines a request may send; past this the connection gets the
+/// 431 envelope and is closed (hyper is set to accept a few more, so its
+/// own bare refusal never comes first).
+pub const MAX_HEADER_LINES: usize = 100;
+
+/// The 431 a head too large for the buffer gets, as the application
+/// would have answered it (the envelope, a request id), and the close.
+fn head_too_large_answer(limit: usize) -> Vec<u8> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = serde_json::json!({
+        "error": "header_too_large",
+        "message": format!(
+            "the request head is larger than {limit} bytes or has more than {MAX_HEADER_LINES} header lines (http.max_header_bytes)"
+        ),
+        "request_id": id,
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Where a connection is, as far as the bytes show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -368,12 +406,28 @@ pub struct TimedIo<S> {
     /// Set while no byte of the next request has arrived (shared with the
     /// registry, which may close such a connection to make room).
     waiting: Arc<AtomicBool>,
+    /// Bytes and lines of the current request's head so far.
+    head_bytes: usize,
+    head_lines: usize,
+    /// The most head bytes passed on to hyper.
+    max_head: usize,
+    /// A head too large: this answer is written (from `written` on)
+    /// instead of passing the bytes on, then the connection ends.
+    refusal: Option<(Vec<u8>, usize)>,
 }
 
 impl<S> TimedIo<S> {
     /// Wraps `inner`; the header timer starts now. `waiting` is set while
     /// the connection waits for a request's first byte.
-    pub fn new(inner: S, header_read: Duration, idle: Duration, waiting: Arc<AtomicBool>) -> Self {
+    /// `max_head` is the most head bytes passed on (keep it below hyper's
+    /// buffer, so hyper's own bare 431 never comes first).
+    pub fn new(
+        inner: S,
+        header_read: Duration,
+        idle: Duration,
+        waiting: Arc<AtomicBool>,
+        max_head: usize,
+    ) -> Self {
         waiting.store(true, Ordering::Relaxed);
         Self {
             inner,
@@ -383,12 +437,18 @@ impl<S> TimedIo<S> {
             idle,
             deadline: Box::pin(tokio::time::sleep(header_read)),
             waiting,
+            head_bytes: 0,
+            head_lines: 0,
+            max_head,
+            refusal: None,
         }
     }
 
     fn enter(&mut self, phase: Phase) {
         self.phase = phase;
         self.newline = 0;
+        self.head_bytes = 0;
+        self.head_lines = 0;
         let wait = match phase {
             Phase::Head => self.header_read,
             Phase::Idle => self.idle,
@@ -418,7 +478,15 @@ impl<S> TimedIo<S> {
         if self.phase != Phase::Head {
             return;
         }
-        for &b in bytes {
+        for (at, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                self.head_lines += 1;
+            }
+            // The request line and the blank line are not header lines.
+            if self.head_bytes + at >= self.max_head || self.head_lines > MAX_HEADER_LINES + 2 {
+                self.refusal = Some((head_too_large_answer(self.max_head), 0));
+                return;
+            }
             self.newline = match (self.newline, b) {
                 (1, b'\n') | (2, b'\n') => {
                     // A blank line: the headers are complete. (hyper
@@ -431,19 +499,54 @@ impl<S> TimedIo<S> {
                 _ => 0,
             };
         }
+        self.head_bytes += bytes.len();
+    }
+
+    /// Writes the refusal; ready with an error once it is out (the
+    /// connection then ends), pending while the socket is full.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        while let Some((answer, written)) = self.refusal.as_mut() {
+            if *written >= answer.len() {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request head too large",
+                )));
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.refusal.is_some() {
+            return self.poll_refusal(cx);
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 self.saw(&buf.filled()[before..]);
+                if self.refusal.is_some() {
+                    // The head is refused here: hyper never sees it.
+                    buf.set_filled(before);
+                    return self.poll_refusal(cx);
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
