@@ -13,6 +13,7 @@
 #   ONLY=million bash bench/run.sh    # empty vs 1,000,000 users / 10,000,000 documents
 #   BACKENDS=sqlite ONLY=million bash bench/run.sh   # one backend only
 #   ONLY=query bash bench/run.sh      # indexed queries on 1,000,000 shared documents, filtered lists of 10,000
+#   ONLY=hardening bash bench/run.sh  # exports, one address holding idle connections, a flood of expensive queries
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -414,6 +415,116 @@ QUERIES
   done
 }
 
+# Issue 27's figures, each on a fresh SQLite instance (compare two builds
+# with BENCH_WXAUTH_BIN=…; a build that does not know a setting gets none):
+# - exports: four at once of a user holding EXPORT_DOCS (default 100,000)
+#   documents, then one of a user holding EXPORT_MAX_DOCS (1,000,000):
+#   status, bytes and seconds of each, peak RSS of the server;
+# - idle connections: one address (127.0.0.2) opens IDLE_CONNECTIONS
+#   (1,100) kept-alive connections and holds them silent while GET /v1/me
+#   runs from another; once with the defaults, once with the per-address
+#   cap at the server's size (so the server fills and idle ones make way);
+# - query flood: 16 connections send the most expensive query allowed
+#   (200 comparisons, four unindexed sort keys, over 10,000 documents)
+#   while GET /v1/data/{collection}/{id} runs beside them.
+# Each load line is printed beside the same line run alone.
+run_hardening() {
+  local new_settings=""
+  if grep -qa max_connections_per_address "$BIN"; then new_settings=yes; fi
+  # hard_instance NAME [EXTRA_HTTP_LINE]: a fresh instance; sets URL, PORT, PID.
+  hard_instance() {
+    PORT=$(free_port)
+    write_config "$1" "$PORT" "sqlite://$WORK/$1.db"
+    if [ -n "$new_settings" ]; then
+      sed -i 's/^\[limits\]$/[limits]\ndata_requests_per_user_per_minute = 100000000\nexports_at_once = 4/' "$WORK/$1.toml"
+      if [ -n "${2:-}" ]; then printf '[http]\n%s\n' "$2" >> "$WORK/$1.toml"; fi
+    fi
+    start_instance "$1" "$PORT"
+    PID=${PIDS[-1]}
+    URL="http://127.0.0.1:$PORT"
+  }
+  stop_instance() { kill "$PID"; wait "$PID" 2>/dev/null || true; rm -f "$WORK/$1.db"*; }
+  peak() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$PID/status"; }
+  reset_peak() { echo 5 > "/proc/$PID/clear_refs" 2>/dev/null || true; }
+  # login CODE: prints "USER_ID TOKEN".
+  login() {
+    curl -s -X POST "$URL/v1/login" -H 'content-type: application/json' -d "{\"code\":\"$1\"}" |
+      python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["user"]["id"], b["access_token"])'
+  }
+  # fill DB USER_ID COLLECTIONS DOCS: DOCS documents over COLLECTIONS collections.
+  fill() {
+    python3 - "$@" <<'PY'
+import sqlite3, sys
+db, user, collections, docs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c = sqlite3.connect(db, isolation_level=None, timeout=30)
+c.execute("BEGIN IMMEDIATE")
+c.executemany(
+    "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid) "
+    "VALUES (?, ?, ?, ?, 1, ?, ?, ?, 'wx1111111111111111')",
+    ((f"{user[:8]}-fill-{i:08d}", user, f"c{i % collections}",
+      f'{{"n":{i},"a":{i % 97},"b":{i % 89},"c":"x{i}","d":{i % 7},"e":"y{i % 13}","text":"some words of a note"}}',
+      1000 + i, 1000 + i, 600) for i in range(docs)))
+c.execute("COMMIT")
+PY
+  }
+  export_once() {
+    curl -s -o /dev/null -H "authorization: Bearer $1" -w '%{http_code} %{size_download} %{time_total}\n' "$URL/v1/me/export"
+  }
+
+  local docs=${EXPORT_DOCS:-100000} max_docs=${EXPORT_MAX_DOCS:-1000000}
+  echo "== exports (SQLite; $BIN)"
+  hard_instance exp
+  read -r user token < <(login export-4)
+  fill "$WORK/exp.db" "$user" 10 "$docs"
+  echo "   RSS before: $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$PID/status)"
+  reset_peak
+  local started=$SECONDS
+  for _ in 1 2 3 4; do export_once "$token" > "$WORK/exp.out.$_" & done
+  wait $(jobs -p | tail -4) 2>/dev/null || true
+  for i in 1 2 3 4; do echo "   4 at once, $docs documents: status, bytes, seconds: $(cat "$WORK/exp.out.$i" 2>/dev/null)"; done
+  echo "   4 at once: $((SECONDS - started)) s in all, peak RSS $(peak)"
+  read -r user token < <(login export-max)
+  fill "$WORK/exp.db" "$user" 100 "$max_docs"
+  reset_peak
+  echo "   1 of $max_docs documents: status, bytes, seconds: $(export_once "$token"), peak RSS $(peak)"
+  stop_instance exp
+
+  local holders=${IDLE_CONNECTIONS:-1100}
+  for variant in defaults full; do
+    local extra=""
+    if [ "$variant" = full ]; then extra="max_connections_per_address = 1024"; fi
+    echo "== one address holding idle connections ($variant; $BIN)"
+    hard_instance "idle_$variant" "$extra"
+    "$LOAD" --scenario me --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "me alone"
+    python3 bench/hardening/hold_idle.py 127.0.0.2 127.0.0.1 "$PORT" "$holders" > "$WORK/hold.out" &
+    local holder=$!
+    for _ in $(seq 1 300); do [ -s "$WORK/hold.out" ] && break; sleep 0.1; done
+    echo "   127.0.0.2 tried $holders: $(cat "$WORK/hold.out")"
+    "$LOAD" --scenario me --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "me beside them"
+    kill "$holder"; wait "$holder" 2>/dev/null || true
+    stop_instance "idle_$variant"
+  done
+
+  echo "== query flood (SQLite; $BIN)"
+  hard_instance flood
+  read -r user token < <(login flood-1)
+  fill "$WORK/flood.db" "$user" 1 10000
+  local in_a in_b where path
+  in_a=$(python3 -c 'print(",".join(str(i) for i in range(1000, 1100)))')
+  in_b=$(python3 -c 'print(",".join(str(i) for i in range(2000, 2099)))')
+  where=$(python3 -c "import urllib.parse; print(urllib.parse.quote('{\"\$or\":[{\"a\":{\"\$in\":[$in_a]}},{\"b\":{\"\$in\":[$in_b]}}]}'))")
+  path="/v1/data/c0?where=$where&order_by=c,-b,d,-e&limit=100"
+  "$LOAD" --scenario gateway --path "$path" --login-code flood-1 --url "$URL" --connections 1 --seconds 3 --label "one query alone"
+  "$LOAD" --scenario get --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "get alone"
+  "$LOAD" --scenario gateway --path "$path" --login-code flood-1 --url "$URL" --connections 16 \
+    --seconds $((SECONDS_PER + 4)) --label "the flood" &
+  local flood=$!
+  sleep 2
+  "$LOAD" --scenario get --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "get beside it"
+  wait "$flood" || true
+  stop_instance flood
+}
+
 echo "== machine: $(nproc) cores; WeChat upstream: $UPSTREAM; disk under $WORK:"
 "$LOAD" --scenario fsync --dir "$WORK" --seconds 3
 case "${ONLY:-}" in
@@ -422,6 +533,7 @@ case "${ONLY:-}" in
   soak) run_soak; exit 0 ;;
   million) run_million; exit 0 ;;
   query) run_query; exit 0 ;;
+  hardening) run_hardening; exit 0 ;;
 esac
 run_peers
 run_backend sqlite "sqlite://$WORK/bench.db"
