@@ -586,24 +586,6 @@ async fn delete(tx: &mut Tx<'_>, user_id: &str, collection: &str, id: &str) -> R
     Ok(true)
 }
 
-/// Drops idempotency keys older than `before` (they only need to outlive retries).
-struct ExpireIdempotencyKeys {
-    before: i64,
-}
-
-impl Write for ExpireIdempotencyKeys {
-    type Output = u64;
-    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            let done = query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                .bind(self.before)
-                .execute(tx)
-                .await?;
-            Ok(done.rows_affected())
-        })
-    }
-}
-
 impl Store {
     /// Creates a document, honouring its idempotency key and the
     /// collection's size limit, in one commit.
@@ -629,7 +611,12 @@ impl Store {
 
     /// Forgets idempotency keys created before `before` (Unix ms).
     pub async fn expire_idempotency_keys(&self, before: i64) -> Result<u64> {
-        self.writer.submit(ExpireIdempotencyKeys { before }).await
+        self.writer
+            .submit(super::writer::DeleteBefore {
+                sql: "DELETE FROM idempotency_keys WHERE created_at < $1",
+                before,
+            })
+            .await
     }
 
     /// One document in a scope (a user's, or an app's shared collection).

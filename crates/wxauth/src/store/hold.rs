@@ -36,47 +36,54 @@ pub struct SharedHold {
     _file: File,
 }
 
-/// Takes a shared hold on the database at `db`, or says that a restore
-/// holds it.
-pub fn share(db: &Path) -> Result<SharedHold> {
-    let file = open_lock_file(db)
-        .map_err(|e| Error::internal_from(format!("cannot open {}", lock_path(db).display()), e))?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(SharedHold { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(Error::InvalidRequest(format!(
-            "{} is being restored (`wxauth restore` holds {}); start again when it is done",
-            db.display(),
-            lock_path(db).display()
-        ))),
-        Err(TryLockError::Error(e)) => Err(Error::internal_from(
-            format!("cannot lock {}", lock_path(db).display()),
-            e,
-        )),
-    }
-}
-
 /// An exclusive hold, released when dropped.
 #[derive(Debug)]
 pub struct ExclusiveHold {
     _file: File,
 }
 
-/// Takes the database at `db` for oneself: refused while any process
-/// holds it.
-pub fn take(db: &Path) -> Result<ExclusiveHold> {
+/// Opens the lock file of `db` and tries `lock` on it; `busy` says why a
+/// lock held elsewhere refuses.
+fn hold(
+    db: &Path,
+    lock: fn(&File) -> Result<(), TryLockError>,
+    busy: impl FnOnce() -> String,
+) -> Result<File> {
     let file = open_lock_file(db)
         .map_err(|e| Error::internal_from(format!("cannot open {}", lock_path(db).display()), e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(ExclusiveHold { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(Error::InvalidRequest(format!(
-            "{} is in use: a wxauth process (serve, dev or an operator command) has it open; stop it first",
-            db.display()
-        ))),
+    match lock(&file) {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::InvalidRequest(busy())),
         Err(TryLockError::Error(e)) => Err(Error::internal_from(
             format!("cannot lock {}", lock_path(db).display()),
             e,
         )),
     }
+}
+
+/// Takes a shared hold on the database at `db`, or says that a restore
+/// holds it.
+pub fn share(db: &Path) -> Result<SharedHold> {
+    let file = hold(db, File::try_lock_shared, || {
+        format!(
+            "{} is being restored (`wxauth restore` holds {}); start again when it is done",
+            db.display(),
+            lock_path(db).display()
+        )
+    })?;
+    Ok(SharedHold { _file: file })
+}
+
+/// Takes the database at `db` for oneself: refused while any process
+/// holds it.
+pub fn take(db: &Path) -> Result<ExclusiveHold> {
+    let file = hold(db, File::try_lock, || {
+        format!(
+            "{} is in use: a wxauth process (serve, dev or an operator command) has it open; stop it first",
+            db.display()
+        )
+    })?;
+    Ok(ExclusiveHold { _file: file })
 }
 
 #[cfg(test)]

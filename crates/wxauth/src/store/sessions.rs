@@ -205,23 +205,6 @@ pub struct LoggedRevocation {
     pub revoked_at: i64,
 }
 
-struct PruneRevocationLog {
-    before: i64,
-}
-
-impl Write for PruneRevocationLog {
-    type Output = u64;
-    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            let done = query("DELETE FROM revocation_log WHERE revoked_at < $1")
-                .bind(self.before)
-                .execute(tx)
-                .await?;
-            Ok(done.rows_affected())
-        })
-    }
-}
-
 struct RevokeSession {
     session_id: String,
     reason: &'static str,
@@ -331,7 +314,12 @@ impl Store {
     /// Forgets logged revocations older than `before` (their tokens have
     /// long expired).
     pub async fn prune_revocation_log(&self, before: i64) -> Result<u64> {
-        self.writer.submit(PruneRevocationLog { before }).await
+        self.writer
+            .submit(super::writer::DeleteBefore {
+                sql: "DELETE FROM revocation_log WHERE revoked_at < $1",
+                before,
+            })
+            .await
     }
 
     /// Sessions revoked (or deleted with their user) at or after `since`

@@ -62,6 +62,24 @@ pub(super) trait Write: Send + Sync + 'static {
     fn committed(&self, _output: &Self::Output, _users: &UserCache) {}
 }
 
+/// Deletes rows older than `before` with one statement (`sql`, whose `$1`
+/// is `before`): housekeeping such as expired idempotency keys and old
+/// revocation log entries. Answers how many rows went.
+pub(super) struct DeleteBefore {
+    pub(super) sql: &'static str,
+    pub(super) before: i64,
+}
+
+impl Write for DeleteBefore {
+    type Output = u64;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let done = query(self.sql).bind(self.before).execute(tx).await?;
+            Ok(done.rows_affected())
+        })
+    }
+}
+
 /// Pairs each row a group's statement answered with the write it is for
 /// (its `ord` column: the write's place in `writes`). Every row sent must
 /// come back once; anything else and the group is not trusted: the batch

@@ -190,6 +190,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await.unwrap()
 }
 
+/// A SQLite app with one change to the configuration.
+pub async fn spawn_app_tweaked(tweak: fn(&mut Config)) -> TestApp {
+    spawn_app_with(Options {
+        tweak,
+        ..Options::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// None when the backend is PostgreSQL and no test database is configured.
 pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
     let clock = OffsetClock::new();

@@ -42,12 +42,7 @@ fn body_of(response: &str) -> Value {
 }
 
 async fn spawn_with(tweak: fn(&mut wxauth::config::Config)) -> TestApp {
-    spawn_app_with(Options {
-        tweak,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    spawn_app_tweaked(tweak).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

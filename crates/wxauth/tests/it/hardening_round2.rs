@@ -10,12 +10,7 @@ on_both!(exports_stream_from_one_snapshot);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expensive_queries_are_stopped_on_sqlite() {
-    let app = spawn_app_with(Options {
-        tweak: |c| c.limits.query_timeout_ms = 300,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_tweaked(|c| c.limits.query_timeout_ms = 300).await;
     expensive_queries_are_stopped_at_their_time_bound(app).await;
 }
 
@@ -311,12 +306,7 @@ async fn exports_stream_from_one_snapshot(app: TestApp) {
 /// another user is not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_requests_are_limited_per_user() {
-    let app = spawn_app_with(Options {
-        tweak: |c| c.limits.data_requests_per_user_per_minute = 5,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_tweaked(|c| c.limits.data_requests_per_user_per_minute = 5).await;
     let a = token(&app.login(APP1, "fay").await).to_owned();
     let b = token(&app.login(APP1, "gus").await).to_owned();
     for _ in 0..5 {
