@@ -32,6 +32,11 @@ PG_URL="${WXAUTH_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 cargo build --release -q -p wxauth -p wxauth-loadgen
 BIN=${BENCH_WXAUTH_BIN:-target/release/wxauth}   # another build to compare (not WXAUTH_…: wxauth reads those as settings)
 LOAD=target/release/wxauth-loadgen
+# Settings an older build (BENCH_WXAUTH_BIN) may not know, which it would refuse.
+NEW_LIMITS=""
+if grep -qa data_requests_per_user_per_minute "$BIN"; then
+  NEW_LIMITS="data_requests_per_user_per_minute = 100000000   # one user per connection, thousands of requests a second"
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -66,7 +71,7 @@ documents_per_collection = 100000000
 login_per_ip_per_minute = 100000000
 login_per_app_per_second = 100000000
 login_in_flight_per_ip = 100000   # the load generator is one address with many connections
-data_requests_per_user_per_minute = 100000000   # one user per connection, thousands of requests a second
+$NEW_LIMITS
 TOML
 }
 SIGN_KEY=$(head -c 32 /dev/urandom | base64)
@@ -430,13 +435,13 @@ QUERIES
 # Each load line is printed beside the same line run alone.
 run_hardening() {
   local new_settings=""
-  if grep -qa max_connections_per_address "$BIN"; then new_settings=yes; fi
+  if [ -n "$NEW_LIMITS" ]; then new_settings=yes; fi
   # hard_instance NAME [EXTRA_HTTP_LINE]: a fresh instance; sets URL, PORT, PID.
   hard_instance() {
     PORT=$(free_port)
     write_config "$1" "$PORT" "sqlite://$WORK/$1.db"
     if [ -n "$new_settings" ]; then
-      sed -i 's/^\[limits\]$/[limits]\ndata_requests_per_user_per_minute = 100000000\nexports_at_once = 4/' "$WORK/$1.toml"
+      sed -i 's/^\[limits\]$/[limits]\nexports_at_once = 4/' "$WORK/$1.toml"
       if [ -n "${2:-}" ]; then printf '[http]\n%s\n' "$2" >> "$WORK/$1.toml"; fi
     fi
     start_instance "$1" "$PORT"
@@ -461,7 +466,7 @@ c.execute("BEGIN IMMEDIATE")
 c.executemany(
     "INSERT INTO documents (id, user_id, collection, data, version, created_at, updated_at, size, appid) "
     "VALUES (?, ?, ?, ?, 1, ?, ?, ?, 'wx1111111111111111')",
-    ((f"{user[:8]}-fill-{i:08d}", user, f"c{i % collections}",
+    ((f"{user[:24]}{i:012d}", user, f"c{i % collections}",
       f'{{"n":{i},"a":{i % 97},"b":{i % 89},"c":"x{i}","d":{i % 7},"e":"y{i % 13}","text":"some words of a note"}}',
       1000 + i, 1000 + i, 600) for i in range(docs)))
 c.execute("COMMIT")
@@ -500,7 +505,8 @@ PY
     local holder=$!
     for _ in $(seq 1 300); do [ -s "$WORK/hold.out" ] && break; sleep 0.1; done
     echo "   127.0.0.2 tried $holders: $(cat "$WORK/hold.out")"
-    "$LOAD" --scenario me --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "me beside them"
+    "$LOAD" --scenario me --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "me beside them" ||
+      echo "me beside them: the load generator could not even log in (refused while they are held)"
     kill "$holder"; wait "$holder" 2>/dev/null || true
     stop_instance "idle_$variant"
   done
@@ -520,7 +526,8 @@ PY
     --seconds $((SECONDS_PER + 4)) --label "the flood" &
   local flood=$!
   sleep 2
-  "$LOAD" --scenario get --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "get beside it"
+  "$LOAD" --scenario get --url "$URL" --connections 16 --seconds "$SECONDS_PER" --label "get beside it" ||
+    echo "get beside it: the load generator failed"
   wait "$flood" || true
   stop_instance flood
 }
