@@ -98,12 +98,34 @@ impl Drop for Nginx {
     }
 }
 
-/// The balancer's configuration: the example in the README.
+/// The balancer's configuration: the nginx block of docs/scale-out.md as
+/// written, with this test's instances and port in place of its example
+/// addresses, inside the process settings a test's nginx needs.
 fn nginx_conf(dir: &Path, port: u16, upstreams: &[String]) -> String {
-    let servers: String = upstreams
-        .iter()
-        .map(|u| format!("    server {};\n", u.trim_start_matches("http://")))
-        .collect();
+    let doc = std::fs::read_to_string(crate::docs::repo().join("docs/scale-out.md")).unwrap();
+    let (_, recipe) = crate::docs::blocks(&doc, "nginx")
+        .into_iter()
+        .next()
+        .expect("docs/scale-out.md has an nginx block");
+    let mut body = String::new();
+    for line in recipe.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("server 127.0.0.1:") {
+            continue; // the example's instances
+        }
+        if trimmed == "keepalive 32;" {
+            for u in upstreams {
+                body.push_str(&format!("  server {};\n", u.trim_start_matches("http://")));
+            }
+        }
+        if trimmed.starts_with("listen ") {
+            body.push_str(&format!("  listen 127.0.0.1:{port};\n"));
+            continue;
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    assert!(body.contains("proxy_pass http://wxauth;"), "{body}");
     let d = dir.display();
     format!(
         r#"worker_processes 1;
@@ -117,21 +139,7 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  upstream wxauth {{
-{servers}    keepalive 32;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://wxauth;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Request-Id $request_id;
-    }}
-  }}
-}}
+{body}}}
 "#
     )
 }

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod db;
+mod docs;
 mod fuzz_regressions;
 mod gateway;
 mod hardening;

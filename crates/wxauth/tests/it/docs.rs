@@ -1,0 +1,120 @@
+//! The documentation's configuration is configuration wxauth accepts: every
+//! `toml` block of the README and docs/ loads as written, and the sample
+//! `wxauth.example.toml` starts `serve` and logs a user in.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use wechat_miniapp::OffsetClock;
+use wxauth::config::Config;
+
+use crate::app::{APP1, SECRET1, b64_key, spawn_sim};
+use crate::process::{BIN, spawn_serve, stop};
+
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Markdown files whose examples readers copy.
+const DOCUMENTS: &[&str] = &[
+    "README.md",
+    "docs/api.md",
+    "docs/configuration.md",
+    "docs/operations.md",
+    "docs/scale-out.md",
+    "docs/security.md",
+    "docs/services.md",
+    "bench/README.md",
+];
+
+/// The fenced blocks of `lang` in a Markdown text, with their first line.
+pub(crate) fn blocks(text: &str, lang: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start() == format!("```{lang}") => {
+                current = Some((n + 1, String::new()))
+            }
+            Some(_) if line.trim_start().starts_with("```") => out.extend(current.take()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_toml_block_in_the_docs_loads() {
+    let dir = crate::db::temp_dir();
+    let mut checked = 0;
+    for doc in DOCUMENTS {
+        let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+        for (line, block) in blocks(&text, "toml") {
+            let file = dir.0.join("block.toml");
+            std::fs::write(&file, &block).unwrap();
+            if let Err(e) = Config::load(Some(&file)) {
+                panic!("{doc}:{line}: the toml block does not load: {e}\n{block}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} toml blocks found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_configuration_starts_serve() {
+    let sample = repo().join("wxauth.example.toml");
+    // Loads and resolves as it is, given its three variables.
+    let (_sim, sim_url) = spawn_sim(&OffsetClock::new()).await;
+    let dir = crate::db::temp_dir();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
+        .arg(&sample)
+        .current_dir(&dir.0)
+        .env_remove("WXAUTH_CONFIG")
+        .env("WXAUTH_LOG", "warn")
+        .env("WX1_SECRET", SECRET1)
+        .env("SIGNING_KEY", b64_key(3))
+        .env("ENCRYPTION_KEY", b64_key(4))
+        // Only what a test must change: a free port, the simulator.
+        .env("WXAUTH_LISTEN", "127.0.0.1:0")
+        .env("WXAUTH_WECHAT__BASE_URL", &sim_url)
+        .stderr(Stdio::piped());
+    let server = spawn_serve(cmd);
+    let http = reqwest::Client::new();
+    let code: Value = http
+        .post(format!("{sim_url}/sim/v1/login"))
+        .json(&json!({"appid": APP1, "user": "sam"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let login = http
+        .post(format!("{}/v1/login", server.url))
+        .json(&json!({"code": code["code"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let discovery: Value = http
+        .get(format!("{}/.well-known/openid-configuration", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["jwks_uri"], "http://127.0.0.1:8080/.well-known/jwks.json",
+        "public_url as the sample sets it"
+    );
+    assert!(dir.0.join("wxauth.db").exists(), "the database beside it");
+    stop(server);
+}
