@@ -18,6 +18,8 @@ pub(crate) fn repo() -> PathBuf {
 
 /// The Markdown files whose examples readers copy.
 const DOCUMENTS: &[&str] = &[
+    "docs/deployment.md",
+    "docs/troubleshooting.md",
     "README.md",
     "docs/api.md",
     "docs/configuration.md",
@@ -117,4 +119,34 @@ async fn the_sample_configuration_starts_serve() {
     );
     assert!(dir.0.join("wxauth.db").exists(), "the database beside it");
     stop(server);
+}
+
+/// The systemd unit of docs/deployment.md passes `systemd-analyze verify`
+/// (with this build's binary in ExecStart's place).
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(found) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("skipped: systemd-analyze is not installed, so the unit was not verified");
+        return;
+    };
+    assert!(found.status.success());
+    let doc = std::fs::read_to_string(repo().join("docs/deployment.md")).unwrap();
+    let (_, unit) = blocks(&doc, "ini")
+        .into_iter()
+        .next()
+        .expect("docs/deployment.md has the unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/wxauth serve"));
+    let dir = crate::db::temp_dir();
+    let file = dir.0.join("wxauth.service");
+    std::fs::write(&file, unit.replace("/usr/local/bin/wxauth", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
