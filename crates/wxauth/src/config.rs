@@ -98,35 +98,7 @@ fn default_access() -> String {
     "private".into()
 }
 
-/// Who reads and writes a collection's documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Access {
-    /// Only the owner reads and writes (the default).
-    #[default]
-    Private,
-    /// Every signed-in user of the app reads; only the owner writes.
-    PublicRead,
-    /// Every signed-in user of the app reads; only the server side writes.
-    AdminWrite,
-}
-
-impl Access {
-    /// Whether other users of the app read the collection.
-    pub fn shared(self) -> bool {
-        self != Access::Private
-    }
-}
-
-/// A `[[collections]]` entry, checked.
-#[derive(Debug, Clone)]
-pub struct CollectionRule {
-    /// The name.
-    pub name: String,
-    /// Who reads and writes.
-    pub access: Access,
-    /// Indexed paths and whether each is descending.
-    pub indexes: Vec<(Vec<String>, bool)>,
-}
+pub use crate::vocab::collections::{Access, CollectionRule};
 
 /// Indexes one collection may declare (each costs every write to it).
 pub const MAX_INDEXES_PER_COLLECTION: usize = 8;
@@ -734,7 +706,7 @@ impl Config {
         let mut rules: Vec<CollectionRule> = Vec::new();
         for (i, c) in self.collections.iter().enumerate() {
             let path = format!("collections[{i}]");
-            crate::data::documents::check_collection(&c.name).map_err(|_| {
+            crate::vocab::check_collection(&c.name).map_err(|_| {
                 bad(format!(
                     "{path}.name: {:?} must match [a-z0-9_-]{{1,64}}",
                     c.name
@@ -769,7 +741,7 @@ impl Config {
                         "{path}.indexes: {text} is a built-in field and always indexed"
                     )));
                 }
-                let segments = crate::store::parse_path(text)
+                let segments = crate::vocab::query::parse_path(text)
                     .map_err(|e| bad(format!("{path}.indexes: {e}")))?;
                 if !indexes.contains(&(segments.clone(), descending)) {
                     indexes.push((segments, descending));

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ops;
 pub mod private_files;
 pub mod store;
+pub mod vocab;
 
 use std::sync::{Arc, OnceLock};
 

@@ -22,11 +22,12 @@ use crate::cache::{LoginCodes, Revocations, SharedCodes, SharedRedis};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::store::Store;
+pub use crate::vocab::Caller;
 pub use accounts::{Account, FindBy, ResealProgress};
 pub use phone::PhoneNumber;
 use seal::Sealer;
 pub use services::{Introspection, ServiceCaller, ServiceKeys};
-pub use sessions::{Caller, Me, Session, User};
+pub use sessions::{Me, Session, User};
 use tokens::TokenIssuer;
 
 /// Everything the rules need. Built once at start-up, shared by requests.

@@ -10,18 +10,7 @@ use super::{Auth, tokens};
 use crate::cache::{Claim, LoginIdentity};
 use crate::error::{Error, Result};
 use crate::store::{LoggedIn, LoginWrite, NewSession, RefreshOutcome, UserRecord};
-
-/// The authenticated caller of a request: who, which session, which app.
-/// Always derived from a verified access token, never from the request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The user id.
-    pub user_id: String,
-    /// The session id.
-    pub session_id: String,
-    /// The app the token was issued for.
-    pub appid: String,
-}
+use crate::vocab::Caller;
 
 /// A new or refreshed session, as the client receives it.
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use super::Data;
 use super::documents::{
     Created, Document, IfMatch, ListRequest, check_collection, known_id, not_found,
 };
-use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::store::Scope;
+use crate::vocab::Caller;
 
 /// Whose documents an operator lists.
 #[derive(Debug, Clone)]

@@ -18,13 +18,14 @@ use uuid::Uuid;
 
 use super::Data;
 use super::query;
-use crate::auth::Caller;
-use crate::config::{Access, LimitsConfig};
+use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::store::{
     After, CreateOutcome, DocumentQuery, DocumentRecord, Idempotency, KeyValue, NewDocument,
     ReplaceOutcome, Replacement, Scope, UserLimit, UserQuota,
 };
+use crate::vocab::Access;
+use crate::vocab::Caller;
 
 /// A document as the rules hand it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,22 +87,7 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-/// Checks a collection name against `[a-z0-9_-]{1,64}`.
-pub fn check_collection(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidRequest(format!(
-            "collection name {:?} must match [a-z0-9_-]{{1,64}}",
-            name.chars().take(80).collect::<String>()
-        )))
-    }
-}
+pub use crate::vocab::collections::check_collection;
 
 fn check_object(body: Value) -> Result<Map<String, Value>> {
     match body {
@@ -354,9 +340,15 @@ impl Data {
                     let data: Value = serde_json::from_str(&last.data).map_err(|e| {
                         Error::internal(format!("a stored document is not JSON: {e}"))
                     })?;
+                    let fields = crate::vocab::query::DocumentFields {
+                        id: &last.id,
+                        owner: &last.owner,
+                        created_at: last.created_at,
+                        updated_at: last.updated_at,
+                    };
                     let keys = order
                         .iter()
-                        .map(|k| KeyValue::of(&k.field, last, &data))
+                        .map(|k| KeyValue::of(&k.field, &fields, &data))
                         .collect();
                     Some(query::encode_cursor(
                         &fp,

@@ -2,7 +2,7 @@
 //! owner always comes from the caller's token, never from the request.
 //!
 //! [`Data`] is its own service: the store, the clock and the limits, and
-//! nothing of `auth` but the [`Caller`](crate::auth::Caller) a verified
+//! nothing of `auth` but the [`Caller`](crate::vocab::Caller) a verified
 //! token gives.
 
 pub mod admin;
@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use wechat_miniapp::Clock;
 
-use crate::config::{Access, CollectionRule, LimitsConfig};
+use crate::config::LimitsConfig;
 use crate::store::Store;
+use crate::vocab::{Access, CollectionRule};
 pub use admin::{CollectedDocument, Whose};
 pub use documents::{Created, Document};
 

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::Data;
-use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::vocab::Caller;
 
 /// Fields a profile (and so one patch) holds at most.
 pub const MAX_FIELDS: usize = 64;

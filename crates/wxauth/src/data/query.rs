@@ -15,7 +15,7 @@ use serde_json::{Map, Number, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::store::{After, Field, Filter, KeyValue, Op, Scalar, SortKey, parse_path};
+use crate::vocab::query::{After, Field, Filter, KeyValue, Op, Scalar, SortKey, parse_path};
 
 /// Conditions (operator leaves) one `where` may hold.
 pub const MAX_CONDITIONS: usize = 20;

@@ -70,18 +70,7 @@ pub(super) async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Resu
     Ok(())
 }
 
-/// Which entries to read, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    /// Only entries about this target.
-    pub target: Option<String>,
-    /// Only entries by this actor.
-    pub actor: Option<String>,
-    /// Only entries with an id below this (the previous page's last).
-    pub before_id: Option<i64>,
-    /// At most this many.
-    pub limit: i64,
-}
+pub use crate::vocab::audit::AuditQuery;
 
 impl Store {
     /// Appends an audit entry, durably.

@@ -4,6 +4,7 @@
 
 mod admin;
 mod app;
+mod arrows;
 mod cli;
 mod cluster;
 mod connections;

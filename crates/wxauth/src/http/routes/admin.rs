@@ -24,7 +24,7 @@ use crate::data::Whose;
 use crate::data::documents::{DEFAULT_PAGE, ListRequest, parse_if_match};
 use crate::error::{Error, Result};
 use crate::ops::{self, AccountView, AuditView, UserExport, UserSummary};
-use crate::store::AuditQuery;
+use crate::vocab::AuditQuery;
 
 /// The scope each admin route needs, by method and route template. A route
 /// missing here is refused to every key (a test checks none is missing).
