@@ -148,7 +148,7 @@ fn key_parts(key: &SigningKey) -> Result<(Algorithm, Signer, DecodingKey, Option
             let public = signing.verifying_key().to_bytes();
             let x = URL_SAFE_NO_PAD.encode(public);
             let decoding = DecodingKey::from_ed_components(&x)
-                .map_err(|e| Error::internal(format!("signing key {}: {e}", key.id)))?;
+                .map_err(|e| Error::internal_from(format!("signing key {}", key.id), e))?;
             let jwk = json!({
                 "kty": "OKP",
                 "crv": "Ed25519",

@@ -41,15 +41,14 @@ impl SharedRedis {
     /// Connects lazily (the service starts even while Redis is down) and
     /// starts the health task.
     pub fn connect(url: &str) -> Result<Arc<Self>> {
-        let client =
-            redis::Client::open(url).map_err(|e| Error::internal(format!("redis_url: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| Error::internal_from("redis_url", e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_DEADLINE))
             .set_response_timeout(Some(COMMAND_DEADLINE))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| Error::internal(format!("redis: {e}")))?;
+            .map_err(|e| Error::internal_from("redis", e))?;
         let shared = Arc::new(Self {
             client,
             conn,

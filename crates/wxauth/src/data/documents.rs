@@ -337,9 +337,8 @@ impl Data {
             docs.truncate(limit as usize);
             match docs.last() {
                 Some(last) => {
-                    let data: Value = serde_json::from_str(&last.data).map_err(|e| {
-                        Error::internal(format!("a stored document is not JSON: {e}"))
-                    })?;
+                    let data: Value = serde_json::from_str(&last.data)
+                        .map_err(|e| Error::internal_from("a stored document is not JSON", e))?;
                     let fields = crate::vocab::query::DocumentFields {
                         id: &last.id,
                         owner: &last.owner,

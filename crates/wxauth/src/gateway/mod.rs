@@ -141,7 +141,7 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| Error::internal(format!("gateway {}: {e}", route.prefix)))?;
+            .map_err(|e| Error::internal_from(format!("gateway {}", route.prefix), e))?;
         Ok(Self { route, client })
     }
 
@@ -269,7 +269,7 @@ impl Gateway {
         let body = Body::from_stream(answer.bytes_stream().map_err(std::io::Error::other));
         let mut response = response
             .body(body)
-            .map_err(|e| Error::internal(format!("gateway response: {e}")))?;
+            .map_err(|e| Error::internal_from("gateway response", e))?;
         response.extensions_mut().insert(FromUpstream);
         Ok(response)
     }

@@ -245,7 +245,7 @@ impl Store {
             })
             .connect(&url)
             .await
-            .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot open the database", e))?;
         let (engine, bounded) = match backend {
             Backend::Sqlite => {
                 let path = sqlite_file(&pool).await?;
