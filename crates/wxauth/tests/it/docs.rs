@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::{Value, json};
 use wechat_miniapp::OffsetClock;
 use wxauth::config::Config;
 
-use crate::app::{APP1, SECRET1, b64_key, spawn_sim};
-use crate::process::{BIN, spawn_serve, stop};
+use crate::app::{SECRET1, b64_key, spawn_sim};
+use crate::process::{BIN, call, login_user, spawn_serve, stop};
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -72,7 +71,7 @@ fn every_toml_block_in_the_docs_loads() {
 async fn the_sample_configuration_starts_serve() {
     let sample = repo().join("wxauth.example.toml");
     // Loads and resolves as it is, given its three variables.
-    let (_sim, sim_url) = spawn_sim(&OffsetClock::new()).await;
+    let (sim, sim_url) = spawn_sim(&OffsetClock::new()).await;
     let dir = crate::db::temp_dir();
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--config"])
@@ -89,30 +88,17 @@ async fn the_sample_configuration_starts_serve() {
         .stderr(Stdio::piped());
     let server = spawn_serve(cmd);
     let http = reqwest::Client::new();
-    let code: Value = http
-        .post(format!("{sim_url}/sim/v1/login"))
-        .json(&json!({"appid": APP1, "user": "sam"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let login = http
-        .post(format!("{}/v1/login", server.url))
-        .json(&json!({"code": code["code"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
-    let discovery: Value = http
-        .get(format!("{}/.well-known/openid-configuration", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = login_user(&http, &server.url, &sim, "sam").await;
+    assert!(login["access_token"].is_string(), "{login}");
+    let discovery = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{}/.well-known/openid-configuration", server.url),
+        None,
+        None,
+    )
+    .await
+    .body;
     assert_eq!(
         discovery["jwks_uri"], "http://127.0.0.1:8080/.well-known/jwks.json",
         "public_url as the sample sets it"

@@ -203,14 +203,14 @@ async fn exports_stream_from_one_snapshot(app: TestApp) {
             created += 1;
         }
     }
+    let start_export = || {
+        app.http
+            .get(format!("{}/v1/me/export", app.url))
+            .bearer_auth(&t)
+            .send()
+    };
     // Start an export and read only its beginning.
-    let mut response = app
-        .http
-        .get(format!("{}/v1/me/export", app.url))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let mut response = start_export().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut bytes = response.chunk().await.unwrap().unwrap().to_vec();
     assert!(bytes.len() < 8_000_000, "the whole export came at once");
@@ -223,23 +223,9 @@ async fn exports_stream_from_one_snapshot(app: TestApp) {
             .await;
         assert_eq!(r.status, 201);
     }
-    let second = app
-        .http
-        .get(format!("{}/v1/me/export", app.url))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let second = start_export().await.unwrap();
     assert_eq!(second.status(), 200);
-    let third = reply(
-        app.http
-            .get(format!("{}/v1/me/export", app.url))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let third = reply(start_export().await.unwrap()).await;
     assert_eq!(third.status, 429, "{:?}", third.body);
     assert_eq!(third.error(), "rate_limited");
     drop(second);
