@@ -98,6 +98,25 @@ impl Simulator {
         lock(&self.shared.faults).set(spec)
     }
 
+    /// Installs a fault on `api`: answer `errcode` and/or wait `delay_ms`,
+    /// for `count` calls (every call until cleared when `None`). The short
+    /// form of [`Simulator::set_fault`] that tests of any backend use.
+    pub fn fault(
+        &self,
+        api: &str,
+        errcode: Option<i64>,
+        delay_ms: Option<u64>,
+        count: Option<u64>,
+    ) -> Result<(), FaultSpecError> {
+        self.set_fault(FaultSpec {
+            api: api.into(),
+            errcode,
+            delay_ms,
+            rate: None,
+            count,
+        })
+    }
+
     /// Clears every fault.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();

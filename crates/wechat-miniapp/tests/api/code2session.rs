@@ -180,7 +180,9 @@ async fn user_errors_from_wechat_map_to_actionable_variants() {
         (61234, |e| matches!(e, Error::Other { errcode: 61234, .. })),
     ];
     for (errcode, check) in cases {
-        t.fault("jscode2session", Some(*errcode), None, Some(1));
+        t.sim
+            .fault("jscode2session", Some(*errcode), None, Some(1))
+            .unwrap();
         let code = t.code(APP1, "carol");
         let err = t
             .client()
@@ -200,7 +202,9 @@ async fn user_errors_from_wechat_map_to_actionable_variants() {
 #[tokio::test]
 async fn busy_twice_then_success_is_retried() {
     let t = spawn_sim().await;
-    t.fault("jscode2session", Some(-1), None, Some(2));
+    t.sim
+        .fault("jscode2session", Some(-1), None, Some(2))
+        .unwrap();
     let code = t.code(APP1, "alice");
     t.client()
         .code2session(APP1, &secret1(), &code)
@@ -215,7 +219,7 @@ async fn busy_twice_then_success_is_retried() {
 #[tokio::test]
 async fn busy_every_time_gives_up_after_the_attempts() {
     let t = spawn_sim().await;
-    t.fault("jscode2session", Some(-1), None, None);
+    t.sim.fault("jscode2session", Some(-1), None, None).unwrap();
     let code = t.code(APP1, "alice");
     let err = t
         .client()
@@ -237,7 +241,9 @@ async fn a_retry_that_meets_code_used_says_so() {
         .code2session(APP1, &secret1(), &code)
         .await
         .unwrap();
-    t.fault("jscode2session", Some(-1), None, Some(1));
+    t.sim
+        .fault("jscode2session", Some(-1), None, Some(1))
+        .unwrap();
     let err = t
         .client()
         .code2session(APP1, &secret1(), &code)
@@ -253,7 +259,9 @@ async fn a_retry_that_meets_code_used_says_so() {
 #[tokio::test]
 async fn a_slow_upstream_times_out_without_retrying_the_code() {
     let t = spawn_sim().await;
-    t.fault("jscode2session", None, Some(3_000), None);
+    t.sim
+        .fault("jscode2session", None, Some(3_000), None)
+        .unwrap();
     let client = client_for(&t.url, Duration::from_millis(200));
     let code = t.code(APP1, "alice");
     let started = std::time::Instant::now();

@@ -4,7 +4,7 @@ use std::time::Duration;
 use wechat_miniapp::{
     AccessTokenManager, AppSecret, ClientConfig, LoginCode, OffsetClock, RetryPolicy, WechatClient,
 };
-use wechat_sim::{FaultSpec, SimConfig, Simulator};
+use wechat_sim::{SimConfig, Simulator};
 
 pub const APP1: &str = "wx1111111111111111";
 pub const SECRET1: &str = "11111111111111111111111111111111";
@@ -53,24 +53,6 @@ impl TestSim {
 
     pub fn code(&self, appid: &str, user: &str) -> LoginCode {
         LoginCode::new(self.sim.login_code(appid, user).unwrap())
-    }
-
-    pub fn fault(
-        &self,
-        api: &str,
-        errcode: Option<i64>,
-        delay_ms: Option<u64>,
-        count: Option<u64>,
-    ) {
-        self.sim
-            .set_fault(FaultSpec {
-                api: api.into(),
-                errcode,
-                delay_ms,
-                rate: None,
-                count,
-            })
-            .unwrap();
     }
 
     pub fn calls(&self, api: &str) -> u64 {

@@ -82,7 +82,9 @@ async fn token_rejected_on_a_phone_call_is_refreshed_once_and_retried() {
     let m = t.manager();
     m.token(APP1).await.unwrap();
     assert_eq!(t.calls("stable_token"), 1);
-    t.fault("getuserphonenumber", Some(40001), None, Some(1));
+    t.sim
+        .fault("getuserphonenumber", Some(40001), None, Some(1))
+        .unwrap();
     let code = PhoneCode::new(t.sim.phone_code(APP1, "frank", None).unwrap());
     let info = m
         .with_token(APP1, |tok| {
@@ -100,7 +102,9 @@ async fn token_rejected_on_a_phone_call_is_refreshed_once_and_retried() {
 #[tokio::test]
 async fn token_rejected_twice_is_not_retried_forever() {
     let t = spawn_sim().await;
-    t.fault("getuserphonenumber", Some(42001), None, None);
+    t.sim
+        .fault("getuserphonenumber", Some(42001), None, None)
+        .unwrap();
     let code = PhoneCode::new(t.sim.phone_code(APP1, "gina", None).unwrap());
     let err = phone(&t, &code, None).await.unwrap_err();
     assert!(
@@ -113,13 +117,17 @@ async fn token_rejected_twice_is_not_retried_forever() {
 #[tokio::test]
 async fn phone_rate_limit_and_busy() {
     let t = spawn_sim().await;
-    t.fault("getuserphonenumber", Some(45011), None, Some(1));
+    t.sim
+        .fault("getuserphonenumber", Some(45011), None, Some(1))
+        .unwrap();
     let code = PhoneCode::new(t.sim.phone_code(APP1, "hank", None).unwrap());
     let err = phone(&t, &code, None).await.unwrap_err();
     assert!(
         matches!(err, Error::RateLimited { errcode: 45011 }),
         "{err:?}"
     );
-    t.fault("getuserphonenumber", Some(-1), None, Some(1));
+    t.sim
+        .fault("getuserphonenumber", Some(-1), None, Some(1))
+        .unwrap();
     phone(&t, &code, None).await.unwrap();
 }

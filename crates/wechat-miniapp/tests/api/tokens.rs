@@ -30,7 +30,7 @@ async fn hundred_concurrent_calls_fetch_one_token() {
         .await
         .unwrap();
     // Slow token endpoint, so every caller arrives while the fetch is in flight.
-    t.fault("stable_token", None, Some(200), None);
+    t.sim.fault("stable_token", None, Some(200), None).unwrap();
     let m = Arc::new(t.manager());
     let mut tasks = Vec::new();
     for _ in 0..100 {
@@ -120,7 +120,9 @@ async fn token_errors_on_business_calls() {
         "{err:?}"
     );
     // 40014 counts as a token error too.
-    t.fault("checksession", Some(40014), None, Some(1));
+    t.sim
+        .fault("checksession", Some(40014), None, Some(1))
+        .unwrap();
     let m = t.manager();
     m.with_token(APP1, |tok| {
         let c = t.client();
@@ -257,7 +259,9 @@ async fn token_credentials_errors() {
 #[tokio::test]
 async fn a_slow_token_endpoint_times_out() {
     let t = spawn_sim().await;
-    t.fault("stable_token", None, Some(3_000), None);
+    t.sim
+        .fault("stable_token", None, Some(3_000), None)
+        .unwrap();
     let c = client_for(&t.url, Duration::from_millis(150));
     let started = std::time::Instant::now();
     let err = c

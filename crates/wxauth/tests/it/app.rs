@@ -6,7 +6,7 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wechat_miniapp::OffsetClock;
-use wechat_sim::{FaultSpec, SimConfig, Simulator};
+use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::{AppConfig, CollectionConfig, Config, KeyConfig};
 use wxauth::{Deps, build_app};
 
@@ -301,24 +301,6 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
-    }
-
-    pub fn fault(
-        &self,
-        api: &str,
-        errcode: Option<i64>,
-        delay_ms: Option<u64>,
-        count: Option<u64>,
-    ) {
-        self.sim
-            .set_fault(FaultSpec {
-                api: api.into(),
-                errcode,
-                delay_ms,
-                rate: None,
-                count,
-            })
-            .unwrap();
     }
 
     pub fn sim_calls(&self, api: &str) -> u64 {

@@ -155,7 +155,9 @@ async fn phone_token_rejected_is_refreshed_and_retried() {
         .sim
         .phone_code(APP1, "erin", Some("+1 4155550123"))
         .unwrap();
-    app.fault("getuserphonenumber", Some(40001), None, Some(1));
+    app.sim
+        .fault("getuserphonenumber", Some(40001), None, Some(1))
+        .unwrap();
     let r = app
         .post("/v1/me/phone", Some(&t), json!({"code": code}))
         .await;

@@ -161,7 +161,9 @@ async fn the_same_code_twice_answers_like_the_first(app: TestApp) {
 async fn the_same_code_concurrently_is_exchanged_once(app: TestApp) {
     let code = app.code(APP1, "carol");
     // A slow WeChat, so all requests arrive while the first is in flight.
-    app.fault("jscode2session", None, Some(300), Some(1));
+    app.sim
+        .fault("jscode2session", None, Some(300), Some(1))
+        .unwrap();
     let app = std::sync::Arc::new(app);
     let mut tasks = Vec::new();
     for _ in 0..8 {
