@@ -12,7 +12,7 @@ use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::Config;
 use wxauth::{Deps, build_app, dev, serve, serve_with_admin};
 
-mod operate;
+mod cli;
 
 // glibc's malloc was 10% of a login's CPU (profile of bench/run.sh login);
 // mimalloc's thread-local free lists make allocation cheaper. Built with
@@ -55,15 +55,15 @@ enum Command {
     /// Operator commands: users, service keys, documents (the same
     /// database and keys as `serve`; recorded in the audit log).
     #[command(subcommand)]
-    Admin(operate::AdminCommand),
+    Admin(cli::AdminCommand),
     /// Rotate signing or encryption keys; re-seal stored secrets.
     #[command(subcommand)]
-    Keys(operate::KeysCommand),
+    Keys(cli::KeysCommand),
     /// Copy the SQLite database consistently while it is in use.
-    Backup(operate::BackupArgs),
+    Backup(cli::BackupArgs),
     /// Put a backup in place of the SQLite database (refuses one made by a
     /// newer wxauth).
-    Restore(operate::RestoreArgs),
+    Restore(cli::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -318,9 +318,9 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve(args) => run_serve(args).await,
         Command::Migrate(args) => run_migrate(args).await,
         Command::Sim(args) => run_sim(args).await,
-        Command::Admin(c) => operate::admin(c).await,
-        Command::Keys(c) => operate::keys(c).await,
-        Command::Backup(a) => operate::backup(a).await,
-        Command::Restore(a) => operate::restore(a).await,
+        Command::Admin(c) => cli::admin(c).await,
+        Command::Keys(c) => cli::keys(c).await,
+        Command::Backup(a) => cli::backup(a).await,
+        Command::Restore(a) => cli::restore(a).await,
     }
 }
