@@ -303,7 +303,15 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("WXAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The servers log their progress; the operator's commands print what
+    // was asked for and log only warnings, unless WXAUTH_LOG says more.
+    let quiet = matches!(
+        cli.command,
+        Command::Admin(_) | Command::Keys(_) | Command::Backup(_) | Command::Restore(_)
+    );
+    let default_level = if quiet { "warn" } else { "info" };
+    let filter =
+        EnvFilter::try_from_env("WXAUTH_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours only on a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

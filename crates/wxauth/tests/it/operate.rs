@@ -92,6 +92,7 @@ fn cli_any(config: &Path, args: &[&str]) -> Output {
         .arg("--config")
         .arg(config)
         .env_remove("WXAUTH_CONFIG")
+        .env_remove("WXAUTH_LOG")
         .env("USER", "operator-ann")
         .stdin(Stdio::null())
         .output()
@@ -732,8 +733,11 @@ async fn operator_files_are_private_and_key_variables_cannot_clash_with_settings
         "{err}"
     );
     let backup = dir.0.join("backup.db");
-    cli(&config, &["backup", backup.to_str().unwrap()]);
+    let out = cli(&config, &["backup", backup.to_str().unwrap()]);
     assert_eq!(mode_of(&backup), Some(0o600));
+    // An operator's command logs only warnings unless WXAUTH_LOG says more.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("INFO"), "{err}");
 
     // A key variable named like a setting is refused before anything is
     // written (serve would refuse to start with it set).
