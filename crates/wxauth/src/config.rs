@@ -87,15 +87,11 @@ pub struct CollectionConfig {
     /// The collection's name (`[a-z0-9_-]{1,64}`).
     pub name: String,
     /// `private` (the default), `public_read` or `admin_write`.
-    #[serde(default = "default_access")]
-    pub access: String,
+    #[serde(default)]
+    pub access: Access,
     /// Fields to index, e.g. `["status", "-score"]` (`-`: descending).
     #[serde(default)]
     pub indexes: Vec<String>,
-}
-
-fn default_access() -> String {
-    "private".into()
 }
 
 pub use crate::vocab::collections::{Access, CollectionRule};
@@ -114,8 +110,8 @@ pub struct GatewayConfig {
     pub upstream: String,
     /// `required` (no valid token: 401) or `optional` (no token: forwarded
     /// without identity headers; an invalid token is still a 401).
-    #[serde(default = "default_gateway_auth")]
-    pub auth: String,
+    #[serde(default)]
+    pub auth: GatewayAuth,
     /// Time for the service's answer to begin, in milliseconds (then 504).
     #[serde(default = "default_gateway_timeout_ms")]
     pub timeout_ms: u64,
@@ -124,8 +120,15 @@ pub struct GatewayConfig {
     pub connect_timeout_ms: u64,
 }
 
-fn default_gateway_auth() -> String {
-    "required".into()
+/// Whether a gateway entry needs a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayAuth {
+    /// No valid token: 401 (the default).
+    #[default]
+    Required,
+    /// No token: forwarded without identity headers.
+    Optional,
 }
 fn default_gateway_timeout_ms() -> u64 {
     10_000
@@ -251,7 +254,7 @@ pub struct WechatConfig {
     /// Time allowed to connect, in milliseconds.
     pub connect_timeout_ms: u64,
     /// `stable` (stable_token, safe with several instances) or `classic` (cgi-bin/token).
-    pub token_source: String,
+    pub token_source: TokenSourceName,
 }
 
 impl Default for WechatConfig {
@@ -260,9 +263,20 @@ impl Default for WechatConfig {
             base_url: wechat_miniapp::WECHAT_API_BASE.into(),
             timeout_ms: 5000,
             connect_timeout_ms: 5000,
-            token_source: "stable".into(),
+            token_source: TokenSourceName::Stable,
         }
     }
+}
+
+/// Which endpoint gives WeChat access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSourceName {
+    /// `cgi-bin/stable_token`: the same token for every caller until its
+    /// last minutes, safe with several instances.
+    Stable,
+    /// `cgi-bin/token`: each call replaces the previous token.
+    Classic,
 }
 
 /// One mini program.
@@ -715,16 +729,7 @@ impl Config {
             if rules.iter().any(|r| r.name == c.name) {
                 return Err(bad(format!("{path}.name: {} is configured twice", c.name)));
             }
-            let access = match c.access.as_str() {
-                "private" => Access::Private,
-                "public_read" => Access::PublicRead,
-                "admin_write" => Access::AdminWrite,
-                other => {
-                    return Err(bad(format!(
-                        "{path}.access: {other:?}; use private, public_read or admin_write"
-                    )));
-                }
-            };
+            let access = c.access;
             if c.indexes.len() > MAX_INDEXES_PER_COLLECTION {
                 return Err(bad(format!(
                     "{path}.indexes: at most {MAX_INDEXES_PER_COLLECTION} per collection"
@@ -825,14 +830,9 @@ impl Config {
             None if apps.len() == 1 => Some(apps[0].appid.clone()),
             None => None,
         };
-        let token_source = match self.wechat.token_source.as_str() {
-            "stable" => wechat_miniapp::TokenSource::Stable,
-            "classic" => wechat_miniapp::TokenSource::Classic,
-            other => {
-                return Err(bad(format!(
-                    "wechat.token_source: {other:?}; use \"stable\" or \"classic\""
-                )));
-            }
+        let token_source = match self.wechat.token_source {
+            TokenSourceName::Stable => wechat_miniapp::TokenSource::Stable,
+            TokenSourceName::Classic => wechat_miniapp::TokenSource::Classic,
         };
         if self.wechat.timeout_ms == 0 || self.wechat.connect_timeout_ms == 0 {
             return Err(bad(
@@ -978,15 +978,7 @@ impl Config {
                     "{path}.upstream: {upstream:?}; use the service's base URL, e.g. http://127.0.0.1:3000 (no path)"
                 )));
             }
-            let auth_required = match g.auth.as_str() {
-                "required" => true,
-                "optional" => false,
-                other => {
-                    return Err(bad(format!(
-                        "{path}.auth: {other:?}; use \"required\" or \"optional\""
-                    )));
-                }
-            };
+            let auth_required = g.auth == GatewayAuth::Required;
             if g.timeout_ms == 0
                 || g.connect_timeout_ms == 0
                 || g.timeout_ms >= self.http.request_timeout_ms

@@ -3,8 +3,10 @@
 
 use crate::error::{Error, Result};
 
-/// Who reads and writes a collection's documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Who reads and writes a collection's documents (`access` of a
+/// `[[collections]]` entry: `private`, `public_read` or `admin_write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Only the owner reads and writes (the default).
     #[default]

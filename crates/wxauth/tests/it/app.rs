@@ -174,12 +174,12 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
     c.collections = vec![
         CollectionConfig {
             name: "posts".into(),
-            access: "public_read".into(),
+            access: wxauth::vocab::Access::PublicRead,
             indexes: vec!["status".into(), "-score".into()],
         },
         CollectionConfig {
             name: "catalogue".into(),
-            access: "admin_write".into(),
+            access: wxauth::vocab::Access::AdminWrite,
             indexes: Vec::new(),
         },
     ];

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wxauth::config::GatewayConfig;
+use wxauth::config::{GatewayAuth, GatewayConfig};
 
 use crate::app::{APP1, Options, TestApp, spawn_app_with, token};
 
@@ -49,11 +49,14 @@ async fn gateway_app(service: &Service) -> TestApp {
     let upstream = service.url.clone();
     spawn_app_with(Options {
         edit: Some(Box::new(move |c| {
-            for (prefix, auth) in [("/api/", "required"), ("/pub/", "optional")] {
+            for (prefix, auth) in [
+                ("/api/", GatewayAuth::Required),
+                ("/pub/", GatewayAuth::Optional),
+            ] {
                 c.gateway.push(GatewayConfig {
                     prefix: prefix.into(),
                     upstream: upstream.clone(),
-                    auth: auth.into(),
+                    auth,
                     timeout_ms: 5_000,
                     connect_timeout_ms: 2_000,
                 });

@@ -927,9 +927,14 @@ async fn bad_queries_are_400s_naming_the_problem(app: TestApp) {
 #[test]
 fn collection_settings_are_checked_with_the_key_named() {
     use wxauth::config::CollectionConfig;
+    use wxauth::vocab::Access;
     let entry = |name: &str, access: &str, indexes: &[&str]| CollectionConfig {
         name: name.into(),
-        access: access.into(),
+        access: match access {
+            "public_read" => Access::PublicRead,
+            "admin_write" => Access::AdminWrite,
+            _ => Access::Private,
+        },
         indexes: indexes.iter().map(|s| (*s).to_owned()).collect(),
     };
     let check = |collections: Vec<CollectionConfig>| {
@@ -947,7 +952,6 @@ fn collection_settings_are_checked_with_the_key_named() {
     );
     for (bad, want) in [
         (vec![entry("Posts", "private", &[])], "collections[0].name"),
-        (vec![entry("posts", "public", &[])], "collections[0].access"),
         (
             vec![entry("posts", "private", &["a b"])],
             "collections[0].indexes",
@@ -972,6 +976,33 @@ fn collection_settings_are_checked_with_the_key_named() {
     ] {
         let err = check(bad).unwrap_err();
         assert!(err.contains(want), "{want}: {err}");
+    }
+    // A mode that is not one is refused as the file is read, with the
+    // allowed values named (so are the gateway's auth and the token source).
+    let dir = crate::db::temp_dir();
+    for (text, key, allowed) in [
+        (
+            "[[collections]]\nname = \"posts\"\naccess = \"public\"\n",
+            "access",
+            "public_read",
+        ),
+        (
+            "[[gateway]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:3000\"\nauth = \"maybe\"\n",
+            "auth",
+            "optional",
+        ),
+        (
+            "[wechat]\ntoken_source = \"fast\"\n",
+            "token_source",
+            "classic",
+        ),
+    ] {
+        let file = dir.0.join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let err = wxauth::config::Config::load(Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(allowed), "{text}: {err}");
     }
 }
 

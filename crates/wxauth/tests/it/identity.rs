@@ -360,7 +360,7 @@ fn gateway_and_service_key_settings_are_checked() {
     let gateway = |prefix: &str, upstream: &str| GatewayConfig {
         prefix: prefix.into(),
         upstream: upstream.into(),
-        auth: "required".into(),
+        auth: wxauth::config::GatewayAuth::Required,
         timeout_ms: 1000,
         connect_timeout_ms: 500,
     };
