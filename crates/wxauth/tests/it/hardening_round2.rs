@@ -28,6 +28,17 @@ async fn expensive_queries_are_stopped_on_postgres() {
     expensive_queries_are_stopped_at_their_time_bound(app).await;
 }
 
+/// The rules over the same database as `app`, as a second process of the
+/// operator would hold them (to watch the writer or read a snapshot).
+async fn services_beside(app: &TestApp) -> wxauth::Services {
+    let settings = test_config(&app.database_url, &app.sim_url)
+        .resolve()
+        .unwrap();
+    wxauth::open_services(&settings, wxauth::Deps::default())
+        .await
+        .unwrap()
+}
+
 /// A refresh token of the right shape that was never issued: a real one
 /// with its random tail changed.
 fn made_up_like(real: &str, n: usize) -> String {
@@ -41,12 +52,7 @@ async fn made_up_refresh_tokens_never_reach_the_writer() {
     let login = app.login(APP1, "alice").await;
     let real = refresh(&login).to_owned();
     // The same database through the rules, to watch its writer.
-    let settings = test_config(&app.database_url, &app.sim_url)
-        .resolve()
-        .unwrap();
-    let services = wxauth::open_services(&settings, wxauth::Deps::default())
-        .await
-        .unwrap();
+    let services = services_beside(&app).await;
     let ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
     let before = services.store.writer_stats();
     for n in 0..5 {
@@ -260,12 +266,7 @@ async fn exports_stream_from_one_snapshot(app: TestApp) {
 
     // The snapshot itself, page by page through the rules: documents
     // written after the first page are not in the pages after it.
-    let settings = test_config(&app.database_url, &app.sim_url)
-        .resolve()
-        .unwrap();
-    let services = wxauth::open_services(&settings, wxauth::Deps::default())
-        .await
-        .unwrap();
+    let services = services_beside(&app).await;
     let user_id = login["user"]["id"].as_str().unwrap();
     let mut pages = services.data.export_documents(user_id).await.unwrap();
     assert_eq!(pages.total as usize, created + 20);
