@@ -147,8 +147,13 @@ impl SharedLimits {
 
     /// Checks and counts one login for `appid`. `None`: Redis failed.
     pub async fn admit_app(&self, appid: &str, rate: Rate) -> Option<Result<(), Duration>> {
-        let key = format!("{PREFIX}rl:app:{appid}");
-        let answer: i64 = self.redis.script(&self.gcra, &[&key], &rate.args()).await?;
+        self.admit(&format!("{PREFIX}rl:app:{appid}"), rate).await
+    }
+
+    /// One GCRA step over `key`: allowed (and counted), or the wait.
+    /// `None`: Redis failed.
+    async fn admit(&self, key: &str, rate: Rate) -> Option<Result<(), Duration>> {
+        let answer: i64 = self.redis.script(&self.gcra, &[key], &rate.args()).await?;
         Some(if answer == 0 {
             Ok(())
         } else {
@@ -166,13 +171,8 @@ impl SharedLimits {
     /// Checks and counts one data request of `user_id`. `None`: Redis
     /// failed.
     pub async fn admit_user(&self, user_id: &str, rate: Rate) -> Option<Result<(), Duration>> {
-        let key = format!("{PREFIX}rl:user:{user_id}");
-        let answer: i64 = self.redis.script(&self.gcra, &[&key], &rate.args()).await?;
-        Some(if answer == 0 {
-            Ok(())
-        } else {
-            Err(micros(answer))
-        })
+        self.admit(&format!("{PREFIX}rl:user:{user_id}"), rate)
+            .await
     }
 
     /// Counts a code WeChat refused for `address` (and starts its penalty
