@@ -18,6 +18,8 @@ use serde::Deserialize;
 use sha2::Digest;
 use wechat_miniapp::{AppSecret, SecretText};
 
+use crate::vocab::ServiceScope;
+
 /// Environment variables with the `WXAUTH_` prefix that are not configuration
 /// keys (used by the CLI, logging and tests).
 const NON_CONFIG_ENV: &[&str] = &["LOG", "LOG_FORMAT", "CONFIG", "SIM_LISTEN"];
@@ -182,17 +184,6 @@ pub struct ServiceKeyConfig {
     pub scopes: Vec<String>,
 }
 
-/// Scopes a service key may hold.
-pub const SERVICE_SCOPES: &[&str] = &[
-    "introspect",
-    "users:read",
-    "users:write",
-    "sessions:revoke",
-    "data:read",
-    "data:write",
-    "audit:read",
-];
-
 /// A service key, checked: only its hash is kept.
 #[derive(Clone)]
 pub struct ServiceKey {
@@ -201,7 +192,7 @@ pub struct ServiceKey {
     /// SHA-256 of the key.
     pub sha256: [u8; 32],
     /// Its scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<ServiceScope>,
 }
 
 impl std::fmt::Debug for ServiceKey {
@@ -918,18 +909,16 @@ impl Config {
                     )));
                 }
             };
-            for scope in &k.scopes {
-                if !SERVICE_SCOPES.contains(&scope.as_str()) {
-                    return Err(bad(format!(
-                        "{path}.scopes: unknown scope {scope:?}; known: {}",
-                        SERVICE_SCOPES.join(", ")
-                    )));
-                }
-            }
+            let scopes = k
+                .scopes
+                .iter()
+                .map(|scope| ServiceScope::parse(scope))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| bad(format!("{path}.scopes: {message}")))?;
             service_keys.push(ServiceKey {
                 id: k.id.clone(),
                 sha256,
-                scopes: k.scopes.clone(),
+                scopes,
             });
         }
         let collections = self.check_collections()?;

@@ -85,9 +85,10 @@ pub enum Error {
     /// The database refused a transaction because it conflicted with a
     /// concurrent one (deadlock or serialization failure, typically another
     /// instance's group commit). The writer retries these; one that still
-    /// escapes is a 503 to retry.
+    /// escapes is a 503 to retry. The database's error is kept (shared, as
+    /// for [`Error::Internal`]) for the log line.
     #[error("the database is busy with conflicting writes; try again")]
-    Contention(String),
+    Contention(#[source] Arc<sqlx::Error>),
     /// Something broke inside; the cause (with its whole source chain) is
     /// logged, not shown. Shared, so one failed group commit can answer
     /// every write in it with the same cause.
@@ -158,7 +159,7 @@ impl From<sqlx::Error> for Error {
             .and_then(|d| d.code())
             .is_some_and(|code| RETRYABLE_SQLSTATES.contains(&code.as_ref()));
         if retryable {
-            Error::Contention(format!("database: {e}"))
+            Error::Contention(Arc::new(e))
         } else {
             Error::internal_from("database", e)
         }

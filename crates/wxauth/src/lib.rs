@@ -1,9 +1,10 @@
 //! wxauth: the login and user-data backend for WeChat Mini Programs.
 //!
 //! Layers, one folder each: `http` translates requests and responses, `auth`
-//! and `data` hold the rules, `store` and `cache` persist. [`build_app`] wires
+//! and `data` hold the rules, `store` and `cache` persist. [`build_server`] wires
 //! them for `main` and for the tests alike.
 
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;
@@ -14,7 +15,6 @@ pub mod error;
 pub mod fuzzing;
 pub mod gateway;
 pub mod http;
-pub mod ops;
 pub mod private_files;
 pub mod store;
 pub mod vocab;
@@ -83,7 +83,7 @@ fn metrics_handle() -> PrometheusHandle {
 }
 
 /// A running service's parts.
-pub struct App {
+pub struct Server {
     /// The HTTP router, ready to serve.
     pub router: Router,
     /// The admin API's router, when it is served apart (`admin_listen`).
@@ -96,7 +96,7 @@ pub struct App {
 
 /// The service's rules over its storage, without HTTP: what `serve` runs
 /// and what the operator's CLI acts through.
-pub struct Services {
+pub struct Rules {
     /// Identity: users, sessions, keys, the audit log.
     pub auth: auth::Auth,
     /// User data.
@@ -105,10 +105,17 @@ pub struct Services {
     pub store: store::Store,
 }
 
+impl Rules {
+    /// The operator's rules over these.
+    pub fn admin(&self) -> admin::Admin<'_> {
+        admin::Admin::new(&self.auth, &self.data)
+    }
+}
+
 /// Opens the store (migrating it and creating the configured indexes)
 /// and wires the rules to it and to Redis when configured. Starts no
 /// background task.
-pub async fn open_services(settings: &Settings, deps: Deps) -> Result<Services> {
+pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
     let options = store::StoreOptions {
         query_timeout: std::time::Duration::from_millis(settings.limits.query_timeout_ms),
     };
@@ -137,12 +144,12 @@ pub async fn open_services(settings: &Settings, deps: Deps) -> Result<Services> 
         None => Arc::new(MemoryRevocations::default()),
     };
     let auth = auth::Auth::new(settings, store.clone(), revocations, redis, deps.clock)?;
-    Ok(Services { auth, data, store })
+    Ok(Rules { auth, data, store })
 }
 
 /// Opens the store (migrating it), warms caches and builds the router.
-pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
-    let Services { auth, data, store } = open_services(&settings, deps).await?;
+pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
+    let Rules { auth, data, store } = open_rules(&settings, deps).await?;
     spawn_idempotency_expiry(data.clone());
     // Hot user rows in memory only while this process is the one writer.
     store.cache_users(settings.redis_url.is_none());
@@ -152,7 +159,7 @@ pub async fn build_app(settings: Settings, deps: Deps) -> Result<App> {
     let connections = http::server::ConnectionLimits::from(&settings.http);
     let apart = settings.admin_listen.is_some();
     let state = http::AppState::new(auth, data, settings, metrics_handle())?;
-    Ok(App {
+    Ok(Server {
         admin_router: apart.then(|| http::admin_router(state.clone())),
         router: http::router(state),
         store,
@@ -181,7 +188,7 @@ fn spawn_idempotency_expiry(data: data::Data) {
 /// the store (flushing queued writes).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: App,
+    app: Server,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with_admin(listener, None, app, shutdown).await
@@ -192,7 +199,7 @@ pub async fn serve(
 pub async fn serve_with_admin(
     listener: tokio::net::TcpListener,
     admin_listener: Option<tokio::net::TcpListener>,
-    app: App,
+    app: Server,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

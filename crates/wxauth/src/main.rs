@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::Config;
-use wxauth::{Deps, build_app, dev, serve, serve_with_admin};
+use wxauth::{Deps, build_server, dev, serve, serve_with_admin};
 
 mod cli;
 
@@ -180,7 +180,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     )?;
     let settings = config.resolve()?;
     let gateways: Vec<String> = settings.gateways.iter().map(|g| g.prefix.clone()).collect();
-    let app = build_app(settings, Deps::default()).await?;
+    let app = build_server(settings, Deps::default()).await?;
     let shutdown = shutdown_signal();
     println!(
         "{}",
@@ -210,7 +210,7 @@ async fn run_serve(args: ConfigArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let app = build_app(settings, Deps::default()).await?;
+    let app = build_server(settings, Deps::default()).await?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal();
     tracing::info!(%addr, database = %db, "wxauth serving");

@@ -7,7 +7,7 @@ mod phone;
 pub mod rate_limit;
 pub mod revocation_sync;
 pub mod seal;
-mod services;
+mod service_keys;
 mod sessions;
 pub mod tokens;
 mod upstream;
@@ -26,7 +26,7 @@ pub use crate::vocab::Caller;
 pub use accounts::{Account, FindBy, ResealProgress};
 pub use phone::PhoneNumber;
 use seal::Sealer;
-pub use services::{Introspection, ServiceCaller, ServiceKeys};
+pub use service_keys::{Introspection, ServiceCaller, ServiceKeys};
 pub use sessions::{Me, Session, User};
 use tokens::TokenIssuer;
 

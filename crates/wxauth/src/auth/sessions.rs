@@ -1,5 +1,6 @@
 //! Login, refresh, logout, and recognising the caller of a request.
 
+use crate::vocab::RevokeReason;
 use std::net::IpAddr;
 
 use uuid::Uuid;
@@ -326,7 +327,7 @@ impl Auth {
         // the database write is slow. Then durably, then the other instances.
         self.revocations.remember(&caller.session_id, until, now);
         self.store
-            .revoke_session(&caller.session_id, "logout", now)
+            .revoke_session(&caller.session_id, RevokeReason::Logout, now)
             .await?;
         self.revocations
             .revoke(&caller.session_id, until, now)

@@ -131,13 +131,13 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             };
             let s = services(&a.common).await?;
             let found = audited(&s, "cli user find", None, async {
-                let found = s.auth.find_users(a.appid.as_deref(), &by).await?;
+                let found = s.admin().find_users(a.appid.as_deref(), &by).await?;
                 let n = found.len();
                 Ok((found, json!({ "by": by.key(), "found": n })))
             })
             .await;
             s.store.close().await;
-            let users: Vec<UserSummary> = found?.into_iter().map(UserSummary::from).collect();
+            let users: Vec<UserSummary> = found?;
             emit(a.common.json, &json!({ "items": users }), || {
                 if users.is_empty() {
                     return "no user found".into();
@@ -161,9 +161,9 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Show(a) => {
             let s = services(&a.common).await?;
-            let target = Some(format!("user:{}", a.user_id));
+            let target = Some(Target::User(a.user_id.clone()));
             let account = audited(&s, "cli user show", target, async {
-                Ok((ops::account(&s.auth, &s.data, &a.user_id).await?, json!({})))
+                Ok((s.admin().account(&a.user_id).await?, json!({})))
             })
             .await;
             s.store.close().await;
@@ -203,9 +203,9 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Revoke(a) => {
             let s = services(&a.common).await?;
-            let target = Some(format!("user:{}", a.user_id));
+            let target = Some(Target::User(a.user_id.clone()));
             let ended = audited(&s, "cli user revoke", target, async {
-                let n = s.auth.revoke_user(&a.user_id).await?;
+                let n = s.admin().revoke_user(&a.user_id).await?;
                 Ok((n, json!({ "sessions_ended": n })))
             })
             .await;
@@ -224,7 +224,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
 
 async fn export(a: ExportArgs) -> anyhow::Result<()> {
     let s = services(&a.user.common).await?;
-    let target = Some(format!("user:{}", a.user.user_id));
+    let target = Some(Target::User(a.user.user_id.clone()));
     // Personal data: readable by the operator only, from the first byte.
     let file = match &a.output {
         Some(path) => Some(
@@ -234,7 +234,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<()> {
         None => None,
     };
     let written = audited(&s, "cli user export", target, async {
-        let mut export = ops::export_stream(&s.auth, &s.data, &a.user.user_id).await?;
+        let mut export = s.admin().export(&a.user.user_id).await?;
         let total = export.document_count;
         let mut progress = file.is_some().then(|| Progress::new("documents", total));
         let mut out: Box<dyn std::io::Write> = match &file {
@@ -287,19 +287,14 @@ async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
         }
     }
     let s = services(&a.user.common).await?;
-    let deleted = ops::delete_user(&s.auth, &actor(), "cli user delete", id).await;
+    let deleted = s.admin().delete_user(actor(), "cli user delete", id).await;
     if let Err(e) = &deleted {
         // Deletions that happen are audited in their own commit; a failed
         // one is recorded here.
-        let entry = ops::audit_entry(
-            &s.auth,
-            &actor(),
-            "cli user delete",
-            Some(format!("user:{id}")),
-            wxauth::http::status_of(e),
-            json!({ "error": wxauth::http::error_code(e) }),
-        );
-        s.auth.audit(entry).await?;
+        let record = AuditRecord::new(actor(), "cli user delete", Some(Target::User(id.clone())))
+            .status(wxauth::http::status_of(e))
+            .detail(json!({ "error": wxauth::http::error_code(e) }));
+        s.admin().record(record).await?;
     }
     s.store.close().await;
     deleted?;
@@ -318,7 +313,10 @@ async fn data_add(a: DataAddArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("the document is not valid JSON: {e}"))?;
     let s = services(&a.common).await?;
     let created = audited(&s, "cli admin data-add", None, async {
-        let created = s.data.admin_create(&a.owner, &a.collection, body).await?;
+        let created = s
+            .admin()
+            .create_document(&a.owner, &a.collection, body)
+            .await?;
         let detail =
             json!({ "collection": a.collection, "id": created.document.id, "owner": a.owner });
         Ok((created, detail))
@@ -338,11 +336,8 @@ async fn data_add(a: DataAddArgs) -> anyhow::Result<()> {
 
 fn create_service_key(a: CreateKeyArgs) -> anyhow::Result<()> {
     for scope in &a.scopes {
-        if !SERVICE_SCOPES.contains(&scope.as_str()) {
-            bail!(
-                "unknown scope {scope:?}: one of {}",
-                SERVICE_SCOPES.join(", ")
-            );
+        if let Err(message) = ServiceScope::parse(scope) {
+            bail!("{message}");
         }
     }
     if a.id.is_empty() || a.id.len() > 64 {

@@ -198,18 +198,13 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
 /// The audit entry of a restore, written without the services (a restore
 /// replaces the database they would open).
 fn restore_entry(file: &Path) -> wxauth::store::NewAuditEntry {
-    wxauth::store::NewAuditEntry {
-        at: i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
-        )
-        .unwrap_or(0),
-        actor: actor(),
-        action: "cli restore".into(),
-        target: None,
-        status: 200,
-        detail: json!({ "file": file.file_name().map(|f| f.to_string_lossy().into_owned()) })
-            .to_string(),
-    }
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(0);
+    AuditRecord::new(actor(), "cli restore", None)
+        .detail(json!({ "file": file.file_name().map(|f| f.to_string_lossy().into_owned()) }))
+        .into_entry(now)
 }

@@ -32,10 +32,11 @@ use sha2::Digest;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use wxauth::admin::{AuditRecord, UserSummary};
 use wxauth::auth::FindBy;
-use wxauth::config::{Config, SERVICE_SCOPES};
-use wxauth::ops::{self, UserSummary};
-use wxauth::{Deps, Services, open_services};
+use wxauth::config::Config;
+use wxauth::vocab::{Actor, ServiceScope, Target};
+use wxauth::{Deps, Rules, open_rules};
 
 /// Options every operator command takes.
 #[derive(Args)]
@@ -48,20 +49,20 @@ pub struct Common {
 }
 
 /// Who the audit log names for this command.
-pub(super) fn actor() -> String {
+pub(super) fn actor() -> Actor {
     let name = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{name}")
+    Actor::Cli(name)
 }
 
 pub(super) fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     Ok(Config::load(args.config.as_deref())?)
 }
 
-pub(super) async fn services(common: &Common) -> anyhow::Result<Services> {
+pub(super) async fn services(common: &Common) -> anyhow::Result<Rules> {
     let settings = load_config(&common.config)?.resolve()?;
-    Ok(open_services(&settings, Deps::default()).await?)
+    Ok(open_rules(&settings, Deps::default()).await?)
 }
 
 /// Prints `value` as JSON, or `text` (when not --json).
@@ -83,9 +84,9 @@ pub(super) fn emit(
 /// Runs `work` on the services, records the command in the audit log
 /// (with its outcome), and closes the store.
 pub(super) async fn audited<T>(
-    s: &Services,
+    s: &Rules,
     action: &str,
-    target: Option<String>,
+    target: Option<Target>,
     work: impl std::future::Future<Output = wxauth::Result<(T, Value)>>,
 ) -> anyhow::Result<T> {
     let result = work.await;
@@ -96,8 +97,10 @@ pub(super) async fn audited<T>(
             json!({ "error": wxauth::http::error_code(e) }),
         ),
     };
-    let entry = ops::audit_entry(&s.auth, &actor(), action, target, status, detail);
-    s.auth.audit(entry).await?;
+    let record = AuditRecord::new(actor(), action, target)
+        .status(status)
+        .detail(detail);
+    s.admin().record(record).await?;
     Ok(result.map(|(v, _)| v)?)
 }
 

@@ -25,7 +25,7 @@ use crate::store::{
     ReplaceOutcome, Replacement, Scope, UserLimit, UserQuota,
 };
 use crate::vocab::Access;
-use crate::vocab::Caller;
+use crate::vocab::Owner;
 
 /// A document as the rules hand it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl Data {
     /// Creates a document in the caller's collection.
     pub async fn create(
         &self,
-        caller: &Caller,
+        owner: Owner<'_>,
         collection: &str,
         body: Value,
         idempotency_key: Option<&str>,
@@ -148,8 +148,8 @@ impl Data {
         check_collection(collection)?;
         self.check_client_write(collection)?;
         self.create_for(
-            &caller.user_id,
-            &caller.appid,
+            owner.user_id,
+            owner.appid,
             collection,
             body,
             idempotency_key,
@@ -245,27 +245,27 @@ impl Data {
 
     /// One document the caller may read: their own, or any of the app's
     /// in a shared collection.
-    pub async fn get(&self, caller: &Caller, collection: &str, id: &str) -> Result<Document> {
+    pub async fn get(&self, owner: Owner<'_>, collection: &str, id: &str) -> Result<Document> {
         check_collection(collection)?;
         known_id(id)?;
         let shared = self.access(collection).shared();
         self.store
-            .document(&self.read_scope(caller, collection), id)
+            .document(&self.read_scope(owner, collection), id)
             .await?
             .map(|r| Document::from_record(r, shared))
             .ok_or_else(not_found)
     }
 
     /// Whose documents the caller reads in a collection.
-    fn read_scope(&self, caller: &Caller, collection: &str) -> Scope {
+    fn read_scope(&self, owner: Owner<'_>, collection: &str) -> Scope {
         if self.access(collection).shared() {
             Scope::App {
-                appid: caller.appid.clone(),
+                appid: owner.appid.to_owned(),
                 collection: collection.to_owned(),
             }
         } else {
             Scope::Owner {
-                user_id: caller.user_id.clone(),
+                user_id: owner.user_id.to_owned(),
                 collection: collection.to_owned(),
             }
         }
@@ -285,14 +285,14 @@ impl Data {
     /// and sorted, and the cursor of the next.
     pub async fn list(
         &self,
-        caller: &Caller,
+        owner: Owner<'_>,
         collection: &str,
         request: &ListRequest<'_>,
     ) -> Result<(Vec<Document>, Option<String>)> {
         check_collection(collection)?;
-        let scope = self.read_scope(caller, collection);
+        let scope = self.read_scope(owner, collection);
         let shared = self.access(collection).shared();
-        self.list_in(&scope, &caller.user_id, shared, request).await
+        self.list_in(&scope, owner.user_id, shared, request).await
     }
 
     /// A page of the documents in `scope` (`me`: whom `"owner": "me"`
@@ -373,14 +373,14 @@ impl Data {
     /// How many documents the caller reads in a collection match `where`.
     pub async fn count(
         &self,
-        caller: &Caller,
+        owner: Owner<'_>,
         collection: &str,
         filter: Option<&str>,
     ) -> Result<u64> {
         check_collection(collection)?;
-        let (filter, _) = query::parse_where(filter, &caller.user_id)?;
+        let (filter, _) = query::parse_where(filter, owner.user_id)?;
         self.store
-            .count_documents(&self.read_scope(caller, collection), &filter)
+            .count_documents(&self.read_scope(owner, collection), &filter)
             .await
     }
 }
@@ -439,7 +439,7 @@ impl Data {
     /// Replaces the data of one of the caller's documents.
     pub async fn replace(
         &self,
-        caller: &Caller,
+        owner: Owner<'_>,
         collection: &str,
         id: &str,
         body: Value,
@@ -447,15 +447,14 @@ impl Data {
     ) -> Result<Document> {
         check_collection(collection)?;
         self.check_client_write(collection)?;
-        self.replace_as(caller, collection, id, body, if_match)
-            .await
+        self.replace_as(owner, collection, id, body, if_match).await
     }
 
     /// Replaces one of `caller`'s documents, whatever the collection's
     /// access (the server writes `admin_write` collections this way).
     pub(super) async fn replace_as(
         &self,
-        caller: &Caller,
+        owner: Owner<'_>,
         collection: &str,
         id: &str,
         body: Value,
@@ -476,7 +475,7 @@ impl Data {
             Some(IfMatch::Versions(vs)) => {
                 // Several tags: match against the current version, then update
                 // only if it is still that version.
-                let current = self.get(caller, collection, id).await?;
+                let current = self.get(owner, collection, id).await?;
                 if !vs.contains(&current.version) {
                     return Err(moved());
                 }
@@ -486,7 +485,7 @@ impl Data {
         let outcome = self
             .store
             .replace_document(Replacement {
-                user_id: caller.user_id.clone(),
+                user_id: owner.user_id.to_owned(),
                 collection: collection.to_owned(),
                 id: id.to_owned(),
                 data,
@@ -506,10 +505,10 @@ impl Data {
     }
 
     /// Deletes one of the caller's documents.
-    pub async fn delete(&self, caller: &Caller, collection: &str, id: &str) -> Result<()> {
+    pub async fn delete(&self, owner: Owner<'_>, collection: &str, id: &str) -> Result<()> {
         check_collection(collection)?;
         self.check_client_write(collection)?;
-        self.delete_as(&caller.user_id, collection, id).await
+        self.delete_as(owner.user_id, collection, id).await
     }
 
     /// Deletes one of the user's documents, whatever the collection's access.

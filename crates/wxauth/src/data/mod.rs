@@ -5,7 +5,7 @@
 //! nothing of `auth` but the [`Caller`](crate::vocab::Caller) a verified
 //! token gives.
 
-pub mod admin;
+pub mod any_owner;
 pub mod documents;
 pub mod profile;
 pub mod query;
@@ -18,8 +18,9 @@ use wechat_miniapp::Clock;
 use crate::config::LimitsConfig;
 use crate::store::Store;
 use crate::vocab::{Access, CollectionRule};
-pub use admin::{CollectedDocument, Whose};
+pub use any_owner::{CollectedDocument, Whose};
 pub use documents::{Created, Document};
+pub use documents::{IfMatch, ListRequest};
 
 /// User data: documents and profiles.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::Data;
 use crate::error::{Error, Result};
-use crate::vocab::Caller;
+use crate::vocab::Owner;
 
 /// Fields a profile (and so one patch) holds at most.
 pub const MAX_FIELDS: usize = 64;
@@ -16,7 +16,7 @@ impl Data {
     /// Applies `patch` to the caller's profile. The merge runs inside the
     /// store's write transaction, so concurrent patches of different fields
     /// all survive.
-    pub async fn update_profile(&self, caller: &Caller, patch: Map<String, Value>) -> Result<()> {
+    pub async fn update_profile(&self, owner: Owner<'_>, patch: Map<String, Value>) -> Result<()> {
         let max_bytes = self.limits.profile_bytes;
         if patch.len() > MAX_FIELDS {
             return Err(Error::InvalidRequest(format!(
@@ -36,13 +36,13 @@ impl Data {
         let gone = || Error::Unauthorized("the user of this token no longer exists");
         // The token's user, in the token's app (as every route checks).
         self.store
-            .user(&caller.user_id)
+            .user(owner.user_id)
             .await?
-            .filter(|u| u.appid == caller.appid)
+            .filter(|u| u.appid == owner.appid)
             .ok_or_else(gone)?;
         self.store
             .modify_profile(
-                &caller.user_id,
+                owner.user_id,
                 Box::new(move |current| merge(current, &patch, max_bytes)),
             )
             .await?

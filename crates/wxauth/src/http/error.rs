@@ -98,7 +98,7 @@ impl IntoResponse for Error {
                 );
             }
             Error::Contention(cause) => {
-                tracing::warn!(cause, "a write lost to concurrent writes after every retry");
+                tracing::warn!(error = %cause, "a write lost to concurrent writes after every retry");
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Error::QueryTimeout(_) => {

@@ -2,6 +2,7 @@
 //! session, delete everything held about a user, export it, and re-seal
 //! encrypted columns under a new key.
 
+use crate::vocab::RevokeReason;
 use futures_util::future::BoxFuture;
 use sqlx::Row;
 
@@ -135,10 +136,11 @@ impl Write for RevokeUserSessions {
     fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
             let rows = query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = 'admin' \
-                 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+                 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
             )
             .bind(self.now)
+            .bind(RevokeReason::Admin.as_str())
             .bind(&self.user_id)
             .fetch_all(tx)
             .await?;

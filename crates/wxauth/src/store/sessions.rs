@@ -1,6 +1,7 @@
 //! Sessions and their refresh tokens (stored only as SHA-256 hashes).
 //! Writes go through the group-commit writer; reads go to the pool.
 
+use crate::vocab::RevokeReason;
 use futures_util::future::BoxFuture;
 use sqlx::Row;
 
@@ -161,9 +162,10 @@ impl Write for RotateRefresh {
                 }
                 let session_id: String = known.try_get("session_id")?;
                 query(
-                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse' WHERE id = $2 AND revoked_at IS NULL",
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
                 )
                 .bind(self.now)
+                .bind(RevokeReason::RefreshTokenReuse.as_str())
                 .bind(&session_id)
                 .execute(tx)
                 .await?;
@@ -207,7 +209,7 @@ pub struct LoggedRevocation {
 
 struct RevokeSession {
     session_id: String,
-    reason: &'static str,
+    reason: RevokeReason,
     now: i64,
 }
 
@@ -219,7 +221,7 @@ impl Write for RevokeSession {
                 "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
             )
             .bind(self.now)
-            .bind(self.reason)
+            .bind(self.reason.as_str())
             .bind(&self.session_id)
             .execute(tx)
             .await?;
@@ -267,7 +269,7 @@ impl Store {
     pub async fn revoke_session(
         &self,
         session_id: &str,
-        reason: &'static str,
+        reason: RevokeReason,
         now: i64,
     ) -> Result<bool> {
         self.writer

@@ -12,3 +12,24 @@ pub struct Caller {
     /// The app the token was issued for.
     pub appid: String,
 }
+
+impl Caller {
+    /// Whose data the caller acts on: their own.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner {
+            user_id: &self.user_id,
+            appid: &self.appid,
+        }
+    }
+}
+
+/// Whose data a call acts on: the user a verified token names, or the
+/// user an operator acts for. The data rules take this, never a session:
+/// an operator has none, and no rule needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    /// The user id.
+    pub user_id: &'a str,
+    /// The user's app.
+    pub appid: &'a str,
+}

@@ -6,8 +6,10 @@
 pub mod audit;
 pub mod caller;
 pub mod collections;
+pub mod operator;
 pub mod query;
 
 pub use audit::AuditQuery;
-pub use caller::Caller;
+pub use caller::{Caller, Owner};
 pub use collections::{Access, CollectionRule, check_collection};
+pub use operator::{Actor, RevokeReason, ServiceScope, Target};

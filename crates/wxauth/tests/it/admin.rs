@@ -626,7 +626,7 @@ async fn admin_api_on_its_own_address() {
     let refused = config.resolve().unwrap_err().to_string();
     assert!(refused.contains("admin_listen"), "{refused}");
     config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-    let app = wxauth::build_app(config.resolve().unwrap(), wxauth::Deps::default())
+    let app = wxauth::build_server(config.resolve().unwrap(), wxauth::Deps::default())
         .await
         .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

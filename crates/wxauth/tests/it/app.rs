@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use wechat_miniapp::OffsetClock;
 use wechat_sim::{SimConfig, Simulator};
 use wxauth::config::{AppConfig, CollectionConfig, Config, KeyConfig};
-use wxauth::{Deps, build_app};
+use wxauth::{Deps, build_server};
 
 pub const APP1: &str = "wx1111111111111111";
 pub const SECRET1: &str = "11111111111111111111111111111111";
@@ -225,7 +225,7 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         edit(&mut config);
     }
     let settings = config.resolve().unwrap();
-    let app = build_app(
+    let app = build_server(
         settings,
         Deps {
             clock: std::sync::Arc::new(clock.clone()),

@@ -12,7 +12,8 @@
 //! - `data` → `store`, `config`, `vocab`, `error` (never `auth`: it acts for
 //!   a `vocab::Caller` that `auth` verified)
 //! - `gateway` → `config`, `vocab`, `error`
-//! - `ops` (the operator's rules) → `auth`, `data`, `store`, `vocab`, `error`
+//! - `admin` (the operator's rules) → `auth`, `data`, `vocab`, `error`, and
+//!   `store`'s audit row and the rows it turns into views
 //! - `http` → everything above but `store`; nothing but `lib`, `main` and
 //!   the fuzz entry points (`fuzzing`) uses `http`
 //! - `lib`, `main` and `cli` (the binary) and `fuzzing` wire everything.
@@ -31,11 +32,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["store", "cache", "config", "vocab", "error"]),
     ("data", &["store", "config", "vocab", "error"]),
     ("gateway", &["config", "vocab", "error"]),
-    ("ops", &["auth", "data", "store", "vocab", "error"]),
+    ("admin", &["auth", "data", "store", "vocab", "error"]),
     (
         "http",
         &[
-            "auth", "data", "gateway", "ops", "cache", "config", "vocab", "error",
+            "admin", "auth", "data", "gateway", "cache", "config", "vocab", "error",
         ],
     ),
     ("dev", &["config", "private_files", "error"]),

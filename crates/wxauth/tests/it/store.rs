@@ -281,19 +281,19 @@ async fn revocation(store: &Store) {
     store.login(w.clone()).await.unwrap();
     assert!(
         store
-            .revoke_session(&w.session_id, "logout", 1500)
+            .revoke_session(&w.session_id, wxauth::vocab::RevokeReason::Logout, 1500)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .revoke_session(&w.session_id, "logout", 1600)
+            .revoke_session(&w.session_id, wxauth::vocab::RevokeReason::Logout, 1600)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .revoke_session("no-such-session", "logout", 1600)
+            .revoke_session("no-such-session", wxauth::vocab::RevokeReason::Logout, 1600)
             .await
             .unwrap()
     );

@@ -1,14 +1,14 @@
 //! `/admin/v1/…`: the operator's API, for the developer's back office.
 //!
 //! Every route is behind [`gate`]: a service key (`Authorization: Bearer
-//! <service key>`) with the route's scope (see [`SCOPES`]), and an audit
+//! <service key>`) with the route's scope (see [`crate::admin::scopes`]), and an audit
 //! entry for every call that named a valid key, written before the answer
 //! is sent. Handlers say what the call was about in an [`AuditNote`] on
 //! their response.
 
 use axum::Json;
 use axum::extract::{Extension, MatchedPath, Path, Query, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,41 +19,19 @@ use super::super::{AppState, ErrorBody};
 use super::data::{
     DocumentPage, DocumentView, ListQuery, WHERE_DESCRIPTION, document_response, header_text,
 };
+use crate::admin::scopes::scope_for;
+use crate::admin::{AccountView, AuditRecord, AuditView, ExportStream, UserExport, UserSummary};
 use crate::auth::{FindBy, ServiceCaller};
 use crate::data::Whose;
 use crate::data::documents::{DEFAULT_PAGE, ListRequest, parse_if_match};
 use crate::error::{Error, Result};
-use crate::ops::{self, AccountView, AuditView, UserExport, UserSummary};
-use crate::vocab::AuditQuery;
-
-/// The scope each admin route needs, by method and route template. A route
-/// missing here is refused to every key (a test checks none is missing).
-pub(crate) const SCOPES: &[(&str, &str, &str)] = &[
-    ("GET", "/admin/v1/users", "users:read"),
-    ("GET", "/admin/v1/users/{id}", "users:read"),
-    ("DELETE", "/admin/v1/users/{id}", "users:write"),
-    ("POST", "/admin/v1/users/{id}/revoke", "sessions:revoke"),
-    ("GET", "/admin/v1/users/{id}/export", "users:read"),
-    ("GET", "/admin/v1/data/{collection}", "data:read"),
-    ("POST", "/admin/v1/data/{collection}", "data:write"),
-    ("GET", "/admin/v1/data/{collection}/{id}", "data:read"),
-    ("PUT", "/admin/v1/data/{collection}/{id}", "data:write"),
-    ("DELETE", "/admin/v1/data/{collection}/{id}", "data:write"),
-    ("GET", "/admin/v1/audit", "audit:read"),
-];
-
-fn scope_of(method: &Method, template: &str) -> Option<&'static str> {
-    SCOPES
-        .iter()
-        .find(|(m, t, _)| *m == method.as_str() && *t == template)
-        .map(|(_, _, scope)| *scope)
-}
+use crate::vocab::{Actor, AuditQuery, Target};
 
 /// What an admin call was about, for its audit entry.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AuditNote {
-    /// `user:<id>`, `document:<collection>/<id>`, `collection:<name>`.
-    target: Option<String>,
+    /// What the call was about, when the path does not say it all.
+    target: Option<Target>,
     /// Ids, names and counts (never a value searched for, never a secret).
     detail: Value,
     /// The handler already wrote the entry (in the same commit as its
@@ -62,9 +40,9 @@ pub(crate) struct AuditNote {
 }
 
 impl AuditNote {
-    fn about(target: impl Into<String>) -> Self {
+    fn about(target: Target) -> Self {
         Self {
-            target: Some(target.into()),
+            target: Some(target),
             detail: json!({}),
             written: false,
         }
@@ -91,9 +69,12 @@ pub(crate) async fn gate(
     // failed call is recorded against its target too).
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
     let path_target = match (param("collection"), param("id")) {
-        (Some(c), Some(id)) => Some(format!("document:{c}/{id}")),
-        (None, Some(id)) => Some(format!("user:{id}")),
-        (Some(c), None) => Some(format!("collection:{c}")),
+        (Some(c), Some(id)) => Some(Target::Document {
+            collection: c.to_owned(),
+            id: id.to_owned(),
+        }),
+        (None, Some(id)) => Some(Target::User(id.to_owned())),
+        (Some(c), None) => Some(Target::Collection(c.to_owned())),
         (None, None) => None,
     };
     let method = request.method().clone();
@@ -108,15 +89,14 @@ pub(crate) async fn gate(
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    let scope = scope_of(&method, &template);
-    let allowed = match scope {
+    let allowed = match scope_for(method.as_str(), &template) {
         Some(scope) => caller.require(scope),
         None => Err(Error::Forbidden(format!(
             "no scope grants {action} (service key {})",
             caller.id
         ))),
     };
-    let actor = format!("key:{}", caller.id);
+    let actor = Actor::ServiceKey(caller.id.clone());
     let response = match allowed {
         Ok(()) => {
             request.extensions_mut().insert(caller);
@@ -130,19 +110,10 @@ pub(crate) async fn gate(
         .cloned()
         .unwrap_or_default();
     if !note.written {
-        let entry = ops::audit_entry(
-            state.auth(),
-            &actor,
-            &action,
-            note.target.or(path_target),
-            response.status().as_u16(),
-            if note.detail.is_null() {
-                json!({})
-            } else {
-                note.detail
-            },
-        );
-        if let Err(e) = state.auth().audit(entry).await {
+        let record = AuditRecord::new(actor, action.clone(), note.target.or(path_target))
+            .status(response.status().as_u16())
+            .detail(note.detail);
+        if let Err(e) = state.admin().record(record).await {
             // The call is done; its record is not. Say so loudly, and fail
             // the answer so the operator's tool knows.
             tracing::error!(error = ?e, action, "the audit entry could not be written");
@@ -205,14 +176,9 @@ pub(crate) async fn find_users(
             ));
         }
     };
-    let found = state.auth().find_users(q.appid.as_deref(), &by).await?;
+    let found = state.admin().find_users(q.appid.as_deref(), &by).await?;
     let note = AuditNote::default().with(json!({ "by": by.key(), "found": found.len() }));
-    Ok(noted(
-        note,
-        Json(UserList {
-            items: found.into_iter().map(UserSummary::from).collect(),
-        }),
-    ))
+    Ok(noted(note, Json(UserList { items: found })))
 }
 
 /// A user, their phone, sessions (never tokens), active session count,
@@ -230,8 +196,8 @@ pub(crate) async fn show_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let note = AuditNote::about(format!("user:{id}"));
-    let account = ops::account(state.auth(), state.data(), &id).await?;
+    let account = state.admin().account(&id).await?;
+    let note = AuditNote::about(Target::User(id));
     Ok(noted(note, Json(account)))
 }
 
@@ -251,15 +217,15 @@ pub(crate) async fn revoke_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let ended = state.auth().revoke_user(&id).await?;
-    let note = AuditNote::about(format!("user:{id}")).with(json!({ "sessions_ended": ended }));
+    let ended = state.admin().revoke_user(&id).await?;
+    let note = AuditNote::about(Target::User(id)).with(json!({ "sessions_ended": ended }));
     Ok(noted(note, StatusCode::NO_CONTENT))
 }
 
 /// An export as a streamed download: the body is written as the
-/// documents are read (see `ops::export_stream`), so neither time to the
+/// documents are read (see `admin::export`), so neither time to the
 /// first byte nor memory grows with the number of documents.
-pub(super) fn export_response(export: ops::ExportStream) -> Response {
+pub(super) fn export_response(export: ExportStream) -> Response {
     let disposition = format!(
         "attachment; filename=\"wxauth-export-{}.json\"",
         export.user_id
@@ -303,9 +269,9 @@ pub(crate) async fn export_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let export = ops::export_stream(state.auth(), state.data(), &id).await?;
+    let export = state.admin().export(&id).await?;
     let note =
-        AuditNote::about(format!("user:{id}")).with(json!({ "documents": export.document_count }));
+        AuditNote::about(Target::User(id)).with(json!({ "documents": export.document_count }));
     Ok(noted(note, export_response(export)))
 }
 
@@ -328,13 +294,14 @@ pub(crate) async fn delete_user(
     Extension(caller): Extension<ServiceCaller>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    ops::delete_user(
-        state.auth(),
-        &format!("key:{}", caller.id),
-        "DELETE /admin/v1/users/{id}",
-        &id,
-    )
-    .await?;
+    state
+        .admin()
+        .delete_user(
+            Actor::ServiceKey(caller.id),
+            "DELETE /admin/v1/users/{id}",
+            &id,
+        )
+        .await?;
     let note = AuditNote {
         written: true,
         ..AuditNote::default()
@@ -379,7 +346,7 @@ pub(crate) async fn list_documents(
 ) -> Result<Response> {
     let whose = match (q.owner, q.appid) {
         (Some(owner), None) => Whose::Owner(owner),
-        (None, appid) => Whose::App(state.auth().app(appid.as_deref())?),
+        (None, appid) => Whose::App(state.admin().app(appid.as_deref())?),
         (Some(_), Some(_)) => {
             return Err(Error::InvalidRequest(
                 "give owner or appid, not both".into(),
@@ -393,12 +360,12 @@ pub(crate) async fn list_documents(
         cursor: q.list.cursor.as_deref(),
     };
     let (docs, next) = state
-        .data()
-        .admin_list(&collection, &whose, &request)
+        .admin()
+        .list_documents(&collection, &whose, &request)
         .await?;
     let note = AuditNote::about(match &whose {
-        Whose::Owner(id) => format!("user:{id}"),
-        Whose::App(appid) => format!("app:{appid}"),
+        Whose::Owner(id) => Target::User(id.clone()),
+        Whose::App(appid) => Target::App(appid.clone()),
     })
     .with(json!({ "collection": collection, "returned": docs.len() }));
     Ok(noted(
@@ -442,10 +409,16 @@ pub(crate) async fn create_document(
     let owner = q
         .owner
         .ok_or_else(|| Error::InvalidRequest("owner (the owning user's id) is required".into()))?;
-    let created = state.data().admin_create(&owner, &collection, body).await?;
+    let created = state
+        .admin()
+        .create_document(&owner, &collection, body)
+        .await?;
     let doc = created.document;
-    let note = AuditNote::about(format!("document:{collection}/{}", doc.id))
-        .with(json!({ "owner": owner }));
+    let note = AuditNote::about(Target::Document {
+        collection,
+        id: doc.id.clone(),
+    })
+    .with(json!({ "owner": owner }));
     Ok(noted(note, document_response(StatusCode::CREATED, &doc)))
 }
 
@@ -464,8 +437,8 @@ pub(crate) async fn get_document(
     State(state): State<AppState>,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let note = AuditNote::about(format!("document:{collection}/{id}"));
-    let doc = state.data().admin_get(&collection, &id).await?;
+    let doc = state.admin().document(&collection, &id).await?;
+    let note = AuditNote::about(Target::Document { collection, id });
     Ok(noted(note, document_response(StatusCode::OK, &doc)))
 }
 
@@ -489,14 +462,14 @@ pub(crate) async fn replace_document(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
-    let note = AuditNote::about(format!("document:{collection}/{id}"));
     let if_match = header_text(&headers, "if-match")?
         .map(parse_if_match)
         .transpose()?;
     let doc = state
-        .data()
-        .admin_replace(&collection, &id, body, if_match)
+        .admin()
+        .replace_document(&collection, &id, body, if_match)
         .await?;
+    let note = AuditNote::about(Target::Document { collection, id });
     Ok(noted(note, document_response(StatusCode::OK, &doc)))
 }
 
@@ -515,9 +488,9 @@ pub(crate) async fn delete_document(
     State(state): State<AppState>,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let owner = state.data().admin_delete(&collection, &id).await?;
+    let owner = state.admin().delete_document(&collection, &id).await?;
     let note =
-        AuditNote::about(format!("document:{collection}/{id}")).with(json!({ "owner": owner }));
+        AuditNote::about(Target::Document { collection, id }).with(json!({ "owner": owner }));
     Ok(noted(note, StatusCode::NO_CONTENT))
 }
 
@@ -577,8 +550,8 @@ pub(crate) async fn audit(
             })
             .transpose()?;
     let mut entries = state
-        .auth()
-        .audit_entries(&AuditQuery {
+        .admin()
+        .audit_log(&AuditQuery {
             target: q.target,
             actor: q.actor,
             before_id,
@@ -594,7 +567,7 @@ pub(crate) async fn audit(
     Ok(noted(
         AuditNote::default(),
         Json(AuditPage {
-            items: entries.into_iter().map(AuditView::from).collect(),
+            items: entries,
             next_cursor,
         }),
     ))

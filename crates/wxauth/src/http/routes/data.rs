@@ -113,8 +113,10 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
     let key = header_text(&headers, "idempotency-key")?;
-    let Created { document, replayed } =
-        state.data().create(&caller, &collection, body, key).await?;
+    let Created { document, replayed } = state
+        .data()
+        .create(caller.owner(), &collection, body, key)
+        .await?;
     let mut response = document_response(StatusCode::CREATED, &document);
     if replayed {
         // The first answer again: the same document, rebuilt from what the
@@ -191,7 +193,10 @@ pub(crate) async fn list(
         limit: q.limit.as_deref(),
         cursor: q.cursor.as_deref(),
     };
-    let (docs, next) = state.data().list(&caller, &collection, &request).await?;
+    let (docs, next) = state
+        .data()
+        .list(caller.owner(), &collection, &request)
+        .await?;
     Ok(Json(DocumentPage {
         items: docs.iter().map(DocumentView::from).collect(),
         next_cursor: next,
@@ -223,7 +228,7 @@ pub(crate) async fn count(
 ) -> Result<Json<CountView>> {
     let count = state
         .data()
-        .count(&caller, &collection, q.filter.as_deref())
+        .count(caller.owner(), &collection, q.filter.as_deref())
         .await?;
     Ok(Json(CountView { count }))
 }
@@ -243,7 +248,7 @@ pub(crate) async fn get(
     DataCaller(caller): DataCaller,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let doc = state.data().get(&caller, &collection, &id).await?;
+    let doc = state.data().get(caller.owner(), &collection, &id).await?;
     Ok(document_response(StatusCode::OK, &doc))
 }
 
@@ -278,7 +283,7 @@ pub(crate) async fn replace(
         .transpose()?;
     let doc = state
         .data()
-        .replace(&caller, &collection, &id, body, if_match)
+        .replace(caller.owner(), &collection, &id, body, if_match)
         .await?;
     Ok(document_response(StatusCode::OK, &doc))
 }
@@ -298,6 +303,9 @@ pub(crate) async fn delete(
     DataCaller(caller): DataCaller,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    state.data().delete(&caller, &collection, &id).await?;
+    state
+        .data()
+        .delete(caller.owner(), &collection, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

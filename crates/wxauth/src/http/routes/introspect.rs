@@ -51,7 +51,11 @@ pub(crate) async fn introspect(
         .auth()
         .service_keys()
         // A malformed header counts as a wrong key.
-        .authenticate(bearer_token(&headers).ok().flatten(), ip, "introspect")?;
+        .authenticate(
+            bearer_token(&headers).ok().flatten(),
+            ip,
+            crate::vocab::ServiceScope::Introspect,
+        )?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -7,10 +7,10 @@ use serde_json::{Map, Value};
 
 use super::super::extract::ApiJson;
 use super::super::{AppState, ErrorBody};
+use crate::admin::UserSummary;
 use crate::auth::{Caller, PhoneNumber};
 use crate::data::profile;
 use crate::error::{Error, Result};
-use crate::ops::UserSummary;
 
 /// The caller's user.
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
@@ -70,7 +70,7 @@ pub(crate) async fn patch_me(
         ));
     };
     let patch: Map<String, Value> = patch;
-    state.data().update_profile(&caller, patch).await?;
+    state.data().update_profile(caller.owner(), patch).await?;
     Ok(Json(state.auth().me(&caller).await?.into()))
 }
 
@@ -151,7 +151,7 @@ pub(crate) async fn decrypt(
 /// in every collection. Never the session_key or a token.
 #[utoipa::path(get, path = "/v1/me/export", tag = "me", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The export (Content-Disposition: attachment), streamed", body = crate::ops::UserExport),
+        (status = 200, description = "The export (Content-Disposition: attachment), streamed", body = crate::admin::UserExport),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 429, description = "rate_limited: limits.exports_at_once exports are already streaming", body = ErrorBody),
     ))]
@@ -161,7 +161,7 @@ pub(crate) async fn export_me(
 ) -> Result<axum::response::Response> {
     // The account must still exist: a deleted user's token is a 401 here.
     state.auth().user(&caller).await?;
-    let export = crate::ops::export_stream(state.auth(), state.data(), &caller.user_id).await?;
+    let export = state.admin().export(&caller.user_id).await?;
     Ok(super::admin::export_response(export))
 }
 
@@ -189,19 +189,20 @@ pub(crate) async fn delete_me(
     caller: Caller,
     ApiJson(body): ApiJson<DeleteMe>,
 ) -> Result<axum::http::StatusCode> {
-    if body.confirm != crate::ops::DELETE_CONFIRMATION {
+    if body.confirm != crate::admin::DELETE_CONFIRMATION {
         return Err(Error::InvalidRequest(format!(
             "confirm must be exactly {:?}",
-            crate::ops::DELETE_CONFIRMATION
+            crate::admin::DELETE_CONFIRMATION
         )));
     }
     state.auth().user(&caller).await?;
-    crate::ops::delete_user(
-        state.auth(),
-        &format!("user:{}", caller.user_id),
-        "DELETE /v1/me",
-        &caller.user_id,
-    )
-    .await?;
+    state
+        .admin()
+        .delete_user(
+            crate::vocab::Actor::User(caller.user_id.clone()),
+            "DELETE /v1/me",
+            &caller.user_id,
+        )
+        .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

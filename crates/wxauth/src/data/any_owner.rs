@@ -10,7 +10,7 @@ use super::documents::{
 };
 use crate::error::{Error, Result};
 use crate::store::Scope;
-use crate::vocab::Caller;
+use crate::vocab::Owner;
 
 /// Whose documents an operator lists.
 #[derive(Debug, Clone)]
@@ -81,22 +81,37 @@ impl DocumentExport {
     }
 }
 
+/// The user an operator acts for, read from their row (an operator has no
+/// session of theirs).
+struct ActingFor {
+    user_id: String,
+    appid: String,
+}
+
+impl ActingFor {
+    fn owner(&self) -> Owner<'_> {
+        Owner {
+            user_id: &self.user_id,
+            appid: &self.appid,
+        }
+    }
+}
+
 impl Data {
-    /// The user `user_id` acting, as the server: their app from their row.
-    async fn as_owner(&self, user_id: &str) -> Result<Caller> {
+    /// The user `user_id`, whom the server acts for: their app from their row.
+    async fn as_owner(&self, user_id: &str) -> Result<ActingFor> {
         let user = self
             .store
             .user(user_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user with id {user_id:?}")))?;
-        Ok(Caller {
+        Ok(ActingFor {
             user_id: user.id,
             appid: user.appid,
-            session_id: String::new(),
         })
     }
 
-    async fn owner_of(&self, collection: &str, id: &str) -> Result<Caller> {
+    async fn owner_of(&self, collection: &str, id: &str) -> Result<ActingFor> {
         check_collection(collection)?;
         known_id(id)?;
         let owner = self
@@ -174,7 +189,7 @@ impl Data {
     ) -> Result<Document> {
         let owner = self.owner_of(collection, id).await?;
         let mut doc = self
-            .replace_as(&owner, collection, id, body, if_match)
+            .replace_as(owner.owner(), collection, id, body, if_match)
             .await?;
         doc.owner = Some(owner.user_id);
         Ok(doc)

@@ -21,6 +21,7 @@ use super::Auth;
 use super::rate_limit::limit_key;
 use crate::config::ServiceKey;
 use crate::error::{Error, Result};
+use crate::vocab::ServiceScope;
 
 /// The configured service keys and the guard against guessing them.
 pub struct ServiceKeys {
@@ -42,13 +43,13 @@ pub struct ServiceCaller {
     /// The key's id.
     pub id: String,
     /// What the key may do.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<ServiceScope>,
 }
 
 impl ServiceCaller {
     /// Refuses (403 `forbidden`) unless the key has `scope`.
-    pub fn require(&self, scope: &str) -> Result<()> {
-        if self.scopes.iter().any(|s| s == scope) {
+    pub fn require(&self, scope: ServiceScope) -> Result<()> {
+        if self.scopes.contains(&scope) {
             Ok(())
         } else {
             Err(Error::Forbidden(format!(
@@ -75,7 +76,7 @@ impl ServiceKeys {
         &self,
         presented: Option<&str>,
         ip: IpAddr,
-        scope: &str,
+        scope: ServiceScope,
     ) -> Result<ServiceCaller> {
         let caller = self.identify(presented, ip)?;
         caller.require(scope)?;
