@@ -7,7 +7,7 @@
 //! Redis test can stop it) and nginx on PATH (`.ci/run` installs it).
 //! Without them the tests say they skipped; under CI=true they fail.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use wechat_miniapp::OffsetClock;
 
 use crate::app::*;
-use crate::process::{BIN, Server};
+use crate::spawn::{ConfigFile, Server, serve_command, spawn_serve, stop};
 
 fn required(what: &str) -> bool {
     assert!(
@@ -171,47 +171,22 @@ fn write_cluster_config(
     redis_port: Option<u16>,
     sim_url: &str,
     per_ip: u32,
-) {
-    let redis = redis_port
-        .map(|p| format!("redis_url = \"redis://127.0.0.1:{p}\""))
-        .unwrap_or_default();
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-database_url = "{db_url}"
-{redis}
-default_appid = "{APP1}"
-
-[wechat]
-base_url = "{sim_url}"
-
-[[apps]]
-appid = "{APP1}"
-secret = "{SECRET1}"
-
-[tokens]
-signing_keys = [{{ id = "c1", key = "{sign}" }}]
-
-[encryption]
-keys = [{{ id = "1", key = "{enc}" }}]
-
-[limits]
-login_per_ip_per_minute = {per_ip}
-data_requests_per_user_per_minute = 100000000
-"#,
-        sign = b64_key(5),
-        enc = b64_key(6),
-    );
-    std::fs::write(dir.join("wxauth.toml"), text).unwrap();
+) -> PathBuf {
+    ConfigFile {
+        redis_url: redis_port.map(|p| format!("redis://127.0.0.1:{p}")),
+        limits: vec![
+            format!("login_per_ip_per_minute = {per_ip}"),
+            "data_requests_per_user_per_minute = 100000000".into(),
+        ],
+        ..ConfigFile::on(db_url, sim_url)
+    }
+    .write(dir)
 }
 
 fn start_instance(config: &Path) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--config"])
-        .arg(config)
-        .env("WXAUTH_LOG", "warn")
-        .env_remove("WXAUTH_CONFIG")
-        .stderr(Stdio::null());
-    crate::process::spawn_serve(cmd)
+    let mut cmd = serve_command(config, "warn");
+    cmd.stderr(Stdio::null());
+    spawn_serve(cmd)
 }
 
 /// Three instances behind nginx, logins limited to `per_ip` a minute per
@@ -232,8 +207,7 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
     let (sim, sim_url) = spawn_sim(&clock).await;
     let redis = Redis::start(free_port());
     let dir = crate::db::temp_dir();
-    write_cluster_config(&dir.0, &db_url, Some(redis.port), &sim_url, per_ip);
-    let config = dir.0.join("wxauth.toml");
+    let config = write_cluster_config(&dir.0, &db_url, Some(redis.port), &sim_url, per_ip);
     // The first migrates the schema; then the others start on it.
     let mut instances = vec![start_instance(&config)];
     instances.push(start_instance(&config));
@@ -789,15 +763,10 @@ async fn postgres_without_redis_warns_at_start() {
         return;
     };
     let dir = crate::db::temp_dir();
-    write_cluster_config(&dir.0, &db_url, None, "http://127.0.0.1:9", 60);
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--config"])
-        .arg(dir.0.join("wxauth.toml"))
-        .env("WXAUTH_LOG", "warn")
-        .env_remove("WXAUTH_CONFIG")
-        .env_remove("WXAUTH_REDIS_URL")
-        .stderr(Stdio::piped());
-    let log = crate::process::stop(crate::process::spawn_serve(cmd));
+    let config = write_cluster_config(&dir.0, &db_url, None, "http://127.0.0.1:9", 60);
+    let mut cmd = serve_command(&config, "warn");
+    cmd.env_remove("WXAUTH_REDIS_URL");
+    let log = stop(spawn_serve(cmd));
     assert!(
         log.contains("redis_url is not set") && log.contains("ONE instance"),
         "{log}"

@@ -244,14 +244,15 @@ async fn oversized_targets_and_headers_get_the_envelope() {
 
 #[tokio::test]
 async fn sigterm_with_half_sent_requests_ends_within_the_grace_period() {
-    use crate::process::*;
+    use crate::spawn::{ConfigFile, start_serve, stop};
     let clock = wechat_miniapp::OffsetClock::new();
     let (_sim, sim_url) = spawn_sim(&clock).await;
     let dir = crate::db::temp_dir();
-    let config = write_config(&dir.0, &sim_url);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[http]\nshutdown_grace_ms = 1000\nheader_read_timeout_ms = 60000\n");
-    std::fs::write(&config, text).unwrap();
+    let config = ConfigFile {
+        tail: "[http]\nshutdown_grace_ms = 1000\nheader_read_timeout_ms = 60000\n".into(),
+        ..ConfigFile::sqlite(&dir.0, &sim_url)
+    }
+    .write(&dir.0);
     let server = start_serve(&config, "warn");
     let address = server.url.trim_start_matches("http://").to_owned();
     let mut half = Vec::new();

@@ -9,7 +9,8 @@ use wechat_miniapp::OffsetClock;
 use wxauth::config::Config;
 
 use crate::app::{SECRET1, b64_key, spawn_sim};
-use crate::process::{BIN, call, login_user, spawn_serve, stop};
+use crate::process::{call, login_user};
+use crate::spawn::{BIN, spawn_serve, stop};
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -745,21 +745,11 @@ async fn shared_collections(app: TestApp) {
     // The server writes it: the operator's CLI, on the same database
     // with the same configuration as the server's.
     let dir = crate::db::temp_dir();
-    let config = dir.0.join("wxauth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database_url = {:?}\n\
-             [[apps]]\nappid = \"{APP1}\"\nsecret = \"{SECRET1}\"\n\
-             [tokens]\nsigning_keys = [{{ id = \"t1\", key = \"{}\" }}]\n\
-             [encryption]\nkeys = [{{ id = \"1\", key = \"{}\" }}]\n\
-             [[collections]]\nname = \"catalogue\"\naccess = \"admin_write\"\n",
-            app.database_url,
-            b64_key(7),
-            b64_key(9),
-        ),
-    )
-    .unwrap();
+    let config = crate::spawn::ConfigFile {
+        tail: "[[collections]]\nname = \"catalogue\"\naccess = \"admin_write\"\n".into(),
+        ..crate::spawn::ConfigFile::on(&app.database_url, "http://127.0.0.1:9")
+    }
+    .write(&dir.0);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wxauth"))
         .args(["admin", "data-add", "--config"])
         .arg(&config)

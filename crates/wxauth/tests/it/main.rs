@@ -26,4 +26,5 @@ mod operate;
 mod process;
 mod query_plan;
 mod secrets_in_types;
+mod spawn;
 mod store;

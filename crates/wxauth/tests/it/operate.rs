@@ -14,64 +14,29 @@ use wxauth::config::NamedKey;
 use wxauth::store::{LoginWrite, Store};
 
 use crate::app::*;
-use crate::process::{BIN, Server, call, login_user, spawn_serve, stop};
+use crate::process::{call, login_user};
+use crate::spawn::{BIN, ConfigFile, Server, start_serve, stop};
 
 /// A configuration whose keys are written in the file (so `keys rotate`
 /// can edit it), with a service key for the admin API.
 fn write_config(dir: &Path, sim_url: &str) -> std::path::PathBuf {
     use sha2::Digest;
-    let path = dir.join("wxauth.toml");
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-database_url = "sqlite://{db}"
-default_appid = "{APP1}"
-
-[wechat]
-base_url = "{sim_url}"
-
-[[apps]]
-appid = "{APP1}"
-secret = "{SECRET1}"
-
-[tokens]
-# Signing keys: the first signs.
-signing_keys = [{{ id = "s1", key = "{sign}" }}]
-
-[encryption]
-keys = [{{ id = "1", key = "{enc}" }}]
-
-[limits]
-# Writers under load are one user each.
-data_requests_per_user_per_minute = 100000000
-
-[[service_keys]]
-id = "ops"
-sha256 = "{admin}"
-scopes = ["users:read", "audit:read"]
-"#,
-        db = dir.join("wxauth.db").display(),
-        sign = b64_key(5),
-        enc = b64_key(6),
-        admin = hex::encode(sha2::Sha256::digest(ADMIN_KEY)),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    ConfigFile {
+        // Writers under load are one user each.
+        limits: vec!["data_requests_per_user_per_minute = 100000000".into()],
+        tail: format!(
+            "[[service_keys]]\nid = \"ops\"\nsha256 = \"{}\"\nscopes = [\"users:read\", \"audit:read\"]\n",
+            hex::encode(sha2::Sha256::digest(ADMIN_KEY))
+        ),
+        ..ConfigFile::sqlite(dir, sim_url)
+    }
+    .write(dir)
 }
 
 /// `wxauth serve` logging at warn (its stderr is a pipe read only at the
 /// end: a chatty log under load would fill it and stall the server).
 fn serve(config: &Path) -> Server {
-    serve_logging(config, "warn")
-}
-
-fn serve_logging(config: &Path, level: &str) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--config"])
-        .arg(config)
-        .env("WXAUTH_LOG", level)
-        .env_remove("WXAUTH_CONFIG")
-        .stderr(Stdio::piped());
-    spawn_serve(cmd)
+    start_serve(config, "warn")
 }
 
 /// Runs `wxauth ARGS --config CONFIG`; panics unless it succeeds.
@@ -128,7 +93,7 @@ async fn user_commands_act_on_a_running_server_and_are_audited() {
     let (sim, sim_url) = spawn_sim(&clock).await;
     let dir = crate::db::temp_dir();
     let config = write_config(&dir.0, &sim_url);
-    let server = serve_logging(&config, "info");
+    let server = start_serve(&config, "info");
     let http = reqwest::Client::new();
     let url = server.url.clone();
 

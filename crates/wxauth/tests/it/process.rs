@@ -1,8 +1,8 @@
 //! The service as a real process: what it logs, and what survives SIGKILL.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -10,96 +10,18 @@ use wechat_miniapp::OffsetClock;
 
 use crate::app::*;
 
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wxauth");
+pub(crate) use crate::spawn::{BIN, Server, spawn_serve, start_serve, stop};
+use crate::spawn::{ConfigFile, Secrets, serve_command};
 
+/// This file's configuration: the first app's secret and the encryption
+/// key in the environment, a second app in the file.
 pub(crate) fn write_config(dir: &Path, sim_url: &str) -> std::path::PathBuf {
-    let path = dir.join("wxauth.toml");
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-database_url = "sqlite://{db}"
-default_appid = "{APP1}"
-
-[wechat]
-base_url = "{sim_url}"
-
-[[apps]]
-appid = "{APP1}"
-secret_env = "TEST_APP1_SECRET"
-
-[[apps]]
-appid = "{APP2}"
-secret = "{SECRET2}"
-
-[tokens]
-signing_keys = [{{ id = "p1", key = "{sign}" }}]
-
-[encryption]
-keys = [{{ id = "1", key_env = "TEST_ENC_KEY" }}]
-"#,
-        db = dir.join("wxauth.db").display(),
-        sign = b64_key(5),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-pub(crate) struct Server {
-    pub child: Child,
-    pub url: String,
-}
-
-pub(crate) fn start_serve(config: &Path, log_level: &str) -> Server {
-    start_serve_with_key(config, log_level, 6)
-}
-
-/// `wxauth serve` whose encryption key is 32 bytes of `key_byte`.
-pub(crate) fn start_serve_with_key(config: &Path, log_level: &str, key_byte: u8) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--config"])
-        .arg(config)
-        .env("TEST_APP1_SECRET", SECRET1)
-        .env("TEST_ENC_KEY", b64_key(key_byte))
-        .env("WXAUTH_LOG", log_level)
-        .env_remove("WXAUTH_CONFIG")
-        .stderr(Stdio::piped());
-    spawn_serve(cmd)
-}
-
-/// Starts a `wxauth serve` command and reads the URL it announces on its
-/// first line (its stdout is taken for that).
-pub(crate) fn spawn_serve(mut cmd: Command) -> Server {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = stderr.read_to_string(&mut err);
-            }
-            panic!("serve did not start: {line:?} {err}")
-        })
-        .to_owned();
-    Server { child, url }
-}
-
-/// Stops the server with SIGTERM (graceful: it must exit 0) and returns its log.
-pub(crate) fn stop(server: Server) -> String {
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    let output = server.child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "wxauth serve did not shut down cleanly ({}):\n{log}",
-        output.status
-    );
-    log
+    ConfigFile {
+        secrets: Secrets::InEnv,
+        second_app: true,
+        ..ConfigFile::sqlite(dir, sim_url)
+    }
+    .write(dir)
 }
 
 pub(crate) async fn call(
@@ -398,11 +320,7 @@ fn bad_configuration_fails_at_start_with_the_key_named() {
     let dir = crate::db::temp_dir();
     let config = write_config(&dir.0, "http://127.0.0.1:9");
     let run = |extra_env: &[(&str, &str)], remove: &[&str]| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--config"])
-            .arg(&config)
-            .env("TEST_APP1_SECRET", SECRET1)
-            .env("TEST_ENC_KEY", b64_key(6));
+        let mut cmd = serve_command(&config, "warn");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -641,7 +559,9 @@ async fn a_replaced_encryption_key_is_a_500_that_names_its_cause_only_in_the_log
     let login = login_user(&http, &server.url, &sim, "kim").await;
     stop(server);
     // The operator replaced the key instead of adding the new one first.
-    let server = start_serve_with_key(&config, "warn", 7);
+    let mut cmd = serve_command(&config, "warn");
+    cmd.env("TEST_ENC_KEY", b64_key(7));
+    let server = spawn_serve(cmd);
     let payload = sim.encrypt(APP1, "kim", json!({"x": 1})).unwrap();
     let r = call(
         &http,
