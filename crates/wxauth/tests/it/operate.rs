@@ -214,8 +214,18 @@ async fn user_commands_act_on_a_running_server_and_are_audited() {
     let text = r.body.to_string();
     assert!(!text.contains("13700137000") && !text.contains(&openid));
 
-    // create-service-key: printed once, its hash added to the file; a
-    // restarted server accepts it with exactly its scopes.
+    let log = stop(server);
+    assert!(!log.contains(ADMIN_KEY) && !log.contains(&t));
+}
+
+/// create-service-key: printed once, its hash added to the file (comments
+/// kept); a restarted server accepts it with exactly its scopes; an
+/// unknown scope is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_service_key_prints_the_key_once_and_serve_honours_its_scopes() {
+    let dir = crate::db::temp_dir();
+    let config = write_config(&dir.0, "http://127.0.0.1:9");
+    let http = reqwest::Client::new();
     let made = json_of(&cli(
         &config,
         &[
@@ -250,8 +260,6 @@ async fn user_commands_act_on_a_running_server_and_are_audited() {
         ],
     );
     assert!(!out.status.success());
-    let log = stop(server);
-    assert!(!log.contains(ADMIN_KEY) && !log.contains(&t));
     let server = serve(&config);
     let r = get(&http, &server.url, "/admin/v1/users?openid=x", Some(&key)).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -292,220 +300,271 @@ async fn rotation_then_an_interrupted_reseal_loses_nothing() {
     let dir = crate::db::temp_dir();
     let config = write_config(&dir.0, &sim_url);
     let db_url = format!("sqlite://{}", dir.0.join("wxauth.db").display());
-    let server = serve(&config);
     let http = reqwest::Client::new();
-
-    // Two real users with phones, and many more written straight to the
-    // store, each session_key sealed with key 1 as the server does.
-    let mut real = Vec::new();
-    for (user, number) in [("gus", "13600136000"), ("hal", "13500135000")] {
-        let login = login_user(&http, &server.url, &sim, user).await;
-        let t = token(&login).to_owned();
-        let code = sim.phone_code(APP1, user, Some(number)).unwrap();
-        let r = call(
-            &http,
-            Method::POST,
-            format!("{}/v1/me/phone", server.url),
-            Some(&t),
-            Some(json!({"code": code})),
-        )
+    let rotation = Rotation {
+        sim: &sim,
+        config: &config,
+        db_url: &db_url,
+        http: &http,
+    };
+    let (real, secrets) = rotation.users_sealed_with_the_first_key().await;
+    let total = (secrets.len() + real.len()) as i64;
+    rotation
+        .rotated_keys_lead_and_old_tokens_still_work(&real)
         .await;
-        assert_eq!(r.status, 200);
-        real.push((user, number, login));
-    }
-    stop(server);
-    let store = Store::open(&db_url).await.unwrap();
-    let old = Sealer::new(&[key("1", 6)]).unwrap();
-    const MANY: usize = 20_000;
-    let mut secrets = Vec::with_capacity(MANY);
-    let mut writes = Vec::new();
-    for n in 0..MANY {
-        let openid = format!("o-bulk-{n:06}");
-        let secret = format!("session-key-{n:06}");
-        let sealed = old
-            .seal(secret.as_bytes(), &session_key_aad(APP1, &openid))
-            .unwrap();
-        secrets.push((openid.clone(), secret));
-        let s = store.clone();
-        writes.push(tokio::spawn(async move {
-            s.login(LoginWrite {
-                new_user_id: uuid::Uuid::now_v7().to_string(),
-                appid: APP1.into(),
-                openid,
-                unionid: None,
-                session_key_enc: sealed,
-                session_id: uuid::Uuid::now_v7().to_string(),
-                refresh_hash: uuid::Uuid::now_v7().as_bytes().to_vec(),
-                refresh_expires_at: i64::MAX / 2,
-                now: 1,
-            })
-            .await
-            .unwrap();
-        }));
-    }
-    for w in writes {
-        w.await.unwrap();
-    }
-    store.close().await;
-    let total = (MANY + real.len()) as i64;
+    rotation
+        .an_interrupted_reseal_finishes_when_run_again(total)
+        .await;
+    rotation
+        .every_session_key_opens_with_the_new_key_alone(&secrets)
+        .await;
+    rotation
+        .the_old_key_can_leave_the_configuration(&real)
+        .await;
+}
 
-    // Rotate both keys: the new ones lead, the old ones still work.
-    let out = cli(&config, &["keys", "rotate", "signing"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("is now the current key"));
-    let rotated = json_of(&cli(&config, &["keys", "rotate", "encryption", "--json"]));
-    assert_eq!(rotated["id"], "2");
-    let file_text = std::fs::read_to_string(&config).unwrap();
-    let enc_line = file_text
-        .lines()
-        .find(|l| l.starts_with("keys = "))
-        .unwrap()
-        .to_owned();
-    assert!(enc_line.find("id = \"2\"").unwrap() < enc_line.find("id = \"1\"").unwrap());
-    let server = serve(&config);
-    for (_, number, login) in &real {
-        let r = get(&http, &server.url, "/v1/me", Some(token(login))).await;
-        assert_eq!(r.status, 200, "a token signed before the rotation");
-        assert_eq!(r.body["phone"]["pure_phone_number"], *number);
-    }
-    let fresh = login_user(&http, &server.url, &sim, "ivy").await;
-    let header = fresh["access_token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap();
-    let header: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
-    )
-    .unwrap();
-    assert_ne!(
-        header["kid"], "s1",
-        "new tokens are signed with the new key"
-    );
-    stop(server);
+/// Bulk users written straight to the store.
+const MANY: usize = 20_000;
 
-    // Re-seal, killed part-way (as soon as a batch has committed), then run
-    // again to the end.
-    let mut child = Command::new(BIN)
-        .args(["keys", "reseal", "--config"])
-        .arg(&config)
-        .env_remove("WXAUTH_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if sealed_with(&db_url, 2).await > 1 {
-            break;
+/// The rotation scenario's shared parts; each step checks one thing.
+struct Rotation<'a> {
+    sim: &'a wechat_sim::Simulator,
+    config: &'a Path,
+    db_url: &'a str,
+    http: &'a reqwest::Client,
+}
+
+/// A real user: name, phone number and login answer.
+type RealUser = (&'static str, &'static str, Value);
+
+impl Rotation<'_> {
+    /// Two real users with phones, and many more written straight to the
+    /// store, each session_key sealed with key 1 as the server does.
+    async fn users_sealed_with_the_first_key(&self) -> (Vec<RealUser>, Vec<(String, String)>) {
+        let (sim, config, db_url, http) = (self.sim, self.config, self.db_url, self.http);
+        let server = serve(config);
+        let mut real = Vec::new();
+        for (user, number) in [("gus", "13600136000"), ("hal", "13500135000")] {
+            let login = login_user(http, &server.url, sim, user).await;
+            let t = token(&login).to_owned();
+            let code = sim.phone_code(APP1, user, Some(number)).unwrap();
+            let r = call(
+                http,
+                Method::POST,
+                format!("{}/v1/me/phone", server.url),
+                Some(&t),
+                Some(json!({"code": code})),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            real.push((user, number, login));
         }
-        assert!(Instant::now() < deadline, "reseal made no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "reseal ended before any batch was seen"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        stop(server);
+        let store = Store::open(db_url).await.unwrap();
+        let old = Sealer::new(&[key("1", 6)]).unwrap();
+        let mut secrets = Vec::with_capacity(MANY);
+        let mut writes = Vec::new();
+        for n in 0..MANY {
+            let openid = format!("o-bulk-{n:06}");
+            let secret = format!("session-key-{n:06}");
+            let sealed = old
+                .seal(secret.as_bytes(), &session_key_aad(APP1, &openid))
+                .unwrap();
+            secrets.push((openid.clone(), secret));
+            let s = store.clone();
+            writes.push(tokio::spawn(async move {
+                s.login(LoginWrite {
+                    new_user_id: uuid::Uuid::now_v7().to_string(),
+                    appid: APP1.into(),
+                    openid,
+                    unionid: None,
+                    session_key_enc: sealed,
+                    session_id: uuid::Uuid::now_v7().to_string(),
+                    refresh_hash: uuid::Uuid::now_v7().as_bytes().to_vec(),
+                    refresh_expires_at: i64::MAX / 2,
+                    now: 1,
+                })
+                .await
+                .unwrap();
+            }));
+        }
+        for w in writes {
+            w.await.unwrap();
+        }
+        store.close().await;
+        (real, secrets)
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let done_at_kill = sealed_with(&db_url, 2).await;
-    eprintln!("reseal killed after {done_at_kill} of {total} users");
-    assert!(done_at_kill < total, "the kill came before the end");
-    let report = json_of(&cli(&config, &["keys", "reseal", "--json"]));
-    assert_eq!(report["complete"], true, "{report}");
-    assert_eq!(report["scanned"], total + 1);
-    assert_eq!(sealed_with(&db_url, 2).await, total + 1);
 
-    // Nothing lost: with key 2 alone every session_key opens to what it was.
-    let store = Store::connect(&db_url).await.unwrap();
-    let new_key = {
-        let text = std::fs::read_to_string(&config).unwrap();
-        let line = text
+    /// Rotate both keys: the new ones lead, the old ones still work.
+    async fn rotated_keys_lead_and_old_tokens_still_work(&self, real: &[RealUser]) {
+        let (sim, config, http) = (self.sim, self.config, self.http);
+        let out = cli(config, &["keys", "rotate", "signing"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("is now the current key"));
+        let rotated = json_of(&cli(config, &["keys", "rotate", "encryption", "--json"]));
+        assert_eq!(rotated["id"], "2");
+        let file_text = std::fs::read_to_string(config).unwrap();
+        let enc_line = file_text
             .lines()
             .find(|l| l.starts_with("keys = "))
             .unwrap()
             .to_owned();
-        let start = line.find("key = \"").unwrap() + 7;
-        let end = start + line[start..].find('"').unwrap();
-        base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            &line[start..end],
-        )
-        .unwrap()
-    };
-    let only_new = Sealer::new(&[NamedKey {
-        id: "2".into(),
-        bytes: new_key,
-    }])
-    .unwrap();
-    let rows = store.sealed_rows("", 100_000).await.unwrap();
-    let by_openid: std::collections::HashMap<&str, &str> = secrets
-        .iter()
-        .map(|(o, s)| (o.as_str(), s.as_str()))
-        .collect();
-    let mut checked = 0;
-    for row in &rows {
-        let plain = only_new
-            .open(
-                &row.session_key_enc,
-                &session_key_aad(&row.appid, &row.openid),
-            )
-            .unwrap();
-        if let Some(expected) = by_openid.get(row.openid.as_str()) {
-            assert_eq!(plain, expected.as_bytes());
-            checked += 1;
+        assert!(enc_line.find("id = \"2\"").unwrap() < enc_line.find("id = \"1\"").unwrap());
+        let server = serve(config);
+        for (_, number, login) in real {
+            let r = get(http, &server.url, "/v1/me", Some(token(login))).await;
+            assert_eq!(r.status, 200, "a token signed before the rotation");
+            assert_eq!(r.body["phone"]["pure_phone_number"], *number);
         }
-    }
-    assert_eq!(checked, MANY);
-    store.close().await;
-
-    // The old encryption key leaves the configuration: phones, decrypt
-    // and phone search still work.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let edited: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("keys = ") {
-                let cut = l.find(", { id = \"1\"").unwrap();
-                format!("{}]", &l[..cut])
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(!edited.contains(&b64_key(6)));
-    std::fs::write(&config, edited).unwrap();
-    let server = serve(&config);
-    for (user, number, _) in &real {
-        let login = login_user(&http, &server.url, &sim, user).await;
-        let t = token(&login);
-        let r = get(&http, &server.url, "/v1/me", Some(t)).await;
-        assert_eq!(
-            r.body["phone"]["pure_phone_number"], *number,
-            "{:?}",
-            r.body
+        let fresh = login_user(http, &server.url, sim, "ivy").await;
+        let header = fresh["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_ne!(
+            header["kid"], "s1",
+            "new tokens are signed with the new key"
         );
-        let payload = sim.encrypt(APP1, user, json!({"ok": true})).unwrap();
-        let r = call(
-            &http,
-            Method::POST,
-            format!("{}/v1/me/decrypt", server.url),
-            Some(t),
-            Some(json!({"encrypted_data": payload["encrypted_data"], "iv": payload["iv"]})),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        let r = get(
-            &http,
-            &server.url,
-            &format!("/admin/v1/users?phone={number}"),
-            Some(ADMIN_KEY),
-        )
-        .await;
-        assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{:?}", r.body);
+        stop(server);
     }
-    stop(server);
+
+    /// Re-seal, killed part-way (as soon as a batch has committed), then
+    /// run again to the end.
+    async fn an_interrupted_reseal_finishes_when_run_again(&self, total: i64) {
+        let (config, db_url) = (self.config, self.db_url);
+        let mut child = Command::new(BIN)
+            .args(["keys", "reseal", "--config"])
+            .arg(config)
+            .env_remove("WXAUTH_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if sealed_with(db_url, 2).await > 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "reseal made no progress");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "reseal ended before any batch was seen"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let done_at_kill = sealed_with(db_url, 2).await;
+        eprintln!("reseal killed after {done_at_kill} of {total} users");
+        assert!(done_at_kill < total, "the kill came before the end");
+        let report = json_of(&cli(config, &["keys", "reseal", "--json"]));
+        assert_eq!(report["complete"], true, "{report}");
+        assert_eq!(report["scanned"], total + 1);
+        assert_eq!(sealed_with(db_url, 2).await, total + 1);
+    }
+
+    /// Nothing lost: with key 2 alone every session_key opens to what it was.
+    async fn every_session_key_opens_with_the_new_key_alone(&self, secrets: &[(String, String)]) {
+        let (config, db_url) = (self.config, self.db_url);
+        let store = Store::connect(db_url).await.unwrap();
+        let new_key = {
+            let text = std::fs::read_to_string(config).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("keys = "))
+                .unwrap()
+                .to_owned();
+            let start = line.find("key = \"").unwrap() + 7;
+            let end = start + line[start..].find('"').unwrap();
+            base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                &line[start..end],
+            )
+            .unwrap()
+        };
+        let only_new = Sealer::new(&[NamedKey {
+            id: "2".into(),
+            bytes: new_key,
+        }])
+        .unwrap();
+        let rows = store.sealed_rows("", 100_000).await.unwrap();
+        let by_openid: std::collections::HashMap<&str, &str> = secrets
+            .iter()
+            .map(|(o, s)| (o.as_str(), s.as_str()))
+            .collect();
+        let mut checked = 0;
+        for row in &rows {
+            let plain = only_new
+                .open(
+                    &row.session_key_enc,
+                    &session_key_aad(&row.appid, &row.openid),
+                )
+                .unwrap();
+            if let Some(expected) = by_openid.get(row.openid.as_str()) {
+                assert_eq!(plain, expected.as_bytes());
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, MANY);
+        store.close().await;
+    }
+
+    /// The old encryption key leaves the configuration: phones, decrypt
+    /// and phone search still work.
+    async fn the_old_key_can_leave_the_configuration(&self, real: &[RealUser]) {
+        let (sim, config, http) = (self.sim, self.config, self.http);
+        let text = std::fs::read_to_string(config).unwrap();
+        let edited: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("keys = ") {
+                    let cut = l.find(", { id = \"1\"").unwrap();
+                    format!("{}]", &l[..cut])
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!edited.contains(&b64_key(6)));
+        std::fs::write(config, edited).unwrap();
+        let server = serve(config);
+        for (user, number, _) in real {
+            let login = login_user(http, &server.url, sim, user).await;
+            let t = token(&login);
+            let r = get(http, &server.url, "/v1/me", Some(t)).await;
+            assert_eq!(
+                r.body["phone"]["pure_phone_number"], *number,
+                "{:?}",
+                r.body
+            );
+            let payload = sim.encrypt(APP1, user, json!({"ok": true})).unwrap();
+            let r = call(
+                http,
+                Method::POST,
+                format!("{}/v1/me/decrypt", server.url),
+                Some(t),
+                Some(json!({"encrypted_data": payload["encrypted_data"], "iv": payload["iv"]})),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let r = get(
+                http,
+                &server.url,
+                &format!("/admin/v1/users?phone={number}"),
+                Some(ADMIN_KEY),
+            )
+            .await;
+            assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{:?}", r.body);
+        }
+        stop(server);
+    }
 }
 
 /// Every document id the database holds.
