@@ -101,47 +101,35 @@ impl Drop for Nginx {
 /// The balancer's configuration: the nginx block of docs/scale-out.md as
 /// written, with this test's instances and port in place of its example
 /// addresses, inside the process settings a test's nginx needs.
-fn nginx_conf(dir: &Path, port: u16, upstreams: &[String]) -> String {
+fn nginx_conf(port: u16, upstreams: &[String]) -> String {
     let doc = std::fs::read_to_string(crate::docs::repo().join("docs/scale-out.md")).unwrap();
     let (_, recipe) = crate::docs::blocks(&doc, "nginx")
         .into_iter()
         .next()
         .expect("docs/scale-out.md has an nginx block");
-    let mut body = String::new();
-    for line in recipe.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("server 127.0.0.1:") {
-            continue; // the example's instances
-        }
-        if trimmed == "keepalive 32;" {
-            for u in upstreams {
-                body.push_str(&format!("  server {};\n", u.trim_start_matches("http://")));
-            }
-        }
-        if trimmed.starts_with("listen ") {
-            body.push_str(&format!("  listen 127.0.0.1:{port};\n"));
-            continue;
-        }
-        body.push_str(line);
-        body.push('\n');
+    let instances: Vec<u16> = upstreams
+        .iter()
+        .map(|u| u.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    with_ports(&recipe, port, &instances)
+}
+
+/// A recipe of docs/scale-out.md with free ports in place of its own:
+/// `balancer` for 8080, `instances` for 8081, 8082, 8083.
+fn with_ports(recipe: &str, balancer: u16, instances: &[u16]) -> String {
+    let mut text = recipe.replace("8080", &balancer.to_string());
+    for (example, port) in ["8081", "8082", "8083"].iter().zip(instances) {
+        text = text.replace(example, &port.to_string());
     }
-    assert!(body.contains("proxy_pass http://wxauth;"), "{body}");
-    let d = dir.display();
-    format!(
-        r#"worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-{body}}}
-"#
-    )
+    // The example lists three instances; a cluster of fewer drops the rest.
+    for example in ["8081", "8082", "8083"].iter().skip(instances.len()) {
+        text = text
+            .lines()
+            .filter(|l| !l.contains(&format!("127.0.0.1:{example};")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    text
 }
 
 struct Cluster {
@@ -214,11 +202,7 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
     instances.push(start_instance(&config));
     let port = free_port();
     let upstreams: Vec<String> = instances.iter().map(|s| s.url.clone()).collect();
-    std::fs::write(
-        dir.0.join("nginx.conf"),
-        nginx_conf(&dir.0, port, &upstreams),
-    )
-    .unwrap();
+    std::fs::write(dir.0.join("nginx.conf"), nginx_conf(port, &upstreams)).unwrap();
     let nginx = Command::new("nginx")
         .arg("-p")
         .arg(&dir.0)
@@ -771,4 +755,110 @@ async fn postgres_without_redis_warns_at_start() {
         log.contains("redis_url is not set") && log.contains("ONE instance"),
         "{log}"
     );
+}
+
+/// docs/scale-out.md's one-host recipe, run as written (with free ports):
+/// three `serve` processes from one file and nginx in front; a user logs
+/// in through nginx and every instance knows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_host_recipe_runs_as_written() {
+    use std::os::unix::process::CommandExt;
+    for bin in ["redis-server", "nginx"] {
+        if !on_path(bin) {
+            required(bin);
+            return;
+        }
+    }
+    let Some(db_url) = crate::db::postgres_schema_url().await else {
+        return;
+    };
+    let doc = std::fs::read_to_string(crate::docs::repo().join("docs/scale-out.md")).unwrap();
+    let script = crate::docs::blocks(&doc, "sh")
+        .into_iter()
+        .map(|(_, b)| b)
+        .find(|b| b.contains("WXAUTH_LISTEN"))
+        .expect("docs/scale-out.md has the one-host recipe");
+    let (_, nginx) = crate::docs::blocks(&doc, "nginx")
+        .into_iter()
+        .next()
+        .unwrap();
+    let (sim, sim_url) = spawn_sim(&OffsetClock::new()).await;
+    let redis = Redis::start(free_port());
+    let dir = crate::db::temp_dir();
+    ConfigFile {
+        redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)),
+        ..ConfigFile::on(&db_url, &sim_url)
+    }
+    .write(&dir.0);
+    let balancer = free_port();
+    let instances = [free_port(), free_port(), free_port()];
+    std::fs::write(
+        dir.0.join("nginx.conf"),
+        with_ports(&nginx, balancer, &instances),
+    )
+    .unwrap();
+    let bin_dir = Path::new(crate::spawn::BIN).parent().unwrap();
+    let mut recipe = Command::new("bash")
+        .arg("-c")
+        .arg(with_ports(&script, balancer, &instances))
+        .current_dir(&dir.0)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("WXAUTH_LOG", "warn")
+        .env_remove("WXAUTH_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = recipe.id();
+    let http = reqwest::Client::new();
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut ready = http
+            .get(format!("{}/healthz", url(balancer)))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        for port in instances {
+            ready &= match http.get(format!("{}/readyz", url(port))).send().await {
+                Ok(r) => r.json::<Value>().await.is_ok_and(|b| b["redis"] == "up"),
+                Err(_) => false,
+            };
+        }
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline || recipe.try_wait().unwrap().is_some() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{group}")])
+                .status();
+            let log = std::fs::read_to_string(dir.0.join("nginx-error.log")).unwrap_or_default();
+            panic!("the recipe did not come up: {log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let login = crate::process::login_user(&http, &url(balancer), &sim, "una").await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    for port in instances {
+        let r = http
+            .get(format!("{}/v1/me", url(port)))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "instance on {port}");
+    }
+    // The whole recipe (three instances and nginx) stops together.
+    let _ = Command::new("kill")
+        .args(["-TERM", &format!("-{group}")])
+        .status();
+    let _ = recipe.wait();
 }

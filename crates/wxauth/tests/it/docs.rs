@@ -1,6 +1,8 @@
-//! The documentation's configuration is configuration wxauth accepts: every
-//! `toml` block of the README and docs/ loads as written, and the sample
-//! `wxauth.example.toml` starts `serve` and logs a user in.
+//! The documentation does what it says: every `toml` block of the README
+//! and docs/ loads as written, the sample `wxauth.example.toml` starts
+//! `serve` and logs a user in, the systemd unit verifies, and the
+//! operator's recipes of docs/operations.md run as written (the one-host
+//! recipe of docs/scale-out.md runs in `cluster.rs`, beside nginx and Redis).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -136,4 +138,91 @@ fn the_systemd_unit_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The `sh` block of `doc` that contains `marker`.
+fn sh_block(doc: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+    blocks(&text, "sh")
+        .into_iter()
+        .map(|(_, b)| b)
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("{doc} has no sh block with {marker:?}"))
+}
+
+/// Runs `script` with bash (`set -euo pipefail` first) in `dir`, this
+/// build's `wxauth` first on PATH and `env` set; its stdout, or a panic
+/// with both outputs.
+fn run_sh(dir: &Path, script: &str, env: &[(&str, &str)]) -> String {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("USER", "operator-ann")
+        .env_remove("WXAUTH_CONFIG")
+        .env_remove("WXAUTH_LOG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the recipe failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// docs/operations.md's recipes run as written, in a folder holding
+/// `wxauth.toml`: a service key made with the CLI, then the admin API's
+/// find, revoke and audit with curl, then every CLI command of the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_recipes_run_as_written() {
+    let doc = "docs/operations.md";
+    let (sim, sim_url) = spawn_sim(&OffsetClock::new()).await;
+    let dir = crate::db::temp_dir();
+    let config = crate::spawn::ConfigFile::sqlite(&dir.0, &sim_url).write(&dir.0);
+    let server = crate::spawn::start_serve(&config, "warn");
+    let http = reqwest::Client::new();
+    let login = login_user(&http, &server.url, &sim, "olga").await;
+    let user_id = login["user"]["id"].as_str().unwrap().to_owned();
+    let openid = sim.user_info(crate::app::APP1, "olga").unwrap()["openid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let make_key = sh_block(doc, "--id backoffice");
+    let key = run_sh(&dir.0, &format!("{make_key}printf %s \"$KEY\""), &[]);
+    assert!(key.len() >= 24, "the key was read from --json: {key:?}");
+    stop(server);
+    let server = crate::spawn::start_serve(&config, "warn");
+    let admin_api = sh_block(doc, "$API/admin/v1/users?openid=");
+    let out = run_sh(
+        &dir.0,
+        &format!("{admin_api}printf 'USER_ID=%s\\n' \"$USER_ID\""),
+        &[("API", &server.url), ("KEY", &key), ("OPENID", &openid)],
+    );
+    assert!(out.contains(&format!("USER_ID={user_id}")), "{out}");
+    assert!(out.contains("204\n"), "the revoke: {out}");
+    assert!(
+        out.contains("POST /admin/v1/users/{id}/revoke") && out.contains("key:backoffice"),
+        "the audit entry: {out}"
+    );
+    stop(server);
+
+    let cli = sh_block(doc, "wxauth admin user find");
+    let out = run_sh(&dir.0, &cli, &[("OPENID", &openid), ("USER_ID", &user_id)]);
+    assert!(out.contains(&format!("deleted user {user_id}")), "{out}");
+    assert!(dir.0.join("user.json").exists(), "the export");
+    let backups = std::fs::read_dir(dir.0.join("backups")).unwrap().count();
+    assert_eq!(backups, 1, "the backup");
 }
