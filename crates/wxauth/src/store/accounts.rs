@@ -8,10 +8,9 @@ use sqlx::Row;
 
 use super::Store;
 use super::audit::{NewAuditEntry, insert_audit};
-use super::documents::{COLUMNS, DocumentRecord};
 use super::exec::query;
+use super::rows::{COLUMNS, DocumentRecord, USER_COLUMNS, UserRecord};
 use super::user_cache::UserCache;
-use super::users::{USER_COLUMNS, UserRecord};
 use super::writer::{Tx, Write};
 use crate::error::Result;
 

@@ -4,31 +4,11 @@
 use futures_util::future::BoxFuture;
 
 use super::Store;
-use super::exec::{Fields, query};
-use super::query::Scope;
+use super::exec::query;
+use super::rows::{COLUMNS, DocumentRecord};
 use super::writer::{Tx, Write, answered_rows};
 use crate::error::{Error, Result};
-
-/// A stored document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocumentRecord {
-    /// UUIDv7.
-    pub id: String,
-    /// The owner's user id.
-    pub owner: String,
-    /// The collection.
-    pub collection: String,
-    /// The JSON object, as text.
-    pub data: String,
-    /// 1 at creation, +1 on each replace.
-    pub version: i64,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// Unix milliseconds.
-    pub updated_at: i64,
-}
-
-pub(super) const COLUMNS: &str = "id, user_id, collection, data, version, created_at, updated_at";
+use crate::vocab::query::Scope;
 
 /// What one document costs of `limits.bytes_per_user` besides its JSON:
 /// its row (ids, times, version, app) and its index entries, so the byte
@@ -102,20 +82,6 @@ async fn limit_passed(
             UserLimit::Bytes
         },
     )
-}
-
-impl DocumentRecord {
-    pub(super) fn from_row(row: &impl Fields) -> Result<Self> {
-        Ok(Self {
-            id: row.field("id")?,
-            owner: row.field("user_id")?,
-            collection: row.field("collection")?,
-            data: row.field("data")?,
-            version: row.field("version")?,
-            created_at: row.field("created_at")?,
-            updated_at: row.field("updated_at")?,
-        })
-    }
 }
 
 /// A create, with its optional idempotency key.

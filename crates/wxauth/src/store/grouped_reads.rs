@@ -27,10 +27,9 @@ use futures_util::future::BoxFuture;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::documents::{COLUMNS, DocumentRecord};
-use super::query::Scope;
-use super::users::{USER_COLUMNS, UserRecord};
+use super::rows::{COLUMNS, DocumentRecord, USER_COLUMNS, UserRecord};
 use crate::error::{Error, Result};
+use crate::vocab::query::Scope;
 
 /// Lanes: groups fetched at once. Two cores' worth of PostgreSQL backends
 /// and then some (one lane waits on its round trip while another fills).

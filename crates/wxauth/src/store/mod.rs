@@ -28,6 +28,7 @@ mod grouped_reads;
 pub mod hold;
 mod migrations;
 mod query;
+mod rows;
 mod sessions;
 mod snapshot;
 mod user_cache;
@@ -44,16 +45,17 @@ use crate::error::{Error, Result};
 pub use accounts::{Resealed, SealedRow, SessionSummary, USER_TABLES, UserLookup};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
 pub use documents::{
-    CreateOutcome, DocumentRecord, FirstCreate, Idempotency, NewDocument, ReplaceOutcome,
-    Replacement, UserLimit, UserQuota,
+    CreateOutcome, FirstCreate, Idempotency, NewDocument, ReplaceOutcome, Replacement, UserLimit,
+    UserQuota,
 };
 pub use query::{
     After, DocumentQuery, Field, Filter, IndexSpec, KeyValue, Op, Scalar, Scope, SortKey,
     parse_path,
 };
+pub use rows::{DocumentRecord, UserRecord};
 pub use sessions::{LoggedRevocation, NewSession, RefreshOutcome, SessionRecord};
 pub use snapshot::{ExportPosition, SnapshotReader};
-pub use users::{LoggedIn, LoginWrite, ProfileChange, UserRecord};
+pub use users::{LoggedIn, LoginWrite, ProfileChange};
 pub use writer::WriterStats;
 
 /// Which database a URL names.

@@ -24,7 +24,7 @@ use sqlx::Row;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
-use super::documents::{COLUMNS, DocumentRecord};
+use super::rows::{COLUMNS, DocumentRecord};
 use super::{Backend, Store};
 use crate::error::Result;
 pub use crate::vocab::query::{

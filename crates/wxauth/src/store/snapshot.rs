@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use super::documents::{COLUMNS, DocumentRecord};
+use super::rows::{COLUMNS, DocumentRecord};
 use super::{Backend, Store};
 use crate::error::Result;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use rand::Rng;
 
-use super::users::UserRecord;
+use super::rows::UserRecord;
 
 /// Rows kept at most: about 300 bytes each, so a few MB.
 pub(super) const CAPACITY: usize = 8192;

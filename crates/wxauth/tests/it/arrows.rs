@@ -142,3 +142,122 @@ fn the_checker_sees_a_forbidden_import() {
     let only_comment = uses("/// see crate::http for more");
     assert!(only_comment.is_empty(), "{only_comment:?}");
 }
+
+/// `super::x` paths in the code of `text` (comments left out): the sibling
+/// modules a file of a folder uses.
+fn sibling_uses(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("super::") {
+            let mut after = &rest[at + "super::".len()..];
+            // `super::super::x` is the parent's sibling, not ours.
+            let mut up = 1;
+            while let Some(more) = after.strip_prefix("super::") {
+                after = more;
+                up += 1;
+            }
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            // `super::Store` is the folder's own mod.rs, not a sibling.
+            if up == 1 && !name.is_empty() {
+                found.insert(name);
+            }
+            rest = after;
+        }
+    }
+    found
+}
+
+/// A cycle in `graph`, if any, as the modules along it.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut found = path[at..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(found) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Inside each folder (`store/`, `auth/`, …) the files use each other one
+/// way only: `writer → user_cache → rows`, never back.
+#[test]
+fn no_folder_has_a_cycle_between_its_files() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    visit(&src, &mut files);
+    let mut folders: BTreeMap<std::path::PathBuf, BTreeMap<String, BTreeSet<String>>> =
+        BTreeMap::new();
+    for file in &files {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "mod" || file.parent() == Some(src.as_path()) {
+            continue;
+        }
+        let folder = file.parent().unwrap().to_path_buf();
+        let text = std::fs::read_to_string(file).unwrap();
+        // Unit tests (`mod tests { use super::*; }`) look up, not sideways.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        folders
+            .entry(folder)
+            .or_default()
+            .insert(name, sibling_uses(code));
+    }
+    for (folder, graph) in &folders {
+        let found = cycle(graph);
+        assert!(
+            found.is_none(),
+            "{}: the files use each other in a cycle: {}",
+            folder.strip_prefix(&src).unwrap().display(),
+            found.unwrap_or_default().join(" → ")
+        );
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_one() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [
+        ("writer", &["user_cache"][..]),
+        ("user_cache", &["users"]),
+        ("users", &["writer"]),
+        ("rows", &[]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+    .collect();
+    assert_eq!(
+        cycle(&graph).unwrap(),
+        ["user_cache", "users", "writer", "user_cache"]
+    );
+    assert_eq!(
+        sibling_uses("use super::rows::X; // super::users\nsuper::Store; super::super::extract"),
+        BTreeSet::from(["rows".to_owned()])
+    );
+}
