@@ -10,17 +10,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step says how long it took (CI's budget is kept by these lines).
+step_start=$SECONDS
+took() { echo "test: $1 took $((SECONDS - step_start)) s"; step_start=$SECONDS; }
+
 cargo test --workspace --locked
 cargo build --locked -q -p wxauth # the binary schemathesis and the JavaScript tests start
+took "cargo test"
 
 # Python clients against the running service (PyPI, pinned, into
 # target/python-venv): schemathesis (every check, bounded examples) holds
 # the server to its OpenAPI document; PyJWT verifies tokens with the JWKS.
 bash scripts/python-clients.sh
+took "python clients (schemathesis, PyJWT)"
 
 # Fuzz smoke: each cargo-fuzz target 10 s (nightly; kept crashes are
 # replayed by cargo test above).
 bash scripts/fuzz.sh
+took "fuzz smoke"
 
 if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -32,7 +39,10 @@ if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi\|no
 fi
 
 (cd examples/express-service && npm ci --no-audit --no-fund --loglevel=error && npm test)
+took "express example"
 
 cd clients/miniprogram
 npm ci --no-audit --no-fund --loglevel=error
 npm test
+cd ../..
+took "mini-program client and playground"
