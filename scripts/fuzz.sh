@@ -31,9 +31,6 @@ fi
 # with the sanitizer passes cargo-fuzz adds, LTO leaves the coverage
 # symbols undefined at link time, so fuzz builds go without it.
 export CARGO_PROFILE_RELEASE_LTO=false
-# Nor one codegen unit per crate (the shipped binary's setting): measured
-# 380 s against 401 s for a cold build of the six targets on two cores.
-export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 built=$SECONDS
 cargo +nightly fuzz build --fuzz-dir fuzz -O
 echo "fuzz: targets built in $((SECONDS - built)) s"

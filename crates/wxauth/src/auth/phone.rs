@@ -139,7 +139,9 @@ impl Auth {
             DecryptError::MissingWatermark => {
                 Error::DecryptFailed("the decrypted data has no watermark".into())
             }
-            DecryptError::InvalidSessionKey | DecryptError::SignatureMismatch => Error::internal(e),
+            DecryptError::InvalidSessionKey | DecryptError::SignatureMismatch => {
+                Error::internal_from("decrypting with the stored session_key", e)
+            }
         })
     }
 }

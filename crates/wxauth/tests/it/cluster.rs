@@ -837,9 +837,7 @@ async fn the_one_host_recipe_runs_as_written() {
             break;
         }
         if Instant::now() > deadline || recipe.try_wait().unwrap().is_some() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{group}")])
-                .status();
+            stop_group(group, &mut recipe);
             let log = std::fs::read_to_string(dir.0.join("nginx-error.log")).unwrap_or_default();
             panic!("the recipe did not come up: {log}");
         }
@@ -857,8 +855,26 @@ async fn the_one_host_recipe_runs_as_written() {
         assert_eq!(r.status(), 200, "instance on {port}");
     }
     // The whole recipe (three instances and nginx) stops together.
-    let _ = Command::new("kill")
-        .args(["-TERM", &format!("-{group}")])
-        .status();
-    let _ = recipe.wait();
+    stop_group(group, &mut recipe);
+}
+
+/// Stops every process of the group `group` (SIGTERM, then SIGKILL after
+/// 15 s) and reaps `leader`. `--` keeps kill(1) from reading `-PGID` as a
+/// signal: without it procps' kill sends nothing and still exits 0.
+fn stop_group(group: u32, leader: &mut Child) {
+    let signal = |name: &str| {
+        let _ = Command::new("kill")
+            .args(["-s", name, "--", &format!("-{group}")])
+            .status();
+    };
+    signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while leader.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            signal("KILL");
+            let _ = leader.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
