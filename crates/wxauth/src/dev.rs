@@ -58,6 +58,7 @@ pub fn dev_config(
     let mut config = Config::load(file)?;
     config.listen = listen;
     config.database_url = format!("sqlite://{}", data_dir.join("wxauth.db").display()).into();
+    config.files.url = format!("file://{}", data_dir.join("files").display());
     config.wechat.base_url = sim_url.to_owned();
     config.apps = DEV_APPS
         .iter()

@@ -89,6 +89,15 @@ pub enum Error {
     /// for [`Error::Internal`]) for the log line.
     #[error("the database is busy with conflicting writes; try again")]
     Contention(#[source] Arc<sqlx::Error>),
+    /// A file's bytes are not of a type its purpose allows (decided from
+    /// the bytes, never from the client's name or Content-Type).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The file store cannot be reached or refused a write; nothing was
+    /// recorded, and the client may try again. The store's error is kept
+    /// for the log.
+    #[error("the file store is unavailable; try again")]
+    StorageUnavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// Something broke inside; the cause (with its whole source chain) is
     /// logged, not shown. Shared, so one failed group commit can answer
     /// every write in it with the same cause.

@@ -6,11 +6,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod blobs;
 pub mod cache;
 pub mod config;
 pub mod data;
 pub mod dev;
 pub mod error;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
@@ -101,6 +103,8 @@ pub struct Rules {
     pub auth: auth::Auth,
     /// User data.
     pub data: data::Data,
+    /// Uploaded files.
+    pub files: files::Files,
     /// The store (to close it when done).
     pub store: store::Store,
 }
@@ -108,7 +112,7 @@ pub struct Rules {
 impl Rules {
     /// The operator's rules over these.
     pub fn admin(&self) -> admin::Admin<'_> {
-        admin::Admin::new(&self.auth, &self.data)
+        admin::Admin::new(&self.auth, &self.data, &self.files)
     }
 }
 
@@ -143,13 +147,36 @@ pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
         Some(r) => SharedRevocations::start(r.clone()),
         None => Arc::new(MemoryRevocations::default()),
     };
+    let blobs = blobs::Blobs::local(&settings.files.root)?;
+    let files = files::Files::new(
+        store.clone(),
+        blobs,
+        &settings.encryption_keys,
+        files::FileLimits {
+            max_bytes: settings.files.max_bytes,
+            bytes_per_user: settings.files.bytes_per_user,
+            url_ttl: settings.files.url_ttl,
+        },
+        settings.reachable_url(),
+        deps.clock.clone(),
+    );
     let auth = auth::Auth::new(settings, store.clone(), revocations, redis, deps.clock)?;
-    Ok(Rules { auth, data, store })
+    Ok(Rules {
+        auth,
+        data,
+        files,
+        store,
+    })
 }
 
 /// Opens the store (migrating it), warms caches and builds the router.
 pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
-    let Rules { auth, data, store } = open_rules(&settings, deps).await?;
+    let Rules {
+        auth,
+        data,
+        files,
+        store,
+    } = open_rules(&settings, deps).await?;
     spawn_idempotency_expiry(data.clone());
     // Hot user rows in memory only while this process is the one writer.
     store.cache_users(settings.redis_url.is_none());
@@ -158,7 +185,7 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
     let apart = settings.admin_listen.is_some();
-    let state = http::AppState::new(auth, data, settings, metrics_handle())?;
+    let state = http::AppState::new(auth, data, files, settings, metrics_handle())?;
     Ok(Server {
         admin_router: apart.then(|| http::admin_router(state.clone())),
         router: http::router(state),

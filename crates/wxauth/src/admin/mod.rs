@@ -24,6 +24,7 @@ pub use views::{AccountView, AuditView, SessionInfo, UserSummary};
 use crate::auth::{Auth, FindBy};
 use crate::data::{Created, Data, Document, IfMatch, ListRequest, Whose};
 use crate::error::Result;
+use crate::files::Files;
 use crate::vocab::{Actor, AuditQuery, Target};
 
 /// The confirmation `DELETE /v1/me` needs, word for word.
@@ -35,12 +36,13 @@ pub const DELETE_CONFIRMATION: &str = "delete my account";
 pub struct Admin<'a> {
     auth: &'a Auth,
     data: &'a Data,
+    files: &'a Files,
 }
 
 impl<'a> Admin<'a> {
-    /// The rules over `auth` and `data`.
-    pub fn new(auth: &'a Auth, data: &'a Data) -> Self {
-        Self { auth, data }
+    /// The rules over `auth`, `data` and `files`.
+    pub fn new(auth: &'a Auth, data: &'a Data, files: &'a Files) -> Self {
+        Self { auth, data, files }
     }
 
     /// The app `appid` names (the default app when None), or the error
@@ -92,7 +94,12 @@ impl<'a> Admin<'a> {
         let record = AuditRecord::new(actor, action, Some(Target::User(user_id.to_owned())))
             .status(204)
             .into_entry(self.auth.now());
-        self.auth.delete_user(user_id, record).await
+        // The files' rows go with the account in its commit; their bytes
+        // after it (a file uploaded meanwhile is left to the sweep).
+        let files = self.files.ids_of(user_id).await?;
+        self.auth.delete_user(user_id, record).await?;
+        self.files.forget(&files).await;
+        Ok(())
     }
 
     /// Appends `record` to the audit log (durable before this returns).

@@ -22,6 +22,7 @@ use serde::Deserialize;
 mod apps;
 mod collections;
 mod encryption;
+mod files;
 mod gateway;
 mod http;
 mod keys;
@@ -34,6 +35,7 @@ mod wechat;
 pub use apps::{App, AppConfig};
 pub use collections::{Access, CollectionConfig, CollectionRule, MAX_INDEXES_PER_COLLECTION};
 pub use encryption::EncryptionConfig;
+pub use files::{FileSettings, FilesConfig};
 pub use gateway::{GatewayAuth, GatewayConfig, GatewayRoute};
 pub use http::HttpConfig;
 pub use keys::{KeyConfig, NamedKey};
@@ -98,6 +100,8 @@ pub struct Config {
     pub gateway: Vec<GatewayConfig>,
     /// Collections with another access mode than `private`, or indexes.
     pub collections: Vec<CollectionConfig>,
+    /// Uploaded files.
+    pub files: FilesConfig,
 }
 
 /// The browser playground at `/`.
@@ -129,6 +133,7 @@ impl Default for Config {
             service_keys: Vec::new(),
             gateway: Vec::new(),
             collections: Vec::new(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -277,10 +282,27 @@ pub struct Settings {
     pub gateways: Vec<GatewayRoute>,
     /// Collections with rules of their own.
     pub collections: Vec<CollectionRule>,
+    /// Uploaded files.
+    pub files: FileSettings,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
     std::env::var(name).map_err(|_| bad(format!("{key}: environment variable {name} is not set")))
+}
+
+impl Settings {
+    /// The URL clients reach this service at: `public_url`, else `listen`
+    /// when it is a specific address and port (never a request's `Host`);
+    /// None when neither says.
+    pub fn reachable_url(&self) -> Option<String> {
+        match &self.public_url {
+            Some(url) => Some(url.clone()),
+            None if !self.listen.ip().is_unspecified() && self.listen.port() != 0 => {
+                Some(format!("http://{}", self.listen))
+            }
+            None => None,
+        }
+    }
 }
 
 impl Config {
@@ -300,6 +322,7 @@ impl Config {
         self.limits.check()?;
         let trusted_proxies = self.http.check()?;
         let playground_sim_url = self.playground.check()?;
+        let files = self.files.check()?;
         if self.admin_listen == Some(self.listen) {
             return Err(bad(
                 "admin_listen: must differ from listen (leave it out to serve the admin API on listen)",
@@ -327,6 +350,7 @@ impl Config {
             gateways,
             collections,
             playground_sim_url,
+            files,
         })
     }
 }

@@ -68,6 +68,10 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
             "header_too_large",
         ),
         Error::LimitExceeded(_) => (StatusCode::CONFLICT, "limit_exceeded"),
+        Error::UnsupportedMediaType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        Error::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Error::UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
         Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
@@ -99,6 +103,10 @@ impl IntoResponse for Error {
             }
             Error::Contention(cause) => {
                 tracing::warn!(error = %cause, "a write lost to concurrent writes after every retry");
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Error::StorageUnavailable(cause) => {
+                tracing::warn!(error = %cause, "the file store is unavailable");
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Error::QueryTimeout(_) => {

@@ -25,7 +25,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,6 +38,7 @@ pub use views::{SessionView, UserView};
 struct Inner {
     auth: Auth,
     data: Data,
+    files: crate::files::Files,
     settings: Settings,
     gateways: Vec<crate::gateway::Gateway>,
     metrics: PrometheusHandle,
@@ -56,6 +56,7 @@ impl AppState {
     pub fn new(
         auth: Auth,
         data: Data,
+        files: crate::files::Files,
         settings: Settings,
         metrics: PrometheusHandle,
     ) -> crate::Result<Self> {
@@ -69,6 +70,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 auth,
                 data,
+                files,
                 gateways,
                 metrics,
                 openapi_json: {
@@ -96,9 +98,14 @@ impl AppState {
         &self.inner.data
     }
 
+    /// Files.
+    pub fn files(&self) -> &crate::files::Files {
+        &self.inner.files
+    }
+
     /// The operator's rules.
     pub fn admin(&self) -> crate::admin::Admin<'_> {
-        crate::admin::Admin::new(&self.inner.auth, &self.inner.data)
+        crate::admin::Admin::new(&self.inner.auth, &self.inner.data, &self.inner.files)
     }
 
     /// The settings.
@@ -199,6 +206,15 @@ fn routes() -> OpenApiRouter<AppState> {
             routes::data::replace,
             routes::data::delete
         ))
+        .routes(utoipa_axum::routes!(
+            routes::files::upload,
+            routes::files::list
+        ))
+        .routes(utoipa_axum::routes!(
+            routes::files::get,
+            routes::files::delete
+        ))
+        .routes(utoipa_axum::routes!(routes::files::raw))
         .routes(utoipa_axum::routes!(routes::health::healthz))
         .routes(utoipa_axum::routes!(routes::health::readyz))
         .routes(utoipa_axum::routes!(routes::health::metrics))
@@ -273,7 +289,10 @@ pub fn router(state: AppState) -> Router {
 fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let settings = state.settings();
-    let timeout = Duration::from_millis(settings.http.request_timeout_ms);
+    let timeouts = (
+        Duration::from_millis(settings.http.request_timeout_ms),
+        settings.files.upload_timeout,
+    );
     let body_limit = settings.limits.body_bytes;
     let head_limits = (settings.http.max_uri_bytes, settings.http.max_header_bytes);
     router
@@ -305,12 +324,33 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
                 .layer(middleware::from_fn(error::envelope))
                 .layer(middleware::from_fn_with_state(head_limits, check_head_size))
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    timeout,
-                ))
+                .layer(middleware::from_fn_with_state(timeouts, time_limit))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
+}
+
+/// Answers 503 to a request still running after `http.request_timeout_ms`
+/// (an upload: `files.upload_timeout_ms`, since a 10 MiB file over a phone
+/// network takes longer; its body still stops after
+/// `http.body_timeout_ms` without a byte).
+async fn time_limit(
+    axum::extract::State((request_timeout, upload_timeout)): axum::extract::State<(
+        Duration,
+        Duration,
+    )>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit =
+        if request.method() == axum::http::Method::POST && request.uri().path() == "/v1/files" {
+            upload_timeout
+        } else {
+            request_timeout
+        };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// Refuses request targets and header blocks over the configured sizes

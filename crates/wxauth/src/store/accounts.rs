@@ -170,6 +170,8 @@ pub const USER_TABLES: &[(&str, &str)] = &[
     ("collection_counts", "user_id = $1"),
     ("user_usage", "user_id = $1"),
     ("documents", "user_id = $1"),
+    ("files", "user_id = $1"),
+    ("file_usage", "user_id = $1"),
     ("users", "id = $1"),
 ];
 

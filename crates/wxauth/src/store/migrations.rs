@@ -50,6 +50,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "revocation log",
         include_str!("../../migrations/sqlite/0008_revocation_log.sql"),
     ),
+    (
+        9,
+        "files",
+        include_str!("../../migrations/sqlite/0009_files.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -92,6 +97,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         8,
         "revocation log",
         include_str!("../../migrations/postgres/0008_revocation_log.sql"),
+    ),
+    (
+        9,
+        "files",
+        include_str!("../../migrations/postgres/0009_files.sql"),
     ),
 ];
 

@@ -24,6 +24,7 @@ mod audit;
 mod bounded_reads;
 mod documents;
 mod exec;
+mod files;
 mod grouped_reads;
 pub mod hold;
 mod migrations;
@@ -48,6 +49,7 @@ pub use documents::{
     CreateOutcome, FirstCreate, Idempotency, NewDocument, ReplaceOutcome, Replacement, UserLimit,
     UserQuota,
 };
+pub use files::{FileInsert, FileRecord, NewFile};
 pub use query::{
     After, DocumentQuery, Field, Filter, IndexSpec, KeyValue, Op, Scalar, Scope, SortKey,
     parse_path,

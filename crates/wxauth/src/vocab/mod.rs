@@ -8,6 +8,7 @@ pub mod caller;
 pub mod collections;
 pub mod operator;
 pub mod query;
+pub mod time;
 
 pub use audit::AuditQuery;
 pub use caller::{Caller, Owner};

@@ -622,6 +622,7 @@ async fn admin_api_on_its_own_address() {
     let (_sim, sim_url) = spawn_sim(&clock).await;
     let dir = crate::db::temp_dir();
     let mut config = test_config(&format!("sqlite://{}/wxauth.db", dir.0.display()), &sim_url);
+    config.files.url = format!("file://{}/files", dir.0.display());
     config.admin_listen = Some(config.listen);
     let refused = config.resolve().unwrap_err().to_string();
     assert!(refused.contains("admin_listen"), "{refused}");

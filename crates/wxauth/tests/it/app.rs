@@ -63,6 +63,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The database the app uses (for the operator's CLI in tests).
     pub database_url: String,
+    /// The folder holding uploaded files' bytes.
+    pub files_root: std::path::PathBuf,
+    _files: crate::db::TempDir,
     _dir: Option<crate::db::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -213,6 +216,9 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         (None, Db::Postgres) => (crate::db::postgres_schema_url().await?, None),
     };
     let mut config = test_config(&database_url, &sim_url);
+    let files = crate::db::temp_dir();
+    let files_root = files.0.join("files");
+    config.files.url = format!("file://{}", files_root.display());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     config.listen = listener.local_addr().unwrap();
@@ -243,6 +249,8 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         clock,
         http: reqwest::Client::new(),
         database_url: database_url.clone(),
+        files_root,
+        _files: files,
         _dir: dir,
         _server: server,
     })

@@ -10,9 +10,11 @@
 //!   `cache` → `store`'s nothing)
 //! - `auth` → `store`, `cache`, `config`, `vocab`, `error`
 //! - `data` → `store`, `config`, `vocab`, `error` (never `auth`: it acts for
-//!   a `vocab::Caller` that `auth` verified)
+//!   a `vocab::Owner` that `auth` verified)
+//! - `blobs` (files' bytes) → `private_files`, `error`
+//! - `files` → `store`, `blobs`, `config`, `vocab`, `error`
 //! - `gateway` → `config`, `vocab`, `error`
-//! - `admin` (the operator's rules) → `auth`, `data`, `vocab`, `error`, and
+//! - `admin` (the operator's rules) → `auth`, `data`, `files`, `vocab`, `error`, and
 //!   `store`'s audit row and the rows it turns into views
 //! - `http` → everything above but `store`; nothing but `lib`, `main` and
 //!   the fuzz entry points (`fuzzing`) uses `http`
@@ -28,15 +30,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("private_files", &[]),
     ("config", &["vocab", "error"]),
     ("store", &["vocab", "config", "private_files", "error"]),
+    ("blobs", &["private_files", "error"]),
     ("cache", &["vocab", "config", "error"]),
     ("auth", &["store", "cache", "config", "vocab", "error"]),
     ("data", &["store", "config", "vocab", "error"]),
+    ("files", &["store", "blobs", "config", "vocab", "error"]),
     ("gateway", &["config", "vocab", "error"]),
-    ("admin", &["auth", "data", "store", "vocab", "error"]),
+    (
+        "admin",
+        &["auth", "data", "files", "store", "vocab", "error"],
+    ),
     (
         "http",
         &[
-            "admin", "auth", "data", "gateway", "cache", "config", "vocab", "error",
+            "admin", "auth", "data", "files", "gateway", "cache", "config", "vocab", "error",
         ],
     ),
     ("dev", &["config", "private_files", "error"]),

@@ -224,8 +224,9 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
         _nginx: Nginx { child: nginx },
         _dir: dir,
     };
-    // Ready: the balancer answers and every instance sees Redis.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // Ready: the balancer answers and every instance sees Redis (30 s: the
+    // whole suite may be running beside it on two cores).
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut ready = c.get(&c.balancer, "/healthz", None).await.status == 200;
         for i in &c.instances {
@@ -236,7 +237,8 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
         }
         assert!(
             Instant::now() < deadline,
-            "the cluster did not become ready"
+            "the cluster did not become ready; nginx's log: {}",
+            std::fs::read_to_string(c._dir.0.join("nginx-error.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

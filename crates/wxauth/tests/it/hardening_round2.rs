@@ -31,9 +31,9 @@ async fn expensive_queries_are_stopped_on_postgres() {
 /// The rules over the same database as `app`, as a second process of the
 /// operator would hold them (to watch the writer or read a snapshot).
 async fn services_beside(app: &TestApp) -> wxauth::Rules {
-    let settings = test_config(&app.database_url, &app.sim_url)
-        .resolve()
-        .unwrap();
+    let mut config = test_config(&app.database_url, &app.sim_url);
+    config.files.url = format!("file://{}", app.files_root.display());
+    let settings = config.resolve().unwrap();
     wxauth::open_rules(&settings, wxauth::Deps::default())
         .await
         .unwrap()

@@ -10,6 +10,7 @@ mod cluster;
 mod connections;
 mod db;
 mod docs;
+mod files;
 mod fuzz_regressions;
 mod gateway;
 mod hardening;

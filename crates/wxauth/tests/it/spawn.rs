@@ -114,10 +114,17 @@ impl ConfigFile {
         text
     }
 
-    /// Writes `dir/wxauth.toml`; its path.
+    /// Writes `dir/wxauth.toml` (uploaded files under `dir/files`); its path.
     pub(crate) fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join("wxauth.toml");
-        std::fs::write(&path, self.text()).unwrap();
+        let mut text = self.text();
+        if !text.contains("[files]") {
+            text.push_str(&format!(
+                "\n[files]\nurl = \"file://{}\"\n",
+                dir.join("files").display()
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
         path
     }
 }

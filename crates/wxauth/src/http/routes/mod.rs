@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod data;
+pub(crate) mod files;
 pub(crate) mod gateway;
 pub(crate) mod health;
 pub(crate) mod introspect;

@@ -38,19 +38,13 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
         (status = 404, description = "not_found: neither public_url nor a specific listen address is configured", body = crate::http::ErrorBody)))]
 pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Result<Json<Value>> {
     let settings = state.settings();
-    let base = match &settings.public_url {
-        Some(url) => url.clone(),
-        None if !settings.listen.ip().is_unspecified() && settings.listen.port() != 0 => {
-            format!("http://{}", settings.listen)
-        }
-        None => {
-            return Err(Error::NotFound(
-                "discovery needs public_url (the URL clients reach this service at); \
-                 it is not set and listen is not a specific address"
-                    .into(),
-            ));
-        }
-    };
+    let base = settings.reachable_url().ok_or_else(|| {
+        Error::NotFound(
+            "discovery needs public_url (the URL clients reach this service at); \
+             it is not set and listen is not a specific address"
+                .into(),
+        )
+    })?;
     let tokens = state.auth().tokens();
     Ok(Json(json!({
         "issuer": tokens.issuer(),
