@@ -40,6 +40,9 @@ pub struct UserExport {
     pub user: UserSummary,
     /// Every session, newest first.
     pub sessions: Vec<SessionInfo>,
+    /// Every file, newest first, with URLs that work for
+    /// `files.url_ttl_secs` (the bytes are fetched from them).
+    pub files: Vec<crate::files::FileView>,
     /// Documents by collection, each oldest first.
     #[schema(value_type = Object)]
     pub documents: std::collections::BTreeMap<String, Vec<ExportedDocument>>,
@@ -84,17 +87,24 @@ struct ExportedDocumentRaw<'a> {
 }
 
 /// Starts the export of `user_id` (the format of [`UserExport`], written
-/// as it is read: `format`, `exported_at`, `user`, `sessions`, then
+/// as it is read: `format`, `exported_at`, `user`, `sessions`, `files`, then
 /// `documents` by collection, oldest first, and `document_count`).
-pub(super) async fn export_stream(auth: &Auth, data: &Data, user_id: &str) -> Result<ExportStream> {
+pub(super) async fn export_stream(
+    auth: &Auth,
+    data: &Data,
+    files: &crate::files::Files,
+    user_id: &str,
+) -> Result<ExportStream> {
     let account = auth.account(user_id).await?;
     let mut documents = data.export_documents(user_id).await?;
     let document_count = documents.total;
+    let file_list = files.all_of(user_id).await?;
     let head = serde_json::json!({
         "format": "wxauth-export/1",
         "exported_at": rfc3339(auth.now()),
         "user": UserSummary::from(account.me),
         "sessions": account.sessions.into_iter().map(SessionInfo::from).collect::<Vec<_>>(),
+        "files": file_list,
     });
     let mut buf = serde_json::to_vec(&head)
         .map_err(|e| Error::internal_from("writing an export's head", e))?;

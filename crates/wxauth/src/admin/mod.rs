@@ -84,7 +84,7 @@ impl<'a> Admin<'a> {
 
     /// Starts the export of everything held about `user_id`.
     pub async fn export(&self, user_id: &str) -> Result<ExportStream> {
-        export::export_stream(self.auth, self.data, user_id).await
+        export::export_stream(self.auth, self.data, self.files, user_id).await
     }
 
     /// Deletes `user_id`'s account and everything held about them, in one
@@ -149,6 +149,21 @@ impl<'a> Admin<'a> {
         self.data
             .admin_replace(collection, id, body, if_match)
             .await
+    }
+
+    /// A page of user `user_id`'s files, newest first.
+    pub async fn files(
+        &self,
+        user_id: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<crate::files::FileView>, Option<String>)> {
+        self.files.list(user_id, limit, cursor).await
+    }
+
+    /// Deletes one of user `user_id`'s files (its URLs answer 404 at once).
+    pub async fn delete_file(&self, user_id: &str, file_id: &str) -> Result<()> {
+        self.files.delete(user_id, file_id).await
     }
 
     /// Deletes any document; its owner's id.

@@ -41,6 +41,12 @@ pub const ROUTE_SCOPES: &[(&str, &str, ServiceScope)] = &[
         ServiceScope::DataWrite,
     ),
     ("GET", "/admin/v1/audit", ServiceScope::AuditRead),
+    ("GET", "/admin/v1/users/{id}/files", ServiceScope::FilesRead),
+    (
+        "DELETE",
+        "/admin/v1/users/{id}/files/{file_id}",
+        ServiceScope::FilesWrite,
+    ),
 ];
 
 /// The scope `method` on the route `template` needs; None: no key may call it.

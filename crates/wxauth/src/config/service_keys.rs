@@ -20,7 +20,8 @@ pub struct ServiceKeyConfig {
     #[serde(default)]
     pub key_env: Option<String>,
     /// What it may do: `introspect`, `users:read`, `users:write`,
-    /// `sessions:revoke`, `data:read`, `data:write`, `audit:read`.
+    /// `sessions:revoke`, `data:read`, `data:write`, `audit:read`,
+    /// `files:read`, `files:write`.
     #[serde(default)]
     pub scopes: Vec<String>,
 }

@@ -407,10 +407,33 @@ impl Files {
         Ok(self.view(record))
     }
 
-    /// A page of `owner`'s files, newest first.
+    /// The stable URL of one of `owner`'s own public avatars or images,
+    /// for `profile.avatar_url` (a private file's URL expires, so it is
+    /// refused, saying why).
+    pub async fn avatar_url(&self, owner: Owner<'_>, id: &str) -> Result<String> {
+        let record = self.store.file(id).await?.ok_or_else(no_file)?;
+        if record.owner != owner.user_id {
+            return Err(no_file());
+        }
+        if record.purpose == Purpose::Attachment.as_str() {
+            return Err(Error::InvalidRequest(
+                "avatar_file must be an avatar or an image, not an attachment".into(),
+            ));
+        }
+        if !record.public {
+            return Err(Error::InvalidRequest(
+                "avatar_file must be public (upload it with purpose=avatar, or public=true): \
+                 a private file's URL expires"
+                    .into(),
+            ));
+        }
+        Ok(self.view(record).url)
+    }
+
+    /// A page of the files of user `owner`, newest first.
     pub async fn list(
         &self,
-        owner: Owner<'_>,
+        owner: &str,
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<(Vec<FileView>, Option<String>)> {
@@ -421,7 +444,7 @@ impl Files {
         let mut rows = self
             .store
             .user_files(
-                owner.user_id,
+                owner,
                 before.as_ref().map(|(at, id)| (*at, id.as_str())),
                 i64::from(limit) + 1,
             )
@@ -435,10 +458,24 @@ impl Files {
         Ok((rows.into_iter().map(|r| self.view(r)).collect(), next))
     }
 
-    /// Deletes one of `owner`'s files: the row first (the file is gone for
-    /// every reader at once), then its bytes.
-    pub async fn delete(&self, owner: Owner<'_>, id: &str) -> Result<()> {
-        if !self.store.delete_file(owner.user_id, id).await? {
+    /// Every file of user `owner`, newest first (for their export).
+    pub async fn all_of(&self, owner: &str) -> Result<Vec<FileView>> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.list(owner, 100, cursor.as_deref()).await?;
+            all.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Deletes one of user `owner`'s files: the row first (the file is
+    /// gone for every reader at once), then its bytes.
+    pub async fn delete(&self, owner: &str, id: &str) -> Result<()> {
+        if !self.store.delete_file(owner, id).await? {
             return Err(no_file());
         }
         self.forget_bytes(id).await;

@@ -180,6 +180,8 @@ fn admin_routes() -> OpenApiRouter<AppState> {
             admin::delete_document
         ))
         .routes(utoipa_axum::routes!(admin::audit))
+        .routes(utoipa_axum::routes!(admin::list_user_files))
+        .routes(utoipa_axum::routes!(admin::delete_user_file))
 }
 
 /// The API's routes, each registered together with its OpenAPI entry.

@@ -24,11 +24,15 @@ pub enum ServiceScope {
     DataWrite,
     /// Read the audit log.
     AuditRead,
+    /// List any user's files.
+    FilesRead,
+    /// Delete any user's files.
+    FilesWrite,
 }
 
 impl ServiceScope {
     /// Every scope, in the order the documentation lists them.
-    pub const ALL: [ServiceScope; 7] = [
+    pub const ALL: [ServiceScope; 9] = [
         Self::Introspect,
         Self::UsersRead,
         Self::UsersWrite,
@@ -36,6 +40,8 @@ impl ServiceScope {
         Self::DataRead,
         Self::DataWrite,
         Self::AuditRead,
+        Self::FilesRead,
+        Self::FilesWrite,
     ];
 
     /// The scope's name in configuration and messages.
@@ -48,6 +54,8 @@ impl ServiceScope {
             Self::DataRead => "data:read",
             Self::DataWrite => "data:write",
             Self::AuditRead => "audit:read",
+            Self::FilesRead => "files:read",
+            Self::FilesWrite => "files:write",
         }
     }
 
@@ -101,6 +109,8 @@ pub enum Target {
     App(String),
     /// A collection (`collection:<name>`).
     Collection(String),
+    /// One file (`file:<id>`).
+    File(String),
     /// One document (`document:<collection>/<id>`).
     Document {
         /// The collection.
@@ -116,6 +126,7 @@ impl fmt::Display for Target {
             Self::User(id) => write!(f, "user:{id}"),
             Self::App(appid) => write!(f, "app:{appid}"),
             Self::Collection(name) => write!(f, "collection:{name}"),
+            Self::File(id) => write!(f, "file:{id}"),
             Self::Document { collection, id } => write!(f, "document:{collection}/{id}"),
         }
     }

@@ -168,6 +168,8 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
                     "data:read",
                     "data:write",
                     "audit:read",
+                    "files:read",
+                    "files:write",
                 ],
             ),
             key("reader", READER_KEY, &["users:read"]),

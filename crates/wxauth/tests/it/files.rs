@@ -368,6 +368,20 @@ async fn bad_uploads_are_refused_and_leave_nothing(app: TestApp) {
     refused(&r, 409, "limit_exceeded");
     // What was refused left no bytes and no half-written file.
     assert_eq!(stored(&app), 3, "the unnamed file and the two in the quota");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for line in [
+        "wxauth_file_upload_refusals_total{reason=\"payload_too_large\"}",
+        "wxauth_file_upload_refusals_total{reason=\"limit_exceeded\"}",
+        "wxauth_file_uploads_total",
+    ] {
+        assert!(metrics.contains(line), "{line} in /metrics");
+    }
     assert_eq!(staged(&app), 0);
     let list = app.call(Method::GET, "/v1/files", Some(t), None).await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 3);
@@ -505,6 +519,12 @@ async fn deleting_the_account_deletes_the_files(app: TestApp) {
     )
     .await;
     assert_eq!(stored(&app), 2);
+    // The self-service export lists them, with their URLs.
+    let export = app.call(Method::GET, "/v1/me/export", Some(t), None).await;
+    assert_eq!(export.status, 200);
+    let listed = export.body["files"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{:?}", export.body["files"]);
+    assert!(listed.iter().any(|f| f["url"] == url.as_str()));
     let r = app
         .call(
             Method::DELETE,
@@ -545,4 +565,110 @@ async fn an_upload_that_stops_sending_is_a_408_and_leaves_nothing() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
     assert_eq!(stored(&app) + staged(&app), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatar_file_sets_the_profiles_avatar_url() {
+    let app = spawn_app().await;
+    let kit = app.login(APP1, "kit").await;
+    let t = token(&kit);
+    let up = |purpose: &'static str, public: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let r = post_body(app, t, wx_upload(purpose, public, "f.png", &png(8))).await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body
+        }
+    };
+    let avatar = up("avatar", None).await;
+    let patch = |value: Value| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::PATCH,
+                "/v1/me",
+                Some(t),
+                Some(json!({"profile": {"avatar_file": value, "nickname": "Kit"}})),
+            )
+            .await
+        }
+    };
+    let r = patch(avatar["id"].clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["profile"]["avatar_url"], avatar["url"]);
+    assert_eq!(r.body["profile"]["nickname"], "Kit");
+    assert!(r.body["profile"].get("avatar_file").is_none());
+    // Private images, attachments and other users' files are refused.
+    let private = up("image", None).await;
+    let r = patch(private["id"].clone()).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("public"));
+    let attachment = up("attachment", Some("true")).await;
+    assert_eq!(patch(attachment["id"].clone()).await.status, 400);
+    let lee = app.login(APP1, "lee").await;
+    let r = post_body(
+        &app,
+        token(&lee),
+        wx_upload("avatar", None, "l.png", &png(8)),
+    )
+    .await;
+    assert_eq!(patch(r.body["id"].clone()).await.status, 404);
+    assert_eq!(patch(json!(42)).await.status, 400);
+    // The profile kept the first avatar.
+    let me = app.call(Method::GET, "/v1/me", Some(t), None).await;
+    assert_eq!(me.body["profile"]["avatar_url"], avatar["url"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_delete_a_users_files_with_the_scope_and_a_record() {
+    let app = spawn_app().await;
+    let mia = app.login(APP1, "mia").await;
+    let id = mia["user"]["id"].as_str().unwrap().to_owned();
+    let r = post_body(
+        &app,
+        token(&mia),
+        wx_upload("image", None, "m.png", &png(8)),
+    )
+    .await;
+    let file = r.body["id"].as_str().unwrap().to_owned();
+    let url = r.body["url"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/users/{id}/files");
+    let r = app.admin(Some(READER_KEY), Method::GET, &path, None).await;
+    assert_eq!(r.status, 403, "users:read is not files:read");
+    let r = app.admin(Some(ADMIN_KEY), Method::GET, &path, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["items"][0]["id"], file.as_str());
+    let r = app
+        .admin(
+            Some(ADMIN_KEY),
+            Method::DELETE,
+            &format!("{path}/{file}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(fetch(&app, &url, &[]).await.status(), 404);
+    assert_eq!(stored(&app), 0);
+    let r = app
+        .admin(
+            Some(ADMIN_KEY),
+            Method::DELETE,
+            &format!("{path}/{file}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let audit = app
+        .admin(
+            Some(ADMIN_KEY),
+            Method::GET,
+            &format!("/admin/v1/audit?target=file:{file}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        audit.body["items"][0]["action"], "DELETE /admin/v1/users/{id}/files/{file_id}",
+        "{:?}",
+        audit.body
+    );
 }

@@ -47,6 +47,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("put", "/admin/v1/data/{collection}/{id}"),
     ("delete", "/admin/v1/data/{collection}/{id}"),
     ("get", "/admin/v1/audit"),
+    ("get", "/admin/v1/users/{id}/files"),
+    ("delete", "/admin/v1/users/{id}/files/{file_id}"),
 ];
 
 const AUTHENTICATED: &[&str] = &[

@@ -572,3 +572,48 @@ pub(crate) async fn audit(
         }),
     ))
 }
+
+/// A user's files, newest first (with URLs that work for the next hour).
+/// Scope `files:read`.
+#[utoipa::path(get, path = "/admin/v1/users/{id}/files", tag = "admin", security(("service_key" = [])),
+    params(("id" = String, Path, description = "The user id"), super::files::FileListQuery),
+    responses(
+        (status = 200, description = "A page", body = super::files::FilePage),
+        (status = 400, description = "invalid_request: a bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "unauthorized: no or a wrong service key", body = ErrorBody),
+        (status = 403, description = "forbidden: the key lacks files:read", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
+    ))]
+pub(crate) async fn list_user_files(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<super::files::FileListQuery>,
+) -> Result<Response> {
+    let limit = q.limit()?;
+    let (items, next_cursor) = state.admin().files(&id, limit, q.cursor.as_deref()).await?;
+    let note = AuditNote::about(Target::User(id)).with(json!({ "returned": items.len() }));
+    Ok(noted(
+        note,
+        Json(super::files::FilePage { items, next_cursor }),
+    ))
+}
+
+/// Delete one of a user's files: its URLs answer 404 at once and its bytes
+/// leave the store. Scope `files:write`.
+#[utoipa::path(delete, path = "/admin/v1/users/{id}/files/{file_id}", tag = "admin", security(("service_key" = [])),
+    params(("id" = String, Path, description = "The user id"), ("file_id" = String, Path, description = "The file id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "unauthorized: no or a wrong service key", body = ErrorBody),
+        (status = 403, description = "forbidden: the key lacks files:write", body = ErrorBody),
+        (status = 404, description = "not_found: no such file of that user", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_user_file(
+    State(state): State<AppState>,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Response> {
+    state.admin().delete_file(&id, &file_id).await?;
+    let note = AuditNote::about(Target::File(file_id)).with(json!({ "owner": id }));
+    Ok(noted(note, StatusCode::NO_CONTENT))
+}

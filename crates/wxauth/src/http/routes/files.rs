@@ -143,6 +143,27 @@ pub(crate) async fn upload(
     DataCaller(caller): DataCaller,
     request: Request,
 ) -> Result<Response> {
+    let outcome = receive(&state, &caller, request).await;
+    match &outcome {
+        Ok(file) => {
+            metrics::counter!("wxauth_file_uploads_total").increment(1);
+            metrics::counter!("wxauth_file_upload_bytes_total")
+                .increment(u64::try_from(file.size).unwrap_or(0));
+        }
+        Err(e) => {
+            metrics::counter!("wxauth_file_upload_refusals_total", "reason" => super::super::error_code(e))
+                .increment(1);
+        }
+    }
+    Ok((StatusCode::CREATED, Json(outcome?)).into_response())
+}
+
+/// Reads an upload into the file store and records it.
+async fn receive(
+    state: &AppState,
+    caller: &crate::vocab::Caller,
+    request: Request,
+) -> Result<FileView> {
     let files = state.files();
     // A body announced larger than any file allowed is refused unread.
     let announced = request
@@ -170,7 +191,7 @@ pub(crate) async fn upload(
     let idle = Duration::from_millis(state.settings().http.body_timeout_ms);
     let mut upload = None;
     let mut form = UploadForm::default();
-    let read = read_parts(files, &caller, &mut multipart, idle, &mut upload, &mut form).await;
+    let read = read_parts(files, caller, &mut multipart, idle, &mut upload, &mut form).await;
     let upload = match (read, upload) {
         (Ok(()), Some(upload)) => upload,
         (Ok(()), None) => {
@@ -186,25 +207,37 @@ pub(crate) async fn upload(
             return Err(e);
         }
     };
-    let file = files.finish(upload, form).await?;
-    Ok((StatusCode::CREATED, Json(file)).into_response())
+    files.finish(upload, form).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct FileListQuery {
     /// 1 to 100 (default 20).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
+}
+
+impl FileListQuery {
+    /// The page size asked for, checked.
+    pub(crate) fn limit(&self) -> Result<u32> {
+        let limit = self.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(Error::InvalidRequest(
+                "limit must be a number from 1 to 100".into(),
+            ));
+        }
+        Ok(limit)
+    }
 }
 
 /// A page of files.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct FilePage {
-    items: Vec<FileView>,
+    pub(crate) items: Vec<FileView>,
     /// Present when there are more.
-    next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// The caller's own files, newest first.
@@ -220,15 +253,10 @@ pub(crate) async fn list(
     DataCaller(caller): DataCaller,
     Query(q): Query<FileListQuery>,
 ) -> Result<Json<FilePage>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::InvalidRequest(
-            "limit must be a number from 1 to 100".into(),
-        ));
-    }
+    let limit = q.limit()?;
     let (items, next_cursor) = state
         .files()
-        .list(caller.owner(), limit, q.cursor.as_deref())
+        .list(&caller.user_id, limit, q.cursor.as_deref())
         .await?;
     Ok(Json(FilePage { items, next_cursor }))
 }
@@ -264,7 +292,7 @@ pub(crate) async fn delete(
     DataCaller(caller): DataCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    state.files().delete(caller.owner(), &id).await?;
+    state.files().delete(&caller.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -50,12 +50,15 @@ pub(crate) struct PatchMe {
     profile: Value,
 }
 
-/// Merge fields into the caller's profile.
+/// Merge fields into the caller's profile. `avatar_file` (a file id) sets
+/// `avatar_url` to that file's stable URL: one of the caller's own public
+/// avatars or images.
 #[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = PatchMe,
     responses(
         (status = 200, description = "The updated user", body = UserSummary),
-        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 400, description = "invalid_request (also: avatar_file not a public avatar or image of the caller's)", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found: avatar_file names no file of the caller's", body = ErrorBody),
         (status = 409, description = "limit_exceeded: the merged profile would hold more than 64 fields", body = ErrorBody),
         (status = 413, description = "payload_too_large: the body, or the merged profile past limits.profile_bytes", body = ErrorBody),
     ))]
@@ -69,7 +72,18 @@ pub(crate) async fn patch_me(
             "`profile` must be a JSON object".into(),
         ));
     };
-    let patch: Map<String, Value> = patch;
+    let mut patch: Map<String, Value> = patch;
+    // `avatar_file`: one of the caller's own public avatars or images,
+    // stored as its (stable) URL in `avatar_url`.
+    if let Some(file) = patch.remove("avatar_file") {
+        let Value::String(id) = file else {
+            return Err(Error::InvalidRequest(
+                "profile.avatar_file must be a file id (from POST /v1/files)".into(),
+            ));
+        };
+        let url = state.files().avatar_url(caller.owner(), &id).await?;
+        patch.insert("avatar_url".into(), Value::String(url));
+    }
     state.data().update_profile(caller.owner(), patch).await?;
     Ok(Json(state.auth().me(&caller).await?.into()))
 }
