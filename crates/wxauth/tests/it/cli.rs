@@ -18,15 +18,8 @@ fn start_sim(extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
+    let (url, line) = crate::spawn::announced_url(&mut child);
+    let url = url.unwrap_or_else(|| panic!("no URL in {line:?}"));
     (child, url)
 }
 

@@ -120,26 +120,26 @@ fn png(extra: usize) -> Vec<u8> {
     b
 }
 
-/// Files the store holds (finished ones: not a write in progress).
-fn stored(app: &TestApp) -> usize {
+/// Entries of the file folder: finished files (`staging` false) or writes
+/// in progress or left half-done (the local store's `<id>#<n>` files).
+fn in_folder(app: &TestApp, staging: bool) -> usize {
     std::fs::read_dir(&app.files_root)
         .map(|d| {
             d.filter_map(Result::ok)
-                .filter(|e| !e.file_name().to_string_lossy().contains('#'))
+                .filter(|e| e.file_name().to_string_lossy().contains('#') == staging)
                 .count()
         })
         .unwrap_or(0)
 }
 
-/// Every write in progress or left half-done (the local store's staging files).
+/// Files the store holds.
+fn stored(app: &TestApp) -> usize {
+    in_folder(app, false)
+}
+
+/// Writes in progress or left half-done.
 fn staged(app: &TestApp) -> usize {
-    std::fs::read_dir(&app.files_root)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().contains('#'))
-                .count()
-        })
-        .unwrap_or(0)
+    in_folder(app, true)
 }
 
 async fn each_image_type_uploads_as_wx_upload_file_sends_it_and_comes_back(app: TestApp) {

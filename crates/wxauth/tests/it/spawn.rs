@@ -145,6 +145,20 @@ pub(crate) fn serve_command(config: &Path, log: &str) -> Command {
     cmd
 }
 
+/// The first line `child` printed (its stdout is taken for that) and the
+/// `http://` URL in it, the address a `wxauth serve` or `sim` announces.
+pub(crate) fn announced_url(child: &mut Child) -> (Option<String>, String) {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_owned);
+    (url, line)
+}
+
 /// A `wxauth serve` process and the URL it announced.
 pub(crate) struct Server {
     pub child: Child,
@@ -160,21 +174,14 @@ pub(crate) fn start_serve(config: &Path, log: &str) -> Server {
 /// first line (its stdout is taken for that).
 pub(crate) fn spawn_serve(mut cmd: Command) -> Server {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = stderr.read_to_string(&mut err);
-            }
-            panic!("serve did not start: {line:?} {err}")
-        })
-        .to_owned();
+    let (url, line) = announced_url(&mut child);
+    let url = url.unwrap_or_else(|| {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        panic!("serve did not start: {line:?} {err}")
+    });
     Server { child, url }
 }
 
