@@ -14,6 +14,12 @@ cd "$(dirname "$0")/.."
 step_start=$SECONDS
 took() { echo "test: $1 took $((SECONDS - step_start)) s"; step_start=$SECONDS; }
 
+# The file tests' S3 server (tests/it/s3.rs); without it they say they skipped.
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  echo "test: installing s3s-fs (the S3-compatible server of the file tests, about 1 min)"
+  cargo install s3s-fs@0.14.1 --features binary --locked --debug -q
+  took "installing s3s-fs"
+fi
 cargo test --workspace --locked
 cargo build --locked -q -p wxauth # the binary schemathesis and the JavaScript tests start
 took "cargo test"

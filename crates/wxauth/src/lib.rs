@@ -147,7 +147,7 @@ pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
         Some(r) => SharedRevocations::start(r.clone()),
         None => Arc::new(MemoryRevocations::default()),
     };
-    let blobs = blobs::Blobs::local(&settings.files.root)?;
+    let blobs = blobs::Blobs::open(&settings.files.store)?;
     let files = files::Files::new(
         store.clone(),
         blobs,
@@ -156,6 +156,7 @@ pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
             max_bytes: settings.files.max_bytes,
             bytes_per_user: settings.files.bytes_per_user,
             url_ttl: settings.files.url_ttl,
+            orphan_grace: settings.files.orphan_grace,
         },
         settings.reachable_url(),
         deps.clock.clone(),
@@ -178,6 +179,7 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
         store,
     } = open_rules(&settings, deps).await?;
     spawn_idempotency_expiry(data.clone());
+    files.spawn_orphan_sweep();
     // Hot user rows in memory only while this process is the one writer.
     store.cache_users(settings.redis_url.is_none());
     let warmed = auth.warm_revocations().await?;

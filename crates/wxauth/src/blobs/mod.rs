@@ -1,34 +1,59 @@
-//! Where uploaded files' bytes live: a folder on the local disk by default
-//! (any S3-compatible object store is the next backend), through the
-//! `object_store` crate (Apache Arrow's: one interface over local files
-//! and S3, streaming multipart writes, ranged reads; used by DataFusion,
-//! delta-rs and polars), so nothing of a store's protocol is written here.
+//! Where uploaded files' bytes live: a folder on the local disk by default,
+//! or any S3-compatible object store, through the `object_store` crate
+//! (Apache Arrow's: one interface over local files and S3, streaming
+//! multipart writes, ranged reads, SigV4; used by DataFusion, delta-rs and
+//! polars), so nothing of a store's protocol is written here.
 //!
 //! A blob is written in parts and appears under its key only when
-//! finished (the local store writes a temporary file and renames it), so a
-//! failed upload leaves nothing visible. The `files` room decides what is
-//! stored; this room only persists bytes by key.
+//! finished (the local store writes a temporary file and renames it; S3
+//! completes a multipart upload), so a failed upload leaves nothing
+//! visible. The `files` room decides what is stored; this room only
+//! persists bytes by key.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::prefix::PrefixStore;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+    WriteMultipart,
+};
 
+use crate::config::{FileStore, S3Store};
 use crate::error::{Error, Result};
 
 /// Parts in flight while writing a blob (each up to 5 MiB).
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// How long connecting to an object store may take before the upload or
+/// download is a 503 (a store that is down answers no faster than this).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The file store.
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The local folder, for the sweep of half-written files (S3 keeps
+    /// unfinished multipart uploads out of sight; a bucket lifecycle rule
+    /// removes them).
+    folder: Option<PathBuf>,
+}
+
+/// A stored blob, as the sweep sees it.
+#[derive(Debug, Clone)]
+pub struct BlobEntry {
+    /// Its key.
+    pub key: String,
+    /// When it was last written.
+    pub modified: SystemTime,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -73,6 +98,52 @@ fn unavailable(e: object_store::Error) -> Error {
 }
 
 impl Blobs {
+    /// The store the configuration names.
+    pub fn open(store: &FileStore) -> Result<Self> {
+        match store {
+            FileStore::Local { root } => Self::local(root),
+            FileStore::S3(s3) => Self::s3(s3),
+        }
+    }
+
+    /// An S3-compatible bucket (nothing is sent until the first use).
+    pub fn s3(s3: &S3Store) -> Result<Self> {
+        wechat_miniapp::ensure_tls_provider();
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&s3.bucket)
+            .with_region(&s3.region)
+            .with_access_key_id(&s3.access_key)
+            .with_secret_access_key(s3.secret_key.expose())
+            .with_virtual_hosted_style_request(s3.virtual_hosted)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_allow_http(true),
+            )
+            // A few quick retries, then a 503 for the client to retry: a
+            // request should not hang for the crate's default 3 minutes.
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+            });
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let bucket = builder
+            .build()
+            .map_err(|e| Error::internal_from("opening the S3 bucket", e))?;
+        let store: Arc<dyn ObjectStore> = if s3.prefix.is_empty() {
+            Arc::new(bucket)
+        } else {
+            Arc::new(PrefixStore::new(bucket, s3.prefix.as_str()))
+        };
+        Ok(Self {
+            store,
+            folder: None,
+        })
+    }
+
     /// A folder on the local disk (created, readable by its owner only).
     pub fn local(root: &Path) -> Result<Self> {
         crate::private_files::create_dir_all(root).map_err(|e| {
@@ -83,7 +154,44 @@ impl Blobs {
         })?;
         Ok(Self {
             store: Arc::new(store),
+            folder: Some(root.to_path_buf()),
         })
+    }
+
+    /// Every blob the store holds, in pages as the store lists them.
+    pub fn list(&self) -> BoxStream<'static, Result<BlobEntry>> {
+        self.store
+            .list(None)
+            .map_ok(|meta| BlobEntry {
+                key: meta.location.to_string(),
+                modified: meta.last_modified.into(),
+            })
+            .map_err(unavailable)
+            .boxed()
+    }
+
+    /// Removes the local store's half-written files (`<key>#<n>`, left by
+    /// a process that stopped mid-upload) last touched before `before`;
+    /// how many. Nothing to do for an object store.
+    pub fn remove_stale_partials(&self, before: SystemTime) -> usize {
+        let Some(folder) = &self.folder else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.filter_map(std::result::Result::ok) {
+            let partial = entry.file_name().to_string_lossy().contains('#');
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before);
+            if partial && stale && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Starts writing the blob `key`.

@@ -35,7 +35,7 @@ mod wechat;
 pub use apps::{App, AppConfig};
 pub use collections::{Access, CollectionConfig, CollectionRule, MAX_INDEXES_PER_COLLECTION};
 pub use encryption::EncryptionConfig;
-pub use files::{FileSettings, FilesConfig};
+pub use files::{FileSettings, FileStore, FilesConfig, S3Store};
 pub use gateway::{GatewayAuth, GatewayConfig, GatewayRoute};
 pub use http::HttpConfig;
 pub use keys::{KeyConfig, NamedKey};
@@ -175,6 +175,14 @@ impl Config {
                 out.push((format!("service_keys[{i}].key_env"), v.as_str()));
             }
         }
+        for (path, var) in [
+            ("files.access_key_env", &self.files.access_key_env),
+            ("files.secret_key_env", &self.files.secret_key_env),
+        ] {
+            if let Some(v) = var {
+                out.push((path.into(), v.as_str()));
+            }
+        }
         out
     }
 
@@ -199,6 +207,7 @@ impl Config {
         self.apps.iter().any(|a| a.secret.is_some())
             || self.tokens.signing_keys.iter().any(|k| k.key.is_some())
             || self.encryption.keys.iter().any(|k| k.key.is_some())
+            || self.files.secret_key.is_some()
     }
 
     /// Reads defaults, then `path` (if given), then `WXAUTH_…` variables.

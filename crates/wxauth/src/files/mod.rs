@@ -11,6 +11,7 @@
 //! downloads, never HTML or SVG inline).
 
 pub mod sniff;
+mod sweep;
 pub mod urls;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::store::{FileInsert, FileRecord, NewFile, Store};
 use crate::vocab::Owner;
 use crate::vocab::time::rfc3339;
+pub use sweep::SweepReport;
 pub use urls::UrlSigner;
 
 /// What a file is for: decides the types it may hold and whether it is
@@ -74,6 +76,8 @@ pub struct FileLimits {
     pub bytes_per_user: u64,
     /// How long a private file's signed URL works.
     pub url_ttl: Duration,
+    /// How old bytes without a row must be before the sweep deletes them.
+    pub orphan_grace: Duration,
 }
 
 /// A file as the API shows it.

@@ -2,6 +2,8 @@
 //! are in the file store, with the owner's byte quota charged in the same
 //! commit. The bytes themselves are the `blobs` room's.
 
+use std::collections::HashSet;
+
 use futures_util::future::BoxFuture;
 use sqlx::Row as _;
 
@@ -36,6 +38,10 @@ pub struct FileRecord {
     /// Unix milliseconds.
     pub created_at: i64,
 }
+
+/// Ids looked up in one query by [`Store::known_file_ids`] (well under
+/// SQLite's and PostgreSQL's parameter limits).
+pub const IDS_PER_LOOKUP: usize = 500;
 
 const FILE_COLUMNS: &str =
     "id, user_id, appid, purpose, public, content_type, size, sha256, filename, status, created_at";
@@ -206,6 +212,24 @@ impl Store {
         rows.iter()
             .map(|r| r.try_get("id").map_err(Into::into))
             .collect()
+    }
+
+    /// Which of `ids` have a file row (for the sweep of bytes without one);
+    /// at most [`IDS_PER_LOOKUP`] at a time.
+    pub async fn known_file_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
+        let mut known = HashSet::new();
+        for batch in ids.chunks(IDS_PER_LOOKUP) {
+            let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM files WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in batch {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                known.insert(row.try_get("id")?);
+            }
+        }
+        Ok(known)
     }
 
     /// Bytes `owner` keeps in files.

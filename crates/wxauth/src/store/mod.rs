@@ -49,7 +49,7 @@ pub use documents::{
     CreateOutcome, FirstCreate, Idempotency, NewDocument, ReplaceOutcome, Replacement, UserLimit,
     UserQuota,
 };
-pub use files::{FileInsert, FileRecord, NewFile};
+pub use files::{FileInsert, FileRecord, IDS_PER_LOOKUP, NewFile};
 pub use query::{
     After, DocumentQuery, Field, Filter, IndexSpec, KeyValue, Op, Scalar, Scope, SortKey,
     parse_path,

@@ -21,6 +21,15 @@ pub enum Db {
     Postgres,
 }
 
+/// Where the app keeps files' bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileBackend {
+    /// A folder of the test's own.
+    Disk,
+    /// A bucket on an `s3s-fs` server of the test's own.
+    S3,
+}
+
 /// A one-off change to the test configuration.
 pub type ConfigEdit = Box<dyn FnOnce(&mut Config) + Send>;
 
@@ -37,6 +46,8 @@ pub struct Options {
     /// A change to the configuration that needs values only known at run
     /// time (an upstream's port, say); applied after `tweak`.
     pub edit: Option<ConfigEdit>,
+    /// Where files' bytes go.
+    pub files: FileBackend,
 }
 
 impl Default for Options {
@@ -50,6 +61,7 @@ impl Default for Options {
             tweak: |_| {},
             database_url: None,
             edit: None,
+            files: FileBackend::Disk,
         }
     }
 }
@@ -63,8 +75,11 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The database the app uses (for the operator's CLI in tests).
     pub database_url: String,
-    /// The folder holding uploaded files' bytes.
+    /// The folder holding uploaded files' bytes (for S3, the folder the
+    /// test's S3 server keeps the bucket's prefix in).
     pub files_root: std::path::PathBuf,
+    /// The test's S3 server, when the files are kept in S3.
+    pub s3: Option<crate::s3::S3Server>,
     _files: crate::db::TempDir,
     _dir: Option<crate::db::TempDir>,
     _server: tokio::task::JoinHandle<()>,
@@ -219,8 +234,18 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
     };
     let mut config = test_config(&database_url, &sim_url);
     let files = crate::db::temp_dir();
-    let files_root = files.0.join("files");
-    config.files.url = format!("file://{}", files_root.display());
+    let (files_root, s3) = match opts.files {
+        FileBackend::Disk => {
+            let root = files.0.join("files");
+            config.files.url = format!("file://{}", root.display());
+            (root, None)
+        }
+        FileBackend::S3 => {
+            let s3 = crate::s3::S3Server::start()?;
+            s3.configure(&mut config.files);
+            (s3.objects(), Some(s3))
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     config.listen = listener.local_addr().unwrap();
@@ -252,6 +277,7 @@ pub async fn spawn_app_with(opts: Options) -> Option<TestApp> {
         http: reqwest::Client::new(),
         database_url: database_url.clone(),
         files_root,
+        s3,
         _files: files,
         _dir: dir,
         _server: server,

@@ -30,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("private_files", &[]),
     ("config", &["vocab", "error"]),
     ("store", &["vocab", "config", "private_files", "error"]),
-    ("blobs", &["private_files", "error"]),
+    ("blobs", &["private_files", "config", "error"]),
     ("cache", &["vocab", "config", "error"]),
     ("auth", &["store", "cache", "config", "vocab", "error"]),
     ("data", &["store", "config", "vocab", "error"]),

@@ -16,31 +16,14 @@ use serde_json::{Value, json};
 use wechat_miniapp::OffsetClock;
 
 use crate::app::*;
-use crate::spawn::{ConfigFile, Server, serve_command, spawn_serve, stop};
+use crate::s3::S3Server;
+use crate::spawn::{
+    ConfigFile, Server, free_port, on_path, serve_command, skipped, spawn_serve, stop,
+};
 
 fn required(what: &str) -> bool {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} is missing, and CI=true: the multi-instance tests must run"
-    );
-    eprintln!("skipped: {what} is missing, so the multi-instance test did not run");
+    skipped(what);
     false
-}
-
-fn on_path(bin: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A `redis-server` of the test's own.
@@ -136,6 +119,8 @@ struct Cluster {
     sim: wechat_sim::Simulator,
     db_url: String,
     redis: Redis,
+    /// The bucket every instance keeps files' bytes in.
+    s3: S3Server,
     instances: Vec<Server>,
     balancer: String,
     http: reqwest::Client,
@@ -152,13 +137,15 @@ impl Drop for Cluster {
     }
 }
 
-/// The instances' configuration; `redis_port` None: no Redis at all.
+/// The instances' configuration; `redis_port` None: no Redis at all;
+/// `s3` None: files in `dir/files`.
 fn write_cluster_config(
     dir: &Path,
     db_url: &str,
     redis_port: Option<u16>,
     sim_url: &str,
     per_ip: u32,
+    s3: Option<&S3Server>,
 ) -> PathBuf {
     ConfigFile {
         redis_url: redis_port.map(|p| format!("redis://127.0.0.1:{p}")),
@@ -166,6 +153,14 @@ fn write_cluster_config(
             format!("login_per_ip_per_minute = {per_ip}"),
             "data_requests_per_user_per_minute = 100000000".into(),
         ],
+        // The keys in variables, as an operator should keep them.
+        tail: s3.map_or(String::new(), |s3| {
+            format!(
+                "[files]\nurl = \"{}\"\naccess_key_env = \"TEST_S3_ACCESS_KEY\"\n\
+                 secret_key_env = \"TEST_S3_SECRET_KEY\"\n",
+                s3.files_url()
+            )
+        }),
         ..ConfigFile::on(db_url, sim_url)
     }
     .write(dir)
@@ -173,7 +168,9 @@ fn write_cluster_config(
 
 fn start_instance(config: &Path) -> Server {
     let mut cmd = serve_command(config, "warn");
-    cmd.stderr(Stdio::null());
+    cmd.env("TEST_S3_ACCESS_KEY", crate::s3::ACCESS_KEY)
+        .env("TEST_S3_SECRET_KEY", crate::s3::SECRET_KEY)
+        .stderr(Stdio::null());
     spawn_serve(cmd)
 }
 
@@ -190,12 +187,20 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
             return None;
         }
     }
+    let s3 = S3Server::start()?;
     let db_url = crate::db::postgres_schema_url().await?;
     let clock = OffsetClock::new();
     let (sim, sim_url) = spawn_sim(&clock).await;
     let redis = Redis::start(free_port());
     let dir = crate::db::temp_dir();
-    let config = write_cluster_config(&dir.0, &db_url, Some(redis.port), &sim_url, per_ip);
+    let config = write_cluster_config(
+        &dir.0,
+        &db_url,
+        Some(redis.port),
+        &sim_url,
+        per_ip,
+        Some(&s3),
+    );
     // The first migrates the schema; then the others start on it.
     let mut instances = vec![start_instance(&config)];
     instances.push(start_instance(&config));
@@ -218,6 +223,7 @@ async fn cluster(per_ip: u32) -> Option<Cluster> {
         sim,
         db_url: db_url.clone(),
         redis,
+        s3,
         instances,
         balancer,
         http: reqwest::Client::new(),
@@ -526,6 +532,62 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_one_bucket() {
+    let Some(c) = cluster(100_000).await else {
+        return;
+    };
+    let session = c.login(&c.balancer, "pia").await;
+    let t = token(&session).to_owned();
+    let [one, two, three] = [0, 1, 2].map(|i| c.instances[i].url.clone());
+    // Upload through the first (a PNG, as wx.uploadFile sends it).
+    let bytes = crate::files::png(70_000);
+    let r = c
+        .http
+        .post(format!("{one}/v1/files"))
+        .bearer_auth(&t)
+        .header("content-type", crate::files::MULTIPART)
+        .body(crate::files::wx_upload(
+            "image",
+            None,
+            "tmp_photo.png",
+            &bytes,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let r = reply(r).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let url = r.body["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("/v1/files/"), "{url}");
+    // Its bytes are in the shared bucket, nowhere else.
+    assert!(c.s3.objects().join(&id).exists());
+    // The signed URL one instance made opens on the second, and through
+    // the balancer, with no header.
+    for base in [&two, &c.balancer] {
+        let got = c.http.get(format!("{base}{url}")).send().await.unwrap();
+        assert_eq!(got.status(), 200, "{base}");
+        assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    }
+    // Deleted through the third: gone for all, bytes included.
+    let r = c
+        .call(
+            &three,
+            Method::DELETE,
+            &format!("/v1/files/{id}"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    for base in [&one, &two] {
+        let got = c.http.get(format!("{base}{url}")).send().await.unwrap();
+        assert_eq!(got.status(), 404, "{base}");
+    }
+    assert!(!c.s3.objects().join(&id).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_address_limit_holds_across_instances() {
     // 5 logins a minute per address: 15 from one address (nginx's, the
     // socket peer of every instance) spread over three instances; 5 pass,
@@ -749,7 +811,7 @@ async fn postgres_without_redis_warns_at_start() {
         return;
     };
     let dir = crate::db::temp_dir();
-    let config = write_cluster_config(&dir.0, &db_url, None, "http://127.0.0.1:9", 60);
+    let config = write_cluster_config(&dir.0, &db_url, None, "http://127.0.0.1:9", 60, None);
     let mut cmd = serve_command(&config, "warn");
     cmd.env_remove("WXAUTH_REDIS_URL");
     let log = stop(spawn_serve(cmd));

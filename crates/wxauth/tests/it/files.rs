@@ -1,7 +1,11 @@
 //! Files through the real server: uploads in the multipart shape
 //! `wx.uploadFile` sends, types decided from the bytes, limits with
 //! nothing left behind, URLs that work with no header (public, signed,
-//! expired, tampered, another file's), ranges, deletion with the account.
+//! expired, tampered, another file's), ranges, deletion with the account,
+//! the sweep of bytes without a row, a store that goes down or fills up.
+//!
+//! Every test runs on each store: the local disk (on SQLite and on
+//! PostgreSQL) and a real S3 server (`s3s-fs`, see `s3.rs`).
 
 use std::time::Duration;
 
@@ -10,17 +14,70 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::app::on_both;
 use crate::app::*;
 
-on_both!(
-    each_image_type_uploads_as_wx_upload_file_sends_it_and_comes_back,
-    urls_open_only_their_own_file_until_they_expire,
-    deleting_the_account_deletes_the_files,
+/// Each test, with its change to the configuration, on the local disk
+/// with SQLite and with PostgreSQL, and on S3 (with SQLite).
+macro_rules! on_every_store {
+    ($($name:ident: $tweak:ident),* $(,)?) => {
+        mod disk_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::app::spawn_app_with(crate::app::Options {
+                        tweak: super::$tweak,
+                        ..Default::default()
+                    }).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod disk_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = crate::app::spawn_app_with(crate::app::Options {
+                        db: crate::app::Db::Postgres,
+                        tweak: super::$tweak,
+                        ..Default::default()
+                    }).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = crate::app::spawn_app_with(crate::app::Options {
+                        files: crate::app::FileBackend::S3,
+                        tweak: super::$tweak,
+                        ..Default::default()
+                    }).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_store!(
+    each_image_type_uploads_as_wx_upload_file_sends_it_and_comes_back: as_is,
+    the_type_comes_from_the_bytes_and_attachments_are_downloads: as_is,
+    bad_uploads_are_refused_and_leave_nothing: small_files,
+    urls_open_only_their_own_file_until_they_expire: as_is,
+    deleting_the_account_deletes_the_files: as_is,
+    an_upload_that_stops_sending_is_a_408_and_leaves_nothing: quick_body_timeout,
+    avatar_file_sets_the_profiles_avatar_url: as_is,
+    operators_list_and_delete_a_users_files_with_the_scope_and_a_record: as_is,
+    bytes_without_a_row_are_swept_after_the_grace_period: quick_sweep,
 );
 
 /// The boundary shape WeChat's clients use (WebKit's).
 const BOUNDARY: &str = "----WebKitFormBoundaryWxAuthTest0123";
+/// The Content-Type of a body with [`BOUNDARY`].
+pub(crate) const MULTIPART: &str =
+    "multipart/form-data; boundary=----WebKitFormBoundaryWxAuthTest0123";
 
 /// One part of a multipart body.
 struct Part<'a> {
@@ -60,7 +117,12 @@ fn body(parts: &[Part<'_>]) -> Vec<u8> {
 }
 
 /// `formData` {purpose, public?} and the file, as `wx.uploadFile` sends them.
-fn wx_upload(purpose: &str, public: Option<&str>, filename: &str, bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn wx_upload(
+    purpose: &str,
+    public: Option<&str>,
+    filename: &str,
+    bytes: &[u8],
+) -> Vec<u8> {
     let mut parts = vec![Part {
         name: "purpose",
         filename: None,
@@ -89,10 +151,7 @@ async fn post_body(app: &TestApp, token: &str, body: Vec<u8>) -> Reply {
         .http
         .post(format!("{}/v1/files", app.url))
         .bearer_auth(token)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
+        .header("content-type", MULTIPART)
         .body(body)
         .send()
         .await
@@ -114,7 +173,7 @@ async fn fetch(app: &TestApp, url: &str, headers: &[(&str, &str)]) -> reqwest::R
     req.send().await.unwrap()
 }
 
-fn png(extra: usize) -> Vec<u8> {
+pub(crate) fn png(extra: usize) -> Vec<u8> {
     let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     b.extend((0..extra).map(|i| (i % 251) as u8));
     b
@@ -137,9 +196,13 @@ fn stored(app: &TestApp) -> usize {
     in_folder(app, false)
 }
 
-/// Writes in progress or left half-done.
+/// Writes in progress or left half-done: the local store's partial files,
+/// or S3 multipart uploads neither completed nor aborted.
 fn staged(app: &TestApp) -> usize {
-    in_folder(app, true)
+    match &app.s3 {
+        Some(s3) => s3.open_uploads(),
+        None => in_folder(app, true),
+    }
 }
 
 async fn each_image_type_uploads_as_wx_upload_file_sends_it_and_comes_back(app: TestApp) {
@@ -216,9 +279,7 @@ async fn each_image_type_uploads_as_wx_upload_file_sends_it_and_comes_back(app: 
     assert_eq!(stored(&app), 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_type_comes_from_the_bytes_and_attachments_are_downloads() {
-    let app = spawn_app().await;
+async fn the_type_comes_from_the_bytes_and_attachments_are_downloads(app: TestApp) {
     let login = app.login(APP1, "gil").await;
     let t = token(&login);
     for (what, bytes) in [
@@ -262,28 +323,11 @@ async fn the_type_comes_from_the_bytes_and_attachments_are_downloads() {
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
 }
 
+fn as_is(_: &mut wxauth::config::Config) {}
+
 fn small_files(c: &mut wxauth::config::Config) {
     c.files.max_bytes = 1000;
     c.files.bytes_per_user = 2500;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_uploads_are_refused_and_leave_nothing_on_sqlite() {
-    bad_uploads_are_refused_and_leave_nothing(spawn_app_tweaked(small_files).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_uploads_are_refused_and_leave_nothing_on_postgres() {
-    let Some(app) = spawn_app_with(Options {
-        db: Db::Postgres,
-        tweak: small_files,
-        ..Options::default()
-    })
-    .await
-    else {
-        return;
-    };
-    bad_uploads_are_refused_and_leave_nothing(app).await;
 }
 
 async fn bad_uploads_are_refused_and_leave_nothing(app: TestApp) {
@@ -542,9 +586,7 @@ fn quick_body_timeout(c: &mut wxauth::config::Config) {
     c.http.body_timeout_ms = 300;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_that_stops_sending_is_a_408_and_leaves_nothing() {
-    let app = spawn_app_tweaked(quick_body_timeout).await;
+async fn an_upload_that_stops_sending_is_a_408_and_leaves_nothing(app: TestApp) {
     let login = app.login(APP1, "jon").await;
     let full = wx_upload("image", None, "slow.png", &png(5000));
     let address = app.url.trim_start_matches("http://").to_owned();
@@ -567,9 +609,7 @@ async fn an_upload_that_stops_sending_is_a_408_and_leaves_nothing() {
     assert_eq!(stored(&app) + staged(&app), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn avatar_file_sets_the_profiles_avatar_url() {
-    let app = spawn_app().await;
+async fn avatar_file_sets_the_profiles_avatar_url(app: TestApp) {
     let kit = app.login(APP1, "kit").await;
     let t = token(&kit);
     let up = |purpose: &'static str, public: Option<&'static str>| {
@@ -619,9 +659,7 @@ async fn avatar_file_sets_the_profiles_avatar_url() {
     assert_eq!(me.body["profile"]["avatar_url"], avatar["url"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_list_and_delete_a_users_files_with_the_scope_and_a_record() {
-    let app = spawn_app().await;
+async fn operators_list_and_delete_a_users_files_with_the_scope_and_a_record(app: TestApp) {
     let mia = app.login(APP1, "mia").await;
     let id = mia["user"]["id"].as_str().unwrap().to_owned();
     let r = post_body(
@@ -671,4 +709,197 @@ async fn operators_list_and_delete_a_users_files_with_the_scope_and_a_record() {
         "{:?}",
         audit.body
     );
+}
+
+fn quick_sweep(c: &mut wxauth::config::Config) {
+    c.files.upload_timeout_ms = 500;
+    c.files.orphan_grace_secs = 1;
+}
+
+/// Waits (at most 15 s) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn bytes_without_a_row_are_swept_after_the_grace_period(app: TestApp) {
+    let login = app.login(APP1, "ned").await;
+    let kept = post_body(
+        &app,
+        token(&login),
+        wx_upload("image", None, "k.png", &png(40)),
+    )
+    .await;
+    assert_eq!(kept.status, 201, "{:?}", kept.body);
+    // Bytes a crashed upload left: stored under a file id with no row (in
+    // the S3 case, put into the bucket's folder behind the server's back).
+    let orphan = uuid::Uuid::now_v7().to_string();
+    std::fs::create_dir_all(&app.files_root).unwrap();
+    std::fs::write(app.files_root.join(&orphan), png(10)).unwrap();
+    // Something else under the prefix that is not wxauth's: left alone.
+    std::fs::write(app.files_root.join("notes.txt"), b"not a file id").unwrap();
+    // The local store's half-written file of an upload that never ended.
+    let partial = app.files_root.join(format!("{orphan}#7"));
+    if app.s3.is_none() {
+        std::fs::write(&partial, b"half").unwrap();
+    }
+    eventually("the orphan was not swept", || {
+        !app.files_root.join(&orphan).exists() && !partial.exists()
+    })
+    .await;
+    assert!(app.files_root.join("notes.txt").exists());
+    let resp = fetch(&app, kept.body["url"].as_str().unwrap(), &[]).await;
+    assert_eq!(resp.status(), 200, "a file with its row stays");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("wxauth_file_orphans_removed_total"));
+}
+
+/// A body in two halves over a raw connection, with `between` run after
+/// the first half (the store stopping, say).
+async fn upload_in_two_halves(
+    app: &TestApp,
+    token: &str,
+    body: &[u8],
+    between: impl std::future::Future<Output = ()>,
+) -> String {
+    let address = app.url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..body.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    between.await;
+    let _ = s.write_all(&body[body.len() / 2..]).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer))
+        .await
+        .expect("no answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_that_stops_mid_upload_is_a_503_and_records_nothing() {
+    let Some(mut app) = spawn_app_with(Options {
+        files: FileBackend::S3,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let login = app.login(APP1, "oli").await;
+    let t = token(&login).to_owned();
+    let before = post_body(&app, &t, wx_upload("image", None, "a.png", &png(64))).await;
+    assert_eq!(before.status, 201, "{:?}", before.body);
+    // 6 MiB: the store has been asked to begin the upload (and been sent
+    // a first part) before it stops.
+    let body = wx_upload("attachment", None, "big.bin", &vec![7u8; 6 << 20]);
+    let mut s3 = app.s3.take().unwrap();
+    let answer = upload_in_two_halves(&app, &t, &body, async { s3.stop() }).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("storage_unavailable"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // A download meanwhile is a 503 too, not a 404 or a 500.
+    let resp = fetch(&app, before.body["url"].as_str().unwrap(), &[]).await;
+    assert_eq!(resp.status(), 503);
+    // Back up: nothing of the failed upload is visible, the earlier file is.
+    s3.restart();
+    app.s3 = Some(s3);
+    let list = app.call(Method::GET, "/v1/files", Some(&t), None).await;
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        list.body
+    );
+    assert_eq!(stored(&app), 1);
+    let resp = fetch(&app, before.body["url"].as_str().unwrap(), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let r = post_body(&app, &t, wx_upload("image", None, "b.png", &png(64))).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+/// A tmpfs of `bytes` mounted on a new folder (unmounted when dropped), or
+/// None when this process may not mount (not root).
+struct TinyDisk {
+    dir: crate::db::TempDir,
+}
+
+impl TinyDisk {
+    fn mount(bytes: usize) -> Option<Self> {
+        let dir = crate::db::temp_dir();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            crate::spawn::skipped("permission to mount a tmpfs (the full-disk test runs as root)");
+            return None;
+        }
+        Some(Self { dir })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.dir.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_503_and_records_nothing() {
+    let Some(disk) = TinyDisk::mount(256 * 1024) else {
+        return;
+    };
+    let root = disk.dir.0.join("files");
+    let url = format!("file://{}", root.display());
+    let app = spawn_app_with(Options {
+        edit: Some(Box::new(move |c| c.files.url = url)),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let login = app.login(APP1, "pat").await;
+    let t = token(&login);
+    let small = post_body(&app, t, wx_upload("image", None, "s.png", &png(1000))).await;
+    assert_eq!(small.status, 201, "{:?}", small.body);
+    let r = post_body(
+        &app,
+        t,
+        wx_upload("attachment", None, "big.bin", &vec![1u8; 512 * 1024]),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.body["error"], "storage_unavailable");
+    assert_eq!(r.headers["retry-after"], "1");
+    let list = app.call(Method::GET, "/v1/files", Some(t), None).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![small.body["id"].as_str().unwrap().to_owned()]);
 }

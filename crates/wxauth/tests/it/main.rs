@@ -26,6 +26,7 @@ mod openapi;
 mod operate;
 mod process;
 mod query_plan;
+mod s3;
 mod secrets_in_types;
 mod spawn;
 mod store;

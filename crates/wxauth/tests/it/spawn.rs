@@ -199,3 +199,30 @@ pub(crate) fn stop(server: Server) -> String {
     );
     log
 }
+
+/// Whether a program is on PATH.
+pub fn on_path(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A test that needs `what` and cannot run: a failure under CI=true,
+/// else a line saying it skipped.
+pub fn skipped(what: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is missing, and CI=true: the test must run"
+    );
+    eprintln!("skipped: {what} is missing, so this test did not run");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
