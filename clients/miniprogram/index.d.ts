@@ -63,7 +63,7 @@ export interface ClientOptions {
   /** Longest wait honoured from Retry-After, ms (default 10000). */
   maxRetryAfterMs?: number;
   /** The wx API; defaults to the global `wx` of the mini program. */
-  wx?: Pick<WechatMiniprogram.Wx, 'login' | 'request' | 'getStorageSync' | 'setStorageSync' | 'removeStorageSync'>;
+  wx?: Pick<WechatMiniprogram.Wx, 'login' | 'request' | 'uploadFile' | 'getStorageSync' | 'setStorageSync' | 'removeStorageSync'>;
 }
 
 export interface RequestOptions {
@@ -170,6 +170,47 @@ export interface Collection<T = Record<string, unknown>> extends Query<T> {
   remove(id: string): Promise<void>;
 }
 
+/** A stored file (POST /v1/files, GET /v1/files/{id}). */
+export interface WxauthFile {
+  id: string;
+  /** Where <image src> or wx.downloadFile fetch it with no header: stable
+   * for a public file, signed and expiring (files.url_ttl_secs) for a private one. */
+  url: string;
+  size: number;
+  /** Decided from the bytes: image/jpeg, image/png, image/gif, image/webp or application/octet-stream. */
+  content_type: string;
+  sha256: string;
+  purpose: FilePurpose;
+  public: boolean;
+  status: 'ready';
+  /** The temporary file's name (a display name, never a path). */
+  filename: string;
+  /** RFC 3339 */
+  created_at: string;
+}
+
+/** avatar and image: JPEG, PNG, GIF or WebP only (else 415); attachment: anything, served as a download. */
+export type FilePurpose = 'avatar' | 'image' | 'attachment';
+
+export interface UploadOptions {
+  /** Default 'attachment'. */
+  purpose?: FilePurpose;
+  /** Default: true for avatars, false otherwise. */
+  public?: boolean;
+  /** The multipart field name (default 'file'). */
+  name?: string;
+}
+
+/** The user's own files. */
+export interface Files {
+  /** A page, newest first. */
+  list(options?: { limit?: number; cursor?: string }): Promise<{ items: WxauthFile[]; nextCursor: string | null }>;
+  /** One file's metadata, with a fresh URL. */
+  get(id: string): Promise<WxauthFile>;
+  /** Deletes the file: its URLs answer 404 from then on. */
+  delete(id: string): Promise<void>;
+}
+
 /** A session as an export shows it (never a token). */
 export interface ExportedSession {
   id: string;
@@ -190,6 +231,8 @@ export interface UserExport {
   /** Documents by collection, oldest first. */
   documents: Record<string, Array<{ id: string; version: number; created_at: string; updated_at: string; data: Record<string, unknown> }>>;
   document_count: number;
+  /** The user's files, newest first, with URLs to fetch their bytes. */
+  files: WxauthFile[];
 }
 
 export interface WxauthClient {
@@ -209,6 +252,14 @@ export interface WxauthClient {
   updateProfile(profile: Record<string, unknown>): Promise<Me>;
   /** Takes the event of <button open-type="getPhoneNumber" bindgetphonenumber="…">. */
   bindPhone(event: WechatMiniprogram.ButtonGetPhoneNumber | { detail: { code?: string; errMsg?: string } }): Promise<PhoneNumber>;
+  /** Uploads a temporary file (wx.chooseMedia, chooseAvatar, wx.chooseMessageFile) through
+   * wx.uploadFile with the session; 401: one refresh and one retry. */
+  uploadFile(tempFilePath: string, options?: UploadOptions): Promise<WxauthFile>;
+  /** Takes the event of <button open-type="chooseAvatar" bindchooseavatar="…"> (or its avatarUrl):
+   * uploads it as the public avatar and sets profile.avatar_url; resolves with the user. */
+  setAvatar(event: string | { detail: { avatarUrl: string } }): Promise<Me>;
+  /** The user's own files: list, get, delete. */
+  files(): Files;
   /** Decrypts an encrypted payload on the server (watermark and signature checked). */
   decrypt<T = Record<string, unknown>>(payload: EncryptedPayload): Promise<T>;
   /** The documents of one collection ([a-z0-9_-]{1,64}) the caller reads: their own; in a shared collection, the app's. */

@@ -5,6 +5,9 @@
  * - wx.login asks the WeChat simulator for a code (/sim/v1/login), as the
  *   phone would give one for the chosen test user;
  * - wx.request makes a real HTTP call;
+ * - wx.uploadFile sends a real multipart/form-data POST (formData fields,
+ *   then the file part) of a temporary file made with addTempFile (what
+ *   wx.chooseMedia or chooseAvatar would hand the mini program);
  * - wx.*StorageSync keep values in a Map.
  *
  * Every call is reported to `onEvent` and counted in `shim.counts`, so tests
@@ -24,7 +27,9 @@
     const storage = options.storage || new Map();
     const fetchFn = options.fetch || fetch;
     const onEvent = options.onEvent || function () {};
-    const counts = { login: 0, request: 0, byPath: {} };
+    const counts = { login: 0, request: 0, upload: 0, byPath: {} };
+    const tempFiles = new Map(); // temporary file path -> Blob
+    let tempCount = 0;
     let failNext = null; // { pathPrefix, method }: the next matching response is "lost"
     const state = { appid: options.appid, user: options.user };
 
@@ -112,6 +117,52 @@
             o.complete && o.complete();
           });
       },
+      uploadFile: function (o) {
+        counts.upload++;
+        const url = new URL(o.url);
+        count('POST ' + url.pathname);
+        const blob = tempFiles.get(o.filePath);
+        if (!blob) {
+          setTimeout(function () {
+            o.fail && o.fail({ errMsg: 'uploadFile:fail file not found: ' + o.filePath });
+            o.complete && o.complete();
+          }, 0);
+          return;
+        }
+        const form = new FormData();
+        Object.keys(o.formData || {}).forEach(function (k) {
+          form.append(k, String(o.formData[k]));
+        });
+        form.append(o.name, blob, o.filePath.split('/').pop());
+        const started = Date.now();
+        fetchFn(o.url, { method: 'POST', headers: Object.assign({}, o.header || {}), body: form })
+          .then(async function (res) {
+            // wx.uploadFile gives the body as text, never parsed.
+            const text = await res.text();
+            let shown = text;
+            try {
+              shown = JSON.parse(text);
+            } catch (e) {
+              /* not JSON */
+            }
+            onEvent({
+              kind: 'upload',
+              method: 'POST',
+              path: url.pathname,
+              requestBody: Object.assign({ file: o.filePath + ' (' + blob.size + ' bytes)' }, o.formData || {}),
+              status: res.status,
+              responseBody: shown,
+              ms: Date.now() - started,
+            });
+            o.success && o.success({ statusCode: res.status, data: text, header: parseHeaders(res.headers), errMsg: 'uploadFile:ok' });
+            o.complete && o.complete();
+          })
+          .catch(function (err) {
+            onEvent({ kind: 'upload', method: 'POST', path: url.pathname, error: String(err) });
+            o.fail && o.fail({ errMsg: 'uploadFile:fail ' + err.message });
+            o.complete && o.complete();
+          });
+      },
       getStorageSync: function (key) {
         return storage.has(key) ? storage.get(key) : '';
       },
@@ -127,6 +178,20 @@
       wx: wx,
       counts: counts,
       storage: storage,
+      /** A temporary file of `bytes` (a Uint8Array, Buffer or Blob) named
+       * `name`, as wx.chooseMedia gives one; its path for wx.uploadFile. */
+      addTempFile: function (bytes, name, type) {
+        tempCount++;
+        const path = 'http://tmp/' + tempCount + '_' + String(name || 'file').replace(/[\/]/g, '_');
+        tempFiles.set(path, bytes instanceof Blob ? bytes : new Blob([bytes], { type: type || '' }));
+        return path;
+      },
+      /** The event <button open-type="chooseAvatar"> gives for a picture. */
+      chooseAvatarEvent: function (bytes, name) {
+        const path = this.addTempFile(bytes, name || 'avatar.png', 'image/png');
+        onEvent({ kind: 'chooseAvatar', avatarUrl: path });
+        return { type: 'chooseavatar', detail: { avatarUrl: path } };
+      },
       /** Switches the test user that wx.login speaks for. */
       setUser: function (user) {
         state.user = user;

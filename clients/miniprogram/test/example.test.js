@@ -59,6 +59,15 @@ test('the example logs in, shows the user, saves and lists a note, binds a phone
   await page.onGetPhoneNumber(await shim.phoneNumberEvent('13900001111'));
   assert.equal(page.data.phone.phone_number, '13900001111');
 
+  // The avatar button: chooseAvatar's temporary file goes up, the profile keeps its URL.
+  const avatar = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), Buffer.alloc(200, 3)]);
+  await page.onChooseAvatar(shim.chooseAvatarEvent(avatar));
+  assert.equal(page.data.error, '');
+  assert.ok(page.data.avatarUrl.startsWith(server.api + '/v1/files/'), page.data.avatarUrl);
+  const shown = await fetch(page.data.avatarUrl);
+  assert.equal(shown.status, 200);
+  assert.deepEqual(Buffer.from(await shown.arrayBuffer()), avatar);
+
   await page.onGetPhoneNumber({ detail: { errMsg: 'getPhoneNumber:fail user deny' } });
   assert.match(page.data.error, /no_phone_code/);
   assert.equal(shim.counts.login, 1);

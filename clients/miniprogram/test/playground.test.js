@@ -14,7 +14,13 @@ const { startDev, APP1 } = require('../testing/harness.js');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOT = path.resolve(__dirname, '..', 'test-output', 'playground.png');
 
-test('the playground logs alice in, saves a note and binds a phone in Chromium', async (t) => {
+// A real 1×1 PNG (the browser must decode what the avatar URL serves).
+const PNG_1X1 = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+  'base64'
+);
+
+test('the playground logs alice in, saves a note, binds a phone and sets an avatar in Chromium', async (t) => {
   if (!fs.existsSync(CHROMIUM)) {
     assert.notEqual(process.env.CI, 'true', `Chromium is required under CI (looked for ${CHROMIUM})`);
     t.skip(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
@@ -60,6 +66,18 @@ test('the playground logs alice in, saves a note and binds a phone in Chromium',
   await page.click('#bind-phone');
   await page.waitForFunction(() => /^1\d{10}$/.test(document.querySelector('#phone').textContent));
 
+  // An avatar from a file input (as chooseAvatar hands over a temporary
+  // file): uploaded with the client, then shown through its URL by <img>.
+  await page.setInputFiles('#avatar-file', { name: 'face.png', mimeType: 'image/png', buffer: PNG_1X1 });
+  await page.waitForFunction(() => {
+    const img = document.querySelector('#avatar');
+    return !img.hidden && img.complete && img.naturalWidth === 1;
+  });
+  const avatarSrc = await page.getAttribute('#avatar', 'src');
+  assert.ok(avatarSrc.startsWith(`${server.api}/v1/files/`), avatarSrc);
+  const served = await fetch(avatarSrc);
+  assert.deepEqual(Buffer.from(await served.arrayBuffer()), PNG_1X1);
+
   // The timeline shows each step: the code from wx.login, the exchange, the data.
   const timeline = await page.textContent('#events');
   assert.match(timeline, /wx\.login\(\) as alice → code \w{32}/);
@@ -68,6 +86,9 @@ test('the playground logs alice in, saves a note and binds a phone in Chromium',
   assert.match(timeline, /GET \/v1\/data\/notes\?where=%7B%22done%22%3A%7B%22%24ne%22%3Atrue%7D%7D/);
   assert.match(timeline, /GET \/v1\/data\/notes\/_count/);
   assert.match(timeline, /POST \/v1\/me\/phone200/);
+  assert.match(timeline, /avatar button → temporary file http:\/\/tmp\/\d+_face\.png/);
+  assert.match(timeline, /POST \/v1\/files201/);
+  assert.match(timeline, /PATCH \/v1\/me200/);
   assert.ok(!timeline.includes(expected.session_key), 'the session_key never reaches the page');
   assert.equal(await page.textContent('#error'), '');
   assert.deepEqual(errors, []);

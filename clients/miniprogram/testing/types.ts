@@ -1,7 +1,8 @@
 // Compiled (not run) by `npm test`: the declarations must describe real usage.
-import { createClient, WxauthError, Document } from '../index';
+import { createClient, WxauthError, Document, WxauthFile } from '../index';
 
 declare const event: WechatMiniprogram.ButtonGetPhoneNumber;
+declare const avatarEvent: { detail: { avatarUrl: string } };
 
 async function usage(): Promise<void> {
   const client = createClient({ baseURL: 'https://api.example.com', appid: 'wx1111111111111111' });
@@ -45,6 +46,16 @@ async function usage(): Promise<void> {
   await todos.where({ 'meta.tag': _.in(['a', 'b']), created_at: _.gt(new Date()), gone: _.exists(false) }).get();
   const firstPage = await todos.get();
   const owner: string | undefined = firstPage.data[0].owner;
+  const photo: WxauthFile = await client.uploadFile('http://tmp/a.jpg', { purpose: 'image', public: false });
+  const src: string = photo.url;
+  const withAvatar = await client.setAvatar(avatarEvent);
+  const avatarURL = withAvatar.profile['avatar_url'];
+  const filePage = await client.files().list({ limit: 20 });
+  const nextFiles: string | null = filePage.nextCursor;
+  const fresh = await client.files().get(filePage.items[0].id);
+  await client.files().delete(fresh.id);
+  const exportedFiles: WxauthFile[] = exported.files;
+  void [src, avatarURL, nextFiles, exportedFiles];
   const steps = await client.decrypt<{ stepInfoList: { step: number }[] }>({ encryptedData: 'x', iv: 'y' });
   const n: number = steps.stepInfoList.length;
   try {

@@ -22,6 +22,10 @@
  *   and if that fails one new login, then the request once more. Any number
  *   of concurrent calls share one login and one refresh in flight. 429 and
  *   503 are retried after Retry-After, a bounded number of times.
+ * - uploadFile(tempFilePath, { purpose, public }): wx.uploadFile to
+ *   POST /v1/files with the session, the same refresh-and-retry on 401;
+ *   setAvatar(event) does the whole <button open-type="chooseAvatar">
+ *   flow; files() lists, reads and deletes the user's files.
  * - Errors are WxauthError objects with the server's `error` code,
  *   `message`, `statusCode` and `requestId`.
  */
@@ -284,6 +288,77 @@
       throw new WxauthError(401, { error: 'unauthorized', message: 'still unauthorized after logging in again' });
     }
 
+    /** One upload through wx.uploadFile; resolves with any status (its
+     * body parsed: wx.uploadFile gives it as text). */
+    function sendFile(filePath, name, formData, header) {
+      return new Promise(function (resolve, reject) {
+        wxApi.uploadFile({
+          url: baseURL + '/v1/files',
+          filePath: filePath,
+          name: name,
+          formData: formData,
+          header: header,
+          success: function (res) {
+            let data = res.data;
+            if (typeof data === 'string') {
+              try {
+                data = data ? JSON.parse(data) : '';
+              } catch (e) {
+                /* not JSON: keep the text */
+              }
+            }
+            resolve({ statusCode: res.statusCode, data: data, header: res.header || {} });
+          },
+          fail: function (err) {
+            reject(new WxauthError(0, { error: 'network_error', message: (err && err.errMsg) || 'upload failed' }));
+          },
+        });
+      });
+    }
+
+    /** A file's url as <image src> needs it: absolute (the server gives a
+     * path when it does not know its public address). */
+    function absoluteFile(file) {
+      if (file && typeof file.url === 'string' && file.url.charAt(0) === '/') file.url = baseURL + file.url;
+      return file;
+    }
+
+    /**
+     * Uploads a temporary file (from wx.chooseMedia, chooseAvatar,
+     * wx.chooseMessageFile...) with the session; on 401 one refresh (or
+     * login) and one more try; 429/503 (nothing stored) retried after
+     * Retry-After. A network failure is not retried: the file may have
+     * been stored.
+     */
+    async function uploadFile(filePath, o) {
+      const options = o || {};
+      if (typeof filePath !== 'string' || !filePath) {
+        throw new WxauthError(0, { error: 'invalid_request', message: 'uploadFile needs a temporary file path' });
+      }
+      const formData = { purpose: options.purpose || 'attachment' };
+      if (options.public !== undefined) formData.public = options.public ? 'true' : 'false';
+      const name = options.name || 'file';
+      let token = await accessToken();
+      for (let attempt = 0; attempt < 2; attempt++) {
+        let res;
+        for (let retry = 0; ; retry++) {
+          res = await sendFile(filePath, name, formData, { Authorization: 'Bearer ' + token });
+          if ((res.statusCode === 429 || res.statusCode === 503) && retry < maxRetries) {
+            await sleep(retryDelay(res, retry));
+            continue;
+          }
+          break;
+        }
+        if (res.statusCode === 401 && attempt === 0) {
+          token = (await recover(token)).access_token;
+          continue;
+        }
+        if (res.statusCode >= 200 && res.statusCode < 300) return absoluteFile(res.data);
+        throw new WxauthError(res.statusCode, res.data, res.header);
+      }
+      throw new WxauthError(401, { error: 'unauthorized', message: 'still unauthorized after logging in again' });
+    }
+
     async function call(method, url, data, header) {
       return (await request({ method: method, url: url, data: data, header: header })).data;
     }
@@ -381,6 +456,47 @@
       },
       updateProfile: function (profile) {
         return call('PATCH', '/v1/me', { profile: profile });
+      },
+      uploadFile: uploadFile,
+      /**
+       * Takes the event of <button open-type="chooseAvatar"
+       * bindchooseavatar="…"> (or its detail.avatarUrl): uploads the
+       * picture as the user's avatar (public) and sets profile.avatar_url.
+       * Resolves with the user (GET /v1/me's shape).
+       */
+      setAvatar: async function (event) {
+        const chosen =
+          typeof event === 'string' ? event : event && ((event.detail && event.detail.avatarUrl) || event.avatarUrl);
+        if (!chosen) {
+          throw new WxauthError(0, {
+            error: 'invalid_request',
+            message: 'setAvatar takes the chooseAvatar event (or its detail.avatarUrl)',
+          });
+        }
+        const file = await uploadFile(chosen, { purpose: 'avatar' });
+        return call('PATCH', '/v1/me', { profile: { avatar_file: file.id } });
+      },
+      /** The user's own files: list({ limit, cursor }), get(id), delete(id). */
+      files: function () {
+        const base = '/v1/files';
+        return {
+          /** A page, newest first: { items, nextCursor } (null on the last page). */
+          list: async function (o) {
+            const q = [];
+            if (o && o.limit) q.push('limit=' + encodeURIComponent(o.limit));
+            if (o && o.cursor) q.push('cursor=' + encodeURIComponent(o.cursor));
+            const page = await call('GET', base + (q.length ? '?' + q.join('&') : ''));
+            return { items: page.items.map(absoluteFile), nextCursor: page.next_cursor };
+          },
+          /** One file's metadata, with a fresh URL (a private file's URL expires). */
+          get: async function (id) {
+            return absoluteFile(await call('GET', base + '/' + encodeURIComponent(id)));
+          },
+          /** Deletes a file: its URLs answer 404 from now on. */
+          delete: async function (id) {
+            await call('DELETE', base + '/' + encodeURIComponent(id));
+          },
+        };
       },
       /** Takes the event of <button open-type="getPhoneNumber" bindgetphonenumber="…">. */
       bindPhone: function (event) {

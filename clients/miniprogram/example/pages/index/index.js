@@ -5,6 +5,7 @@ Page({
     user: null,
     notes: [],
     phone: null,
+    avatarUrl: '',
     saving: false,
     error: '',
   },
@@ -13,7 +14,7 @@ Page({
     try {
       await app.ready;
       const me = await app.client.me();
-      this.setData({ user: me, phone: me.phone });
+      this.setData({ user: me, phone: me.phone, avatarUrl: me.profile.avatar_url || '' });
       await this.loadNotes();
     } catch (err) {
       this.showError(err);
@@ -42,6 +43,17 @@ Page({
     try {
       const phone = await app.client.bindPhone(event);
       this.setData({ phone });
+    } catch (err) {
+      this.showError(err);
+    }
+  },
+
+  // The picture is a temporary file: upload it, and the profile keeps its URL.
+  async onChooseAvatar(event) {
+    this.setData({ error: '' });
+    try {
+      const me = await app.client.setAvatar(event);
+      this.setData({ avatarUrl: me.profile.avatar_url });
     } catch (err) {
       this.showError(err);
     }

@@ -23,6 +23,9 @@
     if (ev.kind === 'wx.login') {
       li.className = 'wx';
       head.textContent = `wx.login() as ${ev.user} → code ${ev.code}`;
+    } else if (ev.kind === 'chooseAvatar') {
+      li.className = 'wx';
+      head.textContent = `avatar button → temporary file ${ev.avatarUrl}`;
     } else if (ev.kind === 'phone button') {
       li.className = 'wx';
       head.textContent = `phone-number button → code ${ev.code.slice(0, 16)}…`;
@@ -60,7 +63,7 @@
   }
 
   function setLoggedIn(on) {
-    for (const id of ['save', 'bind-phone', 'logout']) $(id).disabled = !on;
+    for (const id of ['save', 'bind-phone', 'logout', 'avatar-file']) $(id).disabled = !on;
   }
 
   async function refresh() {
@@ -69,6 +72,7 @@
     $('openid').textContent = me.openid;
     $('unionid').textContent = me.unionid || '–';
     $('phone').textContent = me.phone ? me.phone.phone_number : 'not bound';
+    showAvatar(me.profile.avatar_url);
     // The query API, as in CloudBase: "open notes only" is a where().
     const _ = current.client.command;
     let notes = current.client.data('notes');
@@ -108,11 +112,19 @@
     setLoggedIn(true);
   }
 
+  function showAvatar(url) {
+    // <img src> sends no Authorization header: the file's URL is enough.
+    $('avatar').hidden = !url;
+    if (url) $('avatar').src = url;
+    else $('avatar').removeAttribute('src');
+  }
+
   function resetView() {
     $('status').textContent = 'not logged in';
     for (const id of ['openid', 'unionid', 'new-user', 'phone']) $(id).textContent = '–';
     $('notes').replaceChildren();
     $('note-count').textContent = '0';
+    showAvatar(null);
     setLoggedIn(false);
   }
 
@@ -150,6 +162,16 @@
       const event = await current.shim.phoneNumberEvent();
       await current.client.bindPhone(event);
       await refresh();
+    })
+  );
+  $('avatar-file').addEventListener('change', () =>
+    run(async () => {
+      const file = $('avatar-file').files[0];
+      if (!file) return;
+      // What <button open-type="chooseAvatar"> gives: a temporary file.
+      const me = await current.client.setAvatar(current.shim.chooseAvatarEvent(file, file.name));
+      $('avatar-file').value = '';
+      showAvatar(me.profile.avatar_url);
     })
   );
   $('logout').addEventListener('click', () =>

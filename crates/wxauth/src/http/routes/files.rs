@@ -140,10 +140,20 @@ pub(crate) struct UploadFormSchema {
     ))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
-    DataCaller(caller): DataCaller,
+    caller: Result<DataCaller>,
     request: Request,
 ) -> Result<Response> {
-    let outcome = receive(&state, &caller, request).await;
+    let outcome = match caller {
+        Ok(DataCaller(caller)) => receive(&state, &caller, request).await,
+        Err(refused) => {
+            // 401 (an expired token, before the client refreshes) or 429:
+            // read the body the client is sending, so it sees the answer.
+            let limit = state.files().max_bytes() + FORM_ALLOWANCE;
+            let idle = Duration::from_millis(state.settings().http.body_timeout_ms);
+            discard(request.into_body().into_data_stream(), limit, idle).await;
+            Err(refused)
+        }
+    };
     match &outcome {
         Ok(file) => {
             metrics::counter!("wxauth_file_uploads_total").increment(1);
@@ -156,6 +166,29 @@ pub(crate) async fn upload(
         }
     }
     Ok((StatusCode::CREATED, Json(outcome?)).into_response())
+}
+
+/// Bytes of an upload besides its file (boundaries, headers, form fields).
+const FORM_ALLOWANCE: u64 = 64 * 1024;
+
+/// Reads and drops what is left of a refused upload's body (at most
+/// `limit` bytes, each within `idle`). An HTTP/1.1 client still sending
+/// its body when the server answers and closes gets a broken pipe, not
+/// the answer (Node's fetch, and phones' HTTP stacks alike): a 401 would
+/// never reach the client's refresh-and-retry. nginx does the same
+/// ("lingering close"); a body past `limit` is cut off all the same.
+async fn discard<S, E>(mut body: S, limit: u64, idle: Duration)
+where
+    S: futures_util::Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut read = 0u64;
+    while read <= limit {
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Reads an upload into the file store and records it.
@@ -171,7 +204,7 @@ async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > files.max_bytes() + 64 * 1024) {
+    if announced.is_some_and(|n| n > files.max_bytes() + FORM_ALLOWANCE) {
         return Err(Error::PayloadTooLarge(format!(
             "the file is larger than {} bytes (files.max_bytes)",
             files.max_bytes()
@@ -204,10 +237,29 @@ async fn receive(
             if let Some(upload) = upload {
                 upload.abort().await;
             }
+            // Refused before the body's end (409 at the quota, 413 past
+            // the size): read the rest so the client sees why.
+            if matches!(e, Error::LimitExceeded(_) | Error::PayloadTooLarge(_)) {
+                drain_parts(&mut multipart, files.max_bytes() + FORM_ALLOWANCE, idle).await;
+            }
             return Err(e);
         }
     };
     files.finish(upload, form).await
+}
+
+/// Reads the rest of a multipart body, dropping it: at most `limit`
+/// bytes, each within `idle` (see [`discard`]).
+async fn drain_parts(multipart: &mut multer::Multipart<'_>, limit: u64, idle: Duration) {
+    let mut read = 0u64;
+    while let Ok(Some(mut field)) = in_time(idle, multipart.next_field()).await {
+        while let Ok(Some(chunk)) = in_time(idle, field.chunk()).await {
+            read += chunk.len() as u64;
+            if read > limit {
+                return;
+            }
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
