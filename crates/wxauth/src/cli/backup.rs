@@ -1,6 +1,8 @@
-//! `wxauth backup` and `wxauth restore` (SQLite).
+//! `wxauth backup` and `wxauth restore` (SQLite), with the files' bytes
+//! when they are in a local folder (`FILE.files/` beside the copy).
 
 use super::*;
+use wxauth::config::FileStore;
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -82,17 +84,145 @@ pub async fn backup(a: BackupArgs) -> anyhow::Result<()> {
     }
     let (schema, _) = versions?;
     let bytes = std::fs::metadata(&a.file)?.len();
+    let files = match config.resolve()?.files.store {
+        FileStore::Local { root } => {
+            let progress = Progress::spinner("copying the files");
+            let copied = copy_files(&target, &root, &files_folder(&a.file)).await;
+            progress.finish();
+            copied?
+        }
+        FileStore::S3(s3) => FilesBackup::InBucket {
+            bucket: format!("s3://{}/{}", s3.bucket, s3.prefix),
+        },
+    };
     emit(
         a.common.json,
-        &json!({ "file": a.file, "bytes": bytes, "schema_version": schema, "seconds": started.elapsed().as_secs_f64(), "integrity": "ok" }),
+        &json!({ "file": a.file, "bytes": bytes, "schema_version": schema, "seconds": started.elapsed().as_secs_f64(), "integrity": "ok", "files": files }),
         || {
             format!(
-                "backed up to {} ({bytes} bytes, schema version {schema}, integrity ok) in {:.1} s",
+                "backed up to {} ({bytes} bytes, schema version {schema}, integrity ok) in {:.1} s; {}",
                 a.file.display(),
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                files.describe()
             )
         },
     )
+}
+
+/// Where a backup keeps the bytes of a local file store: `FILE.files/`.
+fn files_folder(backup: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.files", backup.display()))
+}
+
+/// What a backup did with the files' bytes.
+#[derive(Serialize)]
+#[serde(tag = "store", rename_all = "snake_case")]
+enum FilesBackup {
+    /// Copied from the local folder.
+    Folder {
+        folder: PathBuf,
+        copied: u64,
+        bytes: u64,
+        /// Files in the copied database whose bytes were deleted before
+        /// they could be copied (deleted during the backup).
+        gone: u64,
+    },
+    /// Left in the object store (backed up there: versioning, replication).
+    InBucket { bucket: String },
+}
+
+impl FilesBackup {
+    fn describe(&self) -> String {
+        match self {
+            Self::Folder {
+                folder,
+                copied,
+                bytes,
+                gone,
+            } => {
+                let mut text = format!(
+                    "{copied} files ({bytes} bytes) copied to {}",
+                    folder.display()
+                );
+                if *gone > 0 {
+                    text.push_str(&format!(" ({gone} deleted during the backup: not copied)"));
+                }
+                text
+            }
+            Self::InBucket { bucket } => format!(
+                "the files stay in {bucket}: back the bucket up with its own tools (docs/operations.md)"
+            ),
+        }
+    }
+}
+
+/// Copies the bytes of every file the database copy at `db` knows from
+/// `root` into `to` (0700, each file 0600). Files are never changed once
+/// written, only deleted, so the copy of each is whole, and the set is the
+/// database copy's.
+async fn copy_files(db: &str, root: &Path, to: &Path) -> anyhow::Result<FilesBackup> {
+    wxauth::private_files::create_dir_all(to)
+        .with_context(|| format!("cannot create {}", to.display()))?;
+    let copy = wxauth::store::Store::connect(&format!("sqlite://{db}?mode=ro")).await?;
+    let (mut copied, mut bytes, mut gone) = (0u64, 0u64, 0u64);
+    let mut after = String::new();
+    let result = async {
+        loop {
+            let ids = copy.file_ids_after(&after, 500).await?;
+            let Some(last) = ids.last() else {
+                return anyhow::Ok(());
+            };
+            after = last.clone();
+            for id in ids {
+                match std::fs::File::open(root.join(&id)) {
+                    Ok(mut from) => {
+                        let target = to.join(&id);
+                        let mut into = wxauth::private_files::create_new(&target)
+                            .with_context(|| format!("cannot create {}", target.display()))?;
+                        bytes += std::io::copy(&mut from, &mut into)
+                            .with_context(|| format!("cannot copy {id}"))?;
+                        into.sync_all()?;
+                        copied += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone += 1,
+                    Err(e) => return Err(e).with_context(|| format!("cannot read file {id}")),
+                }
+            }
+        }
+    }
+    .await;
+    copy.close().await;
+    result?;
+    Ok(FilesBackup::Folder {
+        folder: to.to_path_buf(),
+        copied,
+        bytes,
+        gone,
+    })
+}
+
+/// Puts a backup's files (`FILE.files/`) back into the local folder
+/// `root`: those missing there; how many.
+fn restore_files(from: &Path, root: &Path) -> anyhow::Result<u64> {
+    wxauth::private_files::create_dir_all(root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    let mut restored = 0;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let target = root.join(entry.file_name());
+        if target.exists() {
+            continue;
+        }
+        let mut input = std::fs::File::open(entry.path())?;
+        let mut output = wxauth::private_files::create_new(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        std::io::copy(&mut input, &mut output)?;
+        output.sync_all()?;
+        restored += 1;
+    }
+    Ok(restored)
 }
 
 /// `wxauth restore FILE`
@@ -174,13 +304,22 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &db_path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), db_path.display()))?;
     drop(hold);
+    let saved_files = files_folder(&a.file);
+    let files_restored = if saved_files.is_dir() {
+        match config.resolve()?.files.store {
+            FileStore::Local { root } => Some(restore_files(&saved_files, &root)?),
+            FileStore::S3(_) => None,
+        }
+    } else {
+        None
+    };
     // Bring an older backup's schema up to date now, not at the next start.
     let store = wxauth::store::Store::open(config.database_url.expose()).await?;
     store.audit(restore_entry(&a.file)).await?;
     store.close().await;
     emit(
         a.common.json,
-        &json!({ "restored": a.file, "database": db_path, "schema_version": schema, "kept": kept }),
+        &json!({ "restored": a.file, "database": db_path, "schema_version": schema, "kept": kept, "files_restored": files_restored }),
         || {
             let mut text = format!(
                 "restored {} into {} (schema version {schema}, now {latest})",
@@ -189,6 +328,12 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
             );
             if let Some(k) = &kept {
                 text.push_str(&format!("; the database it replaced is {}", k.display()));
+            }
+            if let Some(n) = files_restored {
+                text.push_str(&format!(
+                    "; {n} files put back from {}",
+                    saved_files.display()
+                ));
             }
             text
         },

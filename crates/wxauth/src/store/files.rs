@@ -232,6 +232,19 @@ impl Store {
         Ok(known)
     }
 
+    /// Up to `limit` file ids after `after`, in id order (for the backup
+    /// of a file folder: every file a database copy knows).
+    pub async fn file_ids_after(&self, after: &str, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM files WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(Into::into))
+            .collect()
+    }
+
     /// Bytes `owner` keeps in files.
     pub async fn file_bytes(&self, owner: &str) -> Result<i64> {
         let row = sqlx::query("SELECT bytes FROM file_usage WHERE user_id = $1")

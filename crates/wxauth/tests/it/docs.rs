@@ -223,6 +223,13 @@ async fn the_operator_recipes_run_as_written() {
     let out = run_sh(&dir.0, &cli, &[("OPENID", &openid), ("USER_ID", &user_id)]);
     assert!(out.contains(&format!("deleted user {user_id}")), "{out}");
     assert!(dir.0.join("user.json").exists(), "the export");
-    let backups = std::fs::read_dir(dir.0.join("backups")).unwrap().count();
-    assert_eq!(backups, 1, "the backup");
+    let backups: Vec<String> = std::fs::read_dir(dir.0.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(backups.len(), 2, "the backup and its files: {backups:?}");
+    assert!(
+        backups.iter().any(|b| b.ends_with(".db.files")),
+        "{backups:?}"
+    );
 }

@@ -2,6 +2,7 @@
 //! user commands, key rotation and re-sealing (interrupted by SIGKILL),
 //! backup under write load and restore.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -622,6 +623,19 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
             }
         }));
     }
+    // A file too: its bytes go into the backup beside the database.
+    let photo = crate::files::png(5000);
+    let uploaded = http
+        .post(format!("{}/v1/files", server.url))
+        .bearer_auth(&t)
+        .header("content-type", crate::files::MULTIPART)
+        .body(crate::files::wx_upload("avatar", None, "me.png", &photo))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let file_id = uploaded["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before: Vec<String> = acked.lock().unwrap().clone();
     assert!(before.len() > 20, "writes are flowing");
@@ -635,6 +649,14 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
     .unwrap();
     let report = json_of(&out);
     assert_eq!(report["integrity"], "ok");
+    assert_eq!(report["files"]["store"], "folder", "{report}");
+    assert_eq!(report["files"]["copied"], 1, "{report}");
+    let saved = dir.0.join("backup.db.files").join(&file_id);
+    assert_eq!(std::fs::read(&saved).unwrap(), photo);
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_writing.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
@@ -689,12 +711,25 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
     let out = cli_any(&config, &["restore", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
-    cli(&config, &["restore", file.to_str().unwrap(), "--force"]);
+    // The file's bytes are lost meanwhile; the restore puts them back.
+    std::fs::remove_file(dir.0.join("files").join(&file_id)).unwrap();
+    let out = cli(
+        &config,
+        &["restore", file.to_str().unwrap(), "--force", "--json"],
+    );
+    assert_eq!(json_of(&out)["files_restored"], 1);
     let db_url = format!("sqlite://{}", dir.0.join("wxauth.db").display());
     assert_eq!(document_ids(&db_url).await, in_backup);
     let server = serve(&config);
     let r = get(&http, &server.url, "/v1/data/load?limit=1", Some(&t)).await;
     assert_eq!(r.status, 200, "sessions come back with the backup");
+    let raw = http
+        .get(format!("{}/v1/files/{file_id}/raw", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.bytes().await.unwrap().as_ref(), photo.as_slice());
     stop(server);
 
     // A database from a newer wxauth: refused by restore and by serve.
