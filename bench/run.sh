@@ -14,6 +14,7 @@
 #   BACKENDS=sqlite ONLY=million bash bench/run.sh   # one backend only
 #   ONLY=query bash bench/run.sh      # indexed queries on 1,000,000 shared documents, filtered lists of 10,000
 #   ONLY=hardening bash bench/run.sh  # exports, one address holding idle connections, a flood of expensive queries
+#   PEER_ROUNDS=3 ONLY=files bash bench/run.sh   # a 100 KiB image beside nginx, 200 KiB uploads beside express+multer, RSS of 32 × 10 MiB uploads
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -37,6 +38,11 @@ NEW_LIMITS=""
 if grep -qa data_requests_per_user_per_minute "$BIN"; then
   NEW_LIMITS="data_requests_per_user_per_minute = 100000000   # one user per connection, thousands of requests a second"
 fi
+FILES_SECTION=""
+if grep -qa orphan_grace_secs "$BIN"; then
+  FILES_SECTION="[files]
+bytes_per_user = 1000000000000   # one user per connection uploading for seconds"
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -53,6 +59,9 @@ pg_url() { echo "$PG_URL?options=-c%20search_path%3D$1"; }
 write_config() {
   local name=$1 port=$2 db_url=$3 redis_url=${4:-} redis_line=""
   if [ -n "$redis_url" ]; then redis_line="redis_url = \"$redis_url\""; fi
+  local files_lines=""
+  if [ -n "$FILES_SECTION" ]; then files_lines="$FILES_SECTION
+url = \"file://$WORK/files-$name\""; fi
   cat > "$WORK/$name.toml" <<TOML
 listen = "127.0.0.1:$port"
 database_url = "$db_url"
@@ -72,6 +81,7 @@ login_per_ip_per_minute = 100000000
 login_per_app_per_second = 100000000
 login_in_flight_per_ip = 100000   # the load generator is one address with many connections
 $NEW_LIMITS
+$files_lines
 TOML
 }
 SIGN_KEY=$(head -c 32 /dev/urandom | base64)
@@ -268,6 +278,80 @@ PY
     drop_schema "$schema"
   fi
   kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+}
+
+# Files beside what users would otherwise run: a 100 KiB public image
+# from wxauth and the same file from nginx's disk; 200 KiB uploads to
+# wxauth and to the tutorial's express + multer (bench/peers/upload-express,
+# writing to disk, no session, no type check); then the peak memory of a
+# fresh instance taking 32 uploads of 10 MiB at once (streamed: it must
+# stay far below 32 × 10 MiB). PEER_ROUNDS=N interleaves the four lines N
+# times and prints the median ratios.
+run_files() {
+  local static port peer rounds=${PEER_ROUNDS:-1} token url path lines="$WORK/files.lines"
+  static=$(free_port); peer=$(free_port); port=$(free_port)
+  mkdir -p "$WORK/images" "$WORK/multer"
+  python3 -c 'import os, sys; sys.stdout.buffer.write(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + os.urandom(100 * 1024 - 16))' > "$WORK/images/avatar.png"
+  chmod 755 "$WORK" "$WORK/images"; chmod 644 "$WORK/images/avatar.png"   # nginx workers run as nobody
+  start_nginx "$WORK/images" "  server { listen 127.0.0.1:$static; keepalive_requests 100000; root $WORK/images; }"
+  local nginx_pid=$NGINX_PID
+  write_config files "$port" "sqlite://$WORK/files.db"
+  start_instance files "$port"
+  local files_pid=${PIDS[-1]}
+  token=$(curl -sf -X POST "http://127.0.0.1:$port/v1/login" -H 'content-type: application/json' -d '{"code":"bench-files"}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+  url=$(curl -sf -H "Authorization: Bearer $token" -F purpose=avatar -F "file=@$WORK/images/avatar.png;filename=tmp_avatar.png" \
+    "http://127.0.0.1:$port/v1/files" | python3 -c 'import json, sys; print(json.load(sys.stdin)["url"])')
+  path="/${url#*://*/}"
+  (cd bench/peers/upload-express && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  UPLOADS="$WORK/multer" PORT=$peer node bench/peers/upload-express/server.js >/dev/null &
+  PIDS+=($!)
+  local multer_pid=$!
+  for _ in $(seq 1 50); do curl -s "http://127.0.0.1:$peer/upload" -X POST >/dev/null && break; sleep 0.1; done
+  echo "== files ($CONNECTIONS connections, ${SECONDS_PER}s each; the image is $path)"
+  : > "$lines"
+  for round in $(seq 1 "$rounds"); do
+    [ "$rounds" -gt 1 ] && echo "-- round $round of $rounds"
+    side() { "$LOAD" --label "$1" --scenario "$2" --url "http://127.0.0.1:$3" "${@:4}" --connections "$CONNECTIONS" --seconds "$SECONDS_PER"; }
+    {
+      side "nginx image" plain "$static" --path /avatar.png
+      side "wxauth image" plain "$port" --path "$path"
+      side "multer upload" peer-upload "$peer"
+      side "wxauth upload" upload "$port"
+    } | while IFS= read -r line; do echo "$line"; echo "$round $line" >> "$lines"; done
+  done
+  python3 - "$lines" <<'PY'
+import re, statistics, sys
+rounds = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\d+) (.+?)\s+(\d+) req/s", line)
+    if m:
+        rounds.setdefault(int(m[1]), {})[m[2]] = int(m[3])
+def ratio(r, a, b):
+    return r[a] / r[b] if a in r and b in r and r[b] else None
+print(f"== issue 29's targets, each round's ratio{' and the median' if len(rounds) > 1 else ''}")
+for name, a, b, target in [
+    ("100 KiB image / nginx", "wxauth image", "nginx image", ">= 0.5"),
+    ("200 KiB upload / multer", "wxauth upload", "multer upload", ">= 2"),
+]:
+    values = [v for v in (ratio(rounds[k], a, b) for k in sorted(rounds)) if v is not None]
+    if values:
+        median = f"  median {statistics.median(values):6.2f}" if len(values) > 1 else ""
+        print(f"{name:28} {'  '.join(f'{v:6.2f}' for v in values)}{median}  (target {target})")
+PY
+  kill "$files_pid" "$multer_pid" 2>/dev/null || true
+  wait "$files_pid" 2>/dev/null || true
+  kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+  # Peak memory: a fresh instance, 32 connections each uploading 10 MiB files.
+  port=$(free_port)
+  write_config rss "$port" "sqlite://$WORK/rss.db"
+  start_instance rss "$port"
+  local rss_pid=${PIDS[-1]} before
+  before=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$rss_pid/status")
+  "$LOAD" --label "10 MiB uploads" --scenario upload --file-bytes 10485760 --url "http://127.0.0.1:$port" --connections 32 --seconds 5
+  echo "peak RSS of wxauth: $before MB before, $(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$rss_pid/status") MB after 32 concurrent 10 MiB uploads (target < 100 MB)"
+  kill "$rss_pid" 2>/dev/null || true
+  wait "$rss_pid" 2>/dev/null || true
 }
 
 # Login with a unique code for SOAK_SECONDS: the rate per 10 s and the
@@ -537,12 +621,14 @@ echo "== machine: $(nproc) cores; WeChat upstream: $UPSTREAM; disk under $WORK:"
 case "${ONLY:-}" in
   gateway) run_gateway; exit 0 ;;
   peers) run_peers; exit 0 ;;
+  files) run_files; exit 0 ;;
   soak) run_soak; exit 0 ;;
   million) run_million; exit 0 ;;
   query) run_query; exit 0 ;;
   hardening) run_hardening; exit 0 ;;
 esac
 run_peers
+run_files
 run_backend sqlite "sqlite://$WORK/bench.db"
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   schema="bench_$$"

@@ -14,6 +14,10 @@
 //! - `list`: `GET /v1/data/bench?limit=20`, each worker's user holding 25
 //! - `gateway`: `GET {path}` with a token (a gateway route, or a query such
 //!   as `/v1/data/posts?where=…`; `--login-code` picks the user)
+//! - `upload`: `POST /v1/files`, a `--file-bytes` PNG as `wx.uploadFile`
+//!   sends it (multipart, `purpose=image`), a user per worker
+//! - `peer-upload`: the same body to `POST /upload` with no token (the
+//!   express + multer peer of bench/peers)
 //! - `fsync`: not HTTP: how many `write + fdatasync` of 4 KiB the disk under
 //!   `--dir` does per second, one at a time (the cap on a write path that
 //!   syncs per request)
@@ -49,6 +53,10 @@ enum Scenario {
     PeerLogin,
     /// The seed pattern's write: `POST {url}/api/data` with the client's openid.
     PeerWrite,
+    /// `POST {url}/v1/files`: a `--file-bytes` PNG, multipart, with a token.
+    Upload,
+    /// `POST {url}/upload`: the same multipart body, no token (express + multer).
+    PeerUpload,
     Fsync,
 }
 
@@ -83,6 +91,28 @@ struct Args {
     /// (wrk's `-t`; the issue's figures used 2).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// For `upload` and `peer-upload`: the file's size in bytes.
+    #[arg(long, default_value_t = 200 * 1024)]
+    file_bytes: usize,
+}
+
+/// The boundary of the upload scenarios' bodies (the shape WeChat's clients use).
+const BOUNDARY: &str = "----WebKitFormBoundaryWxAuthBench01";
+
+/// A multipart body as `wx.uploadFile` sends it: `purpose=image`, then a
+/// PNG of `size` bytes (its signature and header chunk, then filler).
+fn upload_body(size: usize) -> Bytes {
+    let mut file = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    file.extend((0..size.saturating_sub(file.len())).map(|i| (i % 251) as u8));
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nimage\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"tmp_bench.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&file);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    Bytes::from(body)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -149,6 +179,8 @@ struct Plan {
     paths: Vec<String>,
     /// Per worker: `Bearer …`, for the scenarios that send a token.
     bearer: Vec<Option<HeaderValue>>,
+    /// The upload scenarios' body (shared, not copied, per request).
+    upload: Bytes,
     counter: AtomicU64,
     errors: AtomicU64,
 }
@@ -186,6 +218,8 @@ impl Plan {
                 Scenario::Gateway | Scenario::Plain => args.path.clone(),
                 Scenario::PeerLogin => "/login".into(),
                 Scenario::PeerWrite => "/api/data".into(),
+                Scenario::Upload => "/v1/files".into(),
+                Scenario::PeerUpload => "/upload".into(),
                 Scenario::Fsync => String::new(),
             }
         };
@@ -204,6 +238,11 @@ impl Plan {
             run_id,
             paths: (0..args.connections).map(path).collect(),
             bearer,
+            upload: if matches!(args.scenario, Scenario::Upload | Scenario::PeerUpload) {
+                upload_body(args.file_bytes)
+            } else {
+                Bytes::new()
+            },
             counter: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         })
@@ -211,6 +250,20 @@ impl Plan {
 
     /// Worker `w`'s next request.
     fn request(&self, w: usize) -> anyhow::Result<Request<Full<Bytes>>> {
+        if matches!(self.scenario, Scenario::Upload | Scenario::PeerUpload) {
+            let mut request = Request::builder()
+                .method(Method::POST)
+                .uri(self.paths[w].as_str())
+                .header(header::HOST, self.host.clone())
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                );
+            if let Some(bearer) = &self.bearer[w] {
+                request = request.header(header::AUTHORIZATION, bearer.clone());
+            }
+            return Ok(request.body(Full::new(self.upload.clone()))?);
+        }
         let body = match self.scenario {
             Scenario::Login | Scenario::PeerLogin => {
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -323,7 +376,12 @@ async fn main() -> anyhow::Result<()> {
     let mut doc_ids = Vec::new();
     if matches!(
         args.scenario,
-        Scenario::Me | Scenario::Create | Scenario::Get | Scenario::List | Scenario::Gateway
+        Scenario::Me
+            | Scenario::Create
+            | Scenario::Get
+            | Scenario::List
+            | Scenario::Gateway
+            | Scenario::Upload
     ) {
         for w in 0..args.connections {
             let code = args

@@ -287,6 +287,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn main() -> std::process::ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(run()));

@@ -23,15 +23,22 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
-    WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, GetResultPayload, ObjectStore,
+    ObjectStoreExt, RetryConfig, WriteMultipart,
 };
 
 use crate::config::{FileStore, S3Store};
 use crate::error::{Error, Result};
 
-/// Parts in flight while writing a blob (each up to 5 MiB).
+/// Parts in flight while writing a blob.
 const PARTS_IN_FLIGHT: usize = 2;
+/// The bytes of one part written to the local disk: what an upload holds
+/// in memory at most (times [`PARTS_IN_FLIGHT`] + 1). S3 needs parts of at
+/// least 5 MiB (but the last), so an upload to S3 holds up to 15 MiB.
+const LOCAL_PART_BYTES: usize = 256 * 1024;
+/// The bytes read from the local disk at a time: a 100 KiB image in one
+/// read on the blocking pool (the crate reads 8 KiB a hand-off).
+const LOCAL_READ_BYTES: u64 = 256 * 1024;
 
 /// How long connecting to an object store may take before the upload or
 /// download is a 503 (a store that is down answers no faster than this).
@@ -201,13 +208,21 @@ impl Blobs {
             .put_multipart(&Key::from(key))
             .await
             .map_err(unavailable)?;
-        Ok(BlobWriter {
-            upload: WriteMultipart::new(upload),
-        })
+        let upload = if self.folder.is_some() {
+            WriteMultipart::new_with_chunk_size(upload, LOCAL_PART_BYTES)
+        } else {
+            WriteMultipart::new(upload)
+        };
+        Ok(BlobWriter { upload })
     }
 
     /// Reads `key`, or the bytes `range` of it (clamped to its end).
     pub async fn read(&self, key: &str, range: Option<Range<u64>>) -> Result<BlobRead> {
+        if let Some(folder) = &self.folder
+            && is_plain_key(key)
+        {
+            return read_local(folder.join(key), range).await;
+        }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
@@ -219,10 +234,14 @@ impl Blobs {
             .map_err(unavailable)?;
         let size = got.meta.size;
         let range = got.range.clone();
+        let chunks = match got.payload {
+            GetResultPayload::File(file, _) => file_chunks(file, range.clone()),
+            GetResultPayload::Stream(stream) => stream.map_err(unavailable).boxed(),
+        };
         Ok(BlobRead {
             size,
             range,
-            chunks: got.into_stream().map_err(unavailable).boxed(),
+            chunks,
         })
     }
 
@@ -233,6 +252,85 @@ impl Blobs {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
+
+/// Whether `key` is stored by the local store under its own name (file
+/// ids are UUIDs; anything else goes through the crate's path rules).
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// A local file's bytes `range`: opened, measured and its first
+/// [`LOCAL_READ_BYTES`] read in one hand-off to the blocking pool (a small
+/// image is then one), the rest as it is polled.
+async fn read_local(path: PathBuf, range: Option<Range<u64>>) -> Result<BlobRead> {
+    use std::io::{Read, Seek, SeekFrom};
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let size = file.metadata()?.len();
+        let range = match range {
+            Some(r) => r.start.min(size)..r.end.min(size),
+            None => 0..size,
+        };
+        file.seek(SeekFrom::Start(range.start))?;
+        let want = (range.end - range.start).min(LOCAL_READ_BYTES);
+        let mut first = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        (&mut file).take(want).read_to_end(&mut first)?;
+        Ok::<_, std::io::Error>((file, size, range, first))
+    })
+    .await
+    .map_err(|e| Error::internal_from("reading a file", e))?;
+    let (file, size, range, first) = match opened {
+        Ok(found) => found,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound("no such file".into()));
+        }
+        Err(e) => return Err(Error::StorageUnavailable(std::sync::Arc::new(e))),
+    };
+    let next = range.start + first.len() as u64;
+    let head = futures_util::stream::iter((!first.is_empty()).then(|| Ok(Bytes::from(first))));
+    Ok(BlobRead {
+        size,
+        range: range.clone(),
+        chunks: head.chain(file_chunks(file, next..range.end)).boxed(),
+    })
+}
+
+/// The bytes `range` of a local file, [`LOCAL_READ_BYTES`] a read on the
+/// blocking pool.
+fn file_chunks(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Result<Bytes>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let read_error = |e: std::io::Error| Error::StorageUnavailable(std::sync::Arc::new(e));
+    futures_util::stream::try_unfold(
+        (Some(file), range.start, range.end),
+        move |(file, at, end)| async move {
+            let Some(mut file) = file else {
+                return Ok(None);
+            };
+            if at >= end {
+                return Ok(None);
+            }
+            let (file, chunk) = tokio::task::spawn_blocking(move || {
+                file.seek(SeekFrom::Start(at))?;
+                let want = (end - at).min(LOCAL_READ_BYTES);
+                let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+                (&mut file).take(want).read_to_end(&mut chunk)?;
+                Ok::<_, std::io::Error>((file, chunk))
+            })
+            .await
+            .map_err(|e| Error::internal_from("reading a file", e))?
+            .map_err(read_error)?;
+            if chunk.is_empty() {
+                return Err(read_error(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than its size",
+                )));
+            }
+            let next = at + chunk.len() as u64;
+            Ok(Some((Bytes::from(chunk), (Some(file), next, end))))
+        },
+    )
+    .boxed()
 }
 
 impl BlobWriter {

@@ -311,6 +311,18 @@ impl TestApp {
         self.call(Method::GET, path, token, None).await
     }
 
+    /// The text of `/metrics` (asserting a 200).
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     pub fn code(&self, appid: &str, user: &str) -> String {
         self.sim.login_code(appid, user).unwrap()
     }

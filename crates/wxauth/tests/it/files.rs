@@ -412,13 +412,7 @@ async fn bad_uploads_are_refused_and_leave_nothing(app: TestApp) {
     refused(&r, 409, "limit_exceeded");
     // What was refused left no bytes and no half-written file.
     assert_eq!(stored(&app), 3, "the unnamed file and the two in the quota");
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "wxauth_file_upload_refusals_total{reason=\"payload_too_large\"}",
         "wxauth_file_upload_refusals_total{reason=\"limit_exceeded\"}",
@@ -753,16 +747,11 @@ async fn bytes_without_a_row_are_swept_after_the_grace_period(app: TestApp) {
     assert!(app.files_root.join("notes.txt").exists());
     let resp = fetch(&app, kept.body["url"].as_str().unwrap(), &[]).await;
     assert_eq!(resp.status(), 200, "a file with its row stays");
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("wxauth_file_orphans_removed_total"));
+    assert!(
+        app.metrics()
+            .await
+            .contains("wxauth_file_orphans_removed_total")
+    );
 }
 
 /// A body in two halves over a raw connection, with `between` run after

@@ -19,14 +19,7 @@ async fn health_ready_metrics() {
         (200, json!({"status": "ready", "redis": "not_configured"}))
     );
     app.login(APP1, "m").await;
-    let resp = app
-        .http
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("wxauth_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/login\""), "{text}");
     assert!(!text.contains(&app.session_key(APP1, "m")));
