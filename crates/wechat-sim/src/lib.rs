@@ -138,6 +138,21 @@ impl Simulator {
         self.state().issue_login_code(appid, user, now)
     }
 
+    /// `wx.login()` for the user whose openid in `appid` is `openid` (a
+    /// user migrated from another backend keeps their openid): a fresh
+    /// code. A new such user gets `unionid`, or none.
+    pub fn login_code_for_openid(
+        &self,
+        appid: &str,
+        openid: &str,
+        unionid: Option<&str>,
+    ) -> Result<String, SimError> {
+        let now = self.now();
+        let mut state = self.state();
+        let user = state.user_with_openid(appid, openid, unionid)?;
+        state.issue_login_code(appid, &user, now)
+    }
+
     /// The user's openid, unionid and current session_key.
     pub fn user_info(&self, appid: &str, user: &str) -> Result<serde_json::Value, SimError> {
         self.state().user_info(appid, user)

@@ -66,13 +66,6 @@ type Body<T> = Result<Json<T>, JsonRejection>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserReq {
-    appid: String,
-    user: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PhoneReq {
     appid: String,
     user: String,
@@ -87,12 +80,35 @@ struct EncryptReq {
     data: Value,
 }
 
+/// `wx.login()`'s body: a test user by name, or (a user migrated from
+/// another backend) by the openid they had there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginReq {
+    appid: String,
+    user: Option<String>,
+    openid: Option<String>,
+    unionid: Option<String>,
+}
+
 async fn login(
     State(sim): State<Simulator>,
-    body: Body<UserReq>,
+    body: Body<LoginReq>,
 ) -> Result<Json<Value>, PhoneError> {
     let Json(req) = body?;
-    let code = sim.login_code(&req.appid, &req.user)?;
+    let code = match (&req.user, &req.openid) {
+        (Some(user), None) if req.unionid.is_none() => sim.login_code(&req.appid, user)?,
+        (None, Some(openid)) => {
+            sim.login_code_for_openid(&req.appid, openid, req.unionid.as_deref())?
+        }
+        _ => {
+            return Err(PhoneError(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "give either user, or openid (and unionid if the user has one)".into(),
+            ));
+        }
+    };
     Ok(Json(json!({"code": code})))
 }
 

@@ -96,6 +96,9 @@ pub struct SimState {
     config: SimConfig,
     users: HashMap<(String, String), User>,
     openids: HashMap<String, (String, String)>,
+    /// Users given their ids (migrated users): (appid, user) → (openid,
+    /// unionid). Everyone else's ids derive from their name.
+    given_ids: HashMap<(String, String), (String, Option<String>)>,
     login_codes: HashMap<String, LoginCodeRec>,
     phone_codes: HashMap<String, PhoneCodeRec>,
     tokens: HashMap<String, TokenRec>,
@@ -147,10 +150,68 @@ impl SimState {
         }
     }
 
+    /// The user's openid: given (a migrated user), else derived.
+    fn openid_of(&self, appid: &str, user: &str) -> String {
+        match self.given_ids.get(&(appid.to_owned(), user.to_owned())) {
+            Some((openid, _)) => openid.clone(),
+            None => ids::openid(appid, user),
+        }
+    }
+
+    /// The user's unionid: given (None when a migrated user has none, as
+    /// for an app bound to no Open Platform account), else derived.
+    fn unionid_of(&self, appid: &str, user: &str) -> Option<String> {
+        match self.given_ids.get(&(appid.to_owned(), user.to_owned())) {
+            Some((_, unionid)) => unionid.clone(),
+            None => Some(ids::unionid(user)),
+        }
+    }
+
+    /// The user (by name) whose openid in `appid` is `openid`: the one who
+    /// has it, or a new one given it (and `unionid`).
+    pub fn user_with_openid(
+        &mut self,
+        appid: &str,
+        openid: &str,
+        unionid: Option<&str>,
+    ) -> Result<String, SimError> {
+        self.require_app(appid)?;
+        let well_formed = |id: &str| {
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !well_formed(openid) || unionid.is_some_and(|u| !well_formed(u)) {
+            return Err(SimError::InvalidRequest(
+                "openid and unionid are 1 to 128 of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        if let Some((known_app, user)) = self.openids.get(openid).cloned()
+            && known_app == appid
+        {
+            if let (Some(u), Some(given)) = (
+                unionid,
+                self.given_ids.get_mut(&(appid.to_owned(), user.clone())),
+            ) {
+                given.1 = Some(u.to_owned());
+            }
+            return Ok(user);
+        }
+        let user = format!("openid:{openid}");
+        self.given_ids.insert(
+            (appid.to_owned(), user.clone()),
+            (openid.to_owned(), unionid.map(str::to_owned)),
+        );
+        self.user_entry(appid, &user);
+        Ok(user)
+    }
+
     fn user_entry(&mut self, appid: &str, user: &str) -> &mut User {
         let key = (appid.to_owned(), user.to_owned());
         if !self.users.contains_key(&key) {
-            self.openids.insert(ids::openid(appid, user), key.clone());
+            let openid = self.openid_of(appid, user);
+            self.openids.insert(openid, key.clone());
         }
         self.users.entry(key).or_insert_with(|| User {
             session_key: SessionKey::new(ids::session_key()),
@@ -282,8 +343,8 @@ impl SimState {
         Self::validate_user(user)?;
         let key = self.user_entry(appid, user).session_key.expose().to_owned();
         Ok(json!({
-            "openid": ids::openid(appid, user),
-            "unionid": ids::unionid(user),
+            "openid": self.openid_of(appid, user),
+            "unionid": self.unionid_of(appid, user),
             "session_key": key,
         }))
     }
@@ -331,12 +392,16 @@ impl SimState {
             .session_key
             .expose()
             .to_owned();
-        // Current WeChat leaves errcode out of success answers.
-        Ok(json!({
+        // Current WeChat leaves errcode out of success answers, and unionid
+        // out when the app is bound to no Open Platform account.
+        let mut answer = json!({
             "session_key": key,
-            "openid": ids::openid(appid, &user),
-            "unionid": ids::unionid(&user),
-        }))
+            "openid": self.openid_of(appid, &user),
+        });
+        if let Some(unionid) = self.unionid_of(appid, &user) {
+            answer["unionid"] = json!(unionid);
+        }
+        Ok(answer)
     }
 
     fn new_token(&mut self, appid: &str, now: i64) -> String {
@@ -497,7 +562,7 @@ impl SimState {
         Ok(json!({
             "errcode": 0,
             "errmsg": "ok",
-            "openid": ids::openid(&appid, &user),
+            "openid": self.openid_of(&appid, &user),
             "session_key": fresh,
         }))
     }
@@ -522,21 +587,29 @@ impl SimState {
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .ok_or(WxError(47001))?;
-        let rec = self.phone_codes.get_mut(code).ok_or(WxError(40029))?;
+        let (owner, issued_ms, used) = {
+            let rec = self.phone_codes.get(code).ok_or(WxError(40029))?;
+            (
+                (rec.appid.clone(), rec.user.clone()),
+                rec.issued_ms,
+                rec.used,
+            )
+        };
         // UNCONFIRMED: the errcode for a reused phone code; 40029 as for an
         // invalid one. A code of another app is 40013 (documented).
-        if now - rec.issued_ms > CODE_TTL_MS || rec.used {
+        if now - issued_ms > CODE_TTL_MS || used {
             return Err(WxError(40029));
         }
-        if rec.appid != appid {
+        if owner.0 != appid {
             return Err(WxError(40013));
         }
         if let Some(openid) = body.get("openid").and_then(Value::as_str) {
             // UNCONFIRMED: the errcode for an openid that does not own the code.
-            if openid != ids::openid(&rec.appid, &rec.user) {
+            if openid != self.openid_of(&owner.0, &owner.1) {
                 return Err(WxError(40013));
             }
         }
+        let rec = self.phone_codes.get_mut(code).ok_or(WxError(40029))?;
         rec.used = true;
         let phone_number = if rec.country_code == "86" {
             rec.pure_phone.clone()

@@ -517,3 +517,48 @@ async fn open_mode_accepts_any_app() {
     let (_, body) = t.exchange("wxanything", "whatever", &code).await;
     assert!(body["openid"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn a_migrated_user_logs_in_with_the_openid_they_had() {
+    let t = two_apps().await;
+    let login = |body: Value| {
+        let t = &t;
+        async move {
+            let r: Value = t.post("/sim/v1/login", body).await.json().await.unwrap();
+            r["code"].as_str().unwrap().to_owned()
+        }
+    };
+    // With a unionid: jscode2session answers exactly those ids, every time.
+    let openid = "oLeanCloud_user-0001";
+    for _ in 0..2 {
+        let code = login(json!({"appid": APP1, "openid": openid, "unionid": "oUnion-0001"})).await;
+        let (_, body) = t.exchange(APP1, SECRET1, &code).await;
+        assert_eq!(body["openid"], openid, "{body}");
+        assert_eq!(body["unionid"], "oUnion-0001");
+    }
+    // Without one (an app bound to no Open Platform account): no unionid.
+    let code = login(json!({"appid": APP1, "openid": "oNoUnion"})).await;
+    let (_, body) = t.exchange(APP1, SECRET1, &code).await;
+    assert_eq!(body["openid"], "oNoUnion");
+    assert!(body.get("unionid").is_none(), "{body}");
+    // A named test user's openid reaches that same user.
+    let alice: Value = t
+        .get(&format!("/sim/v1/users/{APP1}/alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let code = login(json!({"appid": APP1, "openid": alice["openid"]})).await;
+    let (_, body) = t.exchange(APP1, SECRET1, &code).await;
+    assert_eq!(body["unionid"], alice["unionid"]);
+    // user and openid are alternatives; ids are checked.
+    for bad in [
+        json!({"appid": APP1, "user": "a", "openid": "o1"}),
+        json!({"appid": APP1, "user": "a", "unionid": "u1"}),
+        json!({"appid": APP1, "openid": "has space"}),
+        json!({"appid": APP1, "openid": ""}),
+    ] {
+        let r = t.post("/sim/v1/login", bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}

@@ -366,3 +366,31 @@ async fn login_rate_limit_per_ip() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_a_given_openid_logs_in_as_that_openid() {
+    // What a user migrated from LeanCloud or CloudBase does: the simulator
+    // gives wx.login's code for the openid they had there.
+    let app = spawn_app().await;
+    let code = app
+        .sim
+        .login_code_for_openid(APP1, "oLegacyOpenid_0001", None)
+        .unwrap();
+    let r = app
+        .post("/v1/login", None, json!({"code": code, "appid": APP1}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["user"]["openid"], "oLegacyOpenid_0001");
+    assert!(r.body["user"]["unionid"].is_null(), "{:?}", r.body);
+    assert_eq!(r.body["new_user"], true);
+    let code = app
+        .sim
+        .login_code_for_openid(APP1, "oLegacyOpenid_0001", Some("oUnion_0001"))
+        .unwrap();
+    let again = app
+        .post("/v1/login", None, json!({"code": code, "appid": APP1}))
+        .await;
+    assert_eq!(again.body["new_user"], false);
+    assert_eq!(again.body["user"]["id"], r.body["user"]["id"]);
+    assert_eq!(again.body["user"]["unionid"], "oUnion_0001");
+}
