@@ -10,6 +10,13 @@
 #
 #   bash scripts/fuzz.sh                  # all targets
 #   FUZZ_SECONDS=300 bash scripts/fuzz.sh json_bodies
+#   FUZZ_BUILD_ONLY=1 bash scripts/fuzz.sh  # build the targets (scripts/test.sh does, in the background)
+#
+# The targets build in target/fuzz (their own folder: the sanitizer flags
+# make every artifact differ from the test build's anyway, and a folder of
+# their own lets the build run beside `cargo test`'s without waiting on its
+# lock), at opt-level 1 (cargo-fuzz builds with one codegen unit, so
+# wxauth's crate is a long single-threaded tail; opt-level 1 shortens it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,9 +38,14 @@ fi
 # with the sanitizer passes cargo-fuzz adds, LTO leaves the coverage
 # symbols undefined at link time, so fuzz builds go without it.
 export CARGO_PROFILE_RELEASE_LTO=false
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}"
 built=$SECONDS
 cargo +nightly fuzz build --fuzz-dir fuzz -O
 echo "fuzz: targets built in $((SECONDS - built)) s"
+if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
+  exit 0
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for t in "${targets[@]}"; do

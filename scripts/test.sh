@@ -20,6 +20,12 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install s3s-fs@0.14.1 --features binary --locked --debug -q
   took "installing s3s-fs"
 fi
+# The fuzz targets build in the background beside the tests' build (their
+# own target folder; long single-threaded tails leave a core free).
+mkdir -p target
+FUZZ_BUILD_ONLY=1 bash scripts/fuzz.sh >target/fuzz-build.log 2>&1 &
+fuzz_build=$!
+trap 'pkill -TERM -P "$fuzz_build" 2>/dev/null; kill "$fuzz_build" 2>/dev/null; true' EXIT
 cargo test --workspace --locked
 cargo build --locked -q -p wxauth # the binary schemathesis and the JavaScript tests start
 took "cargo test"
@@ -32,6 +38,9 @@ took "python clients (schemathesis, PyJWT)"
 
 # Fuzz smoke: each cargo-fuzz target 10 s (nightly; kept crashes are
 # replayed by cargo test above).
+wait "$fuzz_build" || { cat target/fuzz-build.log >&2; echo "test: building the fuzz targets failed" >&2; exit 1; }
+grep -E '^fuzz: (installing|targets built)' target/fuzz-build.log || true
+took "waiting for the fuzz build"
 bash scripts/fuzz.sh
 took "fuzz smoke"
 
