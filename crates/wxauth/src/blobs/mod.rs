@@ -48,9 +48,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
-    /// The local folder, for the sweep of half-written files (S3 keeps
+    /// The local folder: read directly (in larger reads than the crate's),
+    /// written in smaller parts, and swept of half-written files (S3 keeps
     /// unfinished multipart uploads out of sight; a bucket lifecycle rule
-    /// removes them).
+    /// removes them). None for S3.
     folder: Option<PathBuf>,
 }
 

@@ -892,3 +892,28 @@ async fn a_full_disk_is_a_503_and_records_nothing() {
         .collect();
     assert_eq!(left, vec![small.body["id"].as_str().unwrap().to_owned()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_is_answered_whether_the_client_sends_or_waits_to_send() {
+    let app = spawn_app().await;
+    let body = wx_upload("image", None, "a.png", &png(200_000));
+    let address = app.url.trim_start_matches("http://").to_owned();
+    // Still sending when refused: the rest is read, the 401 arrives.
+    let answer = upload_in_two_halves(&app, "not-a-token", &body, async {}).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // Waiting for 100 Continue: refused at once, no invitation to send.
+    let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-a-token\r\nExpect: 100-continue\r\n\
+         Content-Type: {MULTIPART}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut first))
+        .await
+        .expect("no answer while the client waits to send")
+        .unwrap();
+    let text = String::from_utf8_lossy(&first[..n]);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}

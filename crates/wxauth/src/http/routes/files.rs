@@ -148,9 +148,14 @@ pub(crate) async fn upload(
         Err(refused) => {
             // 401 (an expired token, before the client refreshes) or 429:
             // read the body the client is sending, so it sees the answer.
-            let limit = state.files().max_bytes() + FORM_ALLOWANCE;
-            let idle = Duration::from_millis(state.settings().http.body_timeout_ms);
-            discard(request.into_body().into_data_stream(), limit, idle).await;
+            // A client that waits for `100 Continue` sends nothing until
+            // the body is read: it gets the answer at once instead.
+            let waits_to_send = request.headers().contains_key(header::EXPECT);
+            if !waits_to_send {
+                let limit = state.files().max_bytes() + FORM_ALLOWANCE;
+                let idle = Duration::from_millis(state.settings().http.body_timeout_ms);
+                discard(request.into_body().into_data_stream(), limit, idle).await;
+            }
             Err(refused)
         }
     };
