@@ -181,25 +181,33 @@ impl Blobs {
     /// Removes the local store's half-written files (`<key>#<n>`, left by
     /// a process that stopped mid-upload) last touched before `before`;
     /// how many. Nothing to do for an object store.
-    pub fn remove_stale_partials(&self, before: SystemTime) -> usize {
-        let Some(folder) = &self.folder else {
+    pub async fn remove_stale_partials(&self, before: SystemTime) -> usize {
+        let Some(folder) = self.folder.clone() else {
             return 0;
         };
-        let Ok(entries) = std::fs::read_dir(folder) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for entry in entries.filter_map(std::result::Result::ok) {
-            let partial = entry.file_name().to_string_lossy().contains('#');
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < before);
-            if partial && stale && std::fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
+        // A folder of many files: listed on the blocking pool, and only the
+        // partial files' times are read.
+        tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(folder) else {
+                return 0;
+            };
+            let mut removed = 0;
+            for entry in entries.filter_map(std::result::Result::ok) {
+                if !entry.file_name().to_string_lossy().contains('#') {
+                    continue;
+                }
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < before);
+                if stale && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
             }
-        }
-        removed
+            removed
+        })
+        .await
+        .unwrap_or(0)
     }
 
     /// Starts writing the blob `key`.
@@ -261,11 +269,21 @@ fn is_plain_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
+/// Reads at most [`LOCAL_READ_BYTES`] of `file` from `at`, stopping at
+/// `end` (blocking: called on the blocking pool).
+fn read_at(file: &mut std::fs::File, at: u64, end: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(at))?;
+    let want = end.saturating_sub(at).min(LOCAL_READ_BYTES);
+    let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    file.take(want).read_to_end(&mut chunk)?;
+    Ok(chunk)
+}
+
 /// A local file's bytes `range`: opened, measured and its first
 /// [`LOCAL_READ_BYTES`] read in one hand-off to the blocking pool (a small
 /// image is then one), the rest as it is polled.
 async fn read_local(path: PathBuf, range: Option<Range<u64>>) -> Result<BlobRead> {
-    use std::io::{Read, Seek, SeekFrom};
     let opened = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path)?;
         let size = file.metadata()?.len();
@@ -273,10 +291,7 @@ async fn read_local(path: PathBuf, range: Option<Range<u64>>) -> Result<BlobRead
             Some(r) => r.start.min(size)..r.end.min(size),
             None => 0..size,
         };
-        file.seek(SeekFrom::Start(range.start))?;
-        let want = (range.end - range.start).min(LOCAL_READ_BYTES);
-        let mut first = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
-        (&mut file).take(want).read_to_end(&mut first)?;
+        let first = read_at(&mut file, range.start, range.end)?;
         Ok::<_, std::io::Error>((file, size, range, first))
     })
     .await
@@ -300,7 +315,6 @@ async fn read_local(path: PathBuf, range: Option<Range<u64>>) -> Result<BlobRead
 /// The bytes `range` of a local file, [`LOCAL_READ_BYTES`] a read on the
 /// blocking pool.
 fn file_chunks(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Result<Bytes>> {
-    use std::io::{Read, Seek, SeekFrom};
     let read_error = |e: std::io::Error| Error::StorageUnavailable(std::sync::Arc::new(e));
     futures_util::stream::try_unfold(
         (Some(file), range.start, range.end),
@@ -312,10 +326,7 @@ fn file_chunks(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Res
                 return Ok(None);
             }
             let (file, chunk) = tokio::task::spawn_blocking(move || {
-                file.seek(SeekFrom::Start(at))?;
-                let want = (end - at).min(LOCAL_READ_BYTES);
-                let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
-                (&mut file).take(want).read_to_end(&mut chunk)?;
+                let chunk = read_at(&mut file, at, end)?;
                 Ok::<_, std::io::Error>((file, chunk))
             })
             .await

@@ -174,18 +174,13 @@ async fn copy_files(db: &str, root: &Path, to: &Path) -> anyhow::Result<FilesBac
             };
             after = last.clone();
             for id in ids {
-                match std::fs::File::open(root.join(&id)) {
-                    Ok(mut from) => {
-                        let target = to.join(&id);
-                        let mut into = wxauth::private_files::create_new(&target)
-                            .with_context(|| format!("cannot create {}", target.display()))?;
-                        bytes += std::io::copy(&mut from, &mut into)
-                            .with_context(|| format!("cannot copy {id}"))?;
-                        into.sync_all()?;
+                match copy_private(&root.join(&id), &to.join(&id)) {
+                    Ok(n) => {
+                        bytes += n;
                         copied += 1;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone += 1,
-                    Err(e) => return Err(e).with_context(|| format!("cannot read file {id}")),
+                    Err(e) => return Err(e).with_context(|| format!("cannot copy file {id}")),
                 }
             }
         }
@@ -199,6 +194,16 @@ async fn copy_files(db: &str, root: &Path, to: &Path) -> anyhow::Result<FilesBac
         bytes,
         gone,
     })
+}
+
+/// Copies `from` to a new file `to`, readable by its owner only, synced;
+/// its bytes. `from` missing is `NotFound` (nothing is created then).
+fn copy_private(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut input = std::fs::File::open(from)?;
+    let mut output = wxauth::private_files::create_new(to)?;
+    let bytes = std::io::copy(&mut input, &mut output)?;
+    output.sync_all()?;
+    Ok(bytes)
 }
 
 /// Puts a backup's files (`FILE.files/`) back into the local folder
@@ -215,11 +220,13 @@ fn restore_files(from: &Path, root: &Path) -> anyhow::Result<u64> {
         if target.exists() {
             continue;
         }
-        let mut input = std::fs::File::open(entry.path())?;
-        let mut output = wxauth::private_files::create_new(&target)
-            .with_context(|| format!("cannot create {}", target.display()))?;
-        std::io::copy(&mut input, &mut output)?;
-        output.sync_all()?;
+        copy_private(&entry.path(), &target).with_context(|| {
+            format!(
+                "cannot copy {} to {}",
+                entry.path().display(),
+                target.display()
+            )
+        })?;
         restored += 1;
     }
     Ok(restored)

@@ -37,7 +37,7 @@ impl Files {
             .checked_sub(grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = SweepReport {
-            partials_removed: self.blobs.remove_stale_partials(before),
+            partials_removed: self.blobs.remove_stale_partials(before).await,
             ..SweepReport::default()
         };
         let mut listing = self.blobs.list().chunks(IDS_PER_LOOKUP);

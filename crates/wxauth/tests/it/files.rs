@@ -20,37 +20,19 @@ use crate::app::*;
 /// with SQLite and with PostgreSQL, and on S3 (with SQLite).
 macro_rules! on_every_store {
     ($($name:ident: $tweak:ident),* $(,)?) => {
-        mod disk_sqlite {
+        on_every_store!(@store disk_sqlite, Sqlite, Disk; $($name: $tweak),*);
+        on_every_store!(@store disk_postgres, Postgres, Disk; $($name: $tweak),*);
+        on_every_store!(@store s3, Sqlite, S3; $($name: $tweak),*);
+    };
+    (@store $module:ident, $db:ident, $files:ident; $($name:ident: $tweak:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = crate::app::spawn_app_with(crate::app::Options {
-                        tweak: super::$tweak,
-                        ..Default::default()
-                    }).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod disk_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
+                    // None: PostgreSQL or s3s-fs is missing (the reason printed).
                     let Some(app) = crate::app::spawn_app_with(crate::app::Options {
-                        db: crate::app::Db::Postgres,
-                        tweak: super::$tweak,
-                        ..Default::default()
-                    }).await else { return };
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod s3 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(app) = crate::app::spawn_app_with(crate::app::Options {
-                        files: crate::app::FileBackend::S3,
+                        db: crate::app::Db::$db,
+                        files: crate::app::FileBackend::$files,
                         tweak: super::$tweak,
                         ..Default::default()
                     }).await else { return };
