@@ -17,6 +17,7 @@ pub mod files;
 pub mod fuzzing;
 pub mod gateway;
 pub mod http;
+pub mod migrate;
 pub mod private_files;
 pub mod store;
 pub mod vocab;

@@ -64,6 +64,10 @@ enum Command {
     /// Put a backup in place of the SQLite database (refuses one made by a
     /// newer wxauth).
     Restore(cli::RestoreArgs),
+    /// Import another platform's export (LeanCloud, CloudBase): its users
+    /// keep their data when they log in here.
+    #[command(subcommand)]
+    Import(cli::ImportCommand),
 }
 
 #[derive(clap::Args)]
@@ -308,7 +312,11 @@ async fn run() -> anyhow::Result<()> {
     // was asked for and log only warnings, unless WXAUTH_LOG says more.
     let quiet = matches!(
         cli.command,
-        Command::Admin(_) | Command::Keys(_) | Command::Backup(_) | Command::Restore(_)
+        Command::Admin(_)
+            | Command::Keys(_)
+            | Command::Backup(_)
+            | Command::Restore(_)
+            | Command::Import(_)
     );
     let default_level = if quiet { "warn" } else { "info" };
     let filter =
@@ -331,5 +339,6 @@ async fn run() -> anyhow::Result<()> {
         Command::Keys(c) => cli::keys(c).await,
         Command::Backup(a) => cli::backup(a).await,
         Command::Restore(a) => cli::restore(a).await,
+        Command::Import(c) => cli::import(c).await,
     }
 }

@@ -82,6 +82,15 @@ impl Auth {
         self.resolve_app(appid)
     }
 
+    /// The session_key column of a user imported from another platform:
+    /// an empty key sealed as a real one is (bound to the app and openid),
+    /// so re-sealing treats the row like any other. Their first login
+    /// replaces it; nothing is decrypted with it before then (decrypting
+    /// needs a session, which only a login gives).
+    pub fn sealed_absent_session_key(&self, appid: &str, openid: &str) -> Result<Vec<u8>> {
+        self.sealer.seal(b"", &session_key_aad(appid, openid))
+    }
+
     /// The service's clock, Unix milliseconds (for audit entries).
     pub fn now(&self) -> i64 {
         self.now_ms()

@@ -1,6 +1,7 @@
 //! The operator's commands (part of the `wxauth` binary, not the library), a
 //! file per command group: `admin` (users, documents, service keys), `keys`
-//! (rotate, reseal), `backup` (backup, restore); `progress` draws progress.
+//! (rotate, reseal), `backup` (backup, restore), `import` (other platforms' exports);
+//! `progress` draws progress.
 //! This file holds what they share.
 //!
 //! They act on the same database, with the same keys, as `serve` (read
@@ -12,11 +13,13 @@
 
 mod admin;
 mod backup;
+mod import;
 mod keys;
 mod progress;
 
 pub use admin::{AdminCommand, admin};
 pub use backup::{BackupArgs, RestoreArgs, backup, restore};
+pub use import::{ImportCommand, import};
 pub use keys::{KeysCommand, keys};
 use progress::Progress;
 

@@ -172,6 +172,7 @@ pub const USER_TABLES: &[(&str, &str)] = &[
     ("documents", "user_id = $1"),
     ("files", "user_id = $1"),
     ("file_usage", "user_id = $1"),
+    ("import_user_map", "user_id = $1"),
     ("users", "id = $1"),
 ];
 

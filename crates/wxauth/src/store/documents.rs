@@ -20,7 +20,7 @@ pub const DOCUMENT_OVERHEAD_BYTES: i64 = 512;
 /// What a document is charged: its JSON's bytes and the fixed overhead.
 /// Stored with the document (`size`), so a delete gives back exactly what
 /// its write took, whichever rule charged it.
-fn size_of(data: &str) -> i64 {
+pub(super) fn size_of(data: &str) -> i64 {
     i64::try_from(data.len())
         .unwrap_or(i64::MAX / 2)
         .saturating_add(DOCUMENT_OVERHEAD_BYTES)

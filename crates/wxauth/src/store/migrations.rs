@@ -55,6 +55,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "files",
         include_str!("../../migrations/sqlite/0009_files.sql"),
     ),
+    (
+        10,
+        "import",
+        include_str!("../../migrations/sqlite/0010_import.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -102,6 +107,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "files",
         include_str!("../../migrations/postgres/0009_files.sql"),
+    ),
+    (
+        10,
+        "import",
+        include_str!("../../migrations/postgres/0010_import.sql"),
     ),
 ];
 

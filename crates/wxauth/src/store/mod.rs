@@ -27,6 +27,7 @@ mod exec;
 mod files;
 mod grouped_reads;
 pub mod hold;
+mod import;
 mod migrations;
 mod query;
 mod rows;
@@ -50,6 +51,7 @@ pub use documents::{
     UserQuota,
 };
 pub use files::{FileInsert, FileRecord, IDS_PER_LOOKUP, NewFile};
+pub use import::{DocumentImported, ImportLimits, ImportedDocument, ImportedUser, UserImported};
 pub use query::{
     After, DocumentQuery, Field, Filter, IndexSpec, KeyValue, Op, Scalar, Scope, SortKey,
     parse_path,

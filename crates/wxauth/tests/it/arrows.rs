@@ -36,6 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("data", &["store", "config", "vocab", "error"]),
     ("files", &["store", "blobs", "config", "vocab", "error"]),
     ("gateway", &["config", "vocab", "error"]),
+    ("migrate", &["auth", "store", "config", "vocab", "error"]),
     (
         "admin",
         &["auth", "data", "files", "store", "vocab", "error"],

@@ -22,6 +22,7 @@ mod http_query;
 mod http_session;
 mod http_upstream;
 mod identity;
+mod import;
 mod openapi;
 mod operate;
 mod process;
