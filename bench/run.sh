@@ -15,6 +15,8 @@
 #   ONLY=query bash bench/run.sh      # indexed queries on 1,000,000 shared documents, filtered lists of 10,000
 #   ONLY=hardening bash bench/run.sh  # exports, one address holding idle connections, a flood of expensive queries
 #   PEER_ROUNDS=3 ONLY=files bash bench/run.sh   # a 100 KiB image beside nginx, 200 KiB uploads beside express+multer, RSS of 32 × 10 MiB uploads
+#   ONLY=import bash bench/run.sh     # `wxauth import leancloud` of a 1,000,000-row export: time, rows/s, peak RSS, SQLite and PostgreSQL
+#   IMPORT_ROWS=100000 ONLY=import bash bench/run.sh   # a smaller export
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -394,6 +396,62 @@ for _ in $(seq 1 50); do curl -s "http://127.0.0.1:$SIM_PORT/sns/jscode2session?
 # users (default 1,000,000), each with a session and DOCS_PER_USER
 # documents (default 10): SQLite, then PostgreSQL if reachable. Prints each
 # server's peak RSS. The fill is bench/fill/*.sql (minutes, not timed).
+# A LeanCloud export of IMPORT_ROWS rows (a twentieth users, as many
+# projects owned by pointers, the rest todos owned by ACLs and pointing at
+# projects), imported into an empty database: wall time, rows per second
+# and the importer's peak RSS (GNU time), on SQLite and on PostgreSQL.
+run_import() {
+  local rows=${IMPORT_ROWS:-1000000}
+  local users=$((rows / 20))
+  local todos=$((rows - 2 * users))
+  local export="$WORK/export"
+  mkdir -p "$export"
+  python3 - "$export" "$users" "$todos" <<'PY'
+import sys
+out, users, todos = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(f"{out}/_User.jsonl", "w") as f:
+    for i in range(users):
+        f.write('{"objectId":"u%023d","username":"n%d","nickName":"用户%d","avatarUrl":"https://thirdwx.qlogo.cn/mmopen/%d/132","authData":{"lc_weapp":{"openid":"oBench%022d","session_key":"x"}},"createdAt":"2023-01-01T00:00:00.000Z","updatedAt":"2023-01-02T00:00:00.000Z"}\n' % (i, i, i, i, i))
+with open(f"{out}/Project.jsonl", "w") as f:
+    for i in range(users):
+        f.write('{"objectId":"p%023d","name":"project %d","color":"#ff8800","owner":{"__type":"Pointer","className":"_User","objectId":"u%023d"},"ACL":{"*":{"read":true},"u%023d":{"read":true,"write":true}},"createdAt":"2023-02-01T00:00:00.000Z","updatedAt":"2023-02-01T00:00:00.000Z"}\n' % (i, i, i, i))
+with open(f"{out}/Todo.jsonl", "w") as f:
+    for i in range(todos):
+        o = i % users
+        f.write('{"objectId":"t%023d","content":"todo number %d, with some text in it","done":%s,"priority":%d,"tags":["a","b"],"project":{"__type":"Pointer","className":"Project","objectId":"p%023d"},"due":{"__type":"Date","iso":"2023-07-01T00:00:00.000Z"},"ACL":{"u%023d":{"read":true,"write":true}},"createdAt":"2023-03-01T00:00:00.000Z","updatedAt":"2023-03-02T00:00:00.000Z"}\n' % (i, i, "true" if i % 2 else "false", i % 5, o, o))
+PY
+  echo "== import: a LeanCloud export of $rows rows ($users users, $users projects, $todos todos; $(du -sh "$export" | cut -f1))"
+  local backends=(sqlite)
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then backends+=(postgres); fi
+  if [ -n "${BACKENDS:-}" ]; then read -r -a backends <<< "$BACKENDS"; fi
+  for backend in "${backends[@]}"; do
+    local schema="" db_url name="import_$backend"
+    if [ "$backend" = sqlite ]; then
+      db_url="sqlite://$WORK/$name.db"
+    else
+      schema="bench_import_$$"
+      new_schema "$schema"
+      db_url="$(pg_url "$schema")"
+    fi
+    write_config "$name" "$(free_port)" "$db_url"
+    WXAUTH_LOG=warn "$BIN" migrate --config "$WORK/$name.toml" >/dev/null
+    /usr/bin/time -f "%e %M" -o "$WORK/$name.time" \
+      "$BIN" import leancloud --config "$WORK/$name.toml" --appid wx1111111111111111 --json \
+      "$export/Todo.jsonl" "$export/Project.jsonl" "$export/_User.jsonl" >"$WORK/$name.json" 2>/dev/null
+    python3 - "$backend" "$rows" "$WORK/$name.time" "$WORK/$name.json" <<'PY'
+import json, sys
+backend, rows, timing, report = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+seconds, rss_kb = open(timing).read().split()[-2:]
+seconds = float(seconds)
+r = json.load(open(report))
+stored = sum(c["stored"] for c in r["collections"]) + r["users"]["created"]
+print(f"  {backend:9} {seconds:6.1f} s  {rows / seconds:8.0f} rows/s  peak RSS {int(rss_kb) / 1024:5.1f} MB  "
+      f"({stored} stored, {r['problems_total']} problems; targets: < 120 s, < 100 MB)")
+PY
+    if [ -n "$schema" ]; then drop_schema "$schema"; fi
+  done
+}
+
 run_million() {
   local users=${MILLION_USERS:-1000000} docs=${DOCS_PER_USER:-10}
   echo "== empty vs $users users and $((users * docs)) documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
@@ -626,6 +684,7 @@ case "${ONLY:-}" in
   million) run_million; exit 0 ;;
   query) run_query; exit 0 ;;
   hardening) run_hardening; exit 0 ;;
+  import) run_import; exit 0 ;;
 esac
 run_peers
 run_files

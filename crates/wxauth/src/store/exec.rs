@@ -292,22 +292,45 @@ fn sqlite_error(e: rusqlite::Error) -> Error {
 
 /// Prepares `sql` (from the connection's cache) with `args` bound by their
 /// placeholders' numbers.
+/// The statement as SQLite reads it fastest: each `$N` as `?N`. SQLite
+/// looks a named parameter (`$N`) up among those already seen, both when
+/// preparing and when asked a parameter's name, so a statement with
+/// thousands of them (an import's batch insert) cost time quadratic in
+/// their number: half the writer's time in one profile. A numbered `?N`
+/// is simply parameter N. (`$` followed by a digit only; JSON paths such
+/// as `'$.a'` and `'$[0]'` are left alone.)
+fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = sql.as_bytes();
+    let is_placeholder = |i: usize| {
+        bytes[i] == b'$'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'))
+    };
+    if !(0..bytes.len()).any(is_placeholder) {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    for i in 0..bytes.len() {
+        if is_placeholder(i) {
+            out.push_str(&sql[last..i]);
+            out.push('?');
+            last = i + 1;
+        }
+    }
+    out.push_str(&sql[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
 fn prepare<'c>(
     conn: &'c rusqlite::Connection,
     sql: &str,
     args: &[Value],
 ) -> Result<rusqlite::CachedStatement<'c>> {
-    let mut statement = conn.prepare_cached(sql).map_err(sqlite_error)?;
+    let mut statement = conn.prepare_cached(&numbered(sql)).map_err(sqlite_error)?;
+    // `?N` is parameter N.
     for at in 1..=statement.parameter_count() {
-        let number = match statement.parameter_name(at) {
-            Some(name) => name
-                .strip_prefix(['$', '?'])
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    Error::internal(format!("database: placeholder {name:?} is not $N"))
-                })?,
-            None => at,
-        };
+        let number = at;
         let value = args.get(number - 1).ok_or_else(|| {
             Error::internal(format!("database: no argument for placeholder ${number}"))
         })?;
@@ -414,6 +437,20 @@ mod tests {
             Some(v) => v,
             None => unreachable!("a SQLite statement's future was pending"),
         }
+    }
+
+    #[test]
+    fn placeholders_become_numbered_and_json_paths_stay() {
+        assert_eq!(
+            numbered(
+                "SELECT json_extract(data, '$.a'), '$[0]', x$1 FROM t WHERE a = $1 AND b IN ($12, $3)"
+            ),
+            "SELECT json_extract(data, '$.a'), '$[0]', x$1 FROM t WHERE a = ?1 AND b IN (?12, ?3)"
+        );
+        assert!(matches!(
+            numbered("SELECT 1"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

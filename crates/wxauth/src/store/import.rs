@@ -68,57 +68,105 @@ struct UserBatch(Vec<ImportedUser>);
 impl Write for UserBatch {
     type Output = Vec<UserImported>;
     fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Vec<UserImported>>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(self.0.len());
-            for u in &self.0 {
-                let existed = query("SELECT id FROM users WHERE appid = $1 AND openid = $2")
-                    .bind(&u.appid)
-                    .bind(&u.openid)
-                    .fetch_optional(tx)
-                    .await?
-                    .is_some();
-                // An existing user keeps everything but gains a unionid
-                // they lacked; DO UPDATE (not NOTHING) so the row's id
-                // comes back either way.
-                let row = query(
-                    "INSERT INTO users (id, appid, openid, unionid, session_key_enc, profile, created_at, last_login_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (appid, openid) DO UPDATE SET unionid = COALESCE(users.unionid, excluded.unionid) \
-                     RETURNING id",
-                )
-                .bind(&u.new_id)
-                .bind(&u.appid)
-                .bind(&u.openid)
-                .bind(u.unionid.clone())
-                .bind(u.session_key_enc.clone())
-                .bind(&u.profile)
-                .bind(u.created_at)
-                .bind(u.last_login_at)
-                .fetch_one(tx)
-                .await?;
-                let user_id: String = row.try_get("id")?;
-                query(
-                    "INSERT INTO import_user_map (platform, appid, legacy_id, user_id) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (platform, appid, legacy_id) DO UPDATE SET user_id = excluded.user_id",
-                )
-                .bind(u.platform)
-                .bind(&u.appid)
-                .bind(&u.legacy_id)
-                .bind(&user_id)
-                .execute(tx)
-                .await?;
-                out.push(UserImported {
-                    created: !existed && user_id == u.new_id,
-                    user_id,
-                });
-            }
-            Ok(out)
-        })
+        Box::pin(self.apply_batch(tx))
     }
     fn committed(&self, done: &Vec<UserImported>, users: &UserCache) {
         for d in done {
             users.forget(&d.user_id);
         }
+    }
+}
+
+impl UserBatch {
+    /// Three statements whatever the batch's size: which openids are
+    /// users already, one upsert of the users, one of the map.
+    async fn apply_batch(&self, tx: &mut Tx<'_>) -> Result<Vec<UserImported>> {
+        let Some(first) = self.0.first() else {
+            return Ok(Vec::new());
+        };
+        // One row per openid (a second row of the same openid is the
+        // same user), and the batch is of one app.
+        let mut seen = HashSet::new();
+        let unique: Vec<&ImportedUser> = self
+            .0
+            .iter()
+            .filter(|u| u.appid == first.appid && seen.insert(u.openid.as_str()))
+            .collect();
+        let existed: HashSet<String> = select_in(
+            tx,
+            "SELECT openid FROM users WHERE appid = $1 AND openid IN ({in})",
+            vec![first.appid.clone().into()],
+            unique.iter().map(|u| u.openid.clone().into()).collect(),
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String>("openid"))
+        .collect::<Result<_>>()?;
+        // An existing user keeps everything but gains a unionid they
+        // lacked; DO UPDATE (not NOTHING) so every row's id comes back.
+        let rows = unique
+            .iter()
+            .map(|u| {
+                vec![
+                    u.new_id.clone().into(),
+                    u.appid.clone().into(),
+                    u.openid.clone().into(),
+                    u.unionid.clone().into(),
+                    u.session_key_enc.clone().into(),
+                    u.profile.clone().into(),
+                    u.created_at.into(),
+                    u.last_login_at.into(),
+                ]
+            })
+            .collect();
+        let mut ids: HashMap<String, String> = HashMap::new();
+        for row in insert_rows(
+            tx,
+            "INSERT INTO users (id, appid, openid, unionid, session_key_enc, profile, created_at, last_login_at) \
+             VALUES {rows} ON CONFLICT (appid, openid) DO UPDATE SET unionid = COALESCE(users.unionid, excluded.unionid) \
+             RETURNING id, openid",
+            "",
+            rows,
+        )
+        .await?
+        {
+            ids.insert(row.try_get("openid")?, row.try_get("id")?);
+        }
+        let mut out = Vec::with_capacity(self.0.len());
+        let mut mapped = HashSet::new();
+        let mut map_rows = Vec::new();
+        for u in &self.0 {
+            let user_id = ids.get(&u.openid).cloned().ok_or_else(|| {
+                crate::error::Error::internal("database: an imported user's row did not come back")
+            })?;
+            if mapped.insert((u.platform, u.legacy_id.as_str())) {
+                map_rows.push((u, user_id.clone()));
+            }
+            out.push(UserImported {
+                created: !existed.contains(&u.openid) && user_id == u.new_id,
+                user_id,
+            });
+        }
+        let rows = map_rows
+            .into_iter()
+            .map(|(u, user_id)| {
+                vec![
+                    u.platform.into(),
+                    u.appid.clone().into(),
+                    u.legacy_id.clone().into(),
+                    user_id.into(),
+                ]
+            })
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO import_user_map (platform, appid, legacy_id, user_id) VALUES {rows} \
+             ON CONFLICT (platform, appid, legacy_id) DO UPDATE SET user_id = excluded.user_id",
+            "",
+            rows,
+        )
+        .await?;
+        Ok(out)
     }
 }
 
@@ -175,22 +223,90 @@ struct Usage {
     bytes: i64,
 }
 
-/// Placeholders `($a, $b, …)` for `rows` rows of `width` values, from `$1`.
-fn value_rows(rows: usize, width: usize, fixed: &str) -> String {
-    (0..rows)
-        .map(|r| {
-            let marks: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({}{fixed})", marks.join(", "))
-        })
+type Value = super::exec::Value;
+
+/// `$from, …` for `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn marks(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The most rows (or `IN` values) one statement takes.
+const CHUNK: usize = 1024;
+
+/// Sizes adding up to `n`, each a power of two of at most [`CHUNK`]: a
+/// batch of any size is a few statement shapes, so each shape is prepared
+/// once and the writer's statement cache holds a handful (one per size
+/// kept thousands of large prepared statements).
+fn power_of_two_chunks(mut n: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while n > 0 {
+        let size = (1usize << (usize::BITS - 1 - n.leading_zeros())).min(CHUNK);
+        sizes.push(size);
+        n -= size;
+    }
+    sizes
+}
+
+/// Runs `sql` with `{rows}` as the VALUES of `rows` (each `$`-numbered,
+/// then `fixed` appended inside each row), in power-of-two chunks; every
+/// row any chunk returned.
+async fn insert_rows(
+    tx: &mut Tx<'_>,
+    sql: &str,
+    fixed: &str,
+    rows: Vec<Vec<Value>>,
+) -> Result<Vec<super::exec::Row>> {
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter();
+    for size in power_of_two_chunks(rows.len()) {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(size).collect();
+        let width = chunk.first().map_or(0, Vec::len);
+        let values = (0..size)
+            .map(|r| format!("({}{fixed})", placeholders(r * width + 1, width)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = sql.replace("{rows}", &values);
+        let mut q = query(&text);
+        for v in chunk.into_iter().flatten() {
+            q = q.bind(v);
+        }
+        out.extend(q.fetch_all(tx).await?);
+    }
+    Ok(out)
+}
+
+/// Runs `sql` with `{in}` as placeholders for `values` (numbered after
+/// `fixed`), padded to a power of two by repeating the last value (the
+/// same few statement shapes whatever the count), in chunks of [`CHUNK`].
+async fn select_in(
+    tx: &mut Tx<'_>,
+    sql: &str,
+    fixed: Vec<Value>,
+    values: Vec<Value>,
+) -> Result<Vec<super::exec::Row>> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(CHUNK) {
+        let Some(last) = chunk.last() else {
+            continue;
+        };
+        let padded = chunk.len().next_power_of_two();
+        let text = sql.replace("{in}", &placeholders(fixed.len() + 1, padded));
+        let mut q = query(&text);
+        for v in fixed.iter().cloned() {
+            q = q.bind(v);
+        }
+        for v in chunk.iter().cloned() {
+            q = q.bind(v);
+        }
+        for _ in chunk.len()..padded {
+            q = q.bind(last.clone());
+        }
+        out.extend(q.fetch_all(tx).await?);
+    }
+    Ok(out)
 }
 
 impl Write for DocumentBatch {
@@ -208,19 +324,16 @@ impl DocumentBatch {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = query_owned(format!(
-            "SELECT id FROM documents WHERE id IN ({})",
-            marks(docs.len())
-        ));
-        for d in docs {
-            q.args.push(d.id.clone().into());
-        }
-        let present: HashSet<String> = q
-            .run_all(tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String>("id"))
-            .collect::<Result<_>>()?;
+        let present: HashSet<String> = select_in(
+            tx,
+            "SELECT id FROM documents WHERE id IN ({in})",
+            Vec::new(),
+            docs.iter().map(|d| d.id.clone().into()).collect(),
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String>("id"))
+        .collect::<Result<_>>()?;
 
         let users: Vec<&str> = {
             let mut seen = HashSet::new();
@@ -231,27 +344,28 @@ impl DocumentBatch {
         };
         let mut counts: HashMap<(String, String), i64> = HashMap::new();
         let mut usage: HashMap<String, Usage> = HashMap::new();
-        let mut q = query_owned(format!(
-            "SELECT user_id, collection, documents FROM collection_counts WHERE user_id IN ({})",
-            marks(users.len())
-        ));
-        for u in &users {
-            q.args.push((*u).into());
-        }
-        for row in q.run_all(tx).await? {
+        let owners: Vec<Value> = users.iter().map(|u| (*u).into()).collect();
+        for row in select_in(
+            tx,
+            "SELECT user_id, collection, documents FROM collection_counts WHERE user_id IN ({in})",
+            Vec::new(),
+            owners.clone(),
+        )
+        .await?
+        {
             counts.insert(
                 (row.try_get("user_id")?, row.try_get("collection")?),
                 row.try_get("documents")?,
             );
         }
-        let mut q = query_owned(format!(
-            "SELECT user_id, collections, bytes FROM user_usage WHERE user_id IN ({})",
-            marks(users.len())
-        ));
-        for u in &users {
-            q.args.push((*u).into());
-        }
-        for row in q.run_all(tx).await? {
+        for row in select_in(
+            tx,
+            "SELECT user_id, collections, bytes FROM user_usage WHERE user_id IN ({in})",
+            Vec::new(),
+            owners,
+        )
+        .await?
+        {
             usage.insert(
                 row.try_get("user_id")?,
                 Usage {
@@ -304,27 +418,30 @@ impl DocumentBatch {
             return Ok(outcome);
         }
 
-        let mut q = query_owned(format!(
-            "INSERT INTO documents (id, user_id, collection, data, created_at, updated_at, size, appid, version) \
-             VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
-            value_rows(accepted.len(), 8, ", 1")
-        ));
-        for d in &accepted {
-            q.args.extend([
-                d.id.clone().into(),
-                d.user_id.clone().into(),
-                d.collection.clone().into(),
-                d.data.clone().into(),
-                d.created_at.into(),
-                d.updated_at.into(),
-                size_of(&d.data).into(),
-                d.appid.clone().into(),
-            ]);
-        }
-        let inserted: HashSet<String> = q
-            .run_all(tx)
-            .await?
+        let rows = accepted
             .iter()
+            .map(|d| {
+                vec![
+                    d.id.clone().into(),
+                    d.user_id.clone().into(),
+                    d.collection.clone().into(),
+                    d.data.clone().into(),
+                    d.created_at.into(),
+                    d.updated_at.into(),
+                    size_of(&d.data).into(),
+                    d.appid.clone().into(),
+                ]
+            })
+            .collect();
+        let inserted: HashSet<String> = insert_rows(
+            tx,
+            "INSERT INTO documents (id, user_id, collection, data, created_at, updated_at, size, appid, version) \
+             VALUES {rows} ON CONFLICT (id) DO NOTHING RETURNING id",
+            ", 1",
+            rows,
+        )
+        .await?
+        .iter()
             .map(|r| r.try_get::<String>("id"))
             .collect::<Result<_>>()?;
 
@@ -358,62 +475,32 @@ impl DocumentBatch {
         if added.is_empty() {
             return Ok(outcome);
         }
-        let added: Vec<_> = added.into_iter().collect();
-        let mut q = query_owned(format!(
-            "INSERT INTO collection_counts (user_id, collection, documents) VALUES {} \
+        let rows = added
+            .into_iter()
+            .map(|((user, collection), n)| vec![user.into(), collection.into(), n.into()])
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO collection_counts (user_id, collection, documents) VALUES {rows} \
              ON CONFLICT (user_id, collection) DO UPDATE SET documents = collection_counts.documents + excluded.documents",
-            value_rows(added.len(), 3, "")
-        ));
-        for ((user, collection), n) in &added {
-            q.args
-                .extend([(*user).into(), (*collection).into(), (*n).into()]);
-        }
-        q.run(tx).await?;
-        let charged: Vec<_> = charged.into_iter().collect();
-        let mut q = query_owned(format!(
-            "INSERT INTO user_usage (user_id, collections, bytes) VALUES {} \
+            "",
+            rows,
+        )
+        .await?;
+        let rows = charged
+            .into_iter()
+            .map(|(user, u)| vec![user.into(), u.collections.into(), u.bytes.into()])
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO user_usage (user_id, collections, bytes) VALUES {rows} \
              ON CONFLICT (user_id) DO UPDATE SET collections = user_usage.collections + excluded.collections, \
                bytes = user_usage.bytes + excluded.bytes",
-            value_rows(charged.len(), 3, "")
-        ));
-        for (user, u) in &charged {
-            q.args
-                .extend([(*user).into(), u.collections.into(), u.bytes.into()]);
-        }
-        q.run(tx).await?;
+            "",
+            rows,
+        )
+        .await?;
         Ok(outcome)
-    }
-}
-
-/// A statement whose text is built for the batch at hand.
-struct OwnedQuery {
-    sql: String,
-    args: Vec<super::exec::Value>,
-}
-
-fn query_owned(sql: String) -> OwnedQuery {
-    OwnedQuery {
-        sql,
-        args: Vec::new(),
-    }
-}
-
-impl OwnedQuery {
-    async fn run_all(self, tx: &mut Tx<'_>) -> Result<Vec<super::exec::Row>> {
-        let mut q = query(&self.sql);
-        for a in self.args {
-            q = q.bind(a);
-        }
-        q.fetch_all(tx).await
-    }
-
-    async fn run(self, tx: &mut Tx<'_>) -> Result<()> {
-        let mut q = query(&self.sql);
-        for a in self.args {
-            q = q.bind(a);
-        }
-        q.execute(tx).await?;
-        Ok(())
     }
 }
 
@@ -441,6 +528,30 @@ impl Store {
         self.writer.submit(DocumentBatch { docs, limits }).await
     }
 
+    /// PostgreSQL: refreshes the planner's statistics of the tables an
+    /// import fills. A new database's tables look empty to the planner
+    /// until autovacuum gets to them, and it then reads the user map with
+    /// a sequential scan per lookup: 75 ms each, two thirds of a 100,000-row
+    /// import's time, before this was called between phases. SQLite
+    /// chooses its indexes without statistics: nothing to do.
+    ///
+    /// `users_only` after the users are in and before any document is:
+    /// statistics taken of a table still empty tell the planner it stays
+    /// empty, and its lookups of documents then scan them all (800 ms a
+    /// batch in one run). A table never analyzed is estimated from its
+    /// size, which is right.
+    pub async fn refresh_import_statistics(&self, users_only: bool) -> Result<()> {
+        if self.backend == super::Backend::Postgres {
+            let sql = if users_only {
+                "ANALYZE users, import_user_map"
+            } else {
+                "ANALYZE users, import_user_map, documents, collection_counts, user_usage"
+            };
+            sqlx::query(sql).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// Which users earlier imports from `platform` made of `legacy_ids`
     /// (old id → user id), for ids still held by a user.
     pub async fn imported_user_ids(
@@ -453,10 +564,7 @@ impl Store {
         for batch in legacy_ids.chunks(super::IDS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT legacy_id, user_id FROM import_user_map WHERE platform = $1 AND appid = $2 AND legacy_id IN ({})",
-                (3..batch.len() + 3)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(3, batch.len())
             );
             let mut q = sqlx::query(&sql).bind(platform).bind(appid);
             for id in batch {
@@ -475,7 +583,7 @@ impl Store {
         for batch in ids.chunks(super::IDS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT id FROM documents WHERE id IN ({})",
-                marks(batch.len())
+                placeholders(1, batch.len())
             );
             let mut q = sqlx::query(&sql);
             for id in batch {
@@ -498,10 +606,7 @@ impl Store {
         for batch in openids.chunks(super::IDS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT openid, id FROM users WHERE appid = $1 AND openid IN ({})",
-                (2..batch.len() + 2)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(2, batch.len())
             );
             let mut q = sqlx::query(&sql).bind(appid);
             for id in batch {
@@ -512,5 +617,24 @@ impl Store {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_few_statement_shapes() {
+        assert_eq!(power_of_two_chunks(0), Vec::<usize>::new());
+        assert_eq!(power_of_two_chunks(1), [1]);
+        assert_eq!(power_of_two_chunks(2000), [1024, 512, 256, 128, 64, 16]);
+        assert_eq!(
+            power_of_two_chunks(3000),
+            [1024, 1024, 512, 256, 128, 32, 16, 8]
+        );
+        for n in 0..3000 {
+            assert_eq!(power_of_two_chunks(n).iter().sum::<usize>(), n);
+        }
     }
 }

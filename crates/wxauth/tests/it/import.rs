@@ -583,21 +583,23 @@ async fn a_killed_import_finishes_when_run_again(db: Db) {
         return;
     };
     const USERS: usize = 400;
-    const TODOS: usize = 12_000;
+    const TODOS: usize = 20_000;
     let paths = generated_export(&dir.0, USERS, TODOS);
     let args = ["leancloud", "--appid", APP1];
     let report = import_ok(&whole_config, &args, &paths);
     assert_eq!(stored(&report, "Todo"), (TODOS as u64, 0));
 
-    // Kill it at different points until one lands mid-way through the
-    // documents (times vary with the machine; the clock seeds the first).
+    // Kill it three times: first at a random early moment (users or the
+    // first batches), then each time just after the documents grew, so
+    // the kills land between commits and inside them.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
     let mut mid_way = 0;
     let total = (TODOS + USERS) as i64;
-    for attempt in 0..12u64 {
+    let mut last = 0;
+    for attempt in 0..3u64 {
         let mut child = Command::new(BIN)
             .arg("import")
             .args(args)
@@ -610,15 +612,24 @@ async fn a_killed_import_finishes_when_run_again(db: Db) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let wait = 40 + (seed.wrapping_mul(attempt + 7) % 700);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let jitter = Duration::from_millis(seed.wrapping_mul(attempt + 7) % 25);
+        if attempt == 0 {
+            tokio::time::sleep(Duration::from_millis(seed % 60)).await;
+        } else {
+            while count_documents(&killed.database_url).await <= last
+                && child.try_wait().unwrap().is_none()
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tokio::time::sleep(jitter).await;
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        let n = count_documents(&killed.database_url).await;
-        if n > 0 && n < total {
+        last = count_documents(&killed.database_url).await;
+        if last > 0 && last < total {
             mid_way += 1;
         }
-        if mid_way >= 3 || n >= total {
+        if last >= total {
             break;
         }
     }
