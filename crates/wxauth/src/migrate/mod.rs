@@ -163,6 +163,17 @@ pub struct Importer<'a> {
     started: Instant,
     now: i64,
     since_statistics: usize,
+    /// The batch being written while the next is read.
+    writing: Option<Writing>,
+}
+
+/// A batch being written, and what its outcomes are counted against.
+struct Writing {
+    write: tokio::task::JoinHandle<Result<Vec<DocumentImported>>>,
+    at: usize,
+    file: String,
+    lines: Vec<u64>,
+    public: Vec<bool>,
 }
 
 /// A file being read a line at a time.
@@ -279,6 +290,7 @@ impl<'a> Importer<'a> {
             started: Instant::now(),
             now: auth.now(),
             since_statistics: 0,
+            writing: None,
         })
     }
 
@@ -309,7 +321,8 @@ impl<'a> Importer<'a> {
         (self.progress)(self.done_bytes, self.total_bytes);
     }
 
-    fn finish(mut self) -> Report {
+    async fn finish(mut self) -> Result<Report> {
+        self.finish_writing().await?;
         if self.done_bytes < self.total_bytes {
             (self.progress)(self.total_bytes, self.total_bytes);
         }
@@ -321,7 +334,7 @@ impl<'a> Importer<'a> {
         self.report
             .problems
             .sort_by_key(|p| (place(&p.file), p.line));
-        self.report
+        Ok(self.report)
     }
 
     /// Imports LeanCloud export files (`_User` files first, whatever the
@@ -355,11 +368,12 @@ impl<'a> Importer<'a> {
                 self.leancloud_class(&class, &mut lines).await?;
             }
         }
-        Ok(self.finish())
+        self.finish().await
     }
 
     async fn leancloud_users(&mut self, lines: &mut Lines) -> Result<()> {
         let mut batch: Vec<leancloud::LegacyUser> = Vec::with_capacity(BATCH);
+        let mut user_batches = 0u64;
         while let Some((line, n)) = lines.next()? {
             self.read(n);
             self.report.lines += 1;
@@ -374,6 +388,11 @@ impl<'a> Importer<'a> {
             if batch.len() >= BATCH {
                 self.write_users(leancloud::PLATFORM, std::mem::take(&mut batch))
                     .await?;
+                user_batches += 1;
+                if user_batches % 8 == 0 && !self.options.dry_run {
+                    // Each batch looks its openids up among the users.
+                    self.store.refresh_import_statistics(true).await?;
+                }
             }
         }
         self.write_users(leancloud::PLATFORM, batch).await
@@ -565,19 +584,7 @@ impl<'a> Importer<'a> {
             }
         }
         self.report.notes(at, &mut notes);
-        let outcomes = self.write_documents(docs).await?;
-        for ((outcome, line), public) in outcomes.into_iter().zip(lines).zip(public) {
-            self.count(at, file, line, outcome);
-            if public
-                && matches!(
-                    outcome,
-                    DocumentImported::Stored | DocumentImported::AlreadyPresent
-                )
-            {
-                self.report.collections[at].public_read_rows += 1;
-            }
-        }
-        Ok(())
+        self.write_documents(at, file, docs, lines, public).await
     }
 
     /// A converted row as a document, unless it breaks the size rules a
@@ -624,16 +631,29 @@ impl<'a> Importer<'a> {
         })
     }
 
-    /// Writes a batch (a dry run only looks which exist).
+    /// Starts writing a batch (a dry run only looks which exist) once the
+    /// previous one is done: the next batch is read and converted while
+    /// this one is written (the reading and the database each have a core).
     async fn write_documents(
         &mut self,
+        at: usize,
+        file: &str,
         docs: Vec<ImportedDocument>,
-    ) -> Result<Vec<DocumentImported>> {
+        lines: Vec<u64>,
+        public: Vec<bool>,
+    ) -> Result<()> {
+        self.finish_writing().await?;
         self.written(docs.len()).await?;
-        if self.options.dry_run {
+        let store = self.store.clone();
+        let limits = self.limits();
+        let dry_run = self.options.dry_run;
+        let write = tokio::spawn(async move {
+            if !dry_run {
+                return store.import_documents(docs, limits).await;
+            }
             let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
-            let known = self.store.known_document_ids(&ids).await?;
-            return Ok(ids
+            let known = store.known_document_ids(&ids).await?;
+            Ok(ids
                 .iter()
                 .map(|id| {
                     if known.contains(id) {
@@ -642,9 +662,39 @@ impl<'a> Importer<'a> {
                         DocumentImported::Stored
                     }
                 })
-                .collect());
+                .collect())
+        });
+        self.writing = Some(Writing {
+            write,
+            at,
+            file: file.to_owned(),
+            lines,
+            public,
+        });
+        Ok(())
+    }
+
+    /// Waits for the batch being written and counts its outcomes.
+    async fn finish_writing(&mut self) -> Result<()> {
+        let Some(w) = self.writing.take() else {
+            return Ok(());
+        };
+        let outcomes = w
+            .write
+            .await
+            .map_err(|e| Error::internal_from("an import's write stopped", e))??;
+        for ((outcome, line), public) in outcomes.into_iter().zip(w.lines).zip(w.public) {
+            self.count(w.at, &w.file, line, outcome);
+            if public
+                && matches!(
+                    outcome,
+                    DocumentImported::Stored | DocumentImported::AlreadyPresent
+                )
+            {
+                self.report.collections[w.at].public_read_rows += 1;
+            }
         }
-        self.store.import_documents(docs, self.limits()).await
+        Ok(())
     }
 
     fn count(&mut self, at: usize, file: &str, line: u64, outcome: DocumentImported) {
@@ -715,7 +765,7 @@ impl<'a> Importer<'a> {
             }
             self.write_cloudbase_rows(at, &lines.label, batch).await?;
         }
-        Ok(self.finish())
+        self.finish().await
     }
 
     async fn write_cloudbase_rows(
@@ -808,10 +858,7 @@ impl<'a> Importer<'a> {
                 Err(p) => self.skip(at, file, line, p),
             }
         }
-        let outcomes = self.write_documents(docs).await?;
-        for (outcome, line) in outcomes.into_iter().zip(lines) {
-            self.count(at, file, line, outcome);
-        }
-        Ok(())
+        let public = vec![false; lines.len()];
+        self.write_documents(at, file, docs, lines, public).await
     }
 }
