@@ -389,7 +389,7 @@ impl<'a> Importer<'a> {
                 self.write_users(leancloud::PLATFORM, std::mem::take(&mut batch))
                     .await?;
                 user_batches += 1;
-                if user_batches % 8 == 0 && !self.options.dry_run {
+                if user_batches.is_multiple_of(8) && !self.options.dry_run {
                     // Each batch looks its openids up among the users.
                     self.store.refresh_import_statistics(true).await?;
                 }
