@@ -217,19 +217,10 @@ impl Store {
     /// Which of `ids` have a file row (for the sweep of bytes without one);
     /// at most [`IDS_PER_LOOKUP`] at a time.
     pub async fn known_file_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
-        let mut known = HashSet::new();
-        for batch in ids.chunks(IDS_PER_LOOKUP) {
-            let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id FROM files WHERE id IN ({})", marks.join(", "));
-            let mut q = sqlx::query(&sql);
-            for id in batch {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                known.insert(row.try_get("id")?);
-            }
-        }
-        Ok(known)
+        let rows = self
+            .rows_in("SELECT id FROM files WHERE id IN ({in})", &[], ids)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
     /// Up to `limit` file ids after `after`, in id order (for the backup

@@ -560,40 +560,24 @@ impl Store {
         appid: &str,
         legacy_ids: &[String],
     ) -> Result<HashMap<String, String>> {
-        let mut found = HashMap::new();
-        for batch in legacy_ids.chunks(super::IDS_PER_LOOKUP) {
-            let sql = format!(
-                "SELECT legacy_id, user_id FROM import_user_map WHERE platform = $1 AND appid = $2 AND legacy_id IN ({})",
-                placeholders(3, batch.len())
-            );
-            let mut q = sqlx::query(&sql).bind(platform).bind(appid);
-            for id in batch {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                found.insert(row.try_get("legacy_id")?, row.try_get("user_id")?);
-            }
-        }
-        Ok(found)
+        let rows = self
+            .rows_in(
+                "SELECT legacy_id, user_id FROM import_user_map WHERE platform = $1 AND appid = $2 AND legacy_id IN ({in})",
+                &[platform, appid],
+                legacy_ids,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("legacy_id")?, r.try_get("user_id")?)))
+            .collect()
     }
 
     /// Which of `ids` are documents (a dry run's "already present").
     pub async fn known_document_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
-        let mut known = HashSet::new();
-        for batch in ids.chunks(super::IDS_PER_LOOKUP) {
-            let sql = format!(
-                "SELECT id FROM documents WHERE id IN ({})",
-                placeholders(1, batch.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in batch {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                known.insert(row.try_get("id")?);
-            }
-        }
-        Ok(known)
+        let rows = self
+            .rows_in("SELECT id FROM documents WHERE id IN ({in})", &[], ids)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
     /// The users of `appid` with these openids (openid → user id).
@@ -602,21 +586,16 @@ impl Store {
         appid: &str,
         openids: &[String],
     ) -> Result<HashMap<String, String>> {
-        let mut found = HashMap::new();
-        for batch in openids.chunks(super::IDS_PER_LOOKUP) {
-            let sql = format!(
-                "SELECT openid, id FROM users WHERE appid = $1 AND openid IN ({})",
-                placeholders(2, batch.len())
-            );
-            let mut q = sqlx::query(&sql).bind(appid);
-            for id in batch {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                found.insert(row.try_get("openid")?, row.try_get("id")?);
-            }
-        }
-        Ok(found)
+        let rows = self
+            .rows_in(
+                "SELECT openid, id FROM users WHERE appid = $1 AND openid IN ({in})",
+                &[appid],
+                openids,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("openid")?, r.try_get("id")?)))
+            .collect()
     }
 }
 

@@ -351,6 +351,33 @@ impl Store {
         Ok(lines.join("; "))
     }
 
+    /// Rows of `sql` for many keys in few queries: its `{in}` becomes the
+    /// placeholders of up to [`IDS_PER_LOOKUP`] of `values` at a time,
+    /// numbered after the `fixed` values bound first.
+    pub(crate) async fn rows_in(
+        &self,
+        sql: &str,
+        fixed: &[&str],
+        values: &[String],
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        let mut rows = Vec::new();
+        for chunk in values.chunks(IDS_PER_LOOKUP) {
+            let marks: Vec<String> = (fixed.len() + 1..=fixed.len() + chunk.len())
+                .map(|i| format!("${i}"))
+                .collect();
+            let text = sql.replace("{in}", &marks.join(", "));
+            let mut q = sqlx::query(&text);
+            for v in fixed {
+                q = q.bind(*v);
+            }
+            for v in chunk {
+                q = q.bind(v);
+            }
+            rows.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(rows)
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
