@@ -32,7 +32,7 @@ pub struct ImportArgs {
     #[arg(long)]
     ignore_limits: bool,
     /// Add the suggested `[[collections]]` entries (those not configured
-    /// yet) to the configuration file, comments kept.
+    /// yet) to the configuration file, comments kept (not in a dry run).
     #[arg(long)]
     write_config: bool,
 }
@@ -120,7 +120,10 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<()> {
     bar.finish();
     let report = report?;
     let mut config_note = None;
-    if args.write_config && !args.dry_run {
+    if args.write_config && args.dry_run {
+        config_note =
+            Some("--write-config: the configuration is left as it is in a dry run".to_owned());
+    } else if args.write_config {
         let path = config_file(&args.common.config)?;
         let added = add_collections(path, &report)?;
         config_note = Some(if added.is_empty() {
