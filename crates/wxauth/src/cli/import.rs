@@ -42,7 +42,13 @@ pub struct ImportArgs {
 pub struct LeancloudArgs {
     #[command(flatten)]
     args: ImportArgs,
-    /// The export's files (`_User` files are read first whatever the order).
+    /// Download the files of `_File` rows into the file store (`[files]`)
+    /// and point file fields at them; a file that cannot be fetched is
+    /// reported and its fields keep the old URL.
+    #[arg(long)]
+    fetch_files: bool,
+    /// The export's files (`_User` files are read first whatever the order,
+    /// then `_File`).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -62,9 +68,15 @@ pub struct CloudbaseArgs {
 
 /// Runs `wxauth import …`.
 pub async fn import(command: ImportCommand) -> anyhow::Result<()> {
-    let (args, platform, collection, paths) = match command {
-        ImportCommand::Leancloud(a) => (a.args, leancloud::PLATFORM, None, a.paths),
-        ImportCommand::Cloudbase(a) => (a.args, cloudbase::PLATFORM, Some(a.collection), a.paths),
+    let (args, platform, collection, paths, fetch_files) = match command {
+        ImportCommand::Leancloud(a) => (a.args, leancloud::PLATFORM, None, a.paths, a.fetch_files),
+        ImportCommand::Cloudbase(a) => (
+            a.args,
+            cloudbase::PLATFORM,
+            Some(a.collection),
+            a.paths,
+            false,
+        ),
     };
     if args.write_config {
         // Fail before importing, not after.
@@ -76,6 +88,7 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<()> {
         appid: args.appid.clone(),
         dry_run: args.dry_run,
         ignore_limits: args.ignore_limits,
+        fetch_files,
     };
     let mut bar = Progress::new("importing (bytes read)", 0);
     let mut progress = |done: u64, total: u64| bar.set(done, total);
@@ -83,6 +96,7 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<()> {
         let importer = Importer::new(
             &s.auth,
             &s.store,
+            &s.files,
             &settings.limits,
             platform,
             options,
@@ -108,6 +122,7 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<()> {
                     "lines": report.lines,
                     "users_created": report.users.created,
                     "documents_stored": report.stored(),
+                    "files_fetched": report.downloads.as_ref().map(|d| d.fetched),
                     "problems": report.problems_total,
                     "limits_applied": report.limits_applied,
                 });
@@ -196,6 +211,17 @@ fn render(r: &Report) -> String {
     } else {
         out.push_str(&format!("  users created for new openids: {}\n", u.created));
     }
+    if let Some(d) = &r.downloads {
+        out.push_str(&format!(
+            "  _File: {} rows: {} files {}fetched ({} bytes), {} already here{}\n",
+            d.rows,
+            d.fetched,
+            if r.dry_run { "would be " } else { "" },
+            d.bytes,
+            d.already_present,
+            skipped(&d.skipped)
+        ));
+    }
     for c in &r.collections {
         out.push_str(&format!(
             "  {} -> {}: {} rows: {} stored, {} already present{}\n",
@@ -208,10 +234,20 @@ fn render(r: &Report) -> String {
         ));
     }
     let v = &r.values;
-    if v.relations_left_out + v.bytes_as_base64 + v.files_as_urls + v.pointers_kept > 0 {
+    if v.relations_left_out
+        + v.bytes_as_base64
+        + v.files_as_urls
+        + v.files_fetched
+        + v.pointers_kept
+        > 0
+    {
         out.push_str(&format!(
-            "  values: {} file fields kept as their old URL, {} Bytes kept as base64, {} relations left out, {} pointers kept as they were (to users not imported or system classes)\n",
-            v.files_as_urls, v.bytes_as_base64, v.relations_left_out, v.pointers_kept
+            "  values: {} file fields pointing at fetched files, {} kept as their old URL, {} Bytes kept as base64, {} relations left out, {} pointers kept as they were (to users not imported or system classes)\n",
+            v.files_fetched,
+            v.files_as_urls,
+            v.bytes_as_base64,
+            v.relations_left_out,
+            v.pointers_kept
         ));
     }
     if r.problems_total > 0 {

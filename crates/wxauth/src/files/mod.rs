@@ -10,6 +10,7 @@
 //! become a page in the app's origin (`nosniff`, attachments always as
 //! downloads, never HTML or SVG inline).
 
+mod imported;
 pub mod sniff;
 mod sweep;
 pub mod urls;
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::store::{FileInsert, FileRecord, NewFile, Store};
 use crate::vocab::Owner;
 use crate::vocab::time::rfc3339;
+pub use imported::ImportedFile;
 pub use sweep::SweepReport;
 pub use urls::UrlSigner;
 
@@ -142,6 +144,19 @@ impl std::fmt::Debug for Upload {
 }
 
 impl Upload {
+    fn new(id: String, owner: String, appid: String, writer: BlobWriter, max_bytes: u64) -> Self {
+        Self {
+            id,
+            owner,
+            appid,
+            writer,
+            hasher: Sha256::new(),
+            size: 0,
+            head: Vec::with_capacity(sniff::HEAD_BYTES),
+            max_bytes,
+        }
+    }
+
     /// Adds the next bytes of the file; past the size limit the upload is
     /// given up (nothing stays) and the answer is 413.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
@@ -197,6 +212,16 @@ pub struct UrlProof {
 /// A year: how long a public file's URL may be cached (its bytes never
 /// change; a new upload is a new id).
 const PUBLIC_MAX_AGE: u64 = 365 * 24 * 3600;
+
+/// How a file's row is kept, once its bytes are in.
+struct Kept {
+    purpose: Purpose,
+    public: bool,
+    content_type: &'static str,
+    filename: String,
+    created_at: i64,
+    bytes_per_user: u64,
+}
 
 /// Files: uploads, metadata, downloads.
 #[derive(Clone)]
@@ -270,16 +295,13 @@ impl Files {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let writer = self.blobs.create(&id).await?;
-        Ok(Upload {
+        Ok(Upload::new(
             id,
-            owner: owner.user_id.to_owned(),
-            appid: owner.appid.to_owned(),
+            owner.user_id.to_owned(),
+            owner.appid.to_owned(),
             writer,
-            hasher: Sha256::new(),
-            size: 0,
-            head: Vec::with_capacity(sniff::HEAD_BYTES),
-            max_bytes: self.limits.max_bytes,
-        })
+            self.limits.max_bytes,
+        ))
     }
 
     /// Completes `upload` with its form: checks the type against the
@@ -322,6 +344,20 @@ impl Files {
                 return Err(e);
             }
         };
+        let kept = Kept {
+            purpose,
+            public,
+            content_type,
+            filename: clean_filename(form.filename.as_deref()),
+            created_at: self.clock.now_ms(),
+            bytes_per_user: self.limits.bytes_per_user,
+        };
+        self.keep(upload, kept).await
+    }
+
+    /// Stores the bytes of `upload`, then its row with the quota charged;
+    /// on any failure nothing stays.
+    async fn keep(&self, upload: Upload, kept: Kept) -> Result<FileView> {
         let Upload {
             id,
             owner,
@@ -336,27 +372,27 @@ impl Files {
             id,
             owner,
             appid,
-            purpose: purpose.as_str().to_owned(),
-            public,
-            content_type: content_type.to_owned(),
+            purpose: kept.purpose.as_str().to_owned(),
+            public: kept.public,
+            content_type: kept.content_type.to_owned(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
             sha256: hex::encode(hasher.finalize()),
-            filename: clean_filename(form.filename.as_deref()),
+            filename: kept.filename,
             status: "ready".into(),
-            created_at: self.clock.now_ms(),
+            created_at: kept.created_at,
         };
         let inserted = self
             .store
             .insert_file(NewFile {
                 record: record.clone(),
-                bytes_per_user: i64::try_from(self.limits.bytes_per_user).unwrap_or(i64::MAX),
+                bytes_per_user: i64::try_from(kept.bytes_per_user).unwrap_or(i64::MAX),
             })
             .await;
         match inserted {
             Ok(FileInsert::Stored) => Ok(self.view(record)),
             Ok(FileInsert::OverQuota) => {
                 self.forget_bytes(&record.id).await;
-                Err(quota_reached(self.limits.bytes_per_user))
+                Err(quota_reached(kept.bytes_per_user))
             }
             Err(e) => {
                 self.forget_bytes(&record.id).await;
@@ -374,7 +410,7 @@ impl Files {
     }
 
     fn view(&self, r: FileRecord) -> FileView {
-        let path = format!("{}/v1/files/{}/raw", self.base_url, r.id);
+        let path = self.public_url(&r.id);
         let url = if r.public {
             path
         } else {

@@ -27,15 +27,16 @@ impl Importer<'_> {
     /// Imports LeanCloud export files (`_User` files first, whatever the
     /// order given).
     pub async fn leancloud(mut self, paths: &[PathBuf]) -> Result<Report> {
-        let mut ordered: Vec<&PathBuf> = paths
-            .iter()
-            .filter(|p| class_of_file(p) == leancloud::USER_CLASS)
-            .collect();
-        ordered.extend(
-            paths
-                .iter()
-                .filter(|p| class_of_file(p) != leancloud::USER_CLASS),
-        );
+        // Users, then (fetched) files, then the rest in the order given:
+        // each row can then find its owner and its files.
+        let fetch_files = self.options.fetch_files;
+        let rank = |p: &PathBuf| match class_of_file(p).as_str() {
+            leancloud::USER_CLASS => 0,
+            leancloud::FILE_CLASS if fetch_files => 1,
+            _ => 2,
+        };
+        let mut ordered: Vec<&PathBuf> = paths.iter().collect();
+        ordered.sort_by_key(|p| rank(p));
         let owned: Vec<PathBuf> = ordered.into_iter().cloned().collect();
         let files = open_all(&owned)?;
         self.total_bytes = files.iter().map(|(_, n)| n).sum();
@@ -46,6 +47,12 @@ impl Importer<'_> {
             if class == leancloud::USER_CLASS {
                 self.leancloud_users(&mut lines).await?;
                 users_read = true;
+            } else if class == leancloud::FILE_CLASS && self.options.fetch_files {
+                if users_read {
+                    self.store.refresh_import_statistics(true).await?;
+                    users_read = false;
+                }
+                self.leancloud_files(&mut lines).await?;
             } else {
                 if users_read {
                     // The users are in: let the database plan their lookups.
@@ -148,8 +155,8 @@ impl Importer<'_> {
                 "system_class",
                 format!(
                     "{class} is a LeanCloud system class{}: not imported",
-                    if class == "_File" {
-                        " (files stay at their old URLs, which the rows that use them keep)"
+                    if class == leancloud::FILE_CLASS {
+                        " (files stay at their old URLs, which the rows that use them keep; --fetch-files downloads them)"
                     } else {
                         ""
                     }
@@ -203,6 +210,12 @@ impl Importer<'_> {
         }
         let users = self.users_of(leancloud::PLATFORM, refs).await?;
         let user = |id: &str| users.get(id).cloned();
+        let fetched = self.fetched_files(&batch).await?;
+        let file_of = |id: &str| fetched.get(id).cloned();
+        let resolved = leancloud::Resolved {
+            user: &user,
+            file: &file_of,
+        };
         let collection = self.report.collections[at]
             .collection
             .clone()
@@ -213,7 +226,7 @@ impl Importer<'_> {
         let mut public = Vec::with_capacity(batch.len());
         let appid = self.options.appid.clone();
         for (line, row) in batch {
-            let doc = match leancloud::document(&appid, row, &user, &mut notes) {
+            let doc = match leancloud::document(&appid, row, &resolved, &mut notes) {
                 Ok(doc) => doc,
                 Err(p) => {
                     self.skip(at, file, line, p);

@@ -13,12 +13,14 @@ use super::{ImportOptions, RowProblem, STATISTICS_EVERY};
 use crate::auth::Auth;
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
+use crate::files::Files;
 use crate::store::{DocumentImported, ImportLimits, ImportedDocument, Store, UserLimit, UserQuota};
 
 /// Where an import reads and writes. `progress` hears bytes read of all.
 pub struct Importer<'a> {
     pub(super) auth: &'a Auth,
     pub(super) store: &'a Store,
+    pub(super) files: &'a Files,
     pub(super) limits: &'a LimitsConfig,
     pub(super) options: ImportOptions,
     pub(super) report: Report,
@@ -28,6 +30,9 @@ pub struct Importer<'a> {
     /// Dry runs: the users this run would have made (old id → user id);
     /// a real run reads them back from the database instead.
     pub(super) dry_users: HashMap<String, String>,
+    /// Dry runs: the files this run would have fetched (new id → what
+    /// file fields would become).
+    pub(super) dry_files: HashMap<String, Value>,
     pub(super) started: Instant,
     pub(super) now: i64,
     pub(super) since_statistics: usize,
@@ -49,6 +54,7 @@ impl<'a> Importer<'a> {
     pub fn new(
         auth: &'a Auth,
         store: &'a Store,
+        files: &'a Files,
         limits: &'a LimitsConfig,
         platform: &'static str,
         options: ImportOptions,
@@ -59,6 +65,7 @@ impl<'a> Importer<'a> {
         Ok(Self {
             auth,
             store,
+            files,
             limits,
             report: Report::new(
                 platform,
@@ -71,6 +78,7 @@ impl<'a> Importer<'a> {
             total_bytes: 0,
             done_bytes: 0,
             dry_users: HashMap::new(),
+            dry_files: HashMap::new(),
             started: Instant::now(),
             now: auth.now(),
             since_statistics: 0,

@@ -6,7 +6,8 @@
 //! Values keep their meaning in plain JSON: `{"__type": "Date", "iso"}` is
 //! the ISO string, a pointer the new id of the row it names (a user's id
 //! for `_User`), a GeoPoint `{"latitude", "longitude"}`, a file its URL,
-//! `Bytes` its base64 text; a relation (its rows live in `_Join` classes
+//! `Bytes` its base64 text (a file fetched by `--fetch-files` is the new
+//! file: `{"id", "url", "name"}`, the URL only when public); a relation (its rows live in `_Join` classes
 //! the export does not hold) is left out. Each of those is counted for the
 //! report.
 
@@ -21,6 +22,108 @@ pub const PLATFORM: &str = "leancloud";
 
 /// The class of users.
 pub const USER_CLASS: &str = "_User";
+
+/// The class of files.
+pub const FILE_CLASS: &str = "_File";
+
+/// A `_File` row: where its bytes are, and whose they are.
+#[derive(Debug, Clone)]
+pub struct LegacyFile {
+    /// objectId.
+    pub legacy_id: String,
+    /// Where its bytes can be downloaded (http or https).
+    pub url: String,
+    /// The name it was uploaded with.
+    pub name: Option<String>,
+    /// The `_User` objectId of its owner: `metaData.owner`, else the one
+    /// user its ACL lets write.
+    pub owner: Option<String>,
+    /// Whether everyone could read it (no ACL, or `"*": {"read": true}`).
+    pub public: bool,
+    /// createdAt.
+    pub created_at: Option<i64>,
+}
+
+/// A `_File` row as a file to fetch, or why it cannot be one.
+pub fn file(row: &Ordered) -> Result<LegacyFile, RowProblem> {
+    let legacy_id = object_id(row)?;
+    let url = match row.get("url") {
+        Some(Value::String(u)) if u.starts_with("https://") || u.starts_with("http://") => {
+            u.clone()
+        }
+        _ => {
+            return Err(RowProblem::new(
+                "bad_url",
+                "the file has no http or https url to fetch it from",
+            ));
+        }
+    };
+    let acl = match row.get("ACL") {
+        Some(Value::Object(acl)) => Some(acl),
+        _ => None,
+    };
+    let public = acl.is_none_or(|a| {
+        a.get("*")
+            .and_then(|s| s.get("read"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    });
+    let acl_owner = acl.map(acl_writers).and_then(|w| match w.as_slice() {
+        [one] => Some((*one).to_owned()),
+        _ => None,
+    });
+    let meta_owner = row
+        .get("metaData")
+        .and_then(|m| m.get("owner"))
+        .and_then(Value::as_str)
+        // Files uploaded by no one in particular say "unknown".
+        .filter(|o| !o.is_empty() && *o != "unknown")
+        .map(str::to_owned);
+    Ok(LegacyFile {
+        legacy_id,
+        url,
+        name: row.get("name").and_then(Value::as_str).map(str::to_owned),
+        owner: meta_owner.or(acl_owner),
+        public,
+        created_at: row.get("createdAt").and_then(time_of),
+    })
+}
+
+/// The `_File` objectIds a row's values name (file values and pointers
+/// to `_File`), so a batch looks them all up at once.
+pub fn file_refs(row: &Ordered, out: &mut Vec<String>) {
+    for (_, v) in row.fields() {
+        files_named(v, out);
+    }
+}
+
+fn files_named(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(id) = file_named(m) {
+                out.push(id.to_owned());
+                return;
+            }
+            for v in m.values() {
+                files_named(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| files_named(v, out)),
+        _ => {}
+    }
+}
+
+/// The `_File` objectId of a file value or a pointer to `_File`.
+fn file_named(m: &Map<String, Value>) -> Option<&str> {
+    match m.get("__type").and_then(Value::as_str)? {
+        "File" => m.get("objectId")?.as_str(),
+        "Pointer" => match pointer(m)? {
+            (FILE_CLASS, id) => Some(id),
+            _ => None,
+        },
+        _ => None,
+    }
+}
 
 /// A `_User` row with a mini-program identity.
 #[derive(Debug, Clone)]
@@ -171,14 +274,23 @@ pub struct LegacyDocument {
     pub public_read: bool,
 }
 
-/// Converts a row of `class`; `user` gives the user id of a `_User`
-/// objectId that was imported.
+/// What the references of a batch's rows became.
+pub struct Resolved<'a> {
+    /// The user id of a `_User` objectId that was imported.
+    pub user: &'a dyn Fn(&str) -> Option<String>,
+    /// The value a `_File` objectId's file fields become, when the file
+    /// was fetched.
+    pub file: &'a dyn Fn(&str) -> Option<Value>,
+}
+
+/// Converts a row of `class`.
 pub fn document(
     appid: &str,
     row: Ordered,
-    user: &dyn Fn(&str) -> Option<String>,
+    refs: &Resolved,
     notes: &mut ValueNotes,
 ) -> Result<LegacyDocument, RowProblem> {
+    let user = refs.user;
     let legacy_id = object_id(&row)?;
     let acl = match row.get("ACL") {
         Some(Value::Object(acl)) => Some(acl.clone()),
@@ -229,7 +341,7 @@ pub fn document(
             Value::Object(m) => pointer(m).filter(|(c, _)| !c.starts_with('_')).is_some(),
             _ => false,
         };
-        if let Some(v) = convert(appid, v, user, notes) {
+        if let Some(v) = convert(appid, v, refs, notes) {
             if top_pointer {
                 notes.pointer_fields.insert(k.clone());
             }
@@ -248,21 +360,20 @@ pub fn document(
 }
 
 /// One value in plain JSON; None leaves the field out (a relation).
-fn convert(
-    appid: &str,
-    v: Value,
-    user: &dyn Fn(&str) -> Option<String>,
-    notes: &mut ValueNotes,
-) -> Option<Value> {
+fn convert(appid: &str, v: Value, refs: &Resolved, notes: &mut ValueNotes) -> Option<Value> {
     match v {
         Value::Object(m) => {
+            if let Some(fetched) = file_named(&m).and_then(refs.file) {
+                notes.files_fetched += 1;
+                return Some(fetched);
+            }
             let kind = m.get("__type").and_then(Value::as_str).map(str::to_owned);
             match kind.as_deref() {
                 Some("Date") => match m.get("iso") {
                     Some(Value::String(iso)) => Some(Value::String(iso.clone())),
                     _ => Some(Value::Object(m)),
                 },
-                Some("Pointer") => Some(convert_pointer(appid, m, user, notes)),
+                Some("Pointer") => Some(convert_pointer(appid, m, refs.user, notes)),
                 Some("GeoPoint") => {
                     let mut point = Map::new();
                     for k in ["latitude", "longitude"] {
@@ -287,14 +398,14 @@ fn convert(
                 }
                 _ => Some(Value::Object(
                     m.into_iter()
-                        .filter_map(|(k, v)| convert(appid, v, user, notes).map(|v| (k, v)))
+                        .filter_map(|(k, v)| convert(appid, v, refs, notes).map(|v| (k, v)))
                         .collect(),
                 )),
             }
         }
         Value::Array(a) => Some(Value::Array(
             a.into_iter()
-                .map(|v| convert(appid, v, user, notes).unwrap_or(Value::Null))
+                .map(|v| convert(appid, v, refs, notes).unwrap_or(Value::Null))
                 .collect(),
         )),
         other => Some(other),

@@ -16,8 +16,10 @@
 //! - A line that cannot be imported is reported with its file and line
 //!   and the rest goes on; the per-user limits apply unless raised.
 pub mod cloudbase;
+mod fetch;
 mod from_cloudbase;
 mod from_leancloud;
+mod from_leancloud_files;
 pub mod ids;
 mod importer;
 pub mod leancloud;
@@ -31,7 +33,7 @@ use serde_json::Value;
 
 pub use from_leancloud::class_of_file;
 pub use importer::Importer;
-pub use report::Report;
+pub use report::{DownloadsReport, Report};
 
 /// Rows written in one commit (2,000 imported a 100,000-row export in
 /// 4.9 s on SQLite where 500 took 7.5 s: fewer commits and checkpoints).
@@ -139,4 +141,6 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Import rows past the per-user limits (the report says so).
     pub ignore_limits: bool,
+    /// Download `_File` rows into the file store (LeanCloud).
+    pub fetch_files: bool,
 }

@@ -18,9 +18,12 @@ pub struct ValueNotes {
     pub relations_left_out: u64,
     /// `Bytes` values kept as their base64 text.
     pub bytes_as_base64: u64,
-    /// File fields kept as the old URL (fetching them is not done by this
-    /// import: the URLs keep working only while the old platform does).
+    /// File fields kept as the old URL (without `--fetch-files`, or when
+    /// the file was not fetched: the URLs work only while the old
+    /// platform does).
     pub files_as_urls: u64,
+    /// File fields rewritten to a file fetched into the file store.
+    pub files_fetched: u64,
     /// Pointers kept as they were: to a user not imported, or to a
     /// system class (`_File`, `_Role`…).
     pub pointers_kept: u64,
@@ -35,6 +38,7 @@ impl ValueNotes {
         self.relations_left_out += other.relations_left_out;
         self.bytes_as_base64 += other.bytes_as_base64;
         self.files_as_urls += other.files_as_urls;
+        self.files_fetched += other.files_fetched;
         self.pointers_kept += other.pointers_kept;
     }
 }
@@ -62,6 +66,22 @@ pub struct UsersReport {
     /// Rows that are users already here (same app and openid).
     pub existing: u64,
     /// Rows left out, by code.
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+/// The `_File` rows of a run with `--fetch-files`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DownloadsReport {
+    /// `_File` rows read.
+    pub rows: u64,
+    /// Files downloaded into the file store (a dry run downloads nothing:
+    /// the files it would try).
+    pub fetched: u64,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// Files an earlier run fetched.
+    pub already_present: u64,
+    /// Rows not fetched, by code (their fields keep the old URL).
     pub skipped: BTreeMap<&'static str, u64>,
 }
 
@@ -174,6 +194,9 @@ pub struct Report {
     pub lines: u64,
     /// Users.
     pub users: UsersReport,
+    /// Files fetched (`--fetch-files` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<DownloadsReport>,
     /// Per class, in the order first read.
     pub collections: Vec<CollectionReport>,
     /// Values changed in kind.
@@ -196,6 +219,7 @@ impl Report {
             files: Vec::new(),
             lines: 0,
             users: UsersReport::default(),
+            downloads: None,
             collections: Vec::new(),
             values: ValueNotes::default(),
             problems: Vec::new(),

@@ -223,6 +223,18 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
+    /// The files among `ids` (at most [`IDS_PER_LOOKUP`] a query).
+    pub async fn files_by_id(&self, ids: &[String]) -> Result<Vec<FileRecord>> {
+        let rows = self
+            .rows_in(
+                &format!("SELECT {FILE_COLUMNS} FROM files WHERE id IN ({{in}})"),
+                &[],
+                ids,
+            )
+            .await?;
+        rows.iter().map(FileRecord::from_any).collect()
+    }
+
     /// Up to `limit` file ids after `after`, in id order (for the backup
     /// of a file folder: every file a database copy knows).
     pub async fn file_ids_after(&self, after: &str, limit: i64) -> Result<Vec<String>> {

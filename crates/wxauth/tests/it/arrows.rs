@@ -36,7 +36,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("data", &["store", "config", "vocab", "error"]),
     ("files", &["store", "blobs", "config", "vocab", "error"]),
     ("gateway", &["config", "vocab", "error"]),
-    ("migrate", &["auth", "store", "config", "vocab", "error"]),
+    (
+        "migrate",
+        &["auth", "files", "store", "config", "vocab", "error"],
+    ),
     (
         "admin",
         &["auth", "data", "files", "store", "vocab", "error"],

@@ -121,6 +121,21 @@ async fn snapshot(url: &str) -> Vec<String> {
             &["collections", "bytes"],
         ),
         (
+            "files",
+            "id",
+            &[
+                "id",
+                "user_id",
+                "appid",
+                "purpose",
+                "content_type",
+                "sha256",
+                "filename",
+                "status",
+            ],
+            &["size", "created_at"],
+        ),
+        (
             "import_user_map",
             "platform, appid, legacy_id",
             &["platform", "appid", "legacy_id", "user_id"],
@@ -651,4 +666,311 @@ async fn a_killed_import_finishes_when_run_again_on_sqlite() {
 #[tokio::test]
 async fn a_killed_import_finishes_when_run_again_on_postgres() {
     a_killed_import_finishes_when_run_again(Db::Postgres).await;
+}
+
+/// A stand-in for LeanCloud's file CDN: serves each path's bytes (404
+/// for others) and counts requests per path.
+struct FileHost {
+    url: String,
+    hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+fn file_host(files: Vec<(&'static str, Vec<u8>)>) -> FileHost {
+    use axum::extract::{Path as UrlPath, State};
+    type Served = std::sync::Arc<std::collections::HashMap<String, Vec<u8>>>;
+    type Hits = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+    let hits: Hits = Default::default();
+    let files: std::sync::Arc<std::collections::HashMap<String, Vec<u8>>> =
+        std::sync::Arc::new(files.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+    let app =
+        axum::Router::new()
+            .route(
+                "/{name}",
+                axum::routing::get(
+                    |State((files, hits)): State<(Served, Hits)>,
+                     UrlPath(name): UrlPath<String>| async move {
+                        *hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+                        match files.get(&name) {
+                            Some(b) => (axum::http::StatusCode::OK, b.clone()),
+                            None => (axum::http::StatusCode::NOT_FOUND, b"no such file".to_vec()),
+                        }
+                    },
+                ),
+            )
+            .with_state((files, hits.clone()));
+    // On a thread of its own: the test waits for the CLI synchronously.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await
+            })
+    });
+    FileHost { url, hits }
+}
+
+impl FileHost {
+    fn hits(&self, name: &str) -> usize {
+        self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// A file URL the server gave (a path, or absolute with `public_url`).
+fn absolute(app: &TestApp, url: &str) -> String {
+    if url.starts_with('/') {
+        format!("{}{url}", app.url)
+    } else {
+        url.to_owned()
+    }
+}
+
+const ALICE_LC: &str = "60a1b2c3d4e5f60011aa0001";
+const BOB_LC: &str = "60a1b2c3d4e5f60011aa0002";
+
+async fn leancloud_files_are_fetched_into_the_file_store(db: Db) {
+    let Some(app) = spawn_app_with(Options {
+        db,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let dir = temp_dir();
+    // The CLI shares the app's file folder; files past 4 KiB are refused.
+    let config = ConfigFile {
+        tail: format!(
+            "[files]\nurl = \"file://{}\"\nmax_bytes = 4096\n",
+            app.files_root.display()
+        ),
+        ..ConfigFile::on(&app.database_url, &app.sim_url)
+    }
+    .write(&dir.0);
+    let list_png = crate::files::png(600);
+    let notes_pdf = b"%PDF-1.4 Alice's notes".to_vec();
+    let host = file_host(vec![
+        ("list.png", list_png.clone()),
+        ("notes.pdf", notes_pdf.clone()),
+        ("big.bin", vec![7u8; 8192]),
+        ("empty.txt", Vec::new()),
+    ]);
+    let out = dir.0.join("export");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(
+        fixtures("leancloud").join("_User.jsonl"),
+        out.join("_User.jsonl"),
+    )
+    .unwrap();
+    let u = &host.url;
+    let file_rows = [
+        // Public (no ACL), owner in metaData: the fixture's list.png.
+        json!({"objectId": "60f000000000000000000001", "name": "list.png",
+            "url": format!("{u}/list.png"), "mime_type": "image/png",
+            "metaData": {"size": 608, "owner": ALICE_LC},
+            "createdAt": "2023-06-10T08:29:00.000Z", "updatedAt": "2023-06-10T08:29:00.000Z"}),
+        // Private (ACL without "*"), the owner from the ACL (metaData says unknown).
+        json!({"objectId": "60f000000000000000000002", "name": "notes.pdf",
+            "url": format!("{u}/notes.pdf?token=secret-signature"),
+            "metaData": {"owner": "unknown"},
+            "ACL": {ALICE_LC: {"read": true, "write": true}},
+            "createdAt": "2023-06-11T00:00:00.000Z"}),
+        json!({"objectId": "60f000000000000000000003", "name": "gone.png",
+            "url": format!("{u}/gone.png"), "metaData": {"owner": BOB_LC}}),
+        json!({"objectId": "60f000000000000000000004", "name": "big.bin",
+            "url": format!("{u}/big.bin"), "metaData": {"owner": BOB_LC}}),
+        json!({"objectId": "60f000000000000000000005", "name": "orphan.png",
+            "url": format!("{u}/list.png"), "metaData": {"owner": "60a1b2c3d4e5f600110000ff"}}),
+        json!({"objectId": "60f000000000000000000006", "name": "nowhere"}),
+        json!({"objectId": "60f000000000000000000007", "name": "empty.txt",
+            "url": format!("{u}/empty.txt"), "metaData": {"owner": BOB_LC}}),
+    ];
+    let mut text = String::new();
+    for r in &file_rows {
+        text.push_str(&format!("{r}\n"));
+    }
+    std::fs::write(out.join("_File.jsonl"), text).unwrap();
+    let acl = |who: &str| json!({who: {"read": true, "write": true}});
+    let notes = [
+        json!({"objectId": "70a000000000000000000001", "title": "shopping",
+            "picture": {"__type": "File", "objectId": "60f000000000000000000001",
+                "name": "list.png", "url": "https://lc-abc123.cn-n1.lcfile.com/list.png"},
+            "pages": [{"__type": "Pointer", "className": "_File", "objectId": "60f000000000000000000002"}],
+            "ACL": acl(ALICE_LC)}),
+        json!({"objectId": "70a000000000000000000002", "title": "lost",
+            "picture": {"__type": "File", "objectId": "60f000000000000000000003",
+                "name": "gone.png", "url": format!("{u}/gone.png")},
+            "ACL": acl(BOB_LC)}),
+    ];
+    let mut text = String::new();
+    for r in &notes {
+        text.push_str(&format!("{r}\n"));
+    }
+    std::fs::write(out.join("Note.jsonl"), text).unwrap();
+    // Given in an order where the notes come before the files.
+    let paths = vec![
+        out.join("Note.jsonl"),
+        out.join("_File.jsonl"),
+        out.join("_User.jsonl"),
+    ];
+    let args = ["leancloud", "--appid", APP1, "--fetch-files"];
+    let files_in_folder = || {
+        std::fs::read_dir(&app.files_root)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // A dry run downloads and writes nothing, and says what it would do.
+    let before = snapshot(&app.database_url).await;
+    let dry = import_ok(&config, &[&args[..], &["--dry-run"]].concat(), &paths);
+    assert_eq!(snapshot(&app.database_url).await, before);
+    assert_eq!(files_in_folder(), 0);
+    assert_eq!(host.hits("list.png"), 0);
+    // (Every file with an owner and a URL: a dry run does not download.)
+    assert_eq!(dry["downloads"]["fetched"], 5, "{}", dry["downloads"]);
+    assert_eq!(dry["values"]["files_fetched"], 3, "{}", dry["values"]);
+
+    let report = import_ok(&config, &args, &paths);
+    let d = &report["downloads"];
+    assert_eq!(d["rows"], 7, "{d}");
+    assert_eq!(d["fetched"], 2, "{d}");
+    assert_eq!(d["already_present"], 0, "{d}");
+    assert_eq!(
+        d["bytes"].as_u64().unwrap(),
+        (list_png.len() + notes_pdf.len()) as u64
+    );
+    assert_eq!(
+        d["skipped"],
+        json!({"fetch_failed": 1, "too_large": 1, "no_owner": 1, "bad_url": 1, "empty_file": 1}),
+        "{}",
+        report["problems"]
+    );
+    let problems: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["file"].as_str().unwrap().ends_with("_File.jsonl"))
+        .map(|p| format!("{}:{}", p["line"], p["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "3:fetch_failed",
+            "4:too_large",
+            "5:no_owner",
+            "6:bad_url",
+            "7:empty_file"
+        ]
+    );
+    // A URL's query (a private bucket's signature) is never reported.
+    assert!(!report.to_string().contains("secret-signature"));
+    assert_eq!(report["values"]["files_fetched"], 2);
+    assert_eq!(report["values"]["files_as_urls"], 1);
+    assert_eq!(stored(&report, "Note"), (2, 0));
+    // Only the fetched files' bytes are in the folder (no partial left).
+    assert_eq!(files_in_folder(), 2);
+
+    // Alice's note points at her files; the public one opens by its URL.
+    let alice = login_as(&app, ALICE).await;
+    let alice_id = alice["user"]["id"].as_str().unwrap();
+    let note = &documents(&app, &alice, "note").await[0]["data"];
+    let picture = &note["picture"];
+    let picture_id = picture["id"].as_str().unwrap();
+    assert_eq!(
+        picture,
+        &json!({"id": picture_id, "url": format!("/v1/files/{picture_id}/raw"), "name": "list.png"})
+    );
+    let raw = app
+        .http
+        .get(absolute(&app, picture["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.headers()["content-type"], "image/png");
+    assert_eq!(raw.bytes().await.unwrap().to_vec(), list_png);
+    // The private one: no URL kept (a signed one would expire); its
+    // metadata gives a signed URL that serves it.
+    let page = &note["pages"][0];
+    let pdf_id = page["id"].as_str().unwrap();
+    assert_eq!(page, &json!({"id": pdf_id, "name": "notes.pdf"}));
+    let meta = app
+        .get(&format!("/v1/files/{pdf_id}"), Some(token(&alice)))
+        .await;
+    assert_eq!(meta.status, 200, "{:?}", meta.body);
+    assert_eq!(meta.body["public"], false);
+    assert_eq!(meta.body["purpose"], "attachment");
+    assert_eq!(meta.body["filename"], "notes.pdf");
+    assert_eq!(meta.body["created_at"], "2023-06-11T00:00:00.000Z");
+    let signed = app
+        .http
+        .get(absolute(&app, meta.body["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    assert_eq!(signed.bytes().await.unwrap().to_vec(), notes_pdf);
+    let unsigned = app
+        .http
+        .get(format!("{}/v1/files/{pdf_id}/raw", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
+    // Both are Alice's, counted in her files.
+    let listed = app.get("/v1/files", Some(token(&alice))).await;
+    let mut ids: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = vec![picture_id, pdf_id];
+    want.sort();
+    assert_eq!(ids, want, "{:?} (alice {alice_id})", listed.body);
+    // Bob's file could not be fetched: his note keeps the old URL.
+    let bob = login_as(&app, BOB).await;
+    let lost = &documents(&app, &bob, "note").await[0]["data"];
+    assert_eq!(lost["picture"], format!("{u}/gone.png"));
+    assert!(
+        app.get("/v1/files", Some(token(&bob))).await.body["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Again: nothing fetched twice, nothing changes.
+    let before = snapshot(&app.database_url).await;
+    let again = import_ok(&config, &args, &paths);
+    assert_eq!(again["downloads"]["fetched"], 0);
+    assert_eq!(again["downloads"]["already_present"], 2);
+    assert_eq!(host.hits("list.png"), 1);
+    assert_eq!(host.hits("notes.pdf"), 1);
+    assert_eq!(snapshot(&app.database_url).await, before);
+    assert_eq!(files_in_folder(), 2);
+
+    // Without --fetch-files, _File rows are reported and files stay URLs.
+    let plain = import_ok(
+        &config,
+        &["leancloud", "--appid", APP1, "--dry-run"],
+        &paths,
+    );
+    assert!(plain.get("downloads").is_none(), "{plain}");
+    assert_eq!(skipped(&plain, "_File"), json!({"system_class": 7}));
+}
+
+#[tokio::test]
+async fn leancloud_files_are_fetched_into_the_file_store_on_sqlite() {
+    leancloud_files_are_fetched_into_the_file_store(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn leancloud_files_are_fetched_into_the_file_store_on_postgres() {
+    leancloud_files_are_fetched_into_the_file_store(Db::Postgres).await;
 }
