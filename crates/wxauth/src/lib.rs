@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod http;
 pub mod migrate;
 pub mod private_files;
+pub mod realtime;
 pub mod store;
 pub mod vocab;
 
@@ -108,6 +109,10 @@ pub struct Rules {
     pub files: files::Files,
     /// The store (to close it when done).
     pub store: store::Store,
+    /// Redis, when instances share state through it.
+    pub redis: Option<Arc<SharedRedis>>,
+    /// The clock the rules read.
+    pub clock: Arc<dyn wechat_miniapp::Clock>,
 }
 
 impl Rules {
@@ -162,12 +167,20 @@ pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
         settings.reachable_url(),
         deps.clock.clone(),
     );
-    let auth = auth::Auth::new(settings, store.clone(), revocations, redis, deps.clock)?;
+    let auth = auth::Auth::new(
+        settings,
+        store.clone(),
+        revocations,
+        redis.clone(),
+        deps.clock.clone(),
+    )?;
     Ok(Rules {
         auth,
         data,
         files,
         store,
+        redis,
+        clock: deps.clock,
     })
 }
 
@@ -178,6 +191,8 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
         data,
         files,
         store,
+        redis,
+        clock,
     } = open_rules(&settings, deps).await?;
     spawn_idempotency_expiry(data.clone());
     files.spawn_orphan_sweep();
@@ -188,13 +203,80 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
     let apart = settings.admin_listen.is_some();
-    let state = http::AppState::new(auth, data, files, settings, metrics_handle())?;
+    let realtime = realtime::Realtime::new(
+        data.clone(),
+        store.clone(),
+        settings.realtime.clone(),
+        clock,
+    );
+    let state = http::AppState::new(
+        auth,
+        data,
+        files,
+        realtime.clone(),
+        settings,
+        metrics_handle(),
+    )?;
+    spawn_realtime(&realtime, &state, redis);
     Ok(Server {
         admin_router: apart.then(|| http::admin_router(state.clone())),
         router: http::router(state),
         store,
         connections,
     })
+}
+
+/// Starts realtime's background work: sessions checked with the identity
+/// rules, commits' notices shared through Redis when there is one.
+fn spawn_realtime(
+    realtime: &realtime::Realtime,
+    state: &http::AppState,
+    redis: Option<Arc<SharedRedis>>,
+) {
+    let checker = state.clone();
+    let sessions: realtime::SessionCheck = Arc::new(move |session_id: String| {
+        let state = checker.clone();
+        let ended: futures_util::future::BoxFuture<'static, bool> = Box::pin(async move {
+            state
+                .auth()
+                .session_ended(&session_id)
+                .await
+                .unwrap_or(false)
+        });
+        ended
+    });
+    let publish = redis.map(|redis| {
+        let heard_by = realtime.clone();
+        let heard: cache::change_notices::Heard = Arc::new(
+            move |notices: Option<Vec<cache::change_notices::Notice>>| match notices {
+                None => heard_by.wake_all(),
+                Some(notices) => heard_by.heard(
+                    &notices
+                        .into_iter()
+                        .map(|(appid, collection, position)| store::CommittedPosition {
+                            appid,
+                            collection,
+                            position,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            },
+        );
+        let notices = cache::change_notices::start(redis, uuid::Uuid::now_v7().to_string(), heard);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<store::CommittedPosition>>();
+        tokio::spawn(async move {
+            while let Some(positions) = rx.recv().await {
+                let _ = notices.send(
+                    positions
+                        .into_iter()
+                        .map(|p| (p.appid, p.collection, p.position))
+                        .collect(),
+                );
+            }
+        });
+        tx
+    });
+    realtime.spawn(sessions, publish);
 }
 
 /// Forgets idempotency keys older than a day, every ten minutes. Stops when

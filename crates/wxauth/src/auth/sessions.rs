@@ -346,6 +346,39 @@ impl Auth {
         })
     }
 
+    /// A WebSocket's caller (`GET /v1/watch`), and when its access token
+    /// expires (Unix ms): the socket is closed then.
+    pub async fn authenticate_socket(&self, bearer: &str) -> Result<(Caller, i64)> {
+        let claims = self.current_claims(bearer).await?;
+        let expires = claims.exp.saturating_mul(1000);
+        Ok((
+            Caller {
+                user_id: claims.sub,
+                session_id: claims.sid,
+                appid: claims.app,
+            },
+            expires,
+        ))
+    }
+
+    /// Whether a session whose token was accepted has ended since (logout,
+    /// revocation, the account's deletion), on any instance: what keeps an
+    /// open socket's session honest without checking its token again.
+    pub async fn session_ended(&self, session_id: &str) -> Result<bool> {
+        let now = self.now_ms();
+        if self.revocations.is_revoked(session_id, now).await? {
+            return Ok(true);
+        }
+        if !self.revocations.complete() {
+            let ended = match self.store.session(session_id).await? {
+                Some(s) => s.revoked_at.is_some(),
+                None => true,
+            };
+            return Ok(ended);
+        }
+        Ok(false)
+    }
+
     /// The claims of a current access token: signed by us, unexpired, its
     /// session not revoked (on any instance), its app still served.
     pub(crate) async fn current_claims(&self, bearer: &str) -> Result<tokens::AccessClaims> {

@@ -1,9 +1,11 @@
 //! Short-lived shared state that must be fast to read: session revocations,
-//! login-code de-duplication, rate-limit counters and WeChat's access token.
+//! login-code de-duplication, rate-limit counters, WeChat's access token,
+//! and notices of committed changes for realtime watches.
 //! In-process for one instance; through Redis ([`SharedRedis`]) for
 //! several, with the in-process versions as the fallback while Redis is
 //! down.
 
+pub mod change_notices;
 mod login_codes;
 pub mod redis;
 mod revocations;

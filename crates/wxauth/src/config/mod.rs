@@ -27,6 +27,7 @@ mod gateway;
 mod http;
 mod keys;
 mod limits;
+mod realtime;
 mod service_keys;
 mod tokens;
 mod urls;
@@ -40,6 +41,7 @@ pub use gateway::{GatewayAuth, GatewayConfig, GatewayRoute};
 pub use http::HttpConfig;
 pub use keys::{KeyConfig, NamedKey};
 pub use limits::{LimitsConfig, MAX_JSON_DEPTH};
+pub use realtime::{RealtimeConfig, RealtimeSettings};
 pub use service_keys::{ServiceKey, ServiceKeyConfig};
 pub use tokens::{SigningAlg, SigningKey, TokenConfig};
 pub use urls::{DatabaseUrl, redact_url};
@@ -102,6 +104,8 @@ pub struct Config {
     pub collections: Vec<CollectionConfig>,
     /// Uploaded files.
     pub files: FilesConfig,
+    /// Realtime watches.
+    pub realtime: RealtimeConfig,
 }
 
 /// The browser playground at `/`.
@@ -134,6 +138,7 @@ impl Default for Config {
             gateway: Vec::new(),
             collections: Vec::new(),
             files: FilesConfig::default(),
+            realtime: RealtimeConfig::default(),
         }
     }
 }
@@ -293,6 +298,8 @@ pub struct Settings {
     pub collections: Vec<CollectionRule>,
     /// Uploaded files.
     pub files: FileSettings,
+    /// Realtime watches.
+    pub realtime: RealtimeSettings,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
@@ -332,6 +339,7 @@ impl Config {
         let trusted_proxies = self.http.check()?;
         let playground_sim_url = self.playground.check()?;
         let files = self.files.check()?;
+        let realtime = self.realtime.check()?;
         if self.admin_listen == Some(self.listen) {
             return Err(bad(
                 "admin_listen: must differ from listen (leave it out to serve the admin API on listen)",
@@ -360,6 +368,7 @@ impl Config {
             collections,
             playground_sim_url,
             files,
+            realtime,
         })
     }
 }

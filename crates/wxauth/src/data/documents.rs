@@ -257,7 +257,7 @@ impl Data {
     }
 
     /// Whose documents the caller reads in a collection.
-    fn read_scope(&self, owner: Owner<'_>, collection: &str) -> Scope {
+    pub(super) fn read_scope(&self, owner: Owner<'_>, collection: &str) -> Scope {
         if self.access(collection).shared() {
             Scope::App {
                 appid: owner.appid.to_owned(),

@@ -9,6 +9,7 @@ pub mod any_owner;
 pub mod documents;
 pub mod profile;
 pub mod query;
+mod watched;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::vocab::{Access, CollectionRule};
 pub use any_owner::{CollectedDocument, Whose};
 pub use documents::{Created, Document};
 pub use documents::{IfMatch, ListRequest};
+pub use watched::{ChangedDocument, WatchedDocument, WatchedQuery};
 
 /// User data: documents and profiles.
 #[derive(Clone)]

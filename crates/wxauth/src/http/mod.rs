@@ -39,6 +39,7 @@ struct Inner {
     auth: Auth,
     data: Data,
     files: crate::files::Files,
+    realtime: crate::realtime::Realtime,
     settings: Settings,
     gateways: Vec<crate::gateway::Gateway>,
     metrics: PrometheusHandle,
@@ -57,6 +58,7 @@ impl AppState {
         auth: Auth,
         data: Data,
         files: crate::files::Files,
+        realtime: crate::realtime::Realtime,
         settings: Settings,
         metrics: PrometheusHandle,
     ) -> crate::Result<Self> {
@@ -71,6 +73,7 @@ impl AppState {
                 auth,
                 data,
                 files,
+                realtime,
                 gateways,
                 metrics,
                 openapi_json: {
@@ -101,6 +104,11 @@ impl AppState {
     /// Files.
     pub fn files(&self) -> &crate::files::Files {
         &self.inner.files
+    }
+
+    /// Realtime watches.
+    pub fn realtime(&self) -> &crate::realtime::Realtime {
+        &self.inner.realtime
     }
 
     /// The operator's rules.
@@ -262,6 +270,7 @@ pub fn router(state: AppState) -> Router {
     if settings.playground_sim_url.is_some() {
         router = router.merge(playground::routes());
     }
+    router = router.route("/v1/watch", axum::routing::get(routes::watch::watch));
     for (index, route) in settings.gateways.iter().enumerate() {
         // Everything under the prefix, and the bare prefix with and
         // without its trailing slash.

@@ -292,7 +292,8 @@ pub async fn serve(
                 .header_read_timeout(None)
                 .max_headers(MAX_HEADER_LINES + 28)
                 .max_buf_size(max_head);
-            let conn = builder.serve_connection(io, service);
+            // Upgrades: `GET /v1/watch` becomes a WebSocket.
+            let conn = builder.serve_connection(io, service).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => log_connection_end(result),
@@ -391,7 +392,14 @@ enum Phase {
     Body,
     /// A response was written; waiting for the next request's first byte.
     Idle,
+    /// Switched protocols (`GET /v1/watch`'s WebSocket): the bytes are no
+    /// longer HTTP, and the socket's own pings time it out.
+    Upgraded,
 }
+
+/// The start of a response that switches protocols: after it the
+/// connection is a WebSocket, not HTTP.
+const SWITCHING: &[u8] = b"HTTP/1.1 101 ";
 
 /// A stream that times out reads by phase (see the module's notes).
 pub struct TimedIo<S> {
@@ -452,7 +460,7 @@ impl<S> TimedIo<S> {
         let wait = match phase {
             Phase::Head => self.header_read,
             Phase::Idle => self.idle,
-            Phase::Body => return,
+            Phase::Body | Phase::Upgraded => return,
         };
         self.deadline.as_mut().reset(Instant::now() + wait);
     }
@@ -468,7 +476,7 @@ impl<S> TimedIo<S> {
 
     /// Follows the phase through bytes just read.
     fn saw(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.phase == Phase::Upgraded {
             return;
         }
         self.waiting.store(false, Ordering::Relaxed);
@@ -551,7 +559,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if self.phase != Phase::Body && self.deadline.as_mut().poll(cx).is_ready() {
+                if !matches!(self.phase, Phase::Body | Phase::Upgraded)
+                    && self.deadline.as_mut().poll(cx).is_ready()
+                {
                     let what = if self.phase == Phase::Idle {
                         "idle keep-alive timeout"
                     } else {
@@ -571,8 +581,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.phase == Phase::Body && data.starts_with(SWITCHING) {
+            self.phase = Phase::Upgraded;
+        }
         let written = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && self.phase != Phase::Idle {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0)
+            && !matches!(self.phase, Phase::Idle | Phase::Upgraded)
+        {
             // A response is going out: the next read waits for a request.
             self.start_idle(cx);
         }
@@ -592,8 +607,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.phase == Phase::Body
+            && bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .is_some_and(|b| b.starts_with(SWITCHING))
+        {
+            self.phase = Phase::Upgraded;
+        }
         let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && self.phase != Phase::Idle {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0)
+            && !matches!(self.phase, Phase::Idle | Phase::Upgraded)
+        {
             self.start_idle(cx);
         }
         written

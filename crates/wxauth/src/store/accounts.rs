@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::Store;
 use super::audit::{NewAuditEntry, insert_audit};
+use super::changes::{Change, ChangeOp};
 use super::exec::query;
 use super::rows::{COLUMNS, DocumentRecord, USER_COLUMNS, UserRecord};
 use super::user_cache::UserCache;
@@ -173,12 +174,22 @@ pub const USER_TABLES: &[(&str, &str)] = &[
     ("files", "user_id = $1"),
     ("file_usage", "user_id = $1"),
     ("import_user_map", "user_id = $1"),
+    // Their past changes (with their data); the account's deletion then
+    // logs a `delete` for each of their documents.
+    ("changes", "user_id = $1"),
     ("users", "id = $1"),
 ];
 
+/// A deleted account: its sessions, and its documents (each a `delete`
+/// in the change log, so watches of shared collections drop them).
+pub(super) struct DeletedUser {
+    sessions: Vec<String>,
+    documents: Vec<Change>,
+}
+
 impl Write for DeleteUser {
-    type Output = Option<Vec<String>>;
-    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Option<Vec<String>>>> {
+    type Output = Option<DeletedUser>;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Option<DeletedUser>>> {
         Box::pin(async move {
             let exists = query("SELECT id FROM users WHERE id = $1")
                 .bind(&self.user_id)
@@ -207,6 +218,32 @@ impl Write for DeleteUser {
             .bind(self.now)
             .execute(tx)
             .await?;
+            let documents = query(
+                "SELECT id, appid, collection, version, created_at, updated_at \
+                 FROM documents WHERE user_id = $1",
+            )
+            .bind(&self.user_id)
+            .fetch_all(tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Change {
+                    appid: r.try_get("appid")?,
+                    collection: r.try_get("collection")?,
+                    doc_id: r.try_get("id")?,
+                    // No trace of the deleted user is kept: a watch drops
+                    // a removed document by its id alone.
+                    user_id: String::new(),
+                    op: ChangeOp::Delete,
+                    data: None,
+                    updated: Vec::new(),
+                    removed: Vec::new(),
+                    version: r.try_get("version")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
             for (table, condition) in USER_TABLES {
                 query(&format!("DELETE FROM {table} WHERE {condition}"))
                     .bind(&self.user_id)
@@ -214,11 +251,19 @@ impl Write for DeleteUser {
                     .await?;
             }
             insert_audit(tx, &self.audit).await?;
-            Ok(Some(sessions))
+            Ok(Some(DeletedUser {
+                sessions,
+                documents,
+            }))
         })
     }
-    fn committed(&self, _: &Option<Vec<String>>, users: &UserCache) {
+    fn committed(&self, _: &Option<DeletedUser>, users: &UserCache) {
         users.forget(&self.user_id);
+    }
+    fn changes(&self, output: &Option<DeletedUser>, out: &mut Vec<Change>) {
+        if let Some(deleted) = output {
+            out.extend(deleted.documents.iter().cloned());
+        }
     }
 }
 
@@ -374,6 +419,7 @@ impl Store {
                 audit,
             })
             .await
+            .map(|deleted| deleted.map(|d| d.sessions))
     }
 
     /// A page of the user's documents in every collection, by id, after

@@ -4,6 +4,7 @@
 use futures_util::future::BoxFuture;
 
 use super::Store;
+use super::changes::{Change, ChangeOp};
 use super::exec::query;
 use super::rows::{COLUMNS, DocumentRecord};
 use super::writer::{Tx, Write, answered_rows};
@@ -184,6 +185,24 @@ impl Write for NewDocument {
         tx: &'a mut Tx<'_>,
     ) -> BoxFuture<'a, Result<Vec<Option<CreateOutcome>>>> {
         Box::pin(create_together(tx, writes))
+    }
+    fn changes(&self, output: &CreateOutcome, out: &mut Vec<Change>) {
+        let CreateOutcome::Created(r) = output else {
+            return;
+        };
+        out.push(Change {
+            appid: self.appid.clone(),
+            collection: r.collection.clone(),
+            doc_id: r.id.clone(),
+            user_id: r.owner.clone(),
+            op: ChangeOp::Create,
+            data: Some(r.data.clone()),
+            updated: Vec::new(),
+            removed: Vec::new(),
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        });
     }
 }
 
@@ -458,21 +477,52 @@ pub struct Replacement {
     pub quota: UserQuota,
 }
 
+/// A replace's outcome, and for the change log the document's app and the
+/// fields it set and removed.
+pub(super) struct Replaced {
+    outcome: ReplaceOutcome,
+    change: Option<(String, Vec<String>, Vec<String>)>,
+}
+
 impl Write for Replacement {
-    type Output = ReplaceOutcome;
-    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<ReplaceOutcome>> {
+    type Output = Replaced;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Replaced>> {
         Box::pin(replace(tx, self))
+    }
+    fn changes(&self, output: &Replaced, out: &mut Vec<Change>) {
+        let (ReplaceOutcome::Replaced(r), Some((appid, updated, removed))) =
+            (&output.outcome, &output.change)
+        else {
+            return;
+        };
+        out.push(Change {
+            appid: appid.clone(),
+            collection: r.collection.clone(),
+            doc_id: r.id.clone(),
+            user_id: r.owner.clone(),
+            op: ChangeOp::Replace,
+            data: Some(r.data.clone()),
+            updated: updated.clone(),
+            removed: removed.clone(),
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        });
     }
 }
 
-async fn replace(tx: &mut Tx<'_>, r: &Replacement) -> Result<ReplaceOutcome> {
+async fn replace(tx: &mut Tx<'_>, r: &Replacement) -> Result<Replaced> {
+    let only = |outcome| Replaced {
+        outcome,
+        change: None,
+    };
     let (user_id, collection, id, data) = (&r.user_id, &r.collection, &r.id, &r.data);
     // Read the current size and version with the row locked (a no-op
     // UPDATE, valid on both databases), so the usage delta is exact even
     // with another instance writing the same document.
     let current = query(
         "UPDATE documents SET version = version WHERE id = $1 AND user_id = $2 AND collection = $3 \
-         RETURNING size, version",
+         RETURNING size, version, appid, data",
     )
     .bind(id)
     .bind(user_id)
@@ -480,17 +530,20 @@ async fn replace(tx: &mut Tx<'_>, r: &Replacement) -> Result<ReplaceOutcome> {
     .fetch_optional(tx)
     .await?;
     let Some(current) = current else {
-        return Ok(ReplaceOutcome::NotFound);
+        return Ok(only(ReplaceOutcome::NotFound));
     };
     let old_size: i64 = current.try_get("size")?;
     let version: i64 = current.try_get("version")?;
     if r.if_version.is_some_and(|v| v != version) {
-        return Ok(ReplaceOutcome::VersionMoved);
+        return Ok(only(ReplaceOutcome::VersionMoved));
     }
     let size = size_of(data);
     if let Some(limit) = charge(tx, user_id, 0, size - old_size, r.quota).await? {
-        return Ok(ReplaceOutcome::UserLimitReached(limit));
+        return Ok(only(ReplaceOutcome::UserLimitReached(limit)));
     }
+    let appid: String = current.try_get("appid")?;
+    let before: String = current.try_get("data")?;
+    let (updated, removed) = super::changes::changed_fields(&before, data);
     let row = query(&format!(
         "UPDATE documents SET data = $1, size = $2, version = version + 1, updated_at = $3 \
          WHERE id = $4 AND user_id = $5 AND collection = $6 RETURNING {COLUMNS}"
@@ -503,7 +556,10 @@ async fn replace(tx: &mut Tx<'_>, r: &Replacement) -> Result<ReplaceOutcome> {
     .bind(collection)
     .fetch_one(tx)
     .await?;
-    Ok(ReplaceOutcome::Replaced(DocumentRecord::from_row(&row)?))
+    Ok(Replaced {
+        outcome: ReplaceOutcome::Replaced(DocumentRecord::from_row(&row)?),
+        change: Some((appid, updated, removed)),
+    })
 }
 
 struct Deletion {
@@ -512,16 +568,48 @@ struct Deletion {
     id: String,
 }
 
+/// A deleted document, as the change log records it.
+pub(super) struct Deleted {
+    appid: String,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
 impl Write for Deletion {
-    type Output = bool;
-    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<bool>> {
+    type Output = Option<Deleted>;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<Option<Deleted>>> {
         Box::pin(delete(tx, &self.user_id, &self.collection, &self.id))
+    }
+    fn changes(&self, output: &Option<Deleted>, out: &mut Vec<Change>) {
+        let Some(d) = output else {
+            return;
+        };
+        out.push(Change {
+            appid: d.appid.clone(),
+            collection: self.collection.clone(),
+            doc_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            op: ChangeOp::Delete,
+            data: None,
+            updated: Vec::new(),
+            removed: Vec::new(),
+            version: d.version,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        });
     }
 }
 
-async fn delete(tx: &mut Tx<'_>, user_id: &str, collection: &str, id: &str) -> Result<bool> {
+async fn delete(
+    tx: &mut Tx<'_>,
+    user_id: &str,
+    collection: &str,
+    id: &str,
+) -> Result<Option<Deleted>> {
     let done = query(
-        "DELETE FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3 RETURNING size",
+        "DELETE FROM documents WHERE id = $1 AND user_id = $2 AND collection = $3 \
+         RETURNING size, appid, version, created_at, updated_at",
     )
     .bind(id)
     .bind(user_id)
@@ -529,9 +617,15 @@ async fn delete(tx: &mut Tx<'_>, user_id: &str, collection: &str, id: &str) -> R
     .fetch_optional(tx)
     .await?;
     let Some(done) = done else {
-        return Ok(false);
+        return Ok(None);
     };
     let size: i64 = done.try_get("size")?;
+    let deleted = Deleted {
+        appid: done.try_get("appid")?,
+        version: done.try_get("version")?,
+        created_at: done.try_get("created_at")?,
+        updated_at: done.try_get("updated_at")?,
+    };
     let left = query("UPDATE collection_counts SET documents = documents - 1 WHERE user_id = $1 AND collection = $2 RETURNING documents")
         .bind(user_id)
         .bind(collection)
@@ -549,7 +643,7 @@ async fn delete(tx: &mut Tx<'_>, user_id: &str, collection: &str, id: &str) -> R
     .bind(user_id)
     .execute(tx)
     .await?;
-    Ok(true)
+    Ok(Some(deleted))
 }
 
 impl Store {
@@ -561,7 +655,7 @@ impl Store {
 
     /// Replaces a document's data (see [`Replacement`]).
     pub async fn replace_document(&self, replacement: Replacement) -> Result<ReplaceOutcome> {
-        self.writer.submit(replacement).await
+        Ok(self.writer.submit(replacement).await?.outcome)
     }
 
     /// Deletes a document of the user; false if there was none.
@@ -573,6 +667,7 @@ impl Store {
                 id: id.to_owned(),
             })
             .await
+            .map(|deleted| deleted.is_some())
     }
 
     /// Forgets idempotency keys created before `before` (Unix ms).

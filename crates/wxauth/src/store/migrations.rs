@@ -60,6 +60,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "import",
         include_str!("../../migrations/sqlite/0010_import.sql"),
     ),
+    (
+        11,
+        "changes",
+        include_str!("../../migrations/sqlite/0011_changes.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -112,6 +117,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         10,
         "import",
         include_str!("../../migrations/postgres/0010_import.sql"),
+    ),
+    (
+        11,
+        "changes",
+        include_str!("../../migrations/postgres/0011_changes.sql"),
     ),
 ];
 

@@ -22,6 +22,8 @@
 mod accounts;
 mod audit;
 mod bounded_reads;
+mod change_log;
+mod changes;
 mod documents;
 mod exec;
 mod files;
@@ -46,6 +48,8 @@ use sqlx::{AnyPool, Connection as _, Executor};
 use crate::error::{Error, Result};
 pub use accounts::{Resealed, SealedRow, SessionSummary, USER_TABLES, UserLookup};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
+pub use change_log::CHANGES_PER_READ;
+pub use changes::{Change, ChangeFeed, ChangeOp, CommittedPosition, LoggedChange, changed_fields};
 pub use documents::{
     CreateOutcome, FirstCreate, Idempotency, NewDocument, ReplaceOutcome, Replacement, UserLimit,
     UserQuota,
@@ -118,6 +122,8 @@ pub struct Store {
     _hold: Option<Arc<hold::SharedHold>>,
     /// The query language's reads, bounded in time and number.
     bounded: Arc<bounded_reads::BoundedReads>,
+    /// This process's commits of document changes (realtime watches).
+    changes: changes::ChangeFeed,
 }
 
 impl std::fmt::Debug for Store {
@@ -275,7 +281,12 @@ impl Store {
             ),
         };
         let users = Arc::new(user_cache::UserCache::default());
-        let writer = Arc::new(writer::Writer::spawn(engine, users.clone())?);
+        let changes = changes::ChangeFeed::default();
+        let writer = Arc::new(writer::Writer::spawn(
+            engine,
+            users.clone(),
+            changes.clone(),
+        )?);
         // SQLite reads are in-process: nothing to save by grouping them.
         let (document_reads, user_reads) = match backend {
             Backend::Sqlite => (None, None),
@@ -293,6 +304,7 @@ impl Store {
             user_reads,
             _hold: held,
             bounded: Arc::new(bounded),
+            changes,
         })
     }
 

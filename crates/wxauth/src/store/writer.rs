@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
+use super::changes::{self, Change, ChangeFeed, CommittedPosition};
 pub(super) use super::exec::Tx;
 use super::exec::{SqliteTx, SqlxTx, query};
 use super::user_cache::UserCache;
@@ -60,6 +61,9 @@ pub(super) trait Write: Send + Sync + 'static {
     /// Runs on the writer's task right after the commit, in commit order,
     /// before the caller hears of it: keeps the user cache in step.
     fn committed(&self, _output: &Self::Output, _users: &UserCache) {}
+    /// What the write did to documents, for the change log (recorded in
+    /// the same transaction, just before the commit).
+    fn changes(&self, _output: &Self::Output, _out: &mut Vec<Change>) {}
 }
 
 /// Deletes rows older than `before` with one statement (`sql`, whose `$1`
@@ -140,6 +144,8 @@ trait Job: Send + Any {
     /// Answers the caller: its own result when the batch committed, else
     /// the batch's failure.
     fn answer(self: Box<Self>, failure: Option<Error>, users: &UserCache);
+    /// The changes this attempt's result made to documents.
+    fn changes(&self, out: &mut Vec<Change>);
 }
 
 struct Pending<W: Write> {
@@ -215,6 +221,12 @@ impl<W: Write> Job for Pending<W> {
                 ),
             }
         })
+    }
+
+    fn changes(&self, out: &mut Vec<Change>) {
+        if let Some(Ok(output)) = &self.result {
+            self.write.changes(output, out);
+        }
     }
 
     fn answer(self: Box<Self>, failure: Option<Error>, users: &UserCache) {
@@ -314,7 +326,7 @@ impl Writer {
     /// waiting behind the server's request tasks or for another thread
     /// (on SQLite every statement runs inline; on PostgreSQL its socket
     /// wakes this thread directly).
-    pub(super) fn spawn(engine: Engine, users: Arc<UserCache>) -> Result<Self> {
+    pub(super) fn spawn(engine: Engine, users: Arc<UserCache>, feed: ChangeFeed) -> Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let (done, stopped) = oneshot::channel();
@@ -325,7 +337,7 @@ impl Writer {
         let work = {
             let counters = counters.clone();
             async move {
-                run(engine, rx, counters, users).await;
+                run(engine, rx, counters, users, feed).await;
                 let _ = done.send(());
             }
         };
@@ -386,6 +398,7 @@ async fn run(
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     counters: Arc<Counters>,
     users: Arc<UserCache>,
+    feed: ChangeFeed,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -396,7 +409,7 @@ async fn run(
             }
         }
         let n = batch.len() as u64;
-        if let Err(e) = commit_batch(&mut engine, &rx, batch, &users, &counters).await {
+        if let Err(e) = commit_batch(&mut engine, &rx, batch, &users, &counters, &feed).await {
             tracing::error!(
                 error = e.internal_chain().unwrap_or_else(|| e.to_string()),
                 writes = n,
@@ -414,8 +427,11 @@ const CONTENTION_RETRIES: u32 = 8;
 /// What an attempt at a batch came to.
 enum Attempt {
     /// Committed; each job holds its own result. How many of the writes
-    /// were applied in groups.
-    Committed { grouped: u64 },
+    /// were applied in groups, and the change log's last positions.
+    Committed {
+        grouped: u64,
+        positions: Vec<CommittedPosition>,
+    },
     /// A write failed without savepoints: nothing committed, run again
     /// with a savepoint around each write.
     NeedsSavepoints,
@@ -441,6 +457,7 @@ async fn commit_batch(
     mut batch: Vec<Box<dyn Job>>,
     users: &UserCache,
     counters: &Counters,
+    feed: &ChangeFeed,
 ) -> Result<()> {
     let mut retries = 0;
     let outcome = loop {
@@ -465,9 +482,10 @@ async fn commit_batch(
         }
     };
     let failure = match outcome {
-        Attempt::Committed { grouped } => {
+        Attempt::Committed { grouped, positions } => {
             counters.grouped.fetch_add(grouped, Ordering::Relaxed);
             metrics::counter!("wxauth_store_grouped_writes_total").increment(grouped);
+            feed.committed(positions);
             None
         }
         Attempt::Contention(e) | Attempt::Failed(e) => Some(e),
@@ -571,9 +589,15 @@ async fn attempt(
                 return Attempt::Failed(Error::internal_from("database: begin", e));
             }
             let mut tx = SqliteTx(conn);
-            let outcome = match apply_all(&mut tx, batch, savepoints).await {
-                Ok(grouped) => match tx.0.execute_batch("COMMIT") {
-                    Ok(()) => return Attempt::Committed { grouped },
+            let applied = match apply_all(&mut tx, batch, savepoints).await {
+                Ok(grouped) => record_changes(&mut tx, changes_of(batch))
+                    .await
+                    .map(|positions| (grouped, positions)),
+                Err(stopped) => Err(stopped),
+            };
+            let outcome = match applied {
+                Ok((grouped, positions)) => match tx.0.execute_batch("COMMIT") {
+                    Ok(()) => return Attempt::Committed { grouped, positions },
                     Err(e) => Attempt::Failed(Error::internal_from("database: commit", e)),
                 },
                 Err(stopped) => stopped,
@@ -610,8 +634,14 @@ async fn pg_attempt(
         }
         *open = true;
     }
-    let grouped = match apply_all(&mut SqlxTx(&mut *conn), batch, savepoints).await {
-        Ok(grouped) => grouped,
+    let applied = match apply_all(&mut SqlxTx(&mut *conn), batch, savepoints).await {
+        Ok(grouped) => record_changes(&mut SqlxTx(&mut *conn), changes_of(batch))
+            .await
+            .map(|positions| (grouped, positions)),
+        Err(stopped) => Err(stopped),
+    };
+    let (grouped, positions) = match applied {
+        Ok(done) => done,
         Err(stopped) => {
             *open = false;
             if let Err(e) = conn.execute(sqlx::raw_sql("ROLLBACK")).await {
@@ -631,11 +661,40 @@ async fn pg_attempt(
     {
         Ok(_) => {
             *open = chain;
-            Attempt::Committed { grouped }
+            Attempt::Committed { grouped, positions }
         }
         Err(Error::Contention(cause)) => Attempt::Contention(Error::Contention(cause)),
         Err(e) => Attempt::Failed(e),
     }
+}
+
+/// The changes the batch's writes made to documents.
+fn changes_of(batch: &[Box<dyn Job>]) -> Vec<Change> {
+    let mut found = Vec::new();
+    for job in batch {
+        job.changes(&mut found);
+    }
+    found
+}
+
+/// Records the changes the batch's writes made to documents (see
+/// `changes::record`), as the last statements before the commit: the
+/// positions' rows stay locked for as short a time as possible.
+async fn record_changes(
+    tx: &mut Tx<'_>,
+    found: Vec<Change>,
+) -> Result<Vec<CommittedPosition>, Attempt> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    changes::record(tx, found, now).await.map_err(|e| match e {
+        Error::Contention(cause) => Attempt::Contention(Error::Contention(cause)),
+        e => Attempt::Failed(e),
+    })
 }
 
 /// Applies every write of the batch in `tx` (how many of them in groups);

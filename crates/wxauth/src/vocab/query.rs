@@ -240,3 +240,220 @@ pub struct IndexSpec {
     /// Shared collections are read per app, private ones per user.
     pub shared: bool,
 }
+
+/// A data value's rank and comparable value, as the SQL of a condition
+/// reads it (see `KeyValue::of`).
+fn ranked(field: &Field, doc: &DocumentFields<'_>, data: &Value) -> KeyValue {
+    KeyValue::of(field, doc, data)
+}
+
+/// Orders two numbers as SQLite does: exactly between integers, else as
+/// doubles (PostgreSQL compares as doubles throughout: the two differ
+/// only for integers past 2^53).
+fn cmp_numbers(a: &Number, b: &Number) -> Option<std::cmp::Ordering> {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+fn holds(op: Op, order: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        Op::Eq => order == Equal,
+        Op::Ne => order != Equal,
+        Op::Gt => order == Greater,
+        Op::Gte => order != Less,
+        Op::Lt => order == Less,
+        Op::Lte => order != Greater,
+    }
+}
+
+/// `field = value`, as the store's SQL decides it (never unknown).
+fn equals(field: &Field, value: &Scalar, doc: &DocumentFields<'_>, data: &Value) -> bool {
+    compare(field, Op::Eq, value, doc, data)
+}
+
+/// `field op value` for Eq and the orderings (Ne is the negation of Eq).
+fn compare(field: &Field, op: Op, value: &Scalar, doc: &DocumentFields<'_>, data: &Value) -> bool {
+    match (ranked(field, doc, data), value) {
+        // Built-in columns: a literal of another type matches nothing.
+        (KeyValue::Text(have), Scalar::Text(want)) => holds(op, have.as_str().cmp(want.as_str())),
+        (KeyValue::Millis(have), Scalar::Number(want)) => match want.as_i64() {
+            Some(want) => holds(op, have.cmp(&want)),
+            None => false,
+        },
+        (KeyValue::Text(_) | KeyValue::Millis(_), _) => false,
+        (KeyValue::Ranked(rank, have), want) => {
+            if rank != want.rank() {
+                return false;
+            }
+            match (have, want) {
+                (Some(Scalar::Number(h)), Scalar::Number(w)) => {
+                    cmp_numbers(&h, w).is_some_and(|o| holds(op, o))
+                }
+                (Some(Scalar::Text(h)), Scalar::Text(w)) => holds(op, h.as_str().cmp(w.as_str())),
+                // null, true, false: equal by rank alone; not ordered.
+                (_, Scalar::Null | Scalar::Bool(_)) => op == Op::Eq,
+                _ => false,
+            }
+        }
+    }
+}
+
+impl KeyValue {
+    /// Orders two values of the same sort key as the store's ORDER BY
+    /// does: by rank, then numbers by value and strings byte by byte
+    /// (other ranks are equal among themselves).
+    pub fn cmp_sql(&self, other: &KeyValue) -> std::cmp::Ordering {
+        use std::cmp::Ordering::Equal;
+        match (self, other) {
+            (KeyValue::Text(a), KeyValue::Text(b)) => a.as_str().cmp(b.as_str()),
+            (KeyValue::Millis(a), KeyValue::Millis(b)) => a.cmp(b),
+            (KeyValue::Ranked(ra, va), KeyValue::Ranked(rb, vb)) => {
+                ra.cmp(rb).then_with(|| match (va, vb) {
+                    (Some(Scalar::Number(a)), Some(Scalar::Number(b))) => {
+                        cmp_numbers(a, b).unwrap_or(Equal)
+                    }
+                    (Some(Scalar::Text(a)), Some(Scalar::Text(b))) => a.as_str().cmp(b.as_str()),
+                    _ => Equal,
+                })
+            }
+            _ => Equal,
+        }
+    }
+}
+
+/// Orders two documents (their sort key values and ids) as a query with
+/// `order` lists them: each key in its direction, then the id in the
+/// last key's direction.
+pub fn cmp_listed(
+    order: &[SortKey],
+    a: (&[KeyValue], &str),
+    b: (&[KeyValue], &str),
+) -> std::cmp::Ordering {
+    for (key, (x, y)) in order.iter().zip(a.0.iter().zip(b.0.iter())) {
+        let o = x.cmp_sql(y);
+        let o = if key.descending { o.reverse() } else { o };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    let o = a.1.cmp(b.1);
+    if order.last().is_some_and(|k| k.descending) {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
+impl Filter {
+    /// Whether a document matches, decided as the store's SQL decides it
+    /// (a watch tests each change against its query with this, so a
+    /// change reaches exactly the watches whose `GET /v1/data` would list
+    /// the document).
+    pub fn matches(&self, doc: &DocumentFields<'_>, data: &Value) -> bool {
+        match self {
+            Filter::All(parts) => parts.iter().all(|p| p.matches(doc, data)),
+            Filter::Any(parts) => parts.iter().any(|p| p.matches(doc, data)),
+            Filter::Compare(field, Op::Ne, value) => !equals(field, value, doc, data),
+            Filter::Compare(field, op, value) => compare(field, *op, value, doc, data),
+            Filter::In(field, values, negated) => {
+                values.iter().any(|v| equals(field, v, doc, data)) != *negated
+            }
+            Filter::Exists(field, exists) => match ranked(field, doc, data) {
+                KeyValue::Ranked(rank, _) => (rank != 0) == *exists,
+                _ => *exists,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc() -> DocumentFields<'static> {
+        DocumentFields {
+            id: "d1",
+            owner: "u1",
+            created_at: 1000,
+            updated_at: 2000,
+        }
+    }
+
+    fn data(path: &str) -> Field {
+        Field::Data(parse_path(path).unwrap())
+    }
+
+    fn num(n: serde_json::Value) -> Scalar {
+        match n {
+            Value::Number(n) => Scalar::Number(n),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn conditions_match_as_the_sql_does() {
+        let d =
+            json!({"n": 3, "f": 2.5, "s": "b", "t": true, "z": null, "o": {"k": "v"}, "a": [1]});
+        let m = |f: Filter| f.matches(&doc(), &d);
+        assert!(m(Filter::Compare(data("n"), Op::Eq, num(json!(3.0)))));
+        assert!(m(Filter::Compare(data("n"), Op::Gt, num(json!(2.5)))));
+        assert!(!m(Filter::Compare(
+            data("n"),
+            Op::Gt,
+            Scalar::Text("a".into())
+        )));
+        assert!(m(Filter::Compare(
+            data("s"),
+            Op::Lt,
+            Scalar::Text("c".into())
+        )));
+        assert!(m(Filter::Compare(data("t"), Op::Eq, Scalar::Bool(true))));
+        assert!(!m(Filter::Compare(data("t"), Op::Eq, Scalar::Bool(false))));
+        assert!(m(Filter::Compare(data("z"), Op::Eq, Scalar::Null)));
+        assert!(!m(Filter::Compare(data("missing"), Op::Eq, Scalar::Null)));
+        assert!(m(Filter::Compare(data("missing"), Op::Ne, Scalar::Null)));
+        assert!(m(Filter::Compare(
+            data("o.k"),
+            Op::Eq,
+            Scalar::Text("v".into())
+        )));
+        assert!(!m(Filter::Compare(
+            data("s.k"),
+            Op::Eq,
+            Scalar::Text("v".into())
+        )));
+        assert!(m(Filter::Exists(data("a"), true)));
+        assert!(m(Filter::Exists(data("nope"), false)));
+        assert!(m(Filter::In(
+            data("n"),
+            vec![num(json!(1)), num(json!(3))],
+            false
+        )));
+        assert!(!m(Filter::In(data("n"), vec![num(json!(1))], false)));
+        assert!(m(Filter::In(data("n"), vec![num(json!(1))], true)));
+        assert!(!m(Filter::In(data("n"), vec![], false)));
+        assert!(m(Filter::In(data("n"), vec![], true)));
+        assert!(m(Filter::Compare(
+            Field::Owner,
+            Op::Eq,
+            Scalar::Text("u1".into())
+        )));
+        assert!(!m(Filter::Compare(Field::Owner, Op::Eq, num(json!(1)))));
+        assert!(m(Filter::Compare(
+            Field::CreatedAt,
+            Op::Lt,
+            num(json!(2000))
+        )));
+        assert!(!m(Filter::Compare(
+            Field::CreatedAt,
+            Op::Lt,
+            num(json!(1.5))
+        )));
+        assert!(m(Filter::All(vec![])));
+        assert!(!m(Filter::Any(vec![])));
+    }
+}

@@ -40,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "migrate",
         &["auth", "files", "store", "config", "vocab", "error"],
     ),
+    ("realtime", &["data", "store", "config", "vocab", "error"]),
     (
         "admin",
         &["auth", "data", "files", "store", "vocab", "error"],
@@ -47,7 +48,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "admin", "auth", "data", "files", "gateway", "cache", "config", "vocab", "error",
+            "admin", "auth", "data", "files", "gateway", "realtime", "cache", "config", "vocab",
+            "error",
         ],
     ),
     ("dev", &["config", "private_files", "error"]),

@@ -942,3 +942,109 @@ fn stop_group(group: u32, leader: &mut Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every `add` of a `change` message, by title, until `n` arrived.
+async fn adds(ws: &mut crate::watch::Ws, n: usize) -> Vec<String> {
+    let mut titles = Vec::new();
+    while titles.len() < n {
+        let m = ws.next().await;
+        assert_eq!(m["type"], "change", "{m}");
+        for c in m["changes"].as_array().unwrap() {
+            assert_eq!(c["op"], "add", "{m}");
+            titles.push(c["doc"]["data"]["title"].as_str().unwrap().to_owned());
+        }
+    }
+    titles
+}
+
+/// Watches on every instance and through nginx see each write, through
+/// whichever instance it went, once and in commit order; with Redis
+/// stopped they still do (each instance looks at the change log); a
+/// watcher whose instance is killed resumes on another without a loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_see_every_write_from_every_instance_once_in_order() {
+    use crate::watch::Ws;
+    let Some(mut c) = cluster(100_000).await else {
+        return;
+    };
+    let alice = c.login(&c.balancer, "alice").await;
+    let t = token(&alice).to_owned();
+    let mut bases: Vec<String> = c.instances.iter().map(|i| i.url.clone()).collect();
+    bases.push(c.balancer.clone());
+    let mut watchers = Vec::new();
+    for base in &bases {
+        let mut ws = Ws::open(base, Some(&t)).await;
+        let init = ws
+            .watch(
+                json!({"type": "watch", "id": "w", "collection": "todo", "order_by": "created_at"}),
+            )
+            .await;
+        watchers.push((ws, init["cursor"].as_str().unwrap().to_owned()));
+    }
+    let urls: Vec<String> = c.instances.iter().map(|i| i.url.clone()).collect();
+    let http = c.http.clone();
+    let write = |n: usize, through: usize| {
+        let url = urls[through].clone();
+        let t = t.clone();
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{url}/v1/data/todo"))
+                .bearer_auth(&t)
+                .json(&json!({"title": format!("t{n}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    };
+    for n in 0..30 {
+        write(n, n % 3).await;
+    }
+    let expected: Vec<String> = (0..30).map(|n| format!("t{n}")).collect();
+    for (ws, _) in &mut watchers {
+        assert_eq!(adds(ws, 30).await, expected);
+    }
+    for (ws, _) in &mut watchers {
+        ws.quiet(Duration::from_millis(200)).await;
+    }
+
+    // Redis stopped: the notices are gone, the log still carries it all.
+    c.redis.stop();
+    for n in 30..36 {
+        write(n, n % 3).await;
+    }
+    let expected: Vec<String> = (30..36).map(|n| format!("t{n}")).collect();
+    for (ws, _) in &mut watchers {
+        assert_eq!(adds(ws, 6).await, expected);
+    }
+
+    // The first instance killed: its watcher reconnects to the second and
+    // resumes after the last cursor it saw.
+    let (mut first, _) = watchers.remove(0);
+    let last = {
+        write(36, 1).await;
+        let m = first.next().await;
+        assert_eq!(m["changes"][0]["doc"]["data"]["title"], "t36");
+        for (ws, _) in &mut watchers {
+            assert_eq!(adds(ws, 1).await, ["t36"]);
+        }
+        m["cursor"].as_str().unwrap().to_owned()
+    };
+    let _ = c.instances[0].child.kill();
+    let _ = c.instances[0].child.wait();
+    for n in 37..40 {
+        write(n, 1 + n % 2).await;
+    }
+    let mut resumed = Ws::open(&c.instances[1].url, Some(&t)).await;
+    resumed
+        .send(
+            json!({"type": "watch", "id": "w", "collection": "todo", "order_by": "created_at",
+            "resume_after": last}),
+        )
+        .await;
+    assert_eq!(adds(&mut resumed, 3).await, ["t37", "t38", "t39"]);
+    write(40, 2).await;
+    assert_eq!(adds(&mut resumed, 1).await, ["t40"]);
+    resumed.quiet(Duration::from_millis(200)).await;
+}

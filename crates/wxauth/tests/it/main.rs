@@ -31,3 +31,4 @@ mod s3;
 mod secrets_in_types;
 mod spawn;
 mod store;
+mod watch;

@@ -993,3 +993,169 @@ async fn reads_arriving_together_stay_in_their_scope(store: &Store) {
         wxauth::store::Backend::Sqlite => assert_eq!(store.grouped_reads(), 0),
     }
 }
+
+/// The change log from two instances writing the same collections at
+/// once: positions per collection are 1..=n without a gap, each change is
+/// a committed write, each document's changes come in version order, and
+/// a reader that follows the log while the writes go on (reading after
+/// the last position it saw) sees every change exactly once.
+async fn the_change_log_from_two_instances_is_gapless_and_ordered(url: &str) {
+    use std::collections::{HashMap, HashSet};
+    let one = Store::open(url).await.unwrap();
+    let two = Store::open(url).await.unwrap();
+    let users = log_in(&one, "log", &[("wxa", "a"), ("wxa", "b"), ("wxa", "c")]).await;
+    let quota = wxauth::store::UserQuota {
+        max_collections: 100,
+        max_bytes: 1 << 24,
+    };
+    // A follower reading the log of `todo` as the writes happen.
+    let follower = {
+        let store = one.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut at = 0;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while seen.len() < 204 && tokio::time::Instant::now() < deadline {
+                let got = store.changes_after("wxa", "todo", at, 1000).await.unwrap();
+                for c in got {
+                    assert_eq!(c.position, at + 1, "a gap or a repeat after {at}");
+                    at = c.position;
+                    seen.push(c);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            seen
+        })
+    };
+    let write = |store: Store, user: String, n: usize, tag: &'static str| async move {
+        for i in 0..n {
+            let collection = if i % 3 == 0 { "notes" } else { "todo" };
+            let created = store
+                .create_document(wxauth::store::NewDocument {
+                    id: id(),
+                    user_id: user.clone(),
+                    appid: "wxa".into(),
+                    collection: collection.into(),
+                    data: format!("{{\"n\":{i},\"by\":\"{tag}\"}}"),
+                    now: 1000 + i as i64,
+                    max_documents: 10_000,
+                    quota,
+                    idempotency: None,
+                })
+                .await
+                .unwrap();
+            let wxauth::store::CreateOutcome::Created(doc) = created else {
+                panic!("not created")
+            };
+            if i % 2 == 0 {
+                let replaced = store
+                    .replace_document(wxauth::store::Replacement {
+                        user_id: user.clone(),
+                        collection: collection.into(),
+                        id: doc.id.clone(),
+                        data: format!("{{\"n\":{i},\"edited\":true}}"),
+                        if_version: None,
+                        now: 2000,
+                        quota,
+                    })
+                    .await
+                    .unwrap();
+                assert!(matches!(
+                    replaced,
+                    wxauth::store::ReplaceOutcome::Replaced(_)
+                ));
+            }
+            if i % 5 == 0 {
+                assert!(
+                    store
+                        .delete_document(&user, collection, &doc.id)
+                        .await
+                        .unwrap()
+                );
+            }
+        }
+    };
+    // 3 writers x 60 creates: 40 todo creates each, 20 of them replaced,
+    // 8 deleted, over two instances at once.
+    tokio::join!(
+        write(one.clone(), users[0].clone(), 60, "one-a"),
+        write(two.clone(), users[1].clone(), 60, "two-b"),
+        write(two.clone(), users[2].clone(), 60, "two-c"),
+    );
+    let all = one.changes_after("wxa", "todo", 0, 10_000).await.unwrap();
+    let positions: Vec<i64> = all.iter().map(|c| c.position).collect();
+    assert_eq!(positions, (1..=all.len() as i64).collect::<Vec<_>>());
+    let last = one
+        .change_positions(&[
+            ("wxa".into(), "todo".into()),
+            ("wxa".into(), "notes".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(last[0].position, all.len() as i64);
+    let notes = one.changes_after("wxa", "notes", 0, 10_000).await.unwrap();
+    assert_eq!(last[1].position, notes.len() as i64);
+    // 3 x (40 creates + 20 replaces + 8 deletes) in todo.
+    let count = |op| all.iter().filter(|c| c.change.op == op).count();
+    use wxauth::store::ChangeOp;
+    assert_eq!(
+        (
+            count(ChangeOp::Create),
+            count(ChangeOp::Replace),
+            count(ChangeOp::Delete)
+        ),
+        (120, 60, 24)
+    );
+    // Each document's changes in version order, and its last one says
+    // what the table holds.
+    let mut versions: HashMap<&str, i64> = HashMap::new();
+    let mut deleted = HashSet::new();
+    for c in &all {
+        let v = versions.entry(&c.change.doc_id).or_insert(0);
+        match c.change.op {
+            ChangeOp::Delete => {
+                assert_eq!(c.change.version, *v);
+                deleted.insert(c.change.doc_id.as_str());
+            }
+            _ => {
+                assert_eq!(c.change.version, *v + 1, "{c:?}");
+                *v = c.change.version;
+            }
+        }
+        if c.change.op == ChangeOp::Replace {
+            assert_eq!(c.change.updated, ["edited"]);
+            assert!(c.change.removed.contains(&"by".to_owned()), "{c:?}");
+        }
+    }
+    for (doc, version) in versions {
+        let scope = wxauth::store::Scope::App {
+            appid: "wxa".into(),
+            collection: "todo".into(),
+        };
+        let stored = one.document(&scope, doc).await.unwrap();
+        match stored {
+            Some(d) => {
+                assert!(!deleted.contains(doc));
+                assert_eq!(d.version, version);
+            }
+            None => assert!(deleted.contains(doc)),
+        }
+    }
+    let followed = follower.await.unwrap();
+    assert_eq!(followed.len(), all.len(), "the follower missed changes");
+    assert_eq!(followed, all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_log_sqlite() {
+    let db = crate::db::sqlite().await;
+    the_change_log_from_two_instances_is_gapless_and_ordered(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_log_postgres() {
+    let Some(db) = crate::db::postgres().await else {
+        return;
+    };
+    the_change_log_from_two_instances_is_gapless_and_ordered(&db.url).await;
+}

@@ -8,4 +8,5 @@ pub(crate) mod health;
 pub(crate) mod introspect;
 pub(crate) mod me;
 pub(crate) mod session;
+pub(crate) mod watch;
 pub(crate) mod well_known;
