@@ -23,6 +23,7 @@ mod http_session;
 mod http_upstream;
 mod identity;
 mod import;
+mod matching;
 mod openapi;
 mod operate;
 mod process;

@@ -540,7 +540,7 @@ async fn one_idempotency_key_on_two_instances(url: &str) {
 /// Holds the writer for `ms` (a profile change runs inside the writer's
 /// transaction), so every write submitted meanwhile lands in the next batch.
 /// Logs in one user per (appid, name) (openid `o-{tag}-{name}`); their ids.
-async fn log_in(store: &Store, tag: &str, who: &[(&str, &str)]) -> Vec<String> {
+pub(crate) async fn log_in(store: &Store, tag: &str, who: &[(&str, &str)]) -> Vec<String> {
     let mut users = Vec::new();
     for (app, name) in who {
         let LoggedIn { user, .. } = store

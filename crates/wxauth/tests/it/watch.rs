@@ -94,9 +94,10 @@ impl Ws {
                 Some(Ok(Message::Close(Some(c)))) => {
                     return (u16::from(c.code), c.reason.to_string());
                 }
-                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                Some(Ok(Message::Close(None))) | None => {
                     return (0, String::new());
                 }
+                Some(Err(e)) => return (0, e.to_string()),
                 _ => {}
             }
         }
@@ -566,3 +567,143 @@ on_both!(
     logout_and_account_deletion_close_the_socket,
     a_resume_delivers_what_was_missed,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_on_sockets_and_watches_answer_errors() {
+    let app = spawn_app_tweaked(|c| {
+        c.realtime.sockets_per_user = 2;
+        c.realtime.watches_per_socket = 2;
+    })
+    .await;
+    let alice = app.login(APP1, "alice").await;
+    let t = token(&alice);
+    let mut one = Ws::open(&app.url, Some(t)).await;
+    let _two = Ws::open(&app.url, Some(t)).await;
+    let mut three = Ws::open(&app.url, Some(t)).await;
+    let m = three.next().await;
+    assert_eq!(m["error"], "rate_limited", "{m}");
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .contains("realtime.sockets_per_user")
+    );
+    assert_eq!(three.closed(ARRIVES).await.0, 4429);
+    // Another user is not counted against alice.
+    let bob = app.login(APP1, "bob").await;
+    let mut bobs = Ws::open(&app.url, Some(token(&bob))).await;
+    bobs.watch(json!({"type": "watch", "id": "b", "collection": "todo"}))
+        .await;
+    // Watches per socket.
+    one.watch(json!({"type": "watch", "id": "1", "collection": "todo"}))
+        .await;
+    one.watch(json!({"type": "watch", "id": "2", "collection": "notes"}))
+        .await;
+    one.send(json!({"type": "watch", "id": "3", "collection": "more"}))
+        .await;
+    let m = one.next().await;
+    assert_eq!(
+        (m["error"].as_str(), m["id"].as_str()),
+        (Some("limit_exceeded"), Some("3"))
+    );
+    // Unwatching makes room; a closed socket frees its place.
+    one.send(json!({"type": "unwatch", "id": "1"})).await;
+    one.watch(json!({"type": "watch", "id": "3", "collection": "more"}))
+        .await;
+    drop(one);
+    let deadline = tokio::time::Instant::now() + ARRIVES;
+    loop {
+        let mut again = Ws::open(&app.url, Some(t)).await;
+        again
+            .send(json!({"type": "watch", "id": "x", "collection": "todo"}))
+            .await;
+        let m = again.next().await;
+        if m["type"] == "init" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed socket's place was not freed: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = app.metrics().await;
+    for name in [
+        "wxauth_realtime_sockets",
+        "wxauth_realtime_watches",
+        "wxauth_realtime_messages_sent_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_closed_not_buffered_without_end() {
+    let app = spawn_app_tweaked(|c| {
+        c.realtime.send_buffer = 4;
+        c.limits.bytes_per_user = 1 << 30;
+    })
+    .await;
+    let alice = app.login(APP1, "alice").await;
+    let t = token(&alice).to_owned();
+    let mut ws = Ws::open(&app.url, Some(&t)).await;
+    ws.watch(json!({"type": "watch", "id": "w", "collection": "big"}))
+        .await;
+    // The client stops reading; 40 MB of changes are written.
+    let big = "x".repeat(60_000);
+    for i in 0..700 {
+        create(
+            &app,
+            &t,
+            "big",
+            json!({"title": format!("b{i}"), "pad": big}),
+        )
+        .await;
+    }
+    // What the socket carried before it was closed arrives, then the close.
+    let (code, reason) = ws.closed(Duration::from_secs(30)).await;
+    assert_eq!(code, 4408, "{reason}");
+    assert!(app.metrics().await.contains("reason=\"slow_reader\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_closes_the_socket_at_expiry() {
+    let app = spawn_app_with(Options {
+        access_ttl_secs: 2,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let alice = app.login(APP1, "alice").await;
+    let mut ws = Ws::open(&app.url, Some(token(&alice))).await;
+    ws.watch(json!({"type": "watch", "id": "w", "collection": "todo"}))
+        .await;
+    let started = std::time::Instant::now();
+    let (code, reason) = ws.closed(Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (4401, "the access token expired"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_answers_no_pings_is_closed() {
+    let app = spawn_app_tweaked(|c| c.realtime.ping_secs = 1).await;
+    let alice = app.login(APP1, "alice").await;
+    let mut ws = Ws::open(&app.url, Some(token(&alice))).await;
+    ws.watch(json!({"type": "watch", "id": "w", "collection": "todo"}))
+        .await;
+    // Not reading: the client's pongs are never sent.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The server closed it (code 4000; the client may not get to read the
+    // close frame: writing its late pongs to the closed connection fails
+    // first), and says why in /metrics.
+    let (code, reason) = ws.closed(ARRIVES).await;
+    assert!(
+        code == 4000 || reason.contains("Broken pipe") || reason.contains("reset"),
+        "{code} {reason}"
+    );
+    assert!(app.metrics().await.contains("reason=\"no_pong\""));
+}
