@@ -15,9 +15,7 @@
 # The targets build in target/fuzz (their own folder: the sanitizer flags
 # make every artifact differ from the test build's anyway, and a folder of
 # their own lets the build run beside `cargo test`'s without waiting on its
-# lock), at opt-level 1 (cargo-fuzz builds with one codegen unit, so
-# wxauth's crate is a long single-threaded tail; opt-level 1 shortens it),
-# and without AddressSanitizer (`-s none`): wxauth forbids unsafe code and
+# lock), unoptimised (see below), and without AddressSanitizer (`-s none`): wxauth forbids unsafe code and
 # the C and assembly of its dependencies (ring, SQLite) are not built with
 # the sanitizer anyway, so what the smoke looks for is panics, hangs and
 # memory growth, which libFuzzer reports without ASan; instrumenting every
@@ -44,7 +42,11 @@ fi
 # with the sanitizer passes cargo-fuzz adds, LTO leaves the coverage
 # symbols undefined at link time, so fuzz builds go without it.
 export CARGO_PROFILE_RELEASE_LTO=false
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
+# Unoptimised, in parallel codegen units: the smoke runs each target for
+# seconds, where the build's CPU time is what a CI run pays (at opt-level 1
+# with the release profile's single codegen unit it was CI's longest step).
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=0
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}"
 built=$SECONDS
 cargo +nightly fuzz build --fuzz-dir fuzz -O -s none
