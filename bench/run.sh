@@ -17,6 +17,7 @@
 #   PEER_ROUNDS=3 ONLY=files bash bench/run.sh   # a 100 KiB image beside nginx, 200 KiB uploads beside express+multer, RSS of 32 × 10 MiB uploads
 #   ONLY=import bash bench/run.sh     # `wxauth import leancloud` of a 1,000,000-row export: time, rows/s, peak RSS, SQLite and PostgreSQL
 #   IMPORT_ROWS=100000 ONLY=import bash bench/run.sh   # a smaller export
+#   ONLY=realtime bash bench/run.sh   # 10,000 watching sockets (RSS), write-to-change latency on 1 and 3 instances, fan-out to 1,000 watchers
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test, for the second half).
@@ -452,6 +453,60 @@ PY
   done
 }
 
+# Realtime watches (GET /v1/watch), through real sockets: sockets held by
+# one instance and its RSS, latency from a write's 2xx to its change, and
+# one write fanned out to 1,000 watchers of a shared collection; then the
+# same across three instances on PostgreSQL and Redis.
+run_realtime() {
+  cargo build --release -q -p wxauth-bench-realtime
+  local rt=target/release/wxauth-bench-realtime
+  local sockets=${REALTIME_SOCKETS:-10000}
+  realtime_config() {
+    cat >> "$WORK/$1.toml" <<TOML
+[realtime]
+sockets_per_user = 1000000     # the bench is one user on one address
+sockets_per_address = 1000000
+[[collections]]
+name = "board"
+access = "public_read"
+TOML
+  }
+  echo "== realtime, SQLite, one instance"
+  local port; port=$(free_port)
+  write_config rt "$port" "sqlite://$WORK/rt.db"
+  realtime_config rt
+  start_instance rt "$port"
+  local pid=${PIDS[-1]} url="http://127.0.0.1:$port"
+  "$rt" --mode sockets --url "$url" --count "$sockets" --pid "$pid" --label "$sockets sockets (target: < 200 MB)"
+  "$rt" --mode latency --url "$url" --rounds 500 --label "latency, 1 instance (target p99 < 50 ms)"
+  "$rt" --mode fanout --url "$url" --count 1000 --collection board --rounds 50 --label "fan-out to 1,000 (target < 200 ms)"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && command -v redis-server >/dev/null; then
+    echo "== realtime, 3 instances on PostgreSQL and Redis"
+    local redis_port; redis_port=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >/dev/null &
+    PIDS+=($!)
+    sleep 0.3
+    local schema="bench_rt_$$" urls=() pids=()
+    new_schema "$schema"
+    for i in 1 2 3; do
+      local p; p=$(free_port)
+      write_config "rt$i" "$p" "$(pg_url "$schema")" "redis://127.0.0.1:$redis_port"
+      realtime_config "rt$i"
+      start_instance "rt$i" "$p"
+      urls+=("http://127.0.0.1:$p"); pids+=("${PIDS[-1]}")
+    done
+    "$rt" --mode latency --url "${urls[2]}" --write-url "${urls[0]}" --rounds 500 \
+      --label "latency, written on instance 1, watched on 3 (target p99 < 100 ms)"
+    "$rt" --mode fanout --url "$(IFS=,; echo "${urls[*]}")" --write-url "${urls[0]}" --count 1000 \
+      --collection board --rounds 50 --label "fan-out to 1,000 over 3 instances"
+    for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+    drop_schema "$schema"
+  else
+    echo "== realtime, 3 instances: PostgreSQL or redis-server not available, skipped"
+  fi
+}
+
 run_million() {
   local users=${MILLION_USERS:-1000000} docs=${DOCS_PER_USER:-10}
   echo "== empty vs $users users and $((users * docs)) documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
@@ -685,6 +740,7 @@ case "${ONLY:-}" in
   query) run_query; exit 0 ;;
   hardening) run_hardening; exit 0 ;;
   import) run_import; exit 0 ;;
+  realtime) run_realtime; exit 0 ;;
 esac
 run_peers
 run_files

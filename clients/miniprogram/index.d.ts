@@ -135,6 +135,45 @@ export interface QueryResult<T = Record<string, unknown>> {
   nextCursor: string | null;
 }
 
+/** One change in a watch snapshot (CloudBase's docChanges). */
+export interface DocChange<T = Record<string, unknown>> {
+  /** The snapshot's id. */
+  id: number;
+  /** `init` in the first snapshot; then what happened to the document. */
+  dataType: 'init' | 'add' | 'update' | 'remove';
+  /** How the document moved in the list: `enqueue` came in, `dequeue` left. */
+  queueType: 'init' | 'enqueue' | 'dequeue' | 'update';
+  docId: string;
+  /** The document (for a remove: as it was last shown). */
+  doc: Document<T>;
+  /** For an update: the top-level fields set, with their new values. */
+  updatedFields?: Record<string, unknown>;
+  /** For an update: the top-level fields removed. */
+  removedFields?: string[];
+}
+
+/** What a watch's onChange receives. */
+export interface Snapshot<T = Record<string, unknown>> {
+  /** Counts up from 1 per watch. */
+  id: number;
+  /** `init` for the first snapshot (and after a restart the server could not resume). */
+  type?: 'init';
+  /** Every document the query shows now, in its order. */
+  docs: Document<T>[];
+  docChanges: DocChange<T>[];
+}
+
+export interface WatchOptions<T = Record<string, unknown>> {
+  onChange(snapshot: Snapshot<T>): void;
+  /** A watch the server refused (a bad query: it is over), or a login that failed (it retries). */
+  onError?(error: WxauthError): void;
+}
+
+/** A live query; close() ends it. */
+export interface Watcher {
+  close(): void;
+}
+
 /** A query; every method returns a new one. */
 export interface Query<T = Record<string, unknown>> {
   /** At most 20 conditions, nesting depth 4 (else a 400 naming the limit). */
@@ -145,6 +184,13 @@ export interface Query<T = Record<string, unknown>> {
   startAfter(cursor: string | null): Query<T>;
   get(): Promise<QueryResult<T>>;
   count(): Promise<{ total: number }>;
+  /**
+   * Watches the query over one WebSocket (GET /v1/watch): the first
+   * snapshot holds every matching document (`limit`, default 100), each
+   * later one what changed. Reconnects, refreshes the token and resumes by
+   * itself, also after the app was in the background.
+   */
+  watch(options: WatchOptions<T>): Watcher;
 }
 
 /** One document, CloudBase style. */

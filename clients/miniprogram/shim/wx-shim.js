@@ -8,6 +8,11 @@
  * - wx.uploadFile sends a real multipart/form-data POST (formData fields,
  *   then the file part) of a temporary file made with addTempFile (what
  *   wx.chooseMedia or chooseAvatar would hand the mini program);
+ * - wx.connectSocket opens a real WebSocket (the browser's, or the
+ *   constructor passed as options.WebSocket, e.g. Node's `ws`) behind a
+ *   SocketTask's onOpen/onMessage/onClose/onError/send/close;
+ * - wx.onAppHide / wx.onAppShow take their callbacks, which hideApp() and
+ *   showApp() call, as the app going to the background and back would;
  * - wx.*StorageSync keep values in a Map.
  *
  * Every call is reported to `onEvent` and counted in `shim.counts`, so tests
@@ -27,7 +32,10 @@
     const storage = options.storage || new Map();
     const fetchFn = options.fetch || fetch;
     const onEvent = options.onEvent || function () {};
-    const counts = { login: 0, request: 0, upload: 0, byPath: {} };
+    const counts = { login: 0, request: 0, upload: 0, socket: 0, byPath: {} };
+    const appHide = [];
+    const appShow = [];
+    const openSockets = new Set();
     const tempFiles = new Map(); // temporary file path -> Blob
     let tempCount = 0;
     let failNext = null; // { pathPrefix, method }: the next matching response is "lost"
@@ -163,6 +171,60 @@
             o.complete && o.complete();
           });
       },
+      connectSocket: function (o) {
+        const WS = options.WebSocket || (typeof WebSocket !== 'undefined' ? WebSocket : null);
+        if (!WS) throw new Error('wx-shim: no WebSocket (pass options.WebSocket, e.g. require("ws"))');
+        counts.socket++;
+        const handlers = { open: [], message: [], close: [], error: [] };
+        const socket = new WS(o.url);
+        openSockets.add(socket);
+        const path = new URL(o.url).pathname;
+        onEvent({ kind: 'socket', path: path, state: 'connecting' });
+        socket.onopen = function () {
+          onEvent({ kind: 'socket', path: path, state: 'open' });
+          handlers.open.forEach(function (f) { f({}); });
+        };
+        socket.onmessage = function (ev) {
+          const data = typeof ev.data === 'string' ? ev.data : String(ev.data);
+          onEvent({ kind: 'socket', path: path, received: data });
+          handlers.message.forEach(function (f) { f({ data: data }); });
+        };
+        socket.onclose = function (ev) {
+          openSockets.delete(socket);
+          onEvent({ kind: 'socket', path: path, state: 'closed', code: ev.code, reason: ev.reason });
+          handlers.close.forEach(function (f) { f({ code: ev.code, reason: ev.reason }); });
+        };
+        socket.onerror = function () {
+          handlers.error.forEach(function (f) { f({ errMsg: 'socket error' }); });
+        };
+        return {
+          onOpen: function (f) { handlers.open.push(f); },
+          onMessage: function (f) { handlers.message.push(f); },
+          onClose: function (f) { handlers.close.push(f); },
+          onError: function (f) { handlers.error.push(f); },
+          send: function (m) {
+            try {
+              socket.send(m.data);
+              if (m.success) m.success({ errMsg: 'sendSocketMessage:ok' });
+            } catch (err) {
+              if (m.fail) m.fail({ errMsg: 'sendSocketMessage:fail ' + err.message });
+            }
+          },
+          close: function (m) {
+            try {
+              socket.close((m && m.code) || 1000, (m && m.reason) || '');
+            } catch (e) {
+              socket.close();
+            }
+          },
+        };
+      },
+      onAppHide: function (f) {
+        appHide.push(f);
+      },
+      onAppShow: function (f) {
+        appShow.push(f);
+      },
       getStorageSync: function (key) {
         return storage.has(key) ? storage.get(key) : '';
       },
@@ -191,6 +253,20 @@
         const path = this.addTempFile(bytes, name || 'avatar.png', 'image/png');
         onEvent({ kind: 'chooseAvatar', avatarUrl: path });
         return { type: 'chooseavatar', detail: { avatarUrl: path } };
+      },
+      /** The app goes to the background (wx.onAppHide's callbacks). */
+      hideApp: function () {
+        onEvent({ kind: 'app', state: 'hide' });
+        appHide.forEach(function (f) { f({}); });
+      },
+      /** The app comes back (wx.onAppShow's callbacks). */
+      showApp: function () {
+        onEvent({ kind: 'app', state: 'show' });
+        appShow.forEach(function (f) { f({}); });
+      },
+      /** Sockets open now. */
+      openSocketCount: function () {
+        return openSockets.size;
       },
       /** Switches the test user that wx.login speaks for. */
       setUser: function (user) {

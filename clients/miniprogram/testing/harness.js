@@ -78,7 +78,8 @@ async function startDev(env, args) {
 
 /** A fresh client for a fresh phone (empty storage) of `user`. */
 function newClient(server, user, extra) {
-  const shim = createWxShim({ simURL: server.sim, appid: APP1, user });
+  // Node 20 has no WebSocket of its own: `ws`, the one most Node code uses.
+  const shim = createWxShim({ simURL: server.sim, appid: APP1, user, WebSocket: require('ws') });
   const client = createClient(Object.assign({ baseURL: server.api, wx: shim.wx }, extra || {}));
   return { client, shim };
 }

@@ -38,6 +38,20 @@ async function usage(): Promise<void> {
   const todos = client.data<Todo>('todos');
   const open = await todos.where({ done: false, priority: _.gte(2) }).orderBy('priority', 'desc').limit(10).get();
   const firstTitle: string = open.data[0].data.title;
+  const watcher = todos.where({ done: false }).orderBy('priority', 'desc').limit(50).watch({
+    onChange(snapshot) {
+      const shown: string[] = snapshot.docs.map((d) => d.data.title);
+      for (const c of snapshot.docChanges) {
+        const kind: 'init' | 'add' | 'update' | 'remove' = c.dataType;
+        const changed = c.updatedFields?.['title'];
+      }
+      const first: boolean = snapshot.type === 'init';
+    },
+    onError(err) {
+      const code: string = err.error;
+    },
+  });
+  watcher.close();
   const more = await todos.where({ done: false }).startAfter(open.nextCursor).get();
   const total: number = (await todos.where(_.or([{ done: true }, { priority: _.lt(1).or(_.gt(5)) }])).count()).total;
   const one = await todos.doc(doc.id).get();

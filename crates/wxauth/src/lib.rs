@@ -234,15 +234,18 @@ fn spawn_realtime(
     redis: Option<Arc<SharedRedis>>,
 ) {
     let checker = state.clone();
-    let sessions: realtime::SessionCheck = Arc::new(move |session_id: String| {
+    let sessions: realtime::SessionCheck = Arc::new(move |ids: Vec<String>| {
         let state = checker.clone();
-        let ended: futures_util::future::BoxFuture<'static, bool> = Box::pin(async move {
-            state
-                .auth()
-                .session_ended(&session_id)
-                .await
-                .unwrap_or(false)
-        });
+        let ended: futures_util::future::BoxFuture<'static, std::collections::HashSet<String>> =
+            Box::pin(async move {
+                match state.auth().sessions_ended(&ids).await {
+                    Ok(ended) => ended,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "open sockets' sessions could not be checked");
+                        Default::default()
+                    }
+                }
+            });
         ended
     });
     let publish = redis.map(|redis| {

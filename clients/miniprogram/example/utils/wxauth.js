@@ -26,6 +26,11 @@
  *   POST /v1/files with the session, the same refresh-and-retry on 401;
  *   setAvatar(event) does the whole <button open-type="chooseAvatar">
  *   flow; files() lists, reads and deletes the user's files.
+ * - data(c).where(...).watch({ onChange, onError }): a live query over one
+ *   WebSocket (wx.connectSocket to GET /v1/watch), CloudBase's snapshot
+ *   shape; reconnects with backoff, refreshes the token first when it is
+ *   about to expire or was refused, resumes where it left off (also after
+ *   wx.onAppHide / onAppShow).
  * - Errors are WxauthError objects with the server's `error` code,
  *   `message`, `statusCode` and `requestId`.
  */
@@ -368,6 +373,236 @@
       return id === undefined ? base : base + '/' + encodeURIComponent(id);
     }
 
+    // --- Realtime: one socket per client (GET /v1/watch) carrying every
+    // watch, reconnected with backoff and resumed from each watch's cursor.
+    const sockets = makeSockets();
+
+    function makeSockets() {
+      const watches = new Map(); // id -> watch
+      let task = null;
+      let opened = false;
+      let attempt = 0;
+      let retryTimer = null;
+      let hidden = false;
+      let nextId = 0;
+      let refreshBeforeConnect = false;
+      const wsURL = baseURL.replace(/^http/i, 'ws') + '/v1/watch';
+
+      if (typeof wxApi.onAppHide === 'function' && typeof wxApi.onAppShow === 'function') {
+        // In the background a mini program's sockets are cut: close it
+        // cleanly, and resume every watch when the app comes back.
+        wxApi.onAppHide(function () {
+          hidden = true;
+          closeSocket();
+        });
+        wxApi.onAppShow(function () {
+          hidden = false;
+          attempt = 0;
+          ensure();
+        });
+      }
+
+      function sendJSON(message) {
+        if (task && opened) task.send({ data: JSON.stringify(message) });
+      }
+
+      function watchMessage(w) {
+        const m = { type: 'watch', id: w.id, collection: w.collection };
+        if (w.where !== undefined) m.where = w.where;
+        if (w.order.length) m.order_by = w.order.join(',');
+        if (w.limit !== undefined) m.limit = w.limit;
+        if (w.cursor) m.resume_after = w.cursor;
+        return m;
+      }
+
+      function closeSocket() {
+        if (retryTimer) {
+          clearTimeout(retryTimer);
+          retryTimer = null;
+        }
+        if (task) {
+          const t = task;
+          task = null;
+          opened = false;
+          try {
+            t.close({ code: 1000, reason: 'closed by the client' });
+          } catch (e) {
+            /* already closed */
+          }
+        }
+      }
+
+      function scheduleReconnect() {
+        if (retryTimer || hidden || watches.size === 0) return;
+        const delay = Math.min(30000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
+        attempt++;
+        retryTimer = setTimeout(function () {
+          retryTimer = null;
+          ensure();
+        }, delay);
+      }
+
+      async function connect() {
+        let token;
+        try {
+          const tokens = loadTokens();
+          // A token that expires within 30 s (or was refused) is renewed
+          // first: the socket would close at its expiry.
+          if (refreshBeforeConnect || (tokens && tokens.expires_at - Date.now() < 30000)) {
+            token = (await recover(tokens ? tokens.access_token : '')).access_token;
+            refreshBeforeConnect = false;
+          } else {
+            token = await accessToken();
+          }
+        } catch (err) {
+          watches.forEach(function (w) { w.fail(err); });
+          scheduleReconnect();
+          return;
+        }
+        if (task || hidden || watches.size === 0) return;
+        const t = wxApi.connectSocket({ url: wsURL });
+        task = t;
+        t.onOpen(function () {
+          if (task !== t) return;
+          opened = true;
+          t.send({ data: JSON.stringify({ type: 'auth', access_token: token }) });
+          watches.forEach(function (w) { sendJSON(watchMessage(w)); });
+        });
+        t.onMessage(function (res) {
+          if (task !== t) return;
+          let m;
+          try {
+            m = JSON.parse(res.data);
+          } catch (e) {
+            return;
+          }
+          attempt = 0;
+          const w = m.id !== undefined ? watches.get(m.id) : undefined;
+          if (m.type === 'error') {
+            const err = new WxauthError(0, m);
+            if (w) {
+              // The server refused the watch itself: it is over.
+              watches.delete(w.id);
+              w.fail(err);
+            } else if (m.error === 'unauthorized') {
+              refreshBeforeConnect = true;
+            }
+            return;
+          }
+          if (w) w.receive(m);
+        });
+        t.onClose(function (res) {
+          if (task !== t) return;
+          task = null;
+          opened = false;
+          const code = res && res.code;
+          if (code === 4401) refreshBeforeConnect = true;
+          scheduleReconnect();
+        });
+        t.onError(function () {
+          /* onClose follows */
+        });
+      }
+
+      function ensure() {
+        if (!task && !retryTimer && !hidden && watches.size > 0) connect();
+      }
+
+      return {
+        add: function (w) {
+          w.id = 'w' + ++nextId;
+          watches.set(w.id, w);
+          if (task && opened) sendJSON(watchMessage(w));
+          else ensure();
+        },
+        remove: function (w) {
+          if (!watches.delete(w.id)) return;
+          sendJSON({ type: 'unwatch', id: w.id });
+          if (watches.size === 0) closeSocket();
+        },
+        stop: function () {
+          watches.forEach(function (w) { w.closed = true; });
+          watches.clear();
+          closeSocket();
+        },
+      };
+    }
+
+    /** A watch of a query: keeps its documents and tells `onChange` of
+     * every change as CloudBase's snapshots do. */
+    function startWatch(collection, state, o) {
+      if (!o || typeof o.onChange !== 'function') {
+        throw new TypeError('watch takes { onChange(snapshot), onError(err) }');
+      }
+      let docs = [];
+      let eventId = 0;
+      const keys = sortKeys(state.order);
+      const w = {
+        collection: collection,
+        where: state.where,
+        order: state.order,
+        limit: state.limit,
+        cursor: null,
+        closed: false,
+        fail: function (err) {
+          if (w.closed) return;
+          if (o.onError) o.onError(err);
+        },
+        receive: function (m) {
+          if (w.closed) return;
+          if (m.cursor) w.cursor = m.cursor;
+          eventId++;
+          if (m.type === 'init') {
+            docs = m.docs.slice();
+            o.onChange({
+              id: eventId,
+              type: 'init',
+              docs: docs.slice(),
+              docChanges: docs.map(function (d) {
+                return { id: eventId, dataType: 'init', queueType: 'init', docId: d.id, doc: d };
+              }),
+            });
+            return;
+          }
+          if (m.type !== 'change') return;
+          const changes = [];
+          m.changes.forEach(function (c) {
+            const at = docs.findIndex(function (d) { return d.id === c.doc_id; });
+            if (c.op === 'remove') {
+              if (at < 0) return; // (a resume can name documents never shown)
+              const gone = docs.splice(at, 1)[0];
+              changes.push({ id: eventId, dataType: 'remove', queueType: 'dequeue', docId: c.doc_id, doc: gone });
+              return;
+            }
+            if (at >= 0) docs.splice(at, 1);
+            docs.push(c.doc);
+            docs.sort(function (a, b) { return compareDocs(keys, a, b); });
+            const change = {
+              id: eventId,
+              dataType: at >= 0 ? 'update' : 'add',
+              queueType: at >= 0 ? 'update' : 'enqueue',
+              docId: c.doc_id,
+              doc: c.doc,
+            };
+            if (c.op === 'update' && at >= 0) {
+              change.updatedFields = c.updated_fields || {};
+              change.removedFields = c.removed_fields || [];
+            }
+            changes.push(change);
+          });
+          if (changes.length) o.onChange({ id: eventId, docs: docs.slice(), docChanges: changes });
+        },
+      };
+      sockets.add(w);
+      return {
+        close: function () {
+          if (w.closed) return;
+          w.closed = true;
+          sockets.remove(w);
+        },
+      };
+    }
+
     /** A query on a collection; each method returns a new query (CloudBase style). */
     function makeQuery(collection, state) {
       function next(change) {
@@ -412,14 +647,27 @@
           const res = await call('GET', path(collection) + '/_count' + queryString(false));
           return { total: res.count };
         },
+        /**
+         * Watches the query: onChange(snapshot) first with every matching
+         * document (type 'init'), then with each change ({ docs,
+         * docChanges: [{ dataType: 'add'|'update'|'remove', queueType,
+         * docId, doc, updatedFields?, removedFields? }] }). Reconnects and
+         * resumes by itself (also after the app was in the background).
+         * Returns { close() }.
+         */
+        watch: function (o) {
+          return startWatch(collection, state, o);
+        },
       };
     }
 
     return {
       login: login,
       request: request,
-      /** Ends the session on the server and forgets the tokens. */
+      /** Ends the session on the server and forgets the tokens (and
+       * closes every watch: they were the session's). */
       logout: async function () {
+        sockets.stop();
         const tokens = loadTokens();
         if (tokens) {
           try {
@@ -575,6 +823,62 @@
         });
       },
     };
+  }
+
+  // --- The order of a watch's documents, as the server sorts them: by
+  // type (missing, null, false, true, numbers, strings, arrays, objects),
+  // then numbers by value and strings by their characters; ties by
+  // created_at, then id, in the last key's direction.
+
+  function sortKeys(order) {
+    const keys = order.map(function (k) {
+      return k[0] === '-' ? { path: k.slice(1), desc: true } : { path: k.replace(/^\+/, ''), desc: false };
+    });
+    if (!keys.length) keys.push({ path: 'created_at', desc: true });
+    if (!keys.some(function (k) { return k.path === 'created_at'; })) {
+      keys.push({ path: 'created_at', desc: keys[keys.length - 1].desc });
+    }
+    return keys;
+  }
+
+  const OWN_FIELDS = { id: true, owner: true, created_at: true, updated_at: true };
+
+  function fieldOf(doc, path) {
+    if (OWN_FIELDS[path]) return doc[path];
+    let at = doc.data;
+    for (const part of path.split('.')) {
+      if (at === null || typeof at !== 'object' || Array.isArray(at) || !(part in at)) return undefined;
+      at = at[part];
+    }
+    return at;
+  }
+
+  function rank(v) {
+    if (v === undefined) return 0;
+    if (v === null) return 1;
+    if (v === false) return 2;
+    if (v === true) return 3;
+    if (typeof v === 'number') return 4;
+    if (typeof v === 'string') return 5;
+    if (Array.isArray(v)) return 6;
+    return 7;
+  }
+
+  function compareValues(a, b) {
+    const ra = rank(a);
+    const rb = rank(b);
+    if (ra !== rb) return ra - rb;
+    if ((ra === 4 || ra === 5) && a !== b) return a < b ? -1 : 1;
+    return 0;
+  }
+
+  function compareDocs(keys, a, b) {
+    for (const k of keys) {
+      const c = compareValues(fieldOf(a, k.path), fieldOf(b, k.path));
+      if (c !== 0) return k.desc ? -c : c;
+    }
+    const c = a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+    return keys[keys.length - 1].desc ? -c : c;
   }
 
   // --- Query operators (client.command), shaped like CloudBase's db.command.

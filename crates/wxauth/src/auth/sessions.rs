@@ -1,6 +1,7 @@
 //! Login, refresh, logout, and recognising the caller of a request.
 
 use crate::vocab::RevokeReason;
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use uuid::Uuid;
@@ -361,22 +362,29 @@ impl Auth {
         ))
     }
 
-    /// Whether a session whose token was accepted has ended since (logout,
-    /// revocation, the account's deletion), on any instance: what keeps an
-    /// open socket's session honest without checking its token again.
-    pub async fn session_ended(&self, session_id: &str) -> Result<bool> {
+    /// Which of these sessions, whose tokens were accepted, have ended
+    /// since (logout, revocation, the account's deletion), on any
+    /// instance: what keeps open sockets' sessions honest without checking
+    /// their tokens again. While revocations may not be arriving (Redis
+    /// down), the database is asked, a few hundred sessions a query.
+    pub async fn sessions_ended(&self, ids: &[String]) -> Result<HashSet<String>> {
         let now = self.now_ms();
-        if self.revocations.is_revoked(session_id, now).await? {
-            return Ok(true);
+        let mut ended = HashSet::new();
+        for id in ids {
+            if self.revocations.is_revoked(id, now).await? {
+                ended.insert(id.clone());
+            }
         }
         if !self.revocations.complete() {
-            let ended = match self.store.session(session_id).await? {
-                Some(s) => s.revoked_at.is_some(),
-                None => true,
-            };
-            return Ok(ended);
+            let rest: Vec<String> = ids
+                .iter()
+                .filter(|id| !ended.contains(*id))
+                .cloned()
+                .collect();
+            let live = self.store.live_sessions(&rest).await?;
+            ended.extend(rest.into_iter().filter(|id| !live.contains(id)));
         }
-        Ok(false)
+        Ok(ended)
     }
 
     /// The claims of a current access token: signed by us, unexpired, its

@@ -171,9 +171,10 @@ struct SocketEntry {
     closer: SocketCloser,
 }
 
-/// Whether a session has ended (logout, revocation, account deletion),
-/// asked of the identity rules for every open socket's session.
-pub type SessionCheck = Arc<dyn Fn(String) -> BoxFuture<'static, bool> + Send + Sync>;
+/// Which of these sessions have ended (logout, revocation, account
+/// deletion), asked of the identity rules for the open sockets' sessions.
+pub type SessionCheck =
+    Arc<dyn Fn(Vec<String>) -> BoxFuture<'static, std::collections::HashSet<String>> + Send + Sync>;
 
 struct Inner {
     clock: Arc<dyn Clock>,
@@ -300,17 +301,15 @@ impl Realtime {
             .values()
             .map(|s| (s.session_id.clone(), s.closer.clone()))
             .collect();
-        let mut checked: HashMap<String, bool> = HashMap::new();
+        if sockets.is_empty() {
+            return;
+        }
+        let mut sessions: Vec<String> = sockets.iter().map(|(s, _)| s.clone()).collect();
+        sessions.sort();
+        sessions.dedup();
+        let ended = ended(sessions).await;
         for (session, closer) in sockets {
-            let ended = match checked.get(&session) {
-                Some(e) => *e,
-                None => {
-                    let e = ended(session.clone()).await;
-                    checked.insert(session, e);
-                    e
-                }
-            };
-            if ended {
+            if ended.contains(&session) {
                 closer.close(CloseReason::SessionEnded);
             }
         }

@@ -96,22 +96,29 @@ impl Tail {
                 // (trimmed): their windows are read afresh.
                 self.refill_behind(from, oldest, data).await?;
             }
-            let refills = self.apply(&changes);
+            let (refills, behind) = self.apply(from, &changes);
             for key in refills {
                 self.refill(&key, data, last).await?;
             }
-            if (changes.len() as i64) < CHANGES_PER_READ {
+            if (changes.len() as i64) < CHANGES_PER_READ && !behind {
                 return Ok(());
             }
         }
     }
 
-    /// Applies changes to every watch that has not seen them; the watches
-    /// whose windows must be read again.
-    fn apply(&self, changes: &[LoggedChange]) -> Vec<WatchKey> {
+    /// Applies changes (those after `from`) to every watch that has not
+    /// seen them; the watches whose windows must be read again, and
+    /// whether a watch added meanwhile is behind `from` (its changes are
+    /// read on the next pass, never skipped).
+    fn apply(&self, from: i64, changes: &[LoggedChange]) -> (Vec<WatchKey>, bool) {
         let mut refills = Vec::new();
+        let mut behind = false;
         let mut watches = self.lock();
         for (key, w) in watches.iter_mut() {
+            if w.position < from {
+                behind = true;
+                continue;
+            }
             let mut out: Vec<DocChange> = Vec::new();
             let mut refill = false;
             let seen = w.position;
@@ -128,7 +135,7 @@ impl Tail {
                 send(w, out);
             }
         }
-        refills
+        (refills, behind)
     }
 
     async fn refill(&self, key: &WatchKey, data: &Data, position: i64) -> Result<()> {

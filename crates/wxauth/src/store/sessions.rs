@@ -292,6 +292,20 @@ impl Store {
         row.as_ref().map(SessionRecord::from_row).transpose()
     }
 
+    /// Which of `ids` are live sessions (exist, not revoked): one query per
+    /// [`super::IDS_PER_LOOKUP`] ids (the open sockets' sessions, checked
+    /// in the database while revocations may not arrive through Redis).
+    pub async fn live_sessions(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        let rows = self
+            .rows_in(
+                "SELECT id FROM sessions WHERE revoked_at IS NULL AND id IN ({in})",
+                &[],
+                ids,
+            )
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
     /// Revocations the database numbered after `after`, in order, at most
     /// `limit` (see `auth::revocation_sync`).
     pub async fn revocations_after(&self, after: i64, limit: i64) -> Result<Vec<LoggedRevocation>> {

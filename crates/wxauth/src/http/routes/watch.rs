@@ -168,6 +168,10 @@ async fn serve(
                     return;
                 }
                 metrics::counter!("wxauth_realtime_messages_sent_total").increment(1);
+                if let Outgoing::Change { changes, .. } = &out {
+                    metrics::counter!("wxauth_realtime_changes_delivered_total")
+                        .increment(changes.len() as u64);
+                }
             }
             changed = conn.closed.changed() => {
                 if changed.is_err() {
