@@ -21,6 +21,10 @@ pub struct RealtimeConfig {
     /// at most this many; a query matching more keeps the first `limit`
     /// in its order, as `GET /v1/data` would).
     pub max_limit: u32,
+    /// The most bytes of document data one `init` (or refill) may carry;
+    /// a watch whose first answer would be larger is refused
+    /// (`limit_exceeded`: ask for a smaller `limit`).
+    pub max_init_bytes: u64,
     /// Messages waiting to be sent to one socket before it is closed as a
     /// slow reader (close code 4408).
     pub send_buffer: u32,
@@ -43,6 +47,7 @@ impl Default for RealtimeConfig {
             sockets_per_user: 10,
             sockets_per_address: 200,
             max_limit: 1000,
+            max_init_bytes: 4 * 1024 * 1024,
             send_buffer: 256,
             ping_secs: 30,
             history_secs: 24 * 3600,
@@ -62,6 +67,8 @@ pub struct RealtimeSettings {
     pub sockets_per_address: usize,
     /// Largest `limit`.
     pub max_limit: u32,
+    /// Largest `init`, bytes of document data.
+    pub max_init_bytes: usize,
     /// Messages queued per socket.
     pub send_buffer: usize,
     /// Ping interval.
@@ -93,6 +100,7 @@ impl RealtimeConfig {
         positive("sockets_per_user", u64::from(self.sockets_per_user))?;
         positive("sockets_per_address", u64::from(self.sockets_per_address))?;
         positive("send_buffer", u64::from(self.send_buffer))?;
+        positive("max_init_bytes", self.max_init_bytes)?;
         positive("ping_secs", self.ping_secs)?;
         positive("history_secs", self.history_secs)?;
         if !(1..=10_000).contains(&self.max_limit) {
@@ -106,6 +114,7 @@ impl RealtimeConfig {
             sockets_per_user: self.sockets_per_user as usize,
             sockets_per_address: self.sockets_per_address as usize,
             max_limit: self.max_limit,
+            max_init_bytes: usize::try_from(self.max_init_bytes).unwrap_or(usize::MAX),
             send_buffer: self.send_buffer as usize,
             ping: Duration::from_secs(self.ping_secs),
             history: Duration::from_secs(self.history_secs),

@@ -501,6 +501,13 @@ impl Connection {
             .first()
             .map_or(0, |p| p.position);
         let docs = rt.data.watched_documents(&query).await?;
+        let bytes: usize = docs.iter().map(|d| d.document.data.len()).sum();
+        if bytes > rt.settings.max_init_bytes {
+            return Err(Error::LimitExceeded(format!(
+                "the watch's first answer would hold {bytes} bytes of documents, more than realtime.max_init_bytes ({}); ask for a smaller limit",
+                rt.settings.max_init_bytes
+            )));
+        }
         let window = window::Window::new(query, docs);
         let resumed = match r.resume_after.as_deref() {
             Some(text) => self.resume(text, &window, position).await?,

@@ -573,6 +573,7 @@ async fn limits_on_sockets_and_watches_answer_errors() {
     let app = spawn_app_tweaked(|c| {
         c.realtime.sockets_per_user = 2;
         c.realtime.watches_per_socket = 2;
+        c.realtime.max_init_bytes = 1000;
     })
     .await;
     let alice = app.login(APP1, "alice").await;
@@ -606,6 +607,22 @@ async fn limits_on_sockets_and_watches_answer_errors() {
         (m["error"].as_str(), m["id"].as_str()),
         (Some("limit_exceeded"), Some("3"))
     );
+    // An init past realtime.max_init_bytes is refused, naming it.
+    one.send(json!({"type": "unwatch", "id": "2"})).await;
+    create(&app, t, "fat", json!({"title": "x".repeat(600)})).await;
+    create(&app, t, "fat", json!({"title": "y".repeat(600)})).await;
+    one.send(json!({"type": "watch", "id": "2", "collection": "fat"}))
+        .await;
+    let m = one.next().await;
+    assert_eq!(m["error"], "limit_exceeded", "{m}");
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .contains("realtime.max_init_bytes")
+    );
+    one.watch(json!({"type": "watch", "id": "2", "collection": "fat", "limit": 1}))
+        .await;
     // Unwatching makes room; a closed socket frees its place.
     one.send(json!({"type": "unwatch", "id": "1"})).await;
     one.watch(json!({"type": "watch", "id": "3", "collection": "more"}))
