@@ -324,6 +324,8 @@ async fn main() -> anyhow::Result<()> {
                 })
             };
             let writes = Arc::new(AtomicU64::new(0));
+            // Counted from before the first write.
+            let started = delivered.load(Ordering::Relaxed);
             let began = Instant::now();
             let end = began + Duration::from_secs(args.seconds);
             let mut writers = Vec::new();
@@ -348,7 +350,6 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }));
             }
-            let started = delivered.load(Ordering::Relaxed);
             for w in writers {
                 w.await?;
             }
