@@ -71,14 +71,7 @@ fn parse(text: &str, me: &str) -> Option<Vec<Notice>> {
 async fn listen(redis: Arc<SharedRedis>, me: String, heard: Heard) {
     let mut pause = Duration::from_millis(100);
     loop {
-        let client = redis.client().clone();
-        let joined = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(channel()).await?;
-            Ok::<_, ::redis::RedisError>(pubsub)
-        })
-        .await;
-        let Ok(Ok(pubsub)) = joined else {
+        let Some(pubsub) = redis.subscribe(&channel()).await else {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
             continue;

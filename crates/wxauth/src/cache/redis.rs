@@ -65,9 +65,17 @@ impl SharedRedis {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// The client, for connections of their own (pub/sub).
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    /// A connection of its own subscribed to `channel`, or None when that
+    /// could not be done within a second (the caller tries again later).
+    pub(crate) async fn subscribe(&self, channel: &str) -> Option<redis::aio::PubSub> {
+        let client = self.client.clone();
+        let joined = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        joined.ok().and_then(Result::ok)
     }
 
     /// Records a command's outcome; logs and publishes a change once.

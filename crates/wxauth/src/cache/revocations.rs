@@ -187,15 +187,9 @@ async fn listen(shared: std::sync::Weak<SharedRevocations>) {
         let Some(this) = shared.upgrade() else {
             return;
         };
-        let client = this.redis.client().clone();
+        let redis = this.redis.clone();
         drop(this);
-        let joined = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(channel()).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        let Ok(Ok(pubsub)) = joined else {
+        let Some(pubsub) = redis.subscribe(&channel()).await else {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
             continue;
