@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { startDev, APP1 } = require('../testing/harness.js');
+const { startDev, newClient, APP1 } = require('../testing/harness.js');
 const { createWxShim } = require('../shim/wx-shim.js');
 
 const example = path.join(__dirname, '..', 'example');
@@ -22,7 +22,7 @@ test('the example carries the same client as the package', () => {
 test('the example logs in, shows the user, saves and lists a note, binds a phone', async (t) => {
   const server = await startDev();
   t.after(() => server.stop());
-  const shim = createWxShim({ simURL: server.sim, appid: APP1, user: 'alice' });
+  const shim = createWxShim({ simURL: server.sim, appid: APP1, user: 'alice', WebSocket: require('ws') });
 
   let appInstance;
   let pageDef;
@@ -70,5 +70,25 @@ test('the example logs in, shows the user, saves and lists a note, binds a phone
 
   await page.onGetPhoneNumber({ detail: { errMsg: 'getPhoneNumber:fail user deny' } });
   assert.match(page.data.error, /no_phone_code/);
+  page.setData({ error: '' });
   assert.equal(shim.counts.login, 1);
+
+  // The live board: another user's post and the page's own appear by themselves.
+  const waitFor = async (what, ok) => {
+    for (let i = 0; i < 250 && !ok(); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(ok(), what + ': ' + JSON.stringify(page.data.board));
+  };
+  await waitFor('the board is watched', () => shim.counts.socket === 1);
+  const bob = newClient(server, 'bob');
+  await bob.client.login();
+  await bob.client.data('board').add({ by: 'bob', text: 'hi alice' });
+  await waitFor("bob's post arrives", () => page.data.board.length === 1);
+  await page.postToBoard();
+  await waitFor('her own post arrives', () => page.data.board.length === 2);
+  assert.deepEqual(
+    page.data.board.map((d) => `${d.data.by}: ${d.data.text}`),
+    ['bob: hi alice', `${expected.openid.slice(-6)}: 你好`]
+  );
+  assert.equal(page.data.error, '');
+  page.onUnload();
 });

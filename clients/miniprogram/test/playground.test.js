@@ -98,6 +98,52 @@ test('the playground logs alice in, saves a note, binds a phone and sets an avat
   console.log(`playground screenshot: ${SCREENSHOT}`);
 });
 
+test('two playground pages share a live board in Chromium', async (t) => {
+  if (!fs.existsSync(CHROMIUM)) {
+    assert.notEqual(process.env.CI, 'true', `Chromium is required under CI (looked for ${CHROMIUM})`);
+    t.skip(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+    return;
+  }
+  const { chromium } = require('playwright-core');
+  const server = await startDev();
+  t.after(() => server.stop());
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
+  });
+  t.after(() => browser.close());
+  const errors = [];
+  async function phone(user) {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${server.api}/`);
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.selectOption('#user', user);
+    await page.click('#login');
+    await page.waitForFunction(() => document.querySelector('#status').textContent === 'logged in');
+    // Its watch has started (the timeline shows the socket's init).
+    await page.waitForFunction(() => /WS \/v1\/watch ← init/.test(document.querySelector('#events').textContent));
+    return page;
+  }
+  const alice = await phone('alice');
+  const bob = await phone('bob');
+  await alice.fill('#board-text', 'hello from alice');
+  await alice.click('#post');
+  // Bob's page shows it without doing anything: pushed over the socket.
+  await bob.waitForFunction(() => document.querySelector('#board').textContent.includes('alice: hello from alice'));
+  await bob.fill('#board-text', '你好 from bob');
+  await bob.click('#post');
+  await alice.waitForFunction(() => document.querySelector('#board').textContent.includes('bob: 你好 from bob'));
+  assert.deepEqual(
+    await alice.$$eval('#board li', (lis) => lis.map((li) => li.textContent)),
+    ['alice: hello from alice', 'bob: 你好 from bob']
+  );
+  assert.match(await bob.textContent('#events'), /WS \/v1\/watch ← change add/);
+  assert.equal(await alice.textContent('#error'), '');
+  assert.equal(await bob.textContent('#error'), '');
+  assert.deepEqual(errors, []);
+});
+
 test('the playground runs the very same client file as the package', async () => {
   const server = await startDev();
   try {

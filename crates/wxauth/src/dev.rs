@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AppConfig, Config, ConfigError, KeyConfig};
+use crate::config::{AppConfig, CollectionConfig, Config, ConfigError, KeyConfig};
 
 /// The demo apps: (appid, secret). Fixed so docs and tests can name them.
 pub const DEV_APPS: [(&str, &str); 2] = [
@@ -43,6 +43,9 @@ fn dev_keys(dir: &Path) -> Result<DevKeys, ConfigError> {
     Ok(keys)
 }
 
+/// The shared collection the playground's live board watches.
+pub const PLAYGROUND_BOARD: &str = "board";
+
 /// The development configuration: a `--config` file, then environment
 /// overrides (`WXAUTH_…`), still apply to everything the dev setup does not
 /// fix (gateway entries, service keys, token lifetimes, limits).
@@ -71,6 +74,19 @@ pub fn dev_config(
     config.default_appid = Some(DEV_APPS[0].0.into());
     config.playground.enabled = true;
     config.playground.sim_url = sim_url.to_owned();
+    // The playground's live board: a collection every user of the app
+    // reads (realtime watches show each post to all), unless configured.
+    if !config
+        .collections
+        .iter()
+        .any(|c| c.name == PLAYGROUND_BOARD)
+    {
+        config.collections.push(CollectionConfig {
+            name: PLAYGROUND_BOARD.into(),
+            access: crate::config::Access::PublicRead,
+            indexes: Vec::new(),
+        });
+    }
     config.tokens.signing_keys = vec![KeyConfig {
         id: "dev1".into(),
         key: Some(keys.signing_key.into()),

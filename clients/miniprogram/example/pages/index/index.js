@@ -4,6 +4,7 @@ Page({
   data: {
     user: null,
     notes: [],
+    board: [],
     phone: null,
     avatarUrl: '',
     saving: false,
@@ -16,6 +17,28 @@ Page({
       const me = await app.client.me();
       this.setData({ user: me, phone: me.phone, avatarUrl: me.profile.avatar_url || '' });
       await this.loadNotes();
+      // The live board (a shared collection in `wxauth dev`): every user's
+      // posts, pushed as they are written.
+      this.boardWatch = app.client
+        .data('board')
+        .orderBy('created_at', 'asc')
+        .limit(50)
+        .watch({
+          onChange: (snapshot) => this.setData({ board: snapshot.docs }),
+          onError: (err) => this.showError(err),
+        });
+    } catch (err) {
+      this.showError(err);
+    }
+  },
+
+  onUnload() {
+    if (this.boardWatch) this.boardWatch.close();
+  },
+
+  async postToBoard() {
+    try {
+      await app.client.data('board').add({ by: this.data.user.openid.slice(-6), text: '你好' });
     } catch (err) {
       this.showError(err);
     }

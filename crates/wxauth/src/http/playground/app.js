@@ -29,6 +29,17 @@
     } else if (ev.kind === 'phone button') {
       li.className = 'wx';
       head.textContent = `phone-number button → code ${ev.code.slice(0, 16)}…`;
+    } else if (ev.kind === 'socket') {
+      li.className = 'wx';
+      if (ev.received !== undefined) {
+        const m = JSON.parse(ev.received);
+        head.textContent = `WS ${ev.path} ← ${m.type}${m.changes ? ' ' + m.changes.map((c) => c.op).join(', ') : ''}`;
+      } else {
+        head.textContent = `WS ${ev.path} ${ev.state}${ev.code ? ' ' + ev.code : ''}`;
+      }
+    } else if (ev.kind === 'app') {
+      li.className = 'wx';
+      head.textContent = `app ${ev.state}`;
     } else {
       if (ev.status >= 400 || ev.error) li.className = 'bad';
       head.textContent = `${ev.method} ${ev.path}`;
@@ -63,7 +74,36 @@
   }
 
   function setLoggedIn(on) {
-    for (const id of ['save', 'bind-phone', 'logout', 'avatar-file']) $(id).disabled = !on;
+    for (const id of ['save', 'bind-phone', 'logout', 'avatar-file', 'board-text', 'post']) $(id).disabled = !on;
+  }
+
+  // The live board: one watch for the phone shown, kept while it is shown.
+  let boardWatch = null;
+  function watchBoard() {
+    if (boardWatch) boardWatch.close();
+    const phone = current;
+    boardWatch = phone.client
+      .data('board')
+      .orderBy('created_at', 'asc')
+      .limit(50)
+      .watch({
+        onChange(snapshot) {
+          if (phone !== current) return;
+          $('board').replaceChildren(
+            ...snapshot.docs.map((doc) => {
+              const li = document.createElement('li');
+              li.textContent = `${doc.data.by}: ${doc.data.text}`;
+              return li;
+            })
+          );
+        },
+        onError: showError,
+      });
+  }
+  function stopBoard() {
+    if (boardWatch) boardWatch.close();
+    boardWatch = null;
+    $('board').replaceChildren();
   }
 
   async function refresh() {
@@ -73,6 +113,7 @@
     $('unionid').textContent = me.unionid || '–';
     $('phone').textContent = me.phone ? me.phone.phone_number : 'not bound';
     showAvatar(me.profile.avatar_url);
+    if (!boardWatch) watchBoard();
     // The query API, as in CloudBase: "open notes only" is a where().
     const _ = current.client.command;
     let notes = current.client.data('notes');
@@ -140,6 +181,7 @@
   $('user').addEventListener('change', () =>
     run(async () => {
       current = phoneFor($('user').value);
+      stopBoard();
       resetView();
       if (current.client.isLoggedIn()) await refresh();
     })
@@ -176,6 +218,7 @@
   );
   $('logout').addEventListener('click', () =>
     run(async () => {
+      stopBoard();
       await current.client.logout();
       resetView();
     })
@@ -183,6 +226,13 @@
   $('open-only').addEventListener('change', () =>
     run(async () => {
       if (current.client.isLoggedIn()) await refresh();
+    })
+  );
+  $('post').addEventListener('click', () =>
+    run(async () => {
+      const text = $('board-text').value.trim() || '你好';
+      await current.client.data('board').add({ by: $('user').value, text });
+      $('board-text').value = '';
     })
   );
   $('clear').addEventListener('click', () => $('events').replaceChildren());
