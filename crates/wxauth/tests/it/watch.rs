@@ -459,6 +459,26 @@ async fn logout_and_account_deletion_close_the_socket(app: TestApp) {
         .await;
     assert_eq!(code, 4401);
 
+    // An operator's revocation of every session of a user, likewise.
+    let erin = app.login(APP1, "erin").await;
+    let mut erin_ws = Ws::open(&app.url, Some(token(&erin))).await;
+    erin_ws
+        .watch(json!({"type": "watch", "id": "w", "collection": "todo"}))
+        .await;
+    let r = app
+        .admin(
+            Some(ADMIN_KEY),
+            reqwest::Method::POST,
+            &format!(
+                "/admin/v1/users/{}/revoke",
+                erin["user"]["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(erin_ws.closed(Duration::from_millis(1500)).await.0, 4401);
+
     // A shared collection's watcher sees a deleted account's documents go.
     let bob = app.login(APP1, "bob").await;
     let carol = app.login(APP1, "carol").await;
@@ -723,4 +743,30 @@ async fn a_client_that_answers_no_pings_is_closed() {
         "{code} {reason}"
     );
     assert!(app.metrics().await.contains("reason=\"no_pong\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_older_than_the_history_gets_a_fresh_init() {
+    let app = spawn_app_tweaked(|c| c.realtime.history_secs = 1).await;
+    let alice = app.login(APP1, "alice").await;
+    let t = token(&alice);
+    create(&app, t, "todo", json!({"title": "before"})).await;
+    let mut ws = Ws::open(&app.url, Some(t)).await;
+    let init = ws
+        .watch(json!({"type": "watch", "id": "w", "collection": "todo", "order_by": "created_at"}))
+        .await;
+    let cursor = init["cursor"].as_str().unwrap().to_owned();
+    drop(ws);
+    create(&app, t, "todo", json!({"title": "missed"})).await;
+    // The change log keeps a second of history, trimmed every second.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let mut ws = Ws::open(&app.url, Some(t)).await;
+    ws.send(
+        json!({"type": "watch", "id": "w", "collection": "todo", "order_by": "created_at",
+        "resume_after": cursor}),
+    )
+    .await;
+    let m = ws.next().await;
+    assert_eq!(m["type"], "init", "{m}");
+    assert_eq!(ids(&m["docs"]), ["before", "missed"]);
 }
