@@ -20,11 +20,13 @@ const PNG_1X1 = Buffer.from(
   'base64'
 );
 
-test('the playground logs alice in, saves a note, binds a phone and sets an avatar in Chromium', async (t) => {
+/** `wxauth dev` and a headless Chromium, both stopped after the test;
+ * null (the test skipped) without Chromium, except under CI. */
+async function devAndChromium(t) {
   if (!fs.existsSync(CHROMIUM)) {
     assert.notEqual(process.env.CI, 'true', `Chromium is required under CI (looked for ${CHROMIUM})`);
     t.skip(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
-    return;
+    return null;
   }
   const { chromium } = require('playwright-core');
   const server = await startDev();
@@ -34,6 +36,13 @@ test('the playground logs alice in, saves a note, binds a phone and sets an avat
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
   });
   t.after(() => browser.close());
+  return { server, browser };
+}
+
+test('the playground logs alice in, saves a note, binds a phone and sets an avatar in Chromium', async (t) => {
+  const started = await devAndChromium(t);
+  if (!started) return;
+  const { server, browser } = started;
   const page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -99,19 +108,9 @@ test('the playground logs alice in, saves a note, binds a phone and sets an avat
 });
 
 test('two playground pages share a live board in Chromium', async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    assert.notEqual(process.env.CI, 'true', `Chromium is required under CI (looked for ${CHROMIUM})`);
-    t.skip(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
-    return;
-  }
-  const { chromium } = require('playwright-core');
-  const server = await startDev();
-  t.after(() => server.stop());
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
-  });
-  t.after(() => browser.close());
+  const started = await devAndChromium(t);
+  if (!started) return;
+  const { server, browser } = started;
   const errors = [];
   async function phone(user) {
     const page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
