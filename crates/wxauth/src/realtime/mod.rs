@@ -43,6 +43,9 @@ pub use window::DocChange;
 /// How often open sockets' sessions are checked.
 const SESSION_CHECK: Duration = Duration::from_millis(250);
 
+/// How often deleted accounts' past changes are looked for to scrub.
+const SCRUB_EVERY: Duration = Duration::from_secs(1);
+
 /// A message to a client.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -263,11 +266,22 @@ impl Realtime {
         });
         let me = self.clone();
         tokio::spawn(async move {
-            let every = (me.inner.settings.history / 10)
+            // Deleted accounts' changes are scrubbed within a second or
+            // so; old changes trimmed every tenth of the history kept.
+            let trim_every = (me.inner.settings.history / 10)
                 .clamp(Duration::from_secs(1), Duration::from_secs(600));
-            let mut tick = tokio::time::interval(every);
+            let mut tick = tokio::time::interval(SCRUB_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut trimmed_at: Option<tokio::time::Instant> = None;
             loop {
                 tick.tick().await;
+                if let Err(e) = me.inner.store.scrub_changes().await {
+                    tracing::warn!(error = %e, "deleted accounts' changes could not be scrubbed");
+                }
+                if trimmed_at.is_some_and(|at| at.elapsed() < trim_every) {
+                    continue;
+                }
+                trimmed_at = Some(tokio::time::Instant::now());
                 let history =
                     i64::try_from(me.inner.settings.history.as_millis()).unwrap_or(i64::MAX);
                 let before = me.inner.clock.now_ms().saturating_sub(history);

@@ -161,6 +161,9 @@ struct DeleteUser {
 
 /// Tables holding rows keyed by a user id (`users` itself last), in the
 /// order a deletion empties them. Tests check each is empty afterwards.
+/// Their past changes in the change log are scrubbed soon after, in the
+/// background (`change_scrubs`; the log has no index by user): the
+/// deletion itself logs a `delete` for each of their documents.
 pub const USER_TABLES: &[(&str, &str)] = &[
     (
         "refresh_tokens",
@@ -174,9 +177,6 @@ pub const USER_TABLES: &[(&str, &str)] = &[
     ("files", "user_id = $1"),
     ("file_usage", "user_id = $1"),
     ("import_user_map", "user_id = $1"),
-    // Their past changes (with their data); the account's deletion then
-    // logs a `delete` for each of their documents.
-    ("changes", "user_id = $1"),
     ("users", "id = $1"),
 ];
 
@@ -250,6 +250,14 @@ impl Write for DeleteUser {
                     .execute(tx)
                     .await?;
             }
+            query(
+                "INSERT INTO change_scrubs (user_id, requested_at) VALUES ($1, $2) \
+                 ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(&self.user_id)
+            .bind(self.now)
+            .execute(tx)
+            .await?;
             insert_audit(tx, &self.audit).await?;
             Ok(Some(DeletedUser {
                 sessions,

@@ -119,14 +119,4 @@ impl Store {
         .await?;
         Ok(row.try_get("oldest")?)
     }
-
-    /// Forgets changes committed before `before` (Unix ms).
-    pub async fn trim_changes(&self, before: i64) -> Result<u64> {
-        self.writer
-            .submit(super::writer::DeleteBefore {
-                sql: "DELETE FROM changes WHERE committed_at < $1",
-                before,
-            })
-            .await
-    }
 }

@@ -65,6 +65,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "changes",
         include_str!("../../migrations/sqlite/0011_changes.sql"),
     ),
+    (
+        12,
+        "change log cost",
+        include_str!("../../migrations/sqlite/0012_change_log_cost.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -122,6 +127,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "changes",
         include_str!("../../migrations/postgres/0011_changes.sql"),
+    ),
+    (
+        12,
+        "change log cost",
+        include_str!("../../migrations/postgres/0012_change_log_cost.sql"),
     ),
 ];
 

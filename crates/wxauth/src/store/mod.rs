@@ -23,6 +23,7 @@ mod accounts;
 mod audit;
 mod bounded_reads;
 mod change_log;
+mod change_upkeep;
 mod changes;
 mod documents;
 mod exec;

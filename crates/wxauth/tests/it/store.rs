@@ -1146,6 +1146,157 @@ async fn the_change_log_from_two_instances_is_gapless_and_ordered(url: &str) {
     assert_eq!(followed, all);
 }
 
+/// The change log has no index but its key: trimming walks each
+/// collection's positions and keeps everything committed since the cut; a
+/// deleted account's past changes are scrubbed (data and user id emptied,
+/// positions kept); a commit of more changes than one statement carries
+/// (an account of 70 documents deleted) stays gapless.
+async fn the_change_log_is_trimmed_and_scrubbed(url: &str) {
+    use wxauth::store::ChangeOp;
+    let store = Store::open(url).await.unwrap();
+    let users = log_in(&store, "trim", &[("wxa", "a"), ("wxa", "b")]).await;
+    let quota = wxauth::store::UserQuota {
+        max_collections: 100,
+        max_bytes: 1 << 24,
+    };
+    let create = |user: String, collection: &'static str, n: usize| {
+        let store = store.clone();
+        async move {
+            for i in 0..n {
+                store
+                    .create_document(wxauth::store::NewDocument {
+                        id: id(),
+                        user_id: user.clone(),
+                        appid: "wxa".into(),
+                        collection: collection.into(),
+                        // One holds the tag PostgreSQL's writer quotes
+                        // values with: its change is recorded with
+                        // parameters instead.
+                        data: format!(
+                            "{{\"n\":{i},\"secret\":\"of {user}\",\"note\":\"{}\"}}",
+                            if i == 3 { "$wxauth_change$" } else { "" }
+                        ),
+                        now: 1000,
+                        max_documents: 10_000,
+                        quota,
+                        idempotency: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    create(users[0].clone(), "todo", 5).await;
+    create(users[1].clone(), "todo", 5).await;
+    create(users[0].clone(), "notes", 3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    create(users[1].clone(), "todo", 65).await;
+    create(users[0].clone(), "todo", 2).await;
+
+    assert_eq!(store.trim_changes(cut).await.unwrap(), 13);
+    let tagged = store.changes_after("wxa", "todo", 0, 10_000).await.unwrap();
+    let tagged: Vec<_> = tagged
+        .iter()
+        .filter(|c| {
+            c.change
+                .data
+                .as_deref()
+                .is_some_and(|d| d.contains("$wxauth_change$"))
+        })
+        .collect();
+    assert_eq!(
+        tagged.len(),
+        1,
+        "B's fourth document since the cut: {tagged:#?}"
+    );
+    let todo = store.changes_after("wxa", "todo", 0, 10_000).await.unwrap();
+    let positions: Vec<i64> = todo.iter().map(|c| c.position).collect();
+    assert_eq!(positions, (11..=77).collect::<Vec<_>>());
+    assert!(
+        store
+            .changes_after("wxa", "notes", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.oldest_change("wxa", "todo").await.unwrap(), Some(11));
+    assert_eq!(store.trim_changes(cut).await.unwrap(), 0);
+
+    // B (70 documents in todo) is deleted: 70 deletes in one commit.
+    let audit = wxauth::store::NewAuditEntry {
+        at: 5000,
+        actor: "test".into(),
+        action: "delete".into(),
+        target: None,
+        status: 204,
+        detail: "{}".into(),
+    };
+    store
+        .delete_user(&users[1], 5000, 0, audit)
+        .await
+        .unwrap()
+        .unwrap();
+    let todo = store.changes_after("wxa", "todo", 0, 10_000).await.unwrap();
+    let positions: Vec<i64> = todo.iter().map(|c| c.position).collect();
+    assert_eq!(positions, (11..=147).collect::<Vec<_>>());
+    let deletes = todo.iter().filter(|c| c.change.op == ChangeOp::Delete);
+    assert_eq!(deletes.clone().count(), 70);
+    assert!(deletes.clone().all(|c| c.change.user_id.is_empty()));
+    // Before the scrub their past changes still hold their data.
+    let of_b = |log: &[wxauth::store::LoggedChange]| {
+        log.iter()
+            .filter(|c| {
+                c.change.user_id == users[1]
+                    || c.change
+                        .data
+                        .as_deref()
+                        .is_some_and(|d| d.contains(&users[1]))
+            })
+            .count()
+    };
+    assert_eq!(of_b(&todo), 65);
+    assert_eq!(store.scrub_changes().await.unwrap(), 1);
+    assert_eq!(
+        store.scrub_changes().await.unwrap(),
+        0,
+        "scrubs are forgotten"
+    );
+    let after = store.changes_after("wxa", "todo", 0, 10_000).await.unwrap();
+    assert_eq!(of_b(&after), 0);
+    assert_eq!(after.len(), todo.len(), "scrubbing keeps every position");
+    let scrubbed = after
+        .iter()
+        .filter(|c| c.change.op == ChangeOp::Create && c.change.user_id.is_empty())
+        .collect::<Vec<_>>();
+    assert_eq!(scrubbed.len(), 65);
+    assert!(scrubbed.iter().all(|c| c.change.data.is_none()));
+    // A's changes are untouched.
+    let of_a = after
+        .iter()
+        .filter(|c| c.change.user_id == users[0])
+        .count();
+    assert_eq!(of_a, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_log_trim_and_scrub_sqlite() {
+    let db = crate::db::sqlite().await;
+    the_change_log_is_trimmed_and_scrubbed(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_log_trim_and_scrub_postgres() {
+    let Some(db) = crate::db::postgres().await else {
+        return;
+    };
+    the_change_log_is_trimmed_and_scrubbed(&db.url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_log_sqlite() {
     let db = crate::db::sqlite().await;
