@@ -20,6 +20,8 @@ mod client;
 pub mod clock;
 pub mod crypto;
 mod error;
+pub mod push;
+pub mod push_body;
 pub mod secret;
 mod token;
 
