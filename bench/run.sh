@@ -507,6 +507,45 @@ TOML
   fi
 }
 
+# The price of realtime for everyone else: login and create on a fresh
+# instance with no socket open, then with 1,000 watches open on the
+# collection the creates go to (each change read by its tail and checked
+# against every watch). Compare builds with BENCH_WXAUTH_BIN.
+run_realtime_price() {
+  cargo build --release -q -p wxauth-bench-realtime
+  local rt=target/release/wxauth-bench-realtime
+  local backends=(sqlite)
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then backends+=(postgres); fi
+  for backend in "${backends[@]}"; do
+    local port db_url schema="" name="price_$backend"; port=$(free_port)
+    if [ "$backend" = sqlite ]; then db_url="sqlite://$WORK/$name.db"; else
+      schema="bench_price_$$"; new_schema "$schema"; db_url="$(pg_url "$schema")"; fi
+    write_config "$name" "$port" "$db_url"
+    local watches=no
+    if grep -qa history_secs "$BIN"; then   # a build with realtime
+      watches=yes
+      cat >> "$WORK/$name.toml" <<TOML
+[realtime]
+sockets_per_user = 1000000
+sockets_per_address = 1000000
+TOML
+    fi
+    start_instance "$name" "$port"
+    local pid=${PIDS[-1]} url="http://127.0.0.1:$port"
+    SCENARIOS="login create" run_scenarios "$backend, no socket open ($BIN)" "$url" "$url"
+    if [ "$watches" = yes ]; then
+      "$rt" --mode sockets --url "$url" --count 1000 --collection bench --hold $((SECONDS_PER * 2 + 20)) \
+        --label "1,000 watches of bench" &
+      local holder=$!
+      sleep 8
+      SCENARIOS="login create" run_scenarios "$backend, 1,000 watches open ($BIN)" "$url" "$url"
+      kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
+    fi
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    if [ -n "$schema" ]; then drop_schema "$schema"; fi
+  done
+}
+
 run_million() {
   local users=${MILLION_USERS:-1000000} docs=${DOCS_PER_USER:-10}
   echo "== empty vs $users users and $((users * docs)) documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
@@ -741,6 +780,7 @@ case "${ONLY:-}" in
   hardening) run_hardening; exit 0 ;;
   import) run_import; exit 0 ;;
   realtime) run_realtime; exit 0 ;;
+  realtime_price) run_realtime_price; exit 0 ;;
 esac
 run_peers
 run_files

@@ -58,6 +58,10 @@ struct Args {
     /// Printed with the figures.
     #[arg(long, default_value = "")]
     label: String,
+    /// Seconds the sockets stay open after their figures are printed
+    /// (sockets): for measuring other traffic while they watch.
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
 }
 
 async fn login(http: &reqwest::Client, url: &str, code: &str) -> anyhow::Result<String> {
@@ -280,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
                     "one_write_to_all_ms": last.saturating_duration_since(ok).as_secs_f64() * 1000.0,
                 })
             );
+            tokio::time::sleep(Duration::from_secs(args.hold)).await;
         }
         Mode::Latency => {
             let (mut rx, _) =

@@ -128,6 +128,7 @@ impl Rules {
 pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
     let options = store::StoreOptions {
         query_timeout: std::time::Duration::from_millis(settings.limits.query_timeout_ms),
+        change_log: settings.realtime.enabled,
     };
     let store = store::Store::open_with(settings.database_url.expose(), &options).await?;
     let data = data::Data::new(

@@ -11,6 +11,10 @@ use super::{ConfigError, bad};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RealtimeConfig {
+    /// Whether watches are served and document writes logged for them.
+    /// Off, `GET /v1/watch` is 404 and writes cost what they did before
+    /// realtime (no change log); set it the same on every instance.
+    pub enabled: bool,
     /// Watches one socket may hold at once.
     pub watches_per_socket: u32,
     /// Sockets one user may hold open at once (on this instance).
@@ -43,6 +47,7 @@ pub struct RealtimeConfig {
 impl Default for RealtimeConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             watches_per_socket: 20,
             sockets_per_user: 10,
             sockets_per_address: 200,
@@ -59,6 +64,8 @@ impl Default for RealtimeConfig {
 /// `[realtime]`, checked.
 #[derive(Debug, Clone)]
 pub struct RealtimeSettings {
+    /// Watches served, writes logged.
+    pub enabled: bool,
     /// Watches per socket.
     pub watches_per_socket: usize,
     /// Sockets per user.
@@ -110,6 +117,7 @@ impl RealtimeConfig {
             return Err(bad("realtime.poll_ms must be from 50 to 60000"));
         }
         Ok(RealtimeSettings {
+            enabled: self.enabled,
             watches_per_socket: self.watches_per_socket as usize,
             sockets_per_user: self.sockets_per_user as usize,
             sockets_per_address: self.sockets_per_address as usize,

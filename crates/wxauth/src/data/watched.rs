@@ -151,6 +151,13 @@ impl WatchedDocument {
 }
 
 impl WatchedQuery {
+    /// Whether a change to a document of this owner can concern the watch
+    /// at all: in a private collection only the caller's own documents
+    /// can (a tail skips everyone else's changes without reading them).
+    pub fn may_concern(&self, appid: &str, owner: &str) -> bool {
+        appid == self.appid && (self.shared || owner == self.me)
+    }
+
     /// Whether the caller may see this document under this watch and it
     /// matches the query: a private collection shows only the caller's
     /// own documents, a shared one those of the caller's app.

@@ -16,7 +16,7 @@ use super::window::{DocChange, Window};
 use super::{Cursor, Outgoing, SocketCloser};
 use crate::data::Data;
 use crate::error::Result;
-use crate::store::{CHANGES_PER_READ, LoggedChange, Store};
+use crate::store::{CHANGES_PER_READ, ChangeOp, LoggedChange, Store};
 
 /// A watch as its collection's tail holds it.
 pub(super) struct TailWatch {
@@ -113,6 +113,14 @@ impl Tail {
     fn apply(&self, from: i64, changes: &[LoggedChange]) -> (Vec<WatchKey>, bool) {
         let mut refills = Vec::new();
         let mut behind = false;
+        // Each change's data is read once, not once per watch.
+        let parsed: Vec<Option<serde_json::Value>> = changes
+            .iter()
+            .map(|c| match (&c.change.op, &c.change.data) {
+                (ChangeOp::Delete, _) | (_, None) => None,
+                (_, Some(text)) => serde_json::from_str(text).ok(),
+            })
+            .collect();
         let mut watches = self.lock();
         for (key, w) in watches.iter_mut() {
             if w.position < from {
@@ -122,8 +130,12 @@ impl Tail {
             let mut out: Vec<DocChange> = Vec::new();
             let mut refill = false;
             let seen = w.position;
-            for c in changes.iter().filter(|c| c.position > seen) {
-                let applied = w.window.apply(c);
+            for (c, value) in changes
+                .iter()
+                .zip(&parsed)
+                .filter(|(c, _)| c.position > seen)
+            {
+                let applied = w.window.apply(c, value.as_ref());
                 out.extend(applied.changes);
                 refill |= applied.refill;
                 w.position = c.position;

@@ -77,10 +77,17 @@ impl Window {
         self.docs.iter().position(|d| d.document.id == id)
     }
 
-    /// Applies one change of the watch's collection.
-    pub fn apply(&mut self, logged: &LoggedChange) -> Applied {
+    /// Applies one change of the watch's collection, its data read once
+    /// for every watch (`parsed`: the change's data as JSON, None for a
+    /// delete or data that is not JSON).
+    pub fn apply(&mut self, logged: &LoggedChange, parsed: Option<&Value>) -> Applied {
         let c = &logged.change;
         let mut out = Applied::default();
+        if !self.query.may_concern(&c.appid, &c.user_id) {
+            // Another user's document of a private collection (or a
+            // deleted account's, whose sockets are closed).
+            return out;
+        }
         let held = self.position(&c.doc_id);
         let full = self.is_full();
         if let Some(at) = held
@@ -90,9 +97,9 @@ impl Window {
             // Seen already (the window was read after this change).
             return out;
         }
-        let data = match (&c.op, &c.data) {
-            (ChangeOp::Delete, _) | (_, None) => None,
-            (_, Some(text)) => serde_json::from_str::<Value>(text).ok().map(|v| (v, text)),
+        let data = match (&c.op, &c.data, parsed) {
+            (ChangeOp::Delete, _, _) | (_, None, _) | (_, _, None) => None,
+            (_, Some(text), Some(value)) => Some((value, text)),
         };
         let admitted = data.as_ref().and_then(|(value, text)| {
             let doc = ChangedDocument {

@@ -121,17 +121,30 @@ pub fn changed_fields(before: &str, after: &str) -> (Vec<String>, Vec<String>) {
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {
     sender: broadcast::Sender<Arc<Vec<CommittedPosition>>>,
+    logging: bool,
 }
 
 impl Default for ChangeFeed {
     fn default() -> Self {
-        Self {
-            sender: broadcast::channel(1024).0,
-        }
+        Self::new(true)
     }
 }
 
 impl ChangeFeed {
+    /// A feed; `logging`: whether writes are logged at all (off, nothing
+    /// is: realtime is disabled).
+    pub(super) fn new(logging: bool) -> Self {
+        Self {
+            sender: broadcast::channel(1024).0,
+            logging,
+        }
+    }
+
+    /// Whether writes are logged (`realtime.enabled`).
+    pub fn logging(&self) -> bool {
+        self.logging
+    }
+
     /// Hears every commit from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<CommittedPosition>>> {
         self.sender.subscribe()

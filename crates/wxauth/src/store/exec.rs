@@ -163,6 +163,11 @@ pub(super) trait Exec: Send {
     /// `WITH`, PostgreSQL only): there each statement is a round trip to
     /// the server, so the hottest writes use one statement instead of three.
     fn chains_writes(&self) -> bool;
+    /// Where a statement that writes its own changes into the change log
+    /// says so (PostgreSQL's grouped creates); None where none does.
+    fn logged(&mut self) -> Option<&mut Logged> {
+        None
+    }
     fn execute<'a>(&'a mut self, sql: &'a str, args: Vec<Value>) -> BoxFuture<'a, Result<Done>>;
     fn fetch_optional<'a>(
         &'a mut self,
@@ -217,8 +222,9 @@ impl<'q> Query<'q> {
 }
 
 /// The PostgreSQL writer's connection inside a transaction it began (the
-/// writer sends BEGIN and COMMIT itself; see `writer`).
-pub(super) struct SqlxTx<'c>(pub(super) &'c mut sqlx::AnyConnection);
+/// writer sends BEGIN and COMMIT itself; see `writer`), and the changes its
+/// statements logged themselves (`Logged`).
+pub(super) struct SqlxTx<'c>(pub(super) &'c mut sqlx::AnyConnection, pub(super) Logged);
 
 pub(super) fn sqlx_query(
     sql: &str,
@@ -241,6 +247,10 @@ pub(super) fn sqlx_query(
 impl Exec for SqlxTx<'_> {
     fn chains_writes(&self) -> bool {
         true // only PostgreSQL's writer uses sqlx
+    }
+
+    fn logged(&mut self) -> Option<&mut Logged> {
+        self.1.on.then_some(&mut self.1)
     }
 
     fn execute<'a>(&'a mut self, sql: &'a str, args: Vec<Value>) -> BoxFuture<'a, Result<Done>> {
@@ -504,5 +514,37 @@ mod tests {
             now(query("SELECT a FROM t WHERE a = $1").fetch_all(tx)).is_err(),
             "a placeholder without its argument"
         );
+    }
+}
+
+/// Changes that a write's own statement logged (PostgreSQL's grouped
+/// creates, which save the change log a statement of its own): their
+/// documents, and the last position taken in each collection.
+#[derive(Debug, Default)]
+pub(super) struct Logged {
+    /// Whether the change log is kept at all (`realtime.enabled`).
+    pub(super) on: bool,
+    /// The created documents whose change is logged.
+    pub(super) docs: std::collections::HashSet<String>,
+    /// (appid, collection) → the last position taken.
+    pub(super) positions: std::collections::BTreeMap<(String, String), i64>,
+}
+
+impl Logged {
+    pub(super) fn new(on: bool) -> Self {
+        Self {
+            on,
+            ..Self::default()
+        }
+    }
+
+    /// Notes a document whose change a statement logged at `position`.
+    pub(super) fn add(&mut self, appid: &str, collection: &str, doc_id: &str, position: i64) {
+        self.docs.insert(doc_id.to_owned());
+        let last = self
+            .positions
+            .entry((appid.to_owned(), collection.to_owned()))
+            .or_insert(position);
+        *last = (*last).max(position);
     }
 }

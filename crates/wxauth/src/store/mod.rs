@@ -98,12 +98,17 @@ pub struct StoreOptions {
     /// The longest a query-language read (`where`, `order_by`, counts) may
     /// take, waiting for its turn included.
     pub query_timeout: Duration,
+    /// Whether document writes are written to the change log (realtime
+    /// watches). Off, writes cost what they did before realtime; the same
+    /// on every instance.
+    pub change_log: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             query_timeout: Duration::from_secs(5),
+            change_log: true,
         }
     }
 }
@@ -282,7 +287,7 @@ impl Store {
             ),
         };
         let users = Arc::new(user_cache::UserCache::default());
-        let changes = changes::ChangeFeed::default();
+        let changes = changes::ChangeFeed::new(options.change_log);
         let writer = Arc::new(writer::Writer::spawn(
             engine,
             users.clone(),

@@ -461,9 +461,10 @@ async fn commit_batch(
 ) -> Result<()> {
     let mut retries = 0;
     let outcome = loop {
-        let mut outcome = attempt(engine, &mut batch, false, queue).await;
+        let log = feed.logging();
+        let mut outcome = attempt(engine, &mut batch, false, queue, log).await;
         if matches!(outcome, Attempt::NeedsSavepoints) {
-            outcome = attempt(engine, &mut batch, true, queue).await;
+            outcome = attempt(engine, &mut batch, true, queue, log).await;
         }
         match outcome {
             Attempt::Contention(e) if retries < CONTENTION_RETRIES => {
@@ -533,6 +534,7 @@ async fn attempt(
     batch: &mut [Box<dyn Job>],
     savepoints: bool,
     queue: &mpsc::Receiver<Box<dyn Job>>,
+    log: bool,
 ) -> Attempt {
     match engine {
         Engine::Postgres { url, held, open } => {
@@ -570,7 +572,7 @@ async fn attempt(
             let Some(conn) = held.as_mut() else {
                 return Attempt::Failed(Error::internal("database: the writer has no connection"));
             };
-            let outcome = pg_attempt(conn, open, batch, savepoints, queue).await;
+            let outcome = pg_attempt(conn, open, batch, savepoints, queue, log).await;
             if matches!(outcome, Attempt::Failed(_)) {
                 // Perhaps the connection broke: the next batch opens another.
                 held.take();
@@ -590,7 +592,7 @@ async fn attempt(
             }
             let mut tx = SqliteTx(conn);
             let applied = match apply_all(&mut tx, batch, savepoints).await {
-                Ok(grouped) => record_changes(&mut tx, changes_of(batch))
+                Ok(grouped) => record_changes(&mut tx, changes_of(batch, log))
                     .await
                     .map(|positions| (grouped, positions)),
                 Err(stopped) => Err(stopped),
@@ -626,6 +628,7 @@ async fn pg_attempt(
     batch: &mut [Box<dyn Job>],
     savepoints: bool,
     queue: &mpsc::Receiver<Box<dyn Job>>,
+    log: bool,
 ) -> Attempt {
     use sqlx::Executor as _;
     if !*open {
@@ -634,8 +637,9 @@ async fn pg_attempt(
         }
         *open = true;
     }
-    let applied = match apply_all(&mut SqlxTx(&mut *conn), batch, savepoints).await {
-        Ok(grouped) => record_changes(&mut SqlxTx(&mut *conn), changes_of(batch))
+    let mut tx = SqlxTx(&mut *conn, super::exec::Logged::new(log));
+    let applied = match apply_all(&mut tx, batch, savepoints).await {
+        Ok(grouped) => record_changes(&mut tx, changes_of(batch, log))
             .await
             .map(|positions| (grouped, positions)),
         Err(stopped) => Err(stopped),
@@ -668,9 +672,13 @@ async fn pg_attempt(
     }
 }
 
-/// The changes the batch's writes made to documents.
-fn changes_of(batch: &[Box<dyn Job>]) -> Vec<Change> {
+/// The changes the batch's writes made to documents (none when the
+/// change log is off).
+fn changes_of(batch: &[Box<dyn Job>], log: bool) -> Vec<Change> {
     let mut found = Vec::new();
+    if !log {
+        return found;
+    }
     for job in batch {
         job.changes(&mut found);
     }
@@ -679,22 +687,55 @@ fn changes_of(batch: &[Box<dyn Job>]) -> Vec<Change> {
 
 /// Records the changes the batch's writes made to documents (see
 /// `changes::record`), as the last statements before the commit: the
-/// positions' rows stay locked for as short a time as possible.
+/// positions' rows stay locked for as short a time as possible. Changes a
+/// write's statement logged itself are left out; if the others would lock
+/// a collection's positions before one already locked (out of key order,
+/// where two instances could wait on each other), the batch runs again
+/// without groups.
 async fn record_changes(
     tx: &mut Tx<'_>,
     found: Vec<Change>,
 ) -> Result<Vec<CommittedPosition>, Attempt> {
-    if found.is_empty() {
-        return Ok(Vec::new());
+    let logged = tx.logged().map(std::mem::take).unwrap_or_default();
+    let rest: Vec<Change> = found
+        .into_iter()
+        .filter(|c| !(c.op == changes::ChangeOp::Create && logged.docs.contains(&c.doc_id)))
+        .collect();
+    if let Some(locked) = logged.positions.keys().next_back() {
+        let out_of_order = rest.iter().any(|c| {
+            let key = (c.appid.clone(), c.collection.clone());
+            !logged.positions.contains_key(&key) && &key < locked
+        });
+        if out_of_order {
+            return Err(Attempt::NeedsSavepoints);
+        }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    changes::record(tx, found, now).await.map_err(|e| match e {
-        Error::Contention(cause) => Attempt::Contention(Error::Contention(cause)),
-        e => Attempt::Failed(e),
-    })
+    let mut positions = if rest.is_empty() {
+        Vec::new()
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        changes::record(tx, rest, now).await.map_err(|e| match e {
+            Error::Contention(cause) => Attempt::Contention(Error::Contention(cause)),
+            e => Attempt::Failed(e),
+        })?
+    };
+    for ((appid, collection), position) in logged.positions {
+        match positions
+            .iter_mut()
+            .find(|p| p.appid == appid && p.collection == collection)
+        {
+            Some(p) => p.position = p.position.max(position),
+            None => positions.push(CommittedPosition {
+                appid,
+                collection,
+                position,
+            }),
+        }
+    }
+    Ok(positions)
 }
 
 /// Applies every write of the batch in `tx` (how many of them in groups);

@@ -770,3 +770,26 @@ async fn a_resume_older_than_the_history_gets_a_fresh_init() {
     assert_eq!(m["type"], "init", "{m}");
     assert_eq!(ids(&m["docs"]), ["before", "missed"]);
 }
+
+/// `realtime.enabled = false`: no socket is served, and writes leave
+/// nothing in the change log (they cost what they did before realtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_turned_off_serves_no_socket_and_logs_nothing() {
+    let app = spawn_app_tweaked(|c| c.realtime.enabled = false).await;
+    let alice = app.login(APP1, "alice").await;
+    let t = token(&alice);
+    match Ws::try_open(&app.url, Some(t)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!("expected a 404, got {:?}", other.map(|_| ())),
+    }
+    let id = create(&app, t, "todo", json!({"title": "unlogged"})).await;
+    let r = app.get(&format!("/v1/data/todo/{id}"), Some(t)).await;
+    assert_eq!(r.status, 200);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM changes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

@@ -57,6 +57,11 @@ pub(crate) async fn watch(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
+    if !state.realtime().settings().enabled {
+        return Err(Error::NotFound(
+            "realtime watches are turned off on this server (realtime.enabled = false)".into(),
+        ));
+    }
     // A token in the upgrade's header is checked before it: a bad one is
     // a 401 the client's HTTP stack sees.
     let caller = match bearer_token(&headers)? {
