@@ -22,6 +22,7 @@ pub mod crypto;
 mod error;
 pub mod push;
 pub mod push_body;
+pub mod push_event;
 pub mod secret;
 mod token;
 

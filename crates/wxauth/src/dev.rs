@@ -69,6 +69,7 @@ pub fn dev_config(
             appid: (*appid).into(),
             secret: Some((*secret).into()),
             secret_env: None,
+            ..AppConfig::default()
         })
         .collect();
     config.default_appid = Some(DEV_APPS[0].0.into());

@@ -140,11 +140,13 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
             appid: APP1.into(),
             secret: Some(SECRET1.into()),
             secret_env: None,
+            ..AppConfig::default()
         },
         AppConfig {
             appid: APP2.into(),
             secret: Some(SECRET2.into()),
             secret_env: None,
+            ..AppConfig::default()
         },
     ];
     c.default_appid = Some(APP1.into());

@@ -69,6 +69,7 @@ fn config_with_secrets() -> Config {
         appid: "wx1111111111111111".into(),
         secret: Some(APP_SECRET.into()),
         secret_env: None,
+        ..AppConfig::default()
     }];
     let key = |id: &str| KeyConfig {
         id: id.into(),
