@@ -1177,9 +1177,9 @@ async fn the_change_log_is_trimmed_and_scrubbed(url: &str) {
                         user_id: user.clone(),
                         appid: "wxa".into(),
                         collection: collection.into(),
-                        // One holds the tag PostgreSQL's writer quotes
-                        // values with: its change is recorded with
-                        // parameters instead.
+                        // One holds a PostgreSQL dollar-quote tag: values
+                        // travel as parameters, never in a statement's
+                        // text, and come back as written.
                         data: format!(
                             "{{\"n\":{i},\"secret\":\"of {user}\",\"note\":\"{}\"}}",
                             if i == 3 { "$wxauth_change$" } else { "" }
