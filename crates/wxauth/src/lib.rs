@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod http;
 pub mod migrate;
+pub mod platform;
 pub mod private_files;
 pub mod realtime;
 pub mod store;
@@ -204,6 +205,7 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
     let apart = settings.admin_listen.is_some();
+    let pushes = platform::push::PushDesk::new(&settings.apps, clock.clone());
     let realtime = realtime::Realtime::new(
         data.clone(),
         store.clone(),
@@ -215,6 +217,7 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
         data,
         files,
         realtime.clone(),
+        pushes,
         settings,
         metrics_handle(),
     )?;

@@ -40,6 +40,7 @@ struct Inner {
     data: Data,
     files: crate::files::Files,
     realtime: crate::realtime::Realtime,
+    pushes: crate::platform::push::PushDesk,
     settings: Settings,
     gateways: Vec<crate::gateway::Gateway>,
     metrics: PrometheusHandle,
@@ -59,6 +60,7 @@ impl AppState {
         data: Data,
         files: crate::files::Files,
         realtime: crate::realtime::Realtime,
+        pushes: crate::platform::push::PushDesk,
         settings: Settings,
         metrics: PrometheusHandle,
     ) -> crate::Result<Self> {
@@ -74,6 +76,7 @@ impl AppState {
                 data,
                 files,
                 realtime,
+                pushes,
                 gateways,
                 metrics,
                 openapi_json: {
@@ -109,6 +112,11 @@ impl AppState {
     /// Realtime watches.
     pub fn realtime(&self) -> &crate::realtime::Realtime {
         &self.inner.realtime
+    }
+
+    /// WeChat's message pushes.
+    pub fn pushes(&self) -> &crate::platform::push::PushDesk {
+        &self.inner.pushes
     }
 
     /// The operator's rules.
@@ -271,6 +279,10 @@ pub fn router(state: AppState) -> Router {
         router = router.merge(playground::routes());
     }
     router = router.route("/v1/watch", axum::routing::get(routes::watch::watch));
+    router = router.route(
+        "/v1/wechat/push/{appid}",
+        axum::routing::get(routes::wechat_push::url_check),
+    );
     for (index, route) in settings.gateways.iter().enumerate() {
         // Everything under the prefix, and the bare prefix with and
         // without its trailing slash.

@@ -41,6 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["auth", "files", "store", "config", "vocab", "error"],
     ),
     ("realtime", &["data", "store", "config", "vocab", "error"]),
+    ("platform", &["config", "error"]),
     (
         "admin",
         &["auth", "data", "files", "store", "vocab", "error"],
@@ -48,8 +49,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "admin", "auth", "data", "files", "gateway", "realtime", "cache", "config", "vocab",
-            "error",
+            "admin", "auth", "data", "files", "gateway", "realtime", "platform", "cache", "config",
+            "vocab", "error",
         ],
     ),
     ("dev", &["config", "private_files", "error"]),

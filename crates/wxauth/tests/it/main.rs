@@ -33,3 +33,4 @@ mod secrets_in_types;
 mod spawn;
 mod store;
 mod watch;
+mod wechat_push;

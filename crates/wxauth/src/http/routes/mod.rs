@@ -9,4 +9,5 @@ pub(crate) mod introspect;
 pub(crate) mod me;
 pub(crate) mod session;
 pub(crate) mod watch;
+pub(crate) mod wechat_push;
 pub(crate) mod well_known;
