@@ -281,7 +281,7 @@ pub fn router(state: AppState) -> Router {
     router = router.route("/v1/watch", axum::routing::get(routes::watch::watch));
     router = router.route(
         "/v1/wechat/push/{appid}",
-        axum::routing::get(routes::wechat_push::url_check),
+        axum::routing::get(routes::wechat_push::url_check).post(routes::wechat_push::receive),
     );
     for (index, route) in settings.gateways.iter().enumerate() {
         // Everything under the prefix, and the bare prefix with and

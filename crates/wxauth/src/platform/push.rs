@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use wechat_miniapp::Clock;
 use wechat_miniapp::push::PushKeys;
+use wechat_miniapp::push_body::parse_body;
+use wechat_miniapp::push_event::{PushEvent, read_event};
 
 use crate::config::App;
 use crate::error::{Error, Result};
@@ -15,6 +17,21 @@ use crate::error::{Error, Result};
 /// How far a push's timestamp may be from this server's clock. WeChat
 /// signs each call as it sends it; an old signature is a replay.
 pub const MAX_SKEW_SECS: i64 = 300;
+
+/// A push's query: its signatures, timestamp and nonce.
+#[derive(Debug, Clone, Default)]
+pub struct PushQuery {
+    /// Over token, timestamp and nonce (every push).
+    pub signature: String,
+    /// Unix seconds, as sent.
+    pub timestamp: String,
+    /// As sent.
+    pub nonce: String,
+    /// `aes` in compatible and safe mode.
+    pub encrypt_type: String,
+    /// Over token, timestamp, nonce and `Encrypt` (compatible and safe).
+    pub msg_signature: String,
+}
 
 /// The longest `echostr` answered (WeChat's are about 20 digits).
 const MAX_ECHOSTR: usize = 128;
@@ -75,6 +92,67 @@ impl PushDesk {
         Ok(check.echostr.clone())
     }
 
+    /// Checks and reads one push: with an EncodingAESKey configured only
+    /// an encrypted one (its `msg_signature` covers the ciphertext), else
+    /// a plain one (`signature`). Nothing is acted on before this passes.
+    pub fn receive(&self, appid: &str, query: &PushQuery, body: &[u8]) -> Result<PushEvent> {
+        let keys = self.keys(appid)?;
+        self.fresh(appid, &query.timestamp)?;
+        let malformed = |what: String| {
+            refused(appid, "malformed");
+            Error::InvalidRequest(what)
+        };
+        let outer = parse_body(body).map_err(|e| malformed(e.to_string()))?;
+        let message = if keys.decrypts() {
+            let encrypt = outer.get("Encrypt").and_then(|v| v.as_str());
+            let (Some(encrypt), true) = (encrypt, query.encrypt_type == "aes") else {
+                refused(appid, "not_encrypted");
+                return Err(Error::Unauthorized(
+                    "this app takes only encrypted pushes (it has a push_aes_key)",
+                ));
+            };
+            if !keys.check_msg_signature(
+                &query.msg_signature,
+                &query.timestamp,
+                &query.nonce,
+                encrypt,
+            ) {
+                refused(appid, "signature");
+                return Err(Error::Unauthorized(
+                    "the push's msg_signature does not match this app's push_token",
+                ));
+            }
+            let plain = keys.decrypt(encrypt).map_err(|e| {
+                refused(appid, "ciphertext");
+                Error::InvalidRequest(e.to_string())
+            })?;
+            parse_body(&plain).map_err(|e| malformed(e.to_string()))?
+        } else {
+            if !keys.check_signature(&query.signature, &query.timestamp, &query.nonce) {
+                refused(appid, "signature");
+                return Err(Error::Unauthorized(
+                    "the push signature does not match this app's push_token",
+                ));
+            }
+            outer
+        };
+        let event = read_event(&message).map_err(|e| malformed(e.to_string()))?;
+        metrics::counter!("wxauth_push_events_total", "event" => event_name(&event)).increment(1);
+        Ok(event)
+    }
+
+    /// A push whose body could not be read whole (over `limits.body_bytes`,
+    /// or cut off): counted as a refusal like the others.
+    pub fn unreadable(&self, appid: &str, why: String, too_large: bool) -> Error {
+        if too_large {
+            refused(appid, "too_large");
+            Error::PayloadTooLarge(why)
+        } else {
+            refused(appid, "malformed");
+            Error::InvalidRequest(why)
+        }
+    }
+
     fn keys(&self, appid: &str) -> Result<&PushKeys> {
         self.apps.get(appid).ok_or_else(|| {
             refused(appid, "unknown_app");
@@ -104,4 +182,20 @@ impl PushDesk {
 fn refused(appid: &str, reason: &'static str) {
     metrics::counter!("wxauth_push_refused_total", "reason" => reason).increment(1);
     tracing::warn!(appid, reason, "a message push was refused");
+}
+
+/// A push event's metric label (WeChat's name for those wxauth reads).
+fn event_name(event: &PushEvent) -> &'static str {
+    match event {
+        PushEvent::MediaCheck { .. } => "wxa_media_check",
+        PushEvent::SubscribePopup { .. } => "subscribe_msg_popup_event",
+        PushEvent::SubscribeChange { .. } => "subscribe_msg_change_event",
+        PushEvent::SubscribeSent { .. } => "subscribe_msg_sent_event",
+        PushEvent::AuthorizationRevoked {
+            account_closed: false,
+            ..
+        } => "user_authorization_revoke",
+        PushEvent::AuthorizationRevoked { .. } => "user_authorization_cancellation",
+        PushEvent::Other { .. } => "other",
+    }
 }

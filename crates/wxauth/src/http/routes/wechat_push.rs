@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::http::AppState;
-use crate::platform::push::UrlCheck;
+use crate::platform::push::{PushQuery, UrlCheck};
 
 /// The URL check's query.
 #[derive(Debug, Deserialize)]
@@ -43,6 +43,52 @@ pub(crate) async fn url_check(
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         echostr,
+    )
+        .into_response())
+}
+
+/// A push's query.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PushQueryParams {
+    #[serde(default)]
+    signature: String,
+    #[serde(default)]
+    timestamp: String,
+    #[serde(default)]
+    nonce: String,
+    #[serde(default)]
+    encrypt_type: String,
+    #[serde(default)]
+    msg_signature: String,
+}
+
+/// `POST /v1/wechat/push/{appid}`: one pushed event, checked and read;
+/// answered `success` (WeChat's acknowledgement, never encrypted). Events
+/// wxauth does not act on yet are acknowledged.
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    Path(appid): Path<String>,
+    Query(q): Query<PushQueryParams>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, Error> {
+    let body = body.map_err(|e| {
+        let too_large = e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+        state.pushes().unreadable(&appid, e.body_text(), too_large)
+    })?;
+    state.pushes().receive(
+        &appid,
+        &PushQuery {
+            signature: q.signature,
+            timestamp: q.timestamp,
+            nonce: q.nonce,
+            encrypt_type: q.encrypt_type,
+            msg_signature: q.msg_signature,
+        },
+        &body,
+    )?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "success",
     )
         .into_response())
 }
