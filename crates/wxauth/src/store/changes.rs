@@ -158,6 +158,15 @@ impl ChangeFeed {
     }
 }
 
+/// The time a change is committed at (Unix ms): the machine's clock, as
+/// `realtime.history_secs` trims by it.
+pub(super) fn committed_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Rows of the change log written in one statement (12 values each).
 const ROWS_PER_INSERT: usize = 64;
 

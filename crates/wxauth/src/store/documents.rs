@@ -431,10 +431,7 @@ async fn create_together(
     } else {
         ("", "", "")
     };
-    let committed_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let committed_at = super::changes::committed_now();
     let sql = format!(
         "WITH input AS ( \
            SELECT * FROM json_to_recordset($1::json) AS t(ord bigint, id text, user_id text, \

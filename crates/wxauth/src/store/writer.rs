@@ -713,14 +713,12 @@ async fn record_changes(
     let mut positions = if rest.is_empty() {
         Vec::new()
     } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        changes::record(tx, rest, now).await.map_err(|e| match e {
-            Error::Contention(cause) => Attempt::Contention(Error::Contention(cause)),
-            e => Attempt::Failed(e),
-        })?
+        changes::record(tx, rest, changes::committed_now())
+            .await
+            .map_err(|e| match e {
+                Error::Contention(cause) => Attempt::Contention(Error::Contention(cause)),
+                e => Attempt::Failed(e),
+            })?
     };
     for ((appid, collection), position) in logged.positions {
         match positions
