@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 /// signs each call as it sends it; an old signature is a replay.
 pub const MAX_SKEW_SECS: i64 = 300;
 
-/// A push's query: its signatures, timestamp and nonce.
-#[derive(Debug, Clone, Default)]
+/// A push's query: its signatures, timestamp and nonce (absent ones
+/// empty, and refused as wrong).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct PushQuery {
     /// Over token, timestamp and nonce (every push).
     pub signature: String,
@@ -36,8 +38,10 @@ pub struct PushQuery {
 /// The longest `echostr` answered (WeChat's are about 20 digits).
 const MAX_ECHOSTR: usize = 128;
 
-/// The URL check's query: `signature`, `timestamp`, `nonce`, `echostr`.
-#[derive(Debug, Clone, Default)]
+/// The URL check's query: `signature`, `timestamp`, `nonce`, `echostr`
+/// (absent ones empty, and refused as wrong).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct UrlCheck {
     /// sha1 over the sorted token, timestamp and nonce.
     pub signature: String,
