@@ -24,6 +24,7 @@ mod api;
 mod faults;
 mod ids;
 mod phone;
+mod push;
 mod state;
 mod wechat;
 
@@ -34,12 +35,14 @@ use wechat_miniapp::{Clock, OffsetClock};
 
 pub use api::{Api, WxError};
 pub use faults::{FaultHit, FaultSpec, FaultSpecError, Stats};
+pub use push::{PushFormat, PushMode, PushRecord, PushTarget, to_xml};
 pub use state::{CODE_TTL_MS, SimConfig, SimError, SimState, TOKEN_OVERLAP_MS, TOKEN_TTL_MS};
 
 struct Shared {
     state: Mutex<SimState>,
     faults: Mutex<faults::Faults>,
     stats: Mutex<Stats>,
+    pushes: Mutex<push::Pushes>,
     clock: OffsetClock,
 }
 
@@ -75,6 +78,7 @@ impl Simulator {
                 state: Mutex::new(SimState::new(config)),
                 faults: Mutex::default(),
                 stats: Mutex::default(),
+                pushes: Mutex::default(),
                 clock,
             }),
         }

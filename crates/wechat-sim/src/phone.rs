@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::faults::FaultSpec;
+use crate::push::{PushTarget, event};
 use crate::state::SimError;
 use crate::{Simulator, lock};
 
@@ -27,6 +28,9 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/sim/v1/faults", post(set_fault).delete(clear_faults))
         .route("/sim/v1/stats", get(stats).delete(reset_stats))
         .route("/sim/v1/clock", get(clock).post(advance_clock))
+        .route("/sim/v1/push-targets", post(set_push_target))
+        .route("/sim/v1/pushes", get(pushes))
+        .route("/sim/v1/revoke-authorization", post(revoke_authorization))
         .route("/sim/v1/health", get(|| async { "ok" }))
         // The phone side is what a browser page (wxauth's playground, or a
         // developer's own test page on another port) calls: allow any origin.
@@ -177,4 +181,72 @@ async fn advance_clock(
     let Json(req) = body?;
     sim.clock().advance(Duration::from_millis(req.advance_ms));
     Ok(clock(State(sim)).await)
+}
+
+async fn set_push_target(
+    State(sim): State<Simulator>,
+    body: Body<PushTarget>,
+) -> Result<StatusCode, PhoneError> {
+    let Json(target) = body?;
+    sim.set_push_target(target)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pushes(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"pushes": sim.pushes()}))
+}
+
+/// A user withdrawing their authorization (or closing their WeChat
+/// account, `closed`): the event WeChat pushes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeReq {
+    appid: String,
+    user: Option<String>,
+    openid: Option<String>,
+    #[serde(default)]
+    closed: bool,
+    /// WeChat's `RevokeInfo` (what was withdrawn); default "1".
+    revoke_info: Option<String>,
+}
+
+async fn revoke_authorization(
+    State(sim): State<Simulator>,
+    body: Body<RevokeReq>,
+) -> Result<Json<Value>, PhoneError> {
+    let Json(req) = body?;
+    let id = sim.revoke_authorization(
+        &req.appid,
+        req.user.as_deref(),
+        req.openid.as_deref(),
+        req.closed,
+        req.revoke_info.as_deref().unwrap_or("1"),
+    )?;
+    Ok(Json(json!({"push_id": id})))
+}
+
+impl Simulator {
+    /// Pushes `user_authorization_revoke` (or, `closed`, the account's
+    /// `user_authorization_cancellation`) for a user named `user` or with
+    /// `openid`; the push's id.
+    pub fn revoke_authorization(
+        &self,
+        appid: &str,
+        user: Option<&str>,
+        openid: Option<&str>,
+        closed: bool,
+        revoke_info: &str,
+    ) -> Result<u64, SimError> {
+        let openid = self.state().openid_for(appid, user, openid)?;
+        let name = if closed {
+            "user_authorization_cancellation"
+        } else {
+            "user_authorization_revoke"
+        };
+        let mut message = event(appid, &openid, self.now(), name);
+        message.insert("OpenID".into(), json!(openid));
+        message.insert("AppID".into(), json!(appid));
+        message.insert("RevokeInfo".into(), json!(revoke_info));
+        self.push(appid, message)
+    }
 }

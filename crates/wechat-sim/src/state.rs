@@ -139,6 +139,38 @@ impl SimState {
         }
     }
 
+    /// Refuses an appid the simulator does not serve.
+    pub(crate) fn require_known(&self, appid: &str) -> Result<(), SimError> {
+        self.require_app(appid)
+    }
+
+    /// The openid of a user named `user` (created if new), or the user
+    /// whose openid is `openid` (who must have logged in once).
+    pub(crate) fn openid_for(
+        &mut self,
+        appid: &str,
+        user: Option<&str>,
+        openid: Option<&str>,
+    ) -> Result<String, SimError> {
+        self.require_app(appid)?;
+        match (user, openid) {
+            (Some(user), None) => {
+                Self::validate_user(user)?;
+                self.user_entry(appid, user);
+                Ok(self.openid_of(appid, user))
+            }
+            (None, Some(openid)) => match self.openids.get(openid) {
+                Some((a, _)) if a == appid => Ok(openid.to_owned()),
+                _ => Err(SimError::InvalidRequest(format!(
+                    "no user of {appid} has openid {openid:?}"
+                ))),
+            },
+            _ => Err(SimError::InvalidRequest(
+                "give either user or openid".into(),
+            )),
+        }
+    }
+
     fn require_app(&self, appid: &str) -> Result<(), SimError> {
         if appid.is_empty() {
             return Err(SimError::InvalidRequest("appid is required".into()));

@@ -205,7 +205,7 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
     auth.spawn_revocation_sync();
     let connections = http::server::ConnectionLimits::from(&settings.http);
     let apart = settings.admin_listen.is_some();
-    let pushes = platform::push::PushDesk::new(&settings.apps, clock.clone());
+    let pushes = platform::push::PushDesk::new(&settings.apps, clock.clone(), redis.clone());
     let realtime = realtime::Realtime::new(
         data.clone(),
         store.clone(),

@@ -562,3 +562,140 @@ async fn a_migrated_user_logs_in_with_the_openid_they_had() {
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
+
+/// A receiver that is slow the first time, fails the second and
+/// acknowledges the third: the simulator sends the push three times, each
+/// signed and encrypted afresh, the same event inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_signed_encrypted_and_sent_again_until_acknowledged() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Query, State};
+    use wechat_miniapp::push::PushKeys;
+    use wechat_miniapp::push_body::parse_body;
+
+    type Seen = Arc<Mutex<Vec<(std::collections::HashMap<String, String>, String)>>>;
+    async fn receive(
+        State(seen): State<Seen>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+        body: String,
+    ) -> (axum::http::StatusCode, &'static str) {
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            seen.push((q, body));
+            seen.len()
+        };
+        match n {
+            1 => {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                (axum::http::StatusCode::OK, "success")
+            }
+            2 => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "busy"),
+            _ => (axum::http::StatusCode::OK, "success"),
+        }
+    }
+    let seen: Seen = Arc::default();
+    let receiver = axum::Router::new()
+        .route("/push", axum::routing::post(receive))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_url = format!("http://{}/push", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let t = two_apps().await;
+    let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    // Refused settings: a bad key, safe mode without one, an unknown app.
+    for (body, status) in [
+        (
+            json!({"appid": APP1, "url": receiver_url, "token": "tok123", "aes_key": "short"}),
+            400,
+        ),
+        (
+            json!({"appid": APP1, "url": receiver_url, "token": "tok123", "mode": "safe"}),
+            400,
+        ),
+        (
+            json!({"appid": "wx0", "url": receiver_url, "token": "tok123"}),
+            404,
+        ),
+    ] {
+        assert_eq!(t.post("/sim/v1/push-targets", body).await.status(), status);
+    }
+    // No target yet for APP2: a revoke cannot be pushed.
+    let r = t
+        .post(
+            "/sim/v1/revoke-authorization",
+            json!({"appid": APP2, "user": "u"}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+
+    let r = t
+        .post(
+            "/sim/v1/push-targets",
+            json!({"appid": APP1, "url": receiver_url, "token": "tok123", "aes_key": key,
+                   "format": "xml", "timeout_ms": 500}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = t
+        .post(
+            "/sim/v1/revoke-authorization",
+            json!({"appid": APP1, "user": "alice", "revoke_info": "8"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["push_id"]
+        .as_u64()
+        .unwrap();
+    let record = loop {
+        let pushes: Value = t.get("/sim/v1/pushes").await.json().await.unwrap();
+        let record = pushes["pushes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()
+            .clone();
+        if record["done"] == true {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record["delivered"], true, "{record}");
+    assert_eq!(record["attempts"], 3, "{record}");
+    assert_eq!(record["event"], "user_authorization_revoke");
+
+    let keys = PushKeys::new(APP1, "tok123", Some(key)).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    let mut messages = Vec::new();
+    for (q, body) in &seen {
+        assert_eq!(q["encrypt_type"], "aes");
+        assert!(keys.check_signature(&q["signature"], &q["timestamp"], &q["nonce"]));
+        let outer = parse_body(body.as_bytes()).unwrap();
+        assert!(body.starts_with("<xml>"), "{body}");
+        let encrypt = outer["Encrypt"].as_str().unwrap();
+        assert!(keys.check_msg_signature(
+            &q["msg_signature"],
+            &q["timestamp"],
+            &q["nonce"],
+            encrypt
+        ));
+        messages.push((encrypt.to_owned(), keys.decrypt(encrypt).unwrap()));
+    }
+    assert_ne!(messages[0].0, messages[1].0, "encrypted afresh each time");
+    assert_eq!(messages[0].1, messages[2].1, "the same event each time");
+    let event = parse_body(&messages[0].1).unwrap();
+    let alice: Value = t
+        .get(&format!("/sim/v1/users/{APP1}/alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["Event"], "user_authorization_revoke");
+    assert_eq!(event["OpenID"], alice["openid"]);
+    assert_eq!(event["FromUserName"], alice["openid"]);
+    assert_eq!(event["RevokeInfo"], "8");
+    assert_eq!(seen[0].0["openid"], alice["openid"].as_str().unwrap());
+}

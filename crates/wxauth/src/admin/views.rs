@@ -103,7 +103,8 @@ pub struct AuditView {
     pub id: i64,
     /// When.
     pub at: String,
-    /// Who: `key:<service key id>`, `cli:<os user>`, `user:<user id>`.
+    /// Who: `key:<service key id>`, `cli:<os user>`, `user:<user id>`,
+    /// `wechat:<appid>` (a pushed event).
     pub actor: String,
     /// What: the route (`DELETE /admin/v1/users/{id}`) or CLI command.
     pub action: String,

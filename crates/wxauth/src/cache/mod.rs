@@ -7,6 +7,7 @@
 
 pub mod change_notices;
 mod login_codes;
+mod push_receipts;
 pub mod redis;
 mod revocations;
 mod shared_codes;
@@ -14,6 +15,7 @@ pub mod shared_limits;
 mod wechat_tokens;
 
 pub use login_codes::{LoginCodes, LoginIdentity};
+pub use push_receipts::PushReceipts;
 pub use redis::SharedRedis;
 pub use revocations::{MemoryRevocations, Revocations, SharedRevocations};
 pub use shared_codes::{Claim, SharedCodes};

@@ -35,6 +35,24 @@ pub struct AppConfig {
     /// The name of the environment variable holding the EncodingAESKey.
     #[serde(default)]
     pub push_aes_key_env: Option<String>,
+    /// What a pushed `user_authorization_revoke` (or the account's
+    /// `user_authorization_cancellation`) does to the user: end their
+    /// sessions (default), or delete their account.
+    #[serde(default)]
+    pub on_authorization_revoke: OnRevoke,
+}
+
+/// What a user withdrawing their authorization costs them here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRevoke {
+    /// Every session ends on every instance; the account and its data
+    /// stay (a later login continues it).
+    #[default]
+    EndSessions,
+    /// The account and everything held about it are deleted, as
+    /// `DELETE /admin/v1/users/{id}` does.
+    Delete,
 }
 
 /// One app, resolved.
@@ -46,6 +64,8 @@ pub struct App {
     pub secret: AppSecret,
     /// Its message push keys, when a push Token is configured.
     pub push: Option<PushKeys>,
+    /// See [`AppConfig::on_authorization_revoke`].
+    pub on_authorization_revoke: OnRevoke,
 }
 
 /// One of a pair of settings written in the file or named by an
@@ -141,6 +161,7 @@ pub(super) fn check_apps(
             appid: app.appid.clone(),
             secret: AppSecret::new(secret.trim()),
             push,
+            on_authorization_revoke: app.on_authorization_revoke,
         });
     }
     let default_appid = match default_appid {

@@ -33,7 +33,7 @@ mod tokens;
 mod urls;
 mod wechat;
 
-pub use apps::{App, AppConfig};
+pub use apps::{App, AppConfig, OnRevoke};
 pub use collections::{Access, CollectionConfig, CollectionRule, MAX_INDEXES_PER_COLLECTION};
 pub use encryption::EncryptionConfig;
 pub use files::{FileSettings, FileStore, FilesConfig, S3Store};

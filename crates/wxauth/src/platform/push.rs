@@ -11,12 +11,36 @@ use wechat_miniapp::push::PushKeys;
 use wechat_miniapp::push_body::parse_body;
 use wechat_miniapp::push_event::{PushEvent, read_event};
 
-use crate::config::App;
+use sha2::{Digest, Sha256};
+
+use crate::cache::{PushReceipts, SharedRedis};
+use crate::config::{App, OnRevoke};
 use crate::error::{Error, Result};
 
 /// How far a push's timestamp may be from this server's clock. WeChat
 /// signs each call as it sends it; an old signature is a replay.
 pub const MAX_SKEW_SECS: i64 = 300;
+
+/// How long a push's receipt is kept: past WeChat's three sends and the
+/// timestamp's window, so neither a retry nor a replay is acted on twice.
+const RECEIPT_KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A push that passed every check: its event, and the digest of its
+/// decrypted content that tells a retry from a new event.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The event read.
+    pub event: PushEvent,
+    /// sha256 of the app and the (decrypted) message.
+    pub digest: [u8; 32],
+}
+
+/// One app's push settings.
+#[derive(Debug, Clone)]
+struct AppPush {
+    keys: PushKeys,
+    on_revoke: OnRevoke,
+}
 
 /// A push's query: its signatures, timestamp and nonce (absent ones
 /// empty, and refused as wrong).
@@ -53,24 +77,50 @@ pub struct UrlCheck {
     pub echostr: String,
 }
 
-/// Each app's push settings, and the clock that judges timestamps.
+/// Each app's push settings, the clock that judges timestamps, and the
+/// receipts of pushes taken.
 #[derive(Clone)]
 pub struct PushDesk {
-    apps: Arc<HashMap<String, PushKeys>>,
+    apps: Arc<HashMap<String, AppPush>>,
     clock: Arc<dyn Clock>,
+    pub(super) receipts: Arc<PushReceipts>,
+}
+
+impl std::fmt::Debug for PushDesk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushDesk")
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PushDesk {
-    /// The apps with a push Token configured.
-    pub fn new(apps: &[App], clock: Arc<dyn Clock>) -> Self {
+    /// The apps with a push Token configured; receipts shared through
+    /// `redis` when there is one.
+    pub fn new(apps: &[App], clock: Arc<dyn Clock>, redis: Option<Arc<SharedRedis>>) -> Self {
         Self {
             apps: Arc::new(
                 apps.iter()
-                    .filter_map(|a| a.push.clone().map(|k| (a.appid.clone(), k)))
+                    .filter_map(|a| {
+                        let keys = a.push.clone()?;
+                        let push = AppPush {
+                            keys,
+                            on_revoke: a.on_authorization_revoke,
+                        };
+                        Some((a.appid.clone(), push))
+                    })
                     .collect(),
             ),
             clock,
+            receipts: Arc::new(PushReceipts::new(redis, RECEIPT_KEEP)),
         }
+    }
+
+    /// What a revoked authorization does to `appid`'s users.
+    pub fn on_revoke(&self, appid: &str) -> OnRevoke {
+        self.apps
+            .get(appid)
+            .map_or(OnRevoke::default(), |a| a.on_revoke)
     }
 
     /// Answers WeChat's URL check: `echostr` when the signature is this
@@ -99,7 +149,7 @@ impl PushDesk {
     /// Checks and reads one push: with an EncodingAESKey configured only
     /// an encrypted one (its `msg_signature` covers the ciphertext), else
     /// a plain one (`signature`). Nothing is acted on before this passes.
-    pub fn receive(&self, appid: &str, query: &PushQuery, body: &[u8]) -> Result<PushEvent> {
+    pub fn receive(&self, appid: &str, query: &PushQuery, body: &[u8]) -> Result<Received> {
         let keys = self.keys(appid)?;
         self.fresh(appid, &query.timestamp)?;
         let malformed = |what: String| {
@@ -107,7 +157,8 @@ impl PushDesk {
             Error::InvalidRequest(what)
         };
         let outer = parse_body(body).map_err(|e| malformed(e.to_string()))?;
-        let message = if keys.decrypts() {
+        let decrypted;
+        let (message, content) = if keys.decrypts() {
             let encrypt = outer.get("Encrypt").and_then(|v| v.as_str());
             let (Some(encrypt), true) = (encrypt, query.encrypt_type == "aes") else {
                 refused(appid, "not_encrypted");
@@ -126,11 +177,12 @@ impl PushDesk {
                     "the push's msg_signature does not match this app's push_token",
                 ));
             }
-            let plain = keys.decrypt(encrypt).map_err(|e| {
+            decrypted = keys.decrypt(encrypt).map_err(|e| {
                 refused(appid, "ciphertext");
                 Error::InvalidRequest(e.to_string())
             })?;
-            parse_body(&plain).map_err(|e| malformed(e.to_string()))?
+            let inner = parse_body(&decrypted).map_err(|e| malformed(e.to_string()))?;
+            (inner, decrypted.as_slice())
         } else {
             if !keys.check_signature(&query.signature, &query.timestamp, &query.nonce) {
                 refused(appid, "signature");
@@ -138,11 +190,18 @@ impl PushDesk {
                     "the push signature does not match this app's push_token",
                 ));
             }
-            outer
+            (outer, body)
         };
         let event = read_event(&message).map_err(|e| malformed(e.to_string()))?;
         metrics::counter!("wxauth_push_events_total", "event" => event_name(&event)).increment(1);
-        Ok(event)
+        let mut digest = Sha256::new();
+        digest.update(appid.as_bytes());
+        digest.update([0]);
+        digest.update(content);
+        Ok(Received {
+            event,
+            digest: digest.finalize().into(),
+        })
     }
 
     /// A push whose body could not be read whole (over `limits.body_bytes`,
@@ -158,7 +217,7 @@ impl PushDesk {
     }
 
     fn keys(&self, appid: &str) -> Result<&PushKeys> {
-        self.apps.get(appid).ok_or_else(|| {
+        self.apps.get(appid).map(|a| &a.keys).ok_or_else(|| {
             refused(appid, "unknown_app");
             Error::NotFound(format!(
                 "no message push is configured for app {appid:?} (push_token in its [[apps]])"
@@ -189,7 +248,7 @@ fn refused(appid: &str, reason: &'static str) {
 }
 
 /// A push event's metric label (WeChat's name for those wxauth reads).
-fn event_name(event: &PushEvent) -> &'static str {
+pub(super) fn event_name(event: &PushEvent) -> &'static str {
     match event {
         PushEvent::MediaCheck { .. } => "wxa_media_check",
         PushEvent::SubscribePopup { .. } => "subscribe_msg_popup_event",

@@ -88,6 +88,9 @@ pub enum Actor {
     Cli(String),
     /// A user acting on their own account (`user:<id>`).
     User(String),
+    /// WeChat, through a push to an app (`wechat:<appid>`): a user who
+    /// withdrew their authorization.
+    WeChat(String),
 }
 
 impl fmt::Display for Actor {
@@ -96,6 +99,7 @@ impl fmt::Display for Actor {
             Self::ServiceKey(id) => write!(f, "key:{id}"),
             Self::Cli(name) => write!(f, "cli:{name}"),
             Self::User(id) => write!(f, "user:{id}"),
+            Self::WeChat(appid) => write!(f, "wechat:{appid}"),
         }
     }
 }

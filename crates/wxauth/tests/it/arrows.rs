@@ -16,6 +16,8 @@
 //! - `gateway` → `config`, `vocab`, `error`
 //! - `admin` (the operator's rules) → `auth`, `data`, `files`, `vocab`, `error`, and
 //!   `store`'s audit row and the rows it turns into views
+//! - `platform` (WeChat's pushes and services) → `admin`, `auth`, `cache`,
+//!   `config`, `vocab`, `error`
 //! - `http` → everything above but `store`; nothing but `lib`, `main` and
 //!   the fuzz entry points (`fuzzing`) uses `http`
 //! - `lib`, `main` and `cli` (the binary) and `fuzzing` wire everything.
@@ -41,7 +43,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["auth", "files", "store", "config", "vocab", "error"],
     ),
     ("realtime", &["data", "store", "config", "vocab", "error"]),
-    ("platform", &["config", "error"]),
+    (
+        "platform",
+        &["admin", "auth", "cache", "config", "vocab", "error"],
+    ),
     (
         "admin",
         &["auth", "data", "files", "store", "vocab", "error"],

@@ -153,6 +153,11 @@ fn write_cluster_config(
             format!("login_per_ip_per_minute = {per_ip}"),
             "data_requests_per_user_per_minute = 100000000".into(),
         ],
+        // WeChat's pushes, in safe mode (crate::revoked's settings).
+        app1_lines: vec![
+            format!("push_token = \"{}\"", crate::revoked::TOKEN),
+            format!("push_aes_key = \"{}\"", crate::revoked::AES_KEY),
+        ],
         // The keys in variables, as an operator should keep them.
         tail: s3.map_or(String::new(), |s3| {
             format!(
@@ -421,6 +426,64 @@ async fn three_instances_share_revocations_codes_and_the_wechat_token() {
     let again = c.login(&c.instances[2].url, "leaving").await;
     assert_eq!(again["new_user"], true);
     assert_ne!(again["user"]["id"].as_str().unwrap(), old_id);
+
+    // A user withdrawing their authorization: WeChat's push (through the
+    // balancer) ends their sessions on all three within 1 s.
+    c.sim
+        .set_push_target(crate::revoked::target(
+            &lb,
+            APP1,
+            wechat_sim::PushMode::Safe,
+            wechat_sim::PushFormat::Json,
+        ))
+        .unwrap();
+    let session = c.login(&lb, "revoker").await;
+    let t = token(&session).to_owned();
+    for i in &c.instances {
+        assert_eq!(c.get(&i.url, "/v1/me", Some(&t)).await.status, 200);
+    }
+    let id = c
+        .sim
+        .revoke_authorization(APP1, Some("revoker"), None, false, "1")
+        .unwrap();
+    let pushed = Instant::now();
+    assert!(crate::revoked::settled(&c.sim, id).await.delivered);
+    c.refused_everywhere(&t, Duration::from_secs(1)).await;
+    eprintln!(
+        "a pushed revoke reached all three instances in {:?}",
+        pushed.elapsed()
+    );
+    // The same push arriving at each instance at once (WeChat's copies
+    // behind a balancer) is acted on once: one audit entry.
+    let session = c.login(&lb, "copied").await;
+    let user_id = session["user"]["id"].as_str().unwrap().to_owned();
+    let copies =
+        crate::revoked::encrypted_copies(&c.sim.user_info(APP1, "copied").unwrap()["openid"], 3);
+    let sends = c.instances.iter().zip(copies).map(|(i, (query, body))| {
+        c.http
+            .post(format!("{}/v1/wechat/push/{APP1}", i.url))
+            .query(&query)
+            .body(body)
+            .send()
+    });
+    for r in futures_util::future::join_all(sends).await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "success");
+    }
+    c.refused_everywhere(token(&session), Duration::from_secs(1))
+        .await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&c.db_url).await.unwrap();
+    let (entries,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM audit_log WHERE actor = $1 AND target = $2")
+            .bind(format!("wechat:{APP1}"))
+            .bind(format!("user:{user_id}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_eq!(entries, 1, "three copies, acted on once");
 
     // Refresh-token reuse on one instance revokes the session on all.
     let session = c.login(&c.instances[0].url, "bob").await;

@@ -28,6 +28,7 @@ mod openapi;
 mod operate;
 mod process;
 mod query_plan;
+mod revoked;
 mod s3;
 mod secrets_in_types;
 mod spawn;

@@ -40,6 +40,8 @@ pub(crate) struct ConfigFile {
     pub second_app: bool,
     /// `[limits]` lines, e.g. `login_per_ip_per_minute = 5`.
     pub limits: Vec<String>,
+    /// Lines added to the first app's `[[apps]]` (`push_token = …`).
+    pub app1_lines: Vec<String>,
     /// TOML appended as it is (`[[service_keys]]`, `[[collections]]`).
     pub tail: String,
 }
@@ -62,6 +64,7 @@ impl ConfigFile {
             secrets: Secrets::InFile,
             second_app: false,
             limits: Vec::new(),
+            app1_lines: Vec::new(),
             tail: String::new(),
         }
     }
@@ -82,6 +85,10 @@ impl ConfigFile {
         match self.secrets {
             Secrets::InFile => text.push_str(&format!("secret = \"{SECRET1}\"\n")),
             Secrets::InEnv => text.push_str("secret_env = \"TEST_APP1_SECRET\"\n"),
+        }
+        for line in &self.app1_lines {
+            text.push_str(line);
+            text.push('\n');
         }
         if self.second_app {
             text.push_str(&format!(

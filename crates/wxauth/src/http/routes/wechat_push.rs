@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::Error;
 use crate::http::AppState;
+use crate::platform::actions::PushActions;
 use crate::platform::push::{PushQuery, UrlCheck};
 
 /// `GET /v1/wechat/push/{appid}`: answers `echostr` as plain text when
@@ -26,8 +27,9 @@ pub(crate) async fn url_check(
 }
 
 /// `POST /v1/wechat/push/{appid}`: one pushed event, checked and read;
-/// answered `success` (WeChat's acknowledgement, never encrypted). Events
-/// wxauth does not act on yet are acknowledged.
+/// acted on once (a copy of one already taken is only acknowledged);
+/// answered `success` (WeChat's acknowledgement, never encrypted). An
+/// error (the database down) answers 5xx, and WeChat sends it again.
 pub(crate) async fn receive(
     State(state): State<AppState>,
     Path(appid): Path<String>,
@@ -38,7 +40,10 @@ pub(crate) async fn receive(
         let too_large = e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
         state.pushes().unreadable(&appid, e.body_text(), too_large)
     })?;
-    state.pushes().receive(&appid, &query, &body)?;
+    let push = state.pushes().receive(&appid, &query, &body)?;
+    PushActions::new(state.pushes(), state.admin())
+        .act(&appid, &push)
+        .await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "success",
