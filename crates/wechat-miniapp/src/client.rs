@@ -99,6 +99,71 @@ enum Repeat {
     OnlyIfNotApplied,
 }
 
+/// A text to check with `msg_sec_check`.
+#[derive(Debug, Clone, Copy)]
+pub struct TextCheck<'a> {
+    /// The text (at most 2,500 characters: the caller splits longer ones).
+    pub content: &'a str,
+    /// The author, who must have opened the mini program in the last two hours.
+    pub openid: &'a str,
+    /// 1 profile, 2 comment, 3 forum, 4 social log.
+    pub scene: u8,
+    /// The author's nickname (scene 1), when known.
+    pub nickname: Option<&'a str>,
+}
+
+/// `msg_sec_check`'s suggestion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suggest {
+    /// Nothing found.
+    Pass,
+    /// Doubtful: a person should look.
+    Review,
+    /// To be refused.
+    Risky,
+}
+
+/// WeChat's verdict on a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextVerdict {
+    /// Pass, review or risky.
+    pub suggest: Suggest,
+    /// The main label (100 normal, 20001 politics, 20002 porn, …).
+    pub label: i64,
+    /// WeChat's id of the check.
+    pub trace_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TextCheckAnswer {
+    #[serde(default)]
+    trace_id: String,
+    result: TextCheckResult,
+}
+
+#[derive(Debug, Deserialize)]
+struct TextCheckResult {
+    suggest: String,
+    label: LooseNumber,
+}
+
+/// A number WeChat sends as a number or as a numeric string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum LooseNumber {
+    Number(i64),
+    Text(String),
+}
+
+impl LooseNumber {
+    fn as_i64(&self) -> i64 {
+        match self {
+            LooseNumber::Number(n) => *n,
+            LooseNumber::Text(t) => t.trim().parse().unwrap_or(0),
+        }
+    }
+}
+
 /// The answer to `jscode2session`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Code2Session {
@@ -361,6 +426,50 @@ impl WechatClient {
             })
             .await?;
         Ok(answer.phone_info)
+    }
+
+    /// `POST /wxa/msg_sec_check` (version 2): WeChat's verdict on a text
+    /// a user wrote. `errcode` is 0 whatever the verdict: the answer's
+    /// `result.suggest` decides (docs/wechat-platform.md §2a). A read
+    /// only, so repeated after temporary failures.
+    pub async fn msg_sec_check(
+        &self,
+        access_token: &AccessToken,
+        check: &TextCheck<'_>,
+    ) -> Result<TextVerdict> {
+        let url = self.url("wxa/msg_sec_check")?;
+        let mut body = serde_json::json!({
+            "content": check.content,
+            "version": 2,
+            "scene": check.scene,
+            "openid": check.openid,
+        });
+        if let Some(nickname) = check.nickname {
+            body["nickname"] = nickname.into();
+        }
+        let answer: TextCheckAnswer = self
+            .call("msg_sec_check", Repeat::Safe, || {
+                self.http
+                    .post(url.clone())
+                    .query(&[("access_token", access_token.expose())])
+                    .json(&body)
+            })
+            .await?;
+        let suggest = match answer.result.suggest.as_str() {
+            "pass" => Suggest::Pass,
+            "review" => Suggest::Review,
+            "risky" => Suggest::Risky,
+            other => {
+                return Err(Error::MalformedAnswer(format!(
+                    "msg_sec_check suggested {other:?} (expected pass, review or risky)"
+                )));
+            }
+        };
+        Ok(TextVerdict {
+            suggest,
+            label: answer.result.label.as_i64(),
+            trace_id: answer.trace_id,
+        })
     }
 
     async fn call<T: DeserializeOwned>(

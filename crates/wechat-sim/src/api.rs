@@ -20,17 +20,20 @@ pub enum Api {
     Resetusersessionkey,
     /// `POST /wxa/business/getuserphonenumber`
     Getuserphonenumber,
+    /// `POST /wxa/msg_sec_check`
+    MsgSecCheck,
 }
 
 impl Api {
     /// Every API, in a stable order.
-    pub const ALL: [Api; 6] = [
+    pub const ALL: [Api; 7] = [
         Api::Jscode2session,
         Api::Token,
         Api::StableToken,
         Api::Checksession,
         Api::Resetusersessionkey,
         Api::Getuserphonenumber,
+        Api::MsgSecCheck,
     ];
 
     /// The name used in faults and stats.
@@ -42,6 +45,7 @@ impl Api {
             Api::Checksession => "checksession",
             Api::Resetusersessionkey => "resetusersessionkey",
             Api::Getuserphonenumber => "getuserphonenumber",
+            Api::MsgSecCheck => "msg_sec_check",
         }
     }
 
@@ -58,9 +62,10 @@ impl Api {
         match self {
             Api::Jscode2session => "text/plain",
             Api::Token | Api::StableToken => "application/json; encoding=utf-8",
-            Api::Checksession | Api::Resetusersessionkey | Api::Getuserphonenumber => {
-                "application/json; charset=UTF-8"
-            }
+            Api::Checksession
+            | Api::Resetusersessionkey
+            | Api::Getuserphonenumber
+            | Api::MsgSecCheck => "application/json; charset=UTF-8",
         }
     }
 }
@@ -89,9 +94,13 @@ impl WxError {
             42001 => "access_token expired",
             43002 => "require POST method",
             44002 => "empty post data",
+            43104 => "appid does not match openid",
             45009 => "reach max api daily quota limit",
             45011 => "api minute-quota reach limit mustslower retry next minute",
+            40129 => "invalid scene",
             47001 => "data format error",
+            61010 => "user is not visited in 2 hours",
+            87014 => "risky content",
             48001 => "api unauthorized",
             87008 => "invalid sig_method",
             87009 => "invalid signature",

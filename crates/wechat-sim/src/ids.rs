@@ -40,6 +40,13 @@ pub fn access_token() -> String {
     format!("{}_{body}", rng.random_range(70..100))
 }
 
+/// A content check's trace id: WeChat's look (`6470a3b2-…`, hex groups).
+pub fn trace_id() -> String {
+    let b: [u8; 16] = rand::rng().random();
+    let h = hex::encode(b);
+    format!("{}-{}-{}", &h[0..8], &h[8..16], &h[16..32])
+}
+
 /// A WeChat-style request id: three groups of 8 hex digits.
 pub fn rid() -> String {
     let b: [u8; 12] = rand::rng().random();

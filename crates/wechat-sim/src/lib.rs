@@ -36,7 +36,10 @@ use wechat_miniapp::{Clock, OffsetClock};
 pub use api::{Api, WxError};
 pub use faults::{FaultHit, FaultSpec, FaultSpecError, Stats};
 pub use push::{PushFormat, PushMode, PushRecord, PushTarget, to_xml};
-pub use state::{CODE_TTL_MS, SimConfig, SimError, SimState, TOKEN_OVERLAP_MS, TOKEN_TTL_MS};
+pub use state::{
+    CODE_TTL_MS, ContentRules, MAX_CHECKED_CHARS, RISKY_LABEL, SimConfig, SimError, SimState,
+    TOKEN_OVERLAP_MS, TOKEN_TTL_MS, VISIT_WINDOW_MS,
+};
 
 struct Shared {
     state: Mutex<SimState>,
@@ -184,6 +187,16 @@ impl Simulator {
     ) -> Result<String, SimError> {
         let now = self.now();
         self.state().issue_phone_code(appid, user, phone, now)
+    }
+
+    /// Replaces the content checks' word lists (as `POST /sim/v1/content-rules`).
+    pub fn set_content_rules(&self, rules: ContentRules) -> Result<(), SimError> {
+        self.state().set_content_rules(rules)
+    }
+
+    /// The content checks' word lists.
+    pub fn content_rules(&self) -> ContentRules {
+        self.state().content_rules().clone()
     }
 
     /// The router: WeChat's paths at the root, the phone side under `/sim/v1`.

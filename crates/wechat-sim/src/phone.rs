@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::faults::FaultSpec;
 use crate::push::{PushTarget, event};
-use crate::state::SimError;
+use crate::state::{ContentRules, SimError};
 use crate::{Simulator, lock};
 
 pub(crate) fn routes() -> Router<Simulator> {
@@ -29,6 +29,10 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/sim/v1/stats", get(stats).delete(reset_stats))
         .route("/sim/v1/clock", get(clock).post(advance_clock))
         .route("/sim/v1/push-targets", post(set_push_target))
+        .route(
+            "/sim/v1/content-rules",
+            get(content_rules).post(set_content_rules),
+        )
         .route("/sim/v1/pushes", get(pushes))
         .route("/sim/v1/revoke-authorization", post(revoke_authorization))
         .route("/sim/v1/health", get(|| async { "ok" }))
@@ -249,4 +253,17 @@ impl Simulator {
         message.insert("RevokeInfo".into(), json!(revoke_info));
         self.push(appid, message)
     }
+}
+
+async fn content_rules(State(sim): State<Simulator>) -> Json<ContentRules> {
+    Json(sim.content_rules())
+}
+
+async fn set_content_rules(
+    State(sim): State<Simulator>,
+    body: Body<ContentRules>,
+) -> Result<StatusCode, PhoneError> {
+    let Json(rules) = body?;
+    sim.set_content_rules(rules)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -53,7 +53,42 @@ pub enum SimError {
 #[derive(Debug)]
 struct User {
     session_key: SessionKey,
+    /// When the user last opened the mini program (a `wx.login`), for
+    /// the content checks' "visited within two hours" rule.
+    seen_ms: i64,
 }
+
+/// How long after opening the mini program a user's texts can be checked
+/// (msgSecCheck's rule, docs/wechat-platform.md §2a).
+pub const VISIT_WINDOW_MS: i64 = 2 * 3600 * 1000;
+
+/// The longest text msg_sec_check takes, in characters.
+pub const MAX_CHECKED_CHARS: usize = 2500;
+
+/// What the simulated content checks look for: a text holding one of
+/// `risky` is risky, one of `review` needs review (case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentRules {
+    /// Words that make a text risky.
+    #[serde(default)]
+    pub risky: Vec<String>,
+    /// Words that make a text need review.
+    #[serde(default)]
+    pub review: Vec<String>,
+}
+
+impl Default for ContentRules {
+    fn default() -> Self {
+        Self {
+            risky: vec!["risky-test-word".into(), "违规测试".into()],
+            review: vec!["review-test-word".into()],
+        }
+    }
+}
+
+/// The label a risky text gets (21000: other).
+pub const RISKY_LABEL: i64 = 21000;
 
 #[derive(Debug)]
 struct LoginCodeRec {
@@ -105,6 +140,7 @@ pub struct SimState {
     classic_current: HashMap<String, String>,
     stable: HashMap<String, StableState>,
     issued_since_prune: u32,
+    content_rules: ContentRules,
 }
 
 type WxResult = Result<Value, WxError>;
@@ -247,6 +283,7 @@ impl SimState {
         }
         self.users.entry(key).or_insert_with(|| User {
             session_key: SessionKey::new(ids::session_key()),
+            seen_ms: i64::MIN,
         })
     }
 
@@ -285,7 +322,9 @@ impl SimState {
     ) -> Result<String, SimError> {
         self.require_app(appid)?;
         Self::validate_user(user)?;
-        self.user_entry(appid, user).session_key = SessionKey::new(ids::session_key());
+        let entry = self.user_entry(appid, user);
+        entry.session_key = SessionKey::new(ids::session_key());
+        entry.seen_ms = now;
         let code = ids::login_code();
         self.login_codes.insert(
             code.clone(),
@@ -419,11 +458,9 @@ impl SimState {
         }
         rec.used = true;
         let user = rec.user.clone();
-        let key = self
-            .user_entry(appid, &user)
-            .session_key
-            .expose()
-            .to_owned();
+        let entry = self.user_entry(appid, &user);
+        entry.seen_ms = entry.seen_ms.max(now);
+        let key = entry.session_key.expose().to_owned();
         // Current WeChat leaves errcode out of success answers, and unionid
         // out when the app is bound to no Open Platform account.
         let mut answer = json!({
@@ -658,6 +695,118 @@ impl SimState {
                 "countryCode": rec.country_code,
                 "watermark": {"timestamp": rec.issued_ms / 1000, "appid": rec.appid},
             }
+        }))
+    }
+}
+
+impl SimState {
+    /// The content checks' word lists.
+    pub fn content_rules(&self) -> &ContentRules {
+        &self.content_rules
+    }
+
+    /// Replaces the content checks' word lists.
+    pub fn set_content_rules(&mut self, rules: ContentRules) -> Result<(), SimError> {
+        if rules
+            .risky
+            .iter()
+            .chain(&rules.review)
+            .any(|w| w.trim().is_empty())
+        {
+            return Err(SimError::InvalidRequest("words must not be empty".into()));
+        }
+        self.content_rules = rules;
+        Ok(())
+    }
+
+    /// The verdict on `text`: (suggest, label).
+    pub(crate) fn judge(&self, text: &str) -> (&'static str, i64) {
+        let lower = text.to_lowercase();
+        let holds = |words: &[String]| words.iter().any(|w| lower.contains(&w.to_lowercase()));
+        if holds(&self.content_rules.risky) {
+            ("risky", RISKY_LABEL)
+        } else if holds(&self.content_rules.review) {
+            ("review", RISKY_LABEL)
+        } else {
+            ("pass", 100)
+        }
+    }
+
+    /// The user of `appid` with `openid`, who must have opened the mini
+    /// program within two hours: 40003 for an unknown openid, 43104 for
+    /// another app's, 61010 for a visit too long ago.
+    fn visiting_user(&self, appid: &str, openid: &str, now: i64) -> Result<(), WxError> {
+        let (owner_app, user) = self.openids.get(openid).ok_or(WxError(40003))?;
+        if owner_app != appid {
+            return Err(WxError(43104));
+        }
+        let seen = self
+            .users
+            .get(&(owner_app.clone(), user.clone()))
+            .map_or(i64::MIN, |u| u.seen_ms);
+        if now.saturating_sub(seen) > VISIT_WINDOW_MS {
+            return Err(WxError(61010));
+        }
+        Ok(())
+    }
+
+    /// `POST /wxa/msg_sec_check?access_token=…`. Version 2 (`version: 2`)
+    /// answers errcode 0 with `result.suggest` whatever the verdict;
+    /// version 1 (no `version`) answers 87014 for a risky text.
+    pub fn msg_sec_check(
+        &mut self,
+        q: &HashMap<String, String>,
+        body: &[u8],
+        now: i64,
+    ) -> WxResult {
+        let appid = self.token_app(param(q, "access_token"), now)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(WxError(44002));
+        }
+        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let content = body
+            .get("content")
+            .and_then(Value::as_str)
+            .ok_or(WxError(47001))?;
+        // UNCONFIRMED: the errcode for a text over the limit.
+        if content.chars().count() > MAX_CHECKED_CHARS {
+            return Err(WxError(47001));
+        }
+        match body.get("version").and_then(Value::as_i64) {
+            None | Some(1) => {
+                let (suggest, _) = self.judge(content);
+                return if suggest == "risky" {
+                    Err(WxError(87014))
+                } else {
+                    Ok(json!({"errcode": 0, "errmsg": "ok"}))
+                };
+            }
+            Some(2) => {}
+            Some(_) => return Err(WxError(47001)),
+        }
+        let scene = body.get("scene").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=4).contains(&scene) {
+            return Err(WxError(40129));
+        }
+        let openid = body
+            .get("openid")
+            .and_then(Value::as_str)
+            .ok_or(WxError(40003))?;
+        self.visiting_user(&appid, openid, now)?;
+        let mut text = content.to_owned();
+        for extra in ["title", "nickname", "signature"] {
+            if let Some(v) = body.get(extra).and_then(Value::as_str) {
+                text.push('\n');
+                text.push_str(v);
+            }
+        }
+        let (suggest, label) = self.judge(&text);
+        Ok(json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "trace_id": ids::trace_id(),
+            "result": {"suggest": suggest, "label": label},
+            "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": if suggest == "pass" { 0 } else { 90 }}],
         }))
     }
 }

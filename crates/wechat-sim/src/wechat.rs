@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/wxa/checksession", any(checksession))
         .route("/wxa/resetusersessionkey", any(resetusersessionkey))
         .route("/wxa/business/getuserphonenumber", any(getuserphonenumber))
+        .route("/wxa/msg_sec_check", any(msg_sec_check))
 }
 
 type Query_ = Query<HashMap<String, String>>;
@@ -77,6 +78,21 @@ async fn getuserphonenumber(
         s.getuserphonenumber(&q, &body, now)
     })
     .await
+}
+
+async fn msg_sec_check(
+    State(sim): State<Simulator>,
+    method: Method,
+    Query(q): Query_,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return sim
+            .answer(Api::MsgSecCheck, |_, _| Err(WxError(43002)))
+            .await;
+    }
+    sim.answer(Api::MsgSecCheck, |s, now| s.msg_sec_check(&q, &body, now))
+        .await
 }
 
 impl Simulator {

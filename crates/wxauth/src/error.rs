@@ -78,6 +78,19 @@ pub enum Error {
     /// current session_key.
     #[error("{0}")]
     DecryptFailed(String),
+    /// WeChat's content check (msgSecCheck) judged a field risky (or, by
+    /// policy, to need review): nothing was stored.
+    #[error(
+        "{field} was refused by WeChat's content check (label {label}: {meaning}); nothing was stored"
+    )]
+    ContentRejected {
+        /// The field's path (`title`, `profile.nickname`).
+        field: String,
+        /// WeChat's label (20002 porn, 20006 crime, …).
+        label: i64,
+        /// What the label means.
+        meaning: &'static str,
+    },
     /// A query ran past `limits.query_timeout_ms` (or waited that long for
     /// its turn): stopped, never left running.
     #[error("{0}")]

@@ -699,3 +699,88 @@ async fn pushes_are_signed_encrypted_and_sent_again_until_acknowledged() {
     assert_eq!(event["RevokeInfo"], "8");
     assert_eq!(seen[0].0["openid"], alice["openid"].as_str().unwrap());
 }
+
+/// msgSecCheck v2: errcode 0 whatever the verdict, the verdict from the
+/// word lists; v1's 87014; WeChat's refusals of the scene, the openid and
+/// a user who has not opened the mini program for two hours.
+#[tokio::test]
+async fn msg_sec_check_judges_by_the_word_lists() {
+    let t = two_apps().await;
+    let alice: Value = {
+        t.post("/sim/v1/login", json!({"appid": APP1, "user": "alice"}))
+            .await;
+        t.get(&format!("/sim/v1/users/{APP1}/alice"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    let openid = alice["openid"].as_str().unwrap().to_owned();
+    let token = t.stable_token(APP1).await;
+    let check = |body: Value| {
+        let url = format!("/wxa/msg_sec_check?access_token={token}");
+        let t = &t;
+        async move { t.post(&url, body).await.json::<Value>().await.unwrap() }
+    };
+    let v2 = |content: &str, scene: i64, openid: &str| {
+        json!({"content": content, "version": 2, "scene": scene, "openid": openid})
+    };
+    let pass = check(v2("hello there", 2, &openid)).await;
+    assert_eq!(errcode(&pass), 0);
+    assert_eq!(pass["result"], json!({"suggest": "pass", "label": 100}));
+    assert!(pass["trace_id"].as_str().unwrap().len() > 10);
+    for text in ["buy RISKY-test-word now", "这是违规测试内容"] {
+        let risky = check(v2(text, 3, &openid)).await;
+        assert_eq!(errcode(&risky), 0, "v2 answers 0 for a risky text too");
+        assert_eq!(risky["result"]["suggest"], "risky", "{text}");
+        assert_eq!(risky["result"]["label"], wechat_sim::RISKY_LABEL);
+    }
+    let review = check(v2("a review-test-word here", 2, &openid)).await;
+    assert_eq!(review["result"]["suggest"], "review");
+    // Version 1: 87014 for risky text.
+    let v1 = check(json!({"content": "risky-test-word"})).await;
+    assert_eq!(errcode(&v1), 87014);
+    // Refusals.
+    assert_eq!(errcode(&check(v2("x", 5, &openid)).await), 40129);
+    assert_eq!(errcode(&check(v2("x", 2, "oNOBODY")).await), 40003);
+    t.post("/sim/v1/login", json!({"appid": APP2, "user": "bob"}))
+        .await;
+    let bob: Value = t
+        .get(&format!("/sim/v1/users/{APP2}/bob"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        errcode(&check(v2("x", 2, bob["openid"].as_str().unwrap())).await),
+        43104
+    );
+    let long = "好".repeat(wechat_sim::MAX_CHECKED_CHARS + 1);
+    assert_eq!(errcode(&check(v2(&long, 2, &openid)).await), 47001);
+
+    // New word lists replace the old.
+    let r = t
+        .post("/sim/v1/content-rules", json!({"risky": ["spam"], "review": []}))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(check(v2("risky-test-word", 2, &openid)).await["result"]["suggest"], "pass");
+    assert_eq!(check(v2("SPAM", 2, &openid)).await["result"]["suggest"], "risky");
+    let bad = t.post("/sim/v1/content-rules", json!({"risky": [""]})).await;
+    assert_eq!(bad.status(), 400);
+
+    // Two hours after alice last opened the mini program: 61010.
+    t.clock.advance(Duration::from_millis(
+        (wechat_sim::VISIT_WINDOW_MS + 1000) as u64,
+    ));
+    let token = t.stable_token(APP1).await;
+    let r: Value = t
+        .post(
+            &format!("/wxa/msg_sec_check?access_token={token}"),
+            v2("x", 2, &openid),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(errcode(&r), 61010);
+}

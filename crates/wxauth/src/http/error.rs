@@ -28,6 +28,12 @@ pub struct ErrorBody {
     pub message: String,
     /// The request's id (also in the `x-request-id` header).
     pub request_id: String,
+    /// `content_rejected`: the refused field's path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// `content_rejected`: WeChat's label for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<i64>,
 }
 
 /// What the envelope middleware needs to write an error body.
@@ -36,6 +42,8 @@ struct ErrorInfo {
     code: &'static str,
     message: String,
     internal_cause: Option<String>,
+    /// The refused field and its label (`content_rejected`).
+    rejected: Option<(String, i64)>,
 }
 
 /// The HTTP status an error answers with (also what the operator CLI's
@@ -68,6 +76,7 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
             "header_too_large",
         ),
         Error::LimitExceeded(_) => (StatusCode::CONFLICT, "limit_exceeded"),
+        Error::ContentRejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "content_rejected"),
         Error::UnsupportedMediaType(_) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
         }
@@ -120,6 +129,10 @@ impl IntoResponse for Error {
             code,
             message: self.to_string(),
             internal_cause,
+            rejected: match &self {
+                Error::ContentRejected { field, label, .. } => Some((field.clone(), *label)),
+                _ => None,
+            },
         }));
         response
     }
@@ -198,16 +211,20 @@ pub(crate) async fn envelope(request: Request, next: Next) -> Response {
                 internal_cause: (status.is_server_error()
                     && status != StatusCode::SERVICE_UNAVAILABLE)
                     .then(|| format!("framework answered {status}")),
+                rejected: None,
             }
         }
     };
     if let Some(cause) = &info.internal_cause {
         tracing::error!(%status, cause = %cause, "request failed inside the service");
     }
+    let (field, label) = info.rejected.unzip();
     let body = ErrorBody {
         error: info.code.to_owned(),
         message: info.message,
         request_id,
+        field,
+        label,
     };
     parts.headers.insert(
         header::CONTENT_TYPE,
