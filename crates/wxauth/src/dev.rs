@@ -86,6 +86,7 @@ pub fn dev_config(
             name: PLAYGROUND_BOARD.into(),
             access: crate::config::Access::PublicRead,
             indexes: Vec::new(),
+            ..Default::default()
         });
     }
     config.tokens.signing_keys = vec![KeyConfig {

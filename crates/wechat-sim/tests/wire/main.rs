@@ -722,9 +722,7 @@ async fn msg_sec_check_judges_by_the_word_lists() {
         let t = &t;
         async move { t.post(&url, body).await.json::<Value>().await.unwrap() }
     };
-    let v2 = |content: &str, scene: i64, openid: &str| {
-        json!({"content": content, "version": 2, "scene": scene, "openid": openid})
-    };
+    let v2 = |content: &str, scene: i64, openid: &str| json!({"content": content, "version": 2, "scene": scene, "openid": openid});
     let pass = check(v2("hello there", 2, &openid)).await;
     assert_eq!(errcode(&pass), 0);
     assert_eq!(pass["result"], json!({"suggest": "pass", "label": 100}));
@@ -760,12 +758,23 @@ async fn msg_sec_check_judges_by_the_word_lists() {
 
     // New word lists replace the old.
     let r = t
-        .post("/sim/v1/content-rules", json!({"risky": ["spam"], "review": []}))
+        .post(
+            "/sim/v1/content-rules",
+            json!({"risky": ["spam"], "review": []}),
+        )
         .await;
     assert_eq!(r.status(), 204);
-    assert_eq!(check(v2("risky-test-word", 2, &openid)).await["result"]["suggest"], "pass");
-    assert_eq!(check(v2("SPAM", 2, &openid)).await["result"]["suggest"], "risky");
-    let bad = t.post("/sim/v1/content-rules", json!({"risky": [""]})).await;
+    assert_eq!(
+        check(v2("risky-test-word", 2, &openid)).await["result"]["suggest"],
+        "pass"
+    );
+    assert_eq!(
+        check(v2("SPAM", 2, &openid)).await["result"]["suggest"],
+        "risky"
+    );
+    let bad = t
+        .post("/sim/v1/content-rules", json!({"risky": [""]}))
+        .await;
     assert_eq!(bad.status(), 400);
 
     // Two hours after alice last opened the mini program: 61010.

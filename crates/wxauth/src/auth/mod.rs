@@ -3,6 +3,7 @@
 //! these; they call the store, the caches and WeChat.
 
 mod accounts;
+mod content;
 mod phone;
 pub mod rate_limit;
 pub mod revocation_sync;

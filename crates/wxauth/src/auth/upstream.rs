@@ -11,6 +11,7 @@ use crate::error::Error;
 pub(crate) enum Call {
     Login,
     Phone,
+    ContentCheck,
 }
 
 pub(crate) fn map(err: Wx, call: Call, appid: &str) -> Error {
@@ -18,6 +19,7 @@ pub(crate) fn map(err: Wx, call: Call, appid: &str) -> Error {
         Wx::InvalidCode { .. } => Error::InvalidCode(match call {
             Call::Login => "WeChat says the login code is invalid or expired; call wx.login() for a new one".into(),
             Call::Phone => "WeChat says the phone code is invalid, expired or already used; ask the user to tap the button again".into(),
+            Call::ContentCheck => "WeChat refused the content check's request".into(),
         }),
         Wx::CodeUsed { .. } => Error::InvalidCode(
             "WeChat says this login code was already used; call wx.login() for a new one".into(),

@@ -7,7 +7,7 @@ use super::{Config, ConfigError, bad};
 pub use crate::vocab::collections::{Access, CollectionRule};
 
 /// One `[[collections]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionConfig {
     /// The collection's name (`[a-z0-9_-]{1,64}`).
@@ -18,6 +18,14 @@ pub struct CollectionConfig {
     /// Fields to index, e.g. `["status", "-score"]` (`-`: descending).
     #[serde(default)]
     pub indexes: Vec<String>,
+    /// Text fields WeChat's content check (msgSecCheck) must pass before
+    /// a user's create or replace is stored, e.g. `["title", "body"]`.
+    #[serde(default)]
+    pub check_text: Vec<String>,
+    /// msgSecCheck's scene for them: 1 profile, 2 comment, 3 forum (the
+    /// default), 4 social log.
+    #[serde(default)]
+    pub check_scene: Option<u8>,
 }
 
 /// Indexes one collection may declare (each costs every write to it).

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 mod apps;
 mod collections;
+mod content;
 mod encryption;
 mod files;
 mod gateway;
@@ -35,6 +36,9 @@ mod wechat;
 
 pub use apps::{App, AppConfig, OnRevoke};
 pub use collections::{Access, CollectionConfig, CollectionRule, MAX_INDEXES_PER_COLLECTION};
+pub use content::{
+    CheckedFields, ContentCheckConfig, ContentCheckSettings, OnReview, OnUnavailable,
+};
 pub use encryption::EncryptionConfig;
 pub use files::{FileSettings, FileStore, FilesConfig, S3Store};
 pub use gateway::{GatewayAuth, GatewayConfig, GatewayRoute};
@@ -106,6 +110,8 @@ pub struct Config {
     pub files: FilesConfig,
     /// Realtime watches.
     pub realtime: RealtimeConfig,
+    /// WeChat's content check of what users write.
+    pub content_check: ContentCheckConfig,
 }
 
 /// The browser playground at `/`.
@@ -139,6 +145,7 @@ impl Default for Config {
             collections: Vec::new(),
             files: FilesConfig::default(),
             realtime: RealtimeConfig::default(),
+            content_check: ContentCheckConfig::default(),
         }
     }
 }
@@ -300,6 +307,8 @@ pub struct Settings {
     pub files: FileSettings,
     /// Realtime watches.
     pub realtime: RealtimeSettings,
+    /// WeChat's content check of what users write.
+    pub content_check: ContentCheckSettings,
 }
 
 fn env_var(name: &str, key: &str) -> Result<String, ConfigError> {
@@ -340,6 +349,7 @@ impl Config {
         let playground_sim_url = self.playground.check()?;
         let files = self.files.check()?;
         let realtime = self.realtime.check()?;
+        let content_check = self.check_content()?;
         if self.admin_listen == Some(self.listen) {
             return Err(bad(
                 "admin_listen: must differ from listen (leave it out to serve the admin API on listen)",
@@ -369,6 +379,7 @@ impl Config {
             playground_sim_url,
             files,
             realtime,
+            content_check,
         })
     }
 }

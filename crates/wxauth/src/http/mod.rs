@@ -119,6 +119,15 @@ impl AppState {
         &self.inner.pushes
     }
 
+    /// The content checks of what users write.
+    pub fn text_checks(&self) -> crate::platform::content::TextChecks<'_> {
+        crate::platform::content::TextChecks::new(
+            &self.inner.settings.content_check,
+            &self.inner.auth,
+            self.admin(),
+        )
+    }
+
     /// The operator's rules.
     pub fn admin(&self) -> crate::admin::Admin<'_> {
         crate::admin::Admin::new(&self.inner.auth, &self.inner.data, &self.inner.files)

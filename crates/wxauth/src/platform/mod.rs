@@ -5,4 +5,5 @@
 //! `docs/wechat-platform.md`.
 
 pub mod actions;
+pub mod content;
 pub mod push;

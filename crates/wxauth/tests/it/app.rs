@@ -198,11 +198,13 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
             name: "posts".into(),
             access: wxauth::vocab::Access::PublicRead,
             indexes: vec!["status".into(), "-score".into()],
+            ..Default::default()
         },
         CollectionConfig {
             name: "catalogue".into(),
             access: wxauth::vocab::Access::AdminWrite,
             indexes: Vec::new(),
+            ..Default::default()
         },
     ];
     c

@@ -926,6 +926,7 @@ fn collection_settings_are_checked_with_the_key_named() {
             _ => Access::Private,
         },
         indexes: indexes.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
     };
     let check = |collections: Vec<CollectionConfig>| {
         let mut c = test_config("sqlite://x.db", "http://127.0.0.1:9");

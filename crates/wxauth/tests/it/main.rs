@@ -8,6 +8,7 @@ mod arrows;
 mod cli;
 mod cluster;
 mod connections;
+mod content_check;
 mod db;
 mod docs;
 mod files;

@@ -175,14 +175,24 @@ async fn user_commands_act_on_a_running_server_and_are_audited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user"));
     let db_url = format!("sqlite://{}", dir.0.join("wxauth.db").display());
-    let mut left = crate::admin::rows_mentioning(&db_url, &id).await;
-    left.sort();
-    left.dedup();
-    assert_eq!(
-        left,
-        ["audit_log.target"],
-        "only the audit log names the user"
-    );
+    // The running server scrubs the user's past changes within a second
+    // of the deletion (its realtime upkeep); under a loaded machine, a
+    // few more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut left = crate::admin::rows_mentioning(&db_url, &id).await;
+        left.sort();
+        left.dedup();
+        if left == ["audit_log.target"] || std::time::Instant::now() > deadline {
+            assert_eq!(
+                left,
+                ["audit_log.target"],
+                "only the audit log names the user"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The audit log names the operator and each command, never a value.
     let r = get(&http, &url, "/admin/v1/audit?limit=100", Some(ADMIN_KEY)).await;

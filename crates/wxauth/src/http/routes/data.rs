@@ -13,6 +13,7 @@ use super::super::{AppState, ErrorBody};
 use crate::data::documents::{self, Created, Document, ListRequest, parse_if_match};
 use crate::data::rfc3339;
 use crate::error::{Error, Result};
+use crate::vocab::Target;
 
 pub(super) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     headers
@@ -104,6 +105,8 @@ pub(crate) struct DocumentPage {
         (status = 403, description = "forbidden: the collection is admin_write", body = ErrorBody),
         (status = 409, description = "limit_exceeded", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "content_rejected: WeChat's content check refused a check_text field (field and label in the body)", body = ErrorBody),
+        (status = 503, description = "upstream_unavailable: WeChat's content check gave no verdict ([content_check] on_unavailable = \"refuse\")", body = ErrorBody),
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -113,10 +116,19 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
     let key = header_text(&headers, "idempotency-key")?;
+    let checks = state.text_checks();
+    let flags = checks.document(&caller, &collection, &body).await?;
     let Created { document, replayed } = state
         .data()
         .create(caller.owner(), &collection, body, key)
         .await?;
+    if !replayed {
+        let target = Target::Document {
+            collection: collection.clone(),
+            id: document.id.clone(),
+        };
+        checks.record(&caller, target, flags).await?;
+    }
     let mut response = document_response(StatusCode::CREATED, &document);
     if replayed {
         // The first answer again: the same document, rebuilt from what the
@@ -270,6 +282,8 @@ pub(crate) async fn get(
         (status = 409, description = "limit_exceeded: the new data would pass the user's byte limit", body = ErrorBody),
         (status = 412, description = "precondition_failed: the version moved on", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "content_rejected: WeChat's content check refused a check_text field (field and label in the body)", body = ErrorBody),
+        (status = 503, description = "upstream_unavailable: WeChat's content check gave no verdict ([content_check] on_unavailable = \"refuse\")", body = ErrorBody),
     ))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
@@ -281,10 +295,17 @@ pub(crate) async fn replace(
     let if_match = header_text(&headers, "if-match")?
         .map(parse_if_match)
         .transpose()?;
+    let checks = state.text_checks();
+    let flags = checks.document(&caller, &collection, &body).await?;
     let doc = state
         .data()
         .replace(caller.owner(), &collection, &id, body, if_match)
         .await?;
+    let target = Target::Document {
+        collection: collection.clone(),
+        id: id.clone(),
+    };
+    checks.record(&caller, target, flags).await?;
     Ok(document_response(StatusCode::OK, &doc))
 }
 

@@ -11,6 +11,7 @@ use crate::admin::UserSummary;
 use crate::auth::{Caller, PhoneNumber};
 use crate::data::profile;
 use crate::error::{Error, Result};
+use crate::vocab::Target;
 
 /// The caller's user.
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
@@ -61,6 +62,8 @@ pub(crate) struct PatchMe {
         (status = 404, description = "not_found: avatar_file names no file of the caller's", body = ErrorBody),
         (status = 409, description = "limit_exceeded: the merged profile would hold more than 64 fields", body = ErrorBody),
         (status = 413, description = "payload_too_large: the body, or the merged profile past limits.profile_bytes", body = ErrorBody),
+        (status = 422, description = "content_rejected: WeChat's content check refused the nickname (field and label in the body)", body = ErrorBody),
+        (status = 503, description = "upstream_unavailable: WeChat's content check gave no verdict ([content_check] on_unavailable = \"refuse\")", body = ErrorBody),
     ))]
 pub(crate) async fn patch_me(
     State(state): State<AppState>,
@@ -84,7 +87,12 @@ pub(crate) async fn patch_me(
         let url = state.files().avatar_url(caller.owner(), &id).await?;
         patch.insert("avatar_url".into(), Value::String(url));
     }
+    let checks = state.text_checks();
+    let flags = checks.profile(&caller, &patch).await?;
     state.data().update_profile(caller.owner(), patch).await?;
+    checks
+        .record(&caller, Target::User(caller.user_id.clone()), flags)
+        .await?;
     Ok(Json(state.auth().me(&caller).await?.into()))
 }
 
