@@ -22,11 +22,13 @@ pub enum Api {
     Getuserphonenumber,
     /// `POST /wxa/msg_sec_check`
     MsgSecCheck,
+    /// `POST /cgi-bin/message/subscribe/send`
+    SubscribeSend,
 }
 
 impl Api {
     /// Every API, in a stable order.
-    pub const ALL: [Api; 7] = [
+    pub const ALL: [Api; 8] = [
         Api::Jscode2session,
         Api::Token,
         Api::StableToken,
@@ -34,6 +36,7 @@ impl Api {
         Api::Resetusersessionkey,
         Api::Getuserphonenumber,
         Api::MsgSecCheck,
+        Api::SubscribeSend,
     ];
 
     /// The name used in faults and stats.
@@ -46,6 +49,7 @@ impl Api {
             Api::Resetusersessionkey => "resetusersessionkey",
             Api::Getuserphonenumber => "getuserphonenumber",
             Api::MsgSecCheck => "msg_sec_check",
+            Api::SubscribeSend => "subscribe_send",
         }
     }
 
@@ -65,7 +69,8 @@ impl Api {
             Api::Checksession
             | Api::Resetusersessionkey
             | Api::Getuserphonenumber
-            | Api::MsgSecCheck => "application/json; charset=UTF-8",
+            | Api::MsgSecCheck
+            | Api::SubscribeSend => "application/json; charset=UTF-8",
         }
     }
 }
@@ -94,10 +99,14 @@ impl WxError {
             42001 => "access_token expired",
             43002 => "require POST method",
             44002 => "empty post data",
+            43101 => "user refuse to accept the msg",
             43104 => "appid does not match openid",
+            47003 => "argument invalid! data.thing1.value invalid",
             45009 => "reach max api daily quota limit",
             45011 => "api minute-quota reach limit mustslower retry next minute",
+            40037 => "invalid template_id",
             40129 => "invalid scene",
+            41030 => "invalid page",
             47001 => "data format error",
             61010 => "user is not visited in 2 hours",
             87014 => "risky content",

@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         )
         .route("/sim/v1/pushes", get(pushes))
         .route("/sim/v1/revoke-authorization", post(revoke_authorization))
+        .route("/sim/v1/subscribe", post(subscribe))
         .route("/sim/v1/health", get(|| async { "ok" }))
         // The phone side is what a browser page (wxauth's playground, or a
         // developer's own test page on another port) calls: allow any origin.
@@ -266,4 +267,38 @@ async fn set_content_rules(
     let Json(rules) = body?;
     sim.set_content_rules(rules)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's answer to a subscribe template: what the consent popup of
+/// `wx.requestSubscribeMessage` (or, `settings`, the settings page) records.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeReq {
+    appid: String,
+    user: Option<String>,
+    openid: Option<String>,
+    template_id: String,
+    accept: bool,
+    #[serde(default)]
+    settings: bool,
+}
+
+async fn subscribe(
+    State(sim): State<Simulator>,
+    body: Body<SubscribeReq>,
+) -> Result<Json<Value>, PhoneError> {
+    let Json(req) = body?;
+    let push_id = sim.subscribe(
+        &req.appid,
+        req.user.as_deref(),
+        req.openid.as_deref(),
+        &req.template_id,
+        req.accept,
+        req.settings,
+    )?;
+    let status = if req.accept { "accept" } else { "reject" };
+    // What wx.requestSubscribeMessage answers the mini program.
+    let mut result = json!({"errMsg": "requestSubscribeMessage:ok"});
+    result[req.template_id.as_str()] = json!(status);
+    Ok(Json(json!({"push_id": push_id, "result": result})))
 }

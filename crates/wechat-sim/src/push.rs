@@ -154,6 +154,23 @@ pub(crate) fn event(appid: &str, openid: &str, now_ms: i64, name: &str) -> Map<S
     map
 }
 
+/// A subscribe event's `List` as WeChat's XML nests it: inside
+/// `SubscribeMsgPopupEvent` (or `…ChangeEvent`, `…SentEvent`); JSON keeps
+/// it at the top (docs/wechat-platform.md §3b).
+fn xml_shape(message: &Map<String, Value>) -> Map<String, Value> {
+    let container = match message.get("Event").and_then(Value::as_str) {
+        Some("subscribe_msg_popup_event") => "SubscribeMsgPopupEvent",
+        Some("subscribe_msg_change_event") => "SubscribeMsgChangeEvent",
+        Some("subscribe_msg_sent_event") => "SubscribeMsgSentEvent",
+        _ => return message.clone(),
+    };
+    let mut shaped = message.clone();
+    if let Some(list) = shaped.remove("List") {
+        shaped.insert(container.into(), json!({ "List": list }));
+    }
+    shaped
+}
+
 /// A message as XML, as WeChat writes it: text in CDATA, numbers bare, an
 /// object's fields nested, an array's items as repeated elements.
 pub fn to_xml(message: &Map<String, Value>) -> String {
@@ -216,7 +233,7 @@ fn signed_request(
     }
     let plain = match ready.target.format {
         PushFormat::Json => Value::Object(message.clone()).to_string(),
-        PushFormat::Xml => to_xml(message),
+        PushFormat::Xml => to_xml(&xml_shape(message)),
     };
     if ready.mode == PushMode::Plain {
         return Ok((query, plain));
@@ -350,6 +367,68 @@ impl Simulator {
             if answer.0 {
                 return;
             }
+        }
+    }
+}
+
+impl Simulator {
+    /// Records a user's answer to a subscribe template (the consent popup,
+    /// or with `settings` the settings page) and pushes the event when the
+    /// app has a push URL; the push's id.
+    pub fn subscribe(
+        &self,
+        appid: &str,
+        user: Option<&str>,
+        openid: Option<&str>,
+        template_id: &str,
+        accept: bool,
+        settings: bool,
+    ) -> Result<Option<u64>, SimError> {
+        let openid = {
+            let mut state = self.state();
+            let openid = state.openid_for(appid, user, openid)?;
+            state.consent(appid, &openid, template_id, accept)?;
+            openid
+        };
+        let status = if accept { "accept" } else { "reject" };
+        let (name, item) = if settings {
+            (
+                "subscribe_msg_change_event",
+                json!({"TemplateId": template_id, "SubscribeStatusString": status}),
+            )
+        } else {
+            (
+                "subscribe_msg_popup_event",
+                json!({"TemplateId": template_id, "SubscribeStatusString": status, "PopupScene": "0"}),
+            )
+        };
+        let mut message = event(appid, &openid, self.now(), name);
+        message.insert("List".into(), item);
+        self.push_if_configured(appid, message)
+    }
+
+    /// Pushes the delivery result of each message sent since last time.
+    pub(crate) fn push_deliveries(&self) {
+        let sent = std::mem::take(&mut self.state().sent);
+        for (appid, openid, template_id, msgid) in sent {
+            let mut message = event(&appid, &openid, self.now(), "subscribe_msg_sent_event");
+            message.insert(
+                "List".into(),
+                json!({"TemplateId": template_id, "MsgID": msgid, "ErrorCode": "0", "ErrorStatus": "success"}),
+            );
+            let _ = self.push_if_configured(&appid, message);
+        }
+    }
+
+    fn push_if_configured(
+        &self,
+        appid: &str,
+        message: Map<String, Value>,
+    ) -> Result<Option<u64>, SimError> {
+        if lock(&self.shared.pushes).targets.contains_key(appid) {
+            self.push(appid, message).map(Some)
+        } else {
+            Ok(None)
         }
     }
 }

@@ -141,6 +141,12 @@ pub struct SimState {
     stable: HashMap<String, StableState>,
     issued_since_prune: u32,
     content_rules: ContentRules,
+    /// Sends each (appid, openid, template) consent still allows.
+    consents: HashMap<(String, String, String), u32>,
+    /// Subscribe messages sent and not yet reported by a push:
+    /// (appid, openid, template, msgid).
+    pub(crate) sent: Vec<(String, String, String, String)>,
+    next_msgid: u64,
 }
 
 type WxResult = Result<Value, WxError>;
@@ -808,6 +814,100 @@ impl SimState {
             "result": {"suggest": suggest, "label": label},
             "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": if suggest == "pass" { 0 } else { 90 }}],
         }))
+    }
+}
+
+/// A template id as WeChat's look: letters, digits, `_` and `-`.
+fn valid_template(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl SimState {
+    /// A user's answer to a template in the consent popup (or, in the
+    /// settings page): each accept allows one more send, a reject none.
+    pub(crate) fn consent(
+        &mut self,
+        appid: &str,
+        openid: &str,
+        template_id: &str,
+        accept: bool,
+    ) -> Result<(), SimError> {
+        if !valid_template(template_id) {
+            return Err(SimError::InvalidRequest(
+                "template_id must be 1 to 128 of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        let key = (appid.to_owned(), openid.to_owned(), template_id.to_owned());
+        let left = self.consents.entry(key).or_insert(0);
+        *left = if accept { left.saturating_add(1) } else { 0 };
+        Ok(())
+    }
+
+    /// `POST /cgi-bin/message/subscribe/send?access_token=…`: spends one
+    /// consent of the user for the template, or 43101.
+    pub fn subscribe_send(
+        &mut self,
+        q: &HashMap<String, String>,
+        body: &[u8],
+        now: i64,
+    ) -> WxResult {
+        let appid = self.token_app(param(q, "access_token"), now)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(WxError(44002));
+        }
+        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let text = |k: &str| body.get(k).and_then(Value::as_str);
+        let touser = text("touser").ok_or(WxError(40003))?;
+        match self.openids.get(touser) {
+            Some((a, _)) if *a == appid => {}
+            _ => return Err(WxError(40003)),
+        }
+        let template_id = text("template_id").filter(|t| valid_template(t));
+        let template_id = template_id.ok_or(WxError(40037))?.to_owned();
+        // Each field is {"value": text}: anything else is 47003.
+        let data_ok = body
+            .get("data")
+            .and_then(Value::as_object)
+            .is_some_and(|d| {
+                !d.is_empty()
+                    && d.values()
+                        .all(|v| v.get("value").is_some_and(Value::is_string))
+            });
+        if !data_ok {
+            return Err(WxError(47003));
+        }
+        // UNCONFIRMED: WeChat checks the page against the published
+        // version's pages; a page with spaces or over 1,024 bytes stands
+        // for one that does not exist.
+        if text("page").is_some_and(|p| p.len() > 1024 || p.contains(char::is_whitespace)) {
+            return Err(WxError(41030));
+        }
+        if text("miniprogram_state").is_some_and(|s| !["developer", "trial", "formal"].contains(&s))
+        {
+            return Err(WxError(47001));
+        }
+        let key = (appid.clone(), touser.to_owned(), template_id.clone());
+        match self.consents.get_mut(&key) {
+            Some(left) if *left > 0 => *left -= 1,
+            _ => return Err(WxError(43101)),
+        }
+        self.next_msgid += 1;
+        // WeChat's msgids are large numbers (past 2^53).
+        let msgid = (1_700_000_000_000_000_000u64 + self.next_msgid).to_string();
+        self.sent
+            .push((appid, touser.to_owned(), template_id, msgid.clone()));
+        Ok(json!({"errcode": 0, "errmsg": "ok", "msgid": msgid.parse::<u64>().unwrap_or(0)}))
+    }
+
+    /// Sends `user` of `appid` may still receive of `template_id`.
+    pub fn consents_left(&self, appid: &str, openid: &str, template_id: &str) -> u32 {
+        self.consents
+            .get(&(appid.to_owned(), openid.to_owned(), template_id.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/wxa/resetusersessionkey", any(resetusersessionkey))
         .route("/wxa/business/getuserphonenumber", any(getuserphonenumber))
         .route("/wxa/msg_sec_check", any(msg_sec_check))
+        .route("/cgi-bin/message/subscribe/send", any(subscribe_send))
 }
 
 type Query_ = Query<HashMap<String, String>>;
@@ -93,6 +94,27 @@ async fn msg_sec_check(
     }
     sim.answer(Api::MsgSecCheck, |s, now| s.msg_sec_check(&q, &body, now))
         .await
+}
+
+async fn subscribe_send(
+    State(sim): State<Simulator>,
+    method: Method,
+    Query(q): Query_,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return sim
+            .answer(Api::SubscribeSend, |_, _| Err(WxError(43002)))
+            .await;
+    }
+    let answer = sim
+        .answer(Api::SubscribeSend, |s, now| {
+            s.subscribe_send(&q, &body, now)
+        })
+        .await;
+    // Each message sent: its delivery result pushed, as WeChat does.
+    sim.push_deliveries();
+    answer
 }
 
 impl Simulator {

@@ -793,3 +793,70 @@ async fn msg_sec_check_judges_by_the_word_lists() {
         .unwrap();
     assert_eq!(errcode(&r), 61010);
 }
+
+/// subscribeMessage.send spends one consent per accept; without one,
+/// 43101; WeChat's other refusals.
+#[tokio::test]
+async fn subscribe_send_spends_one_consent_per_accept() {
+    let t = two_apps().await;
+    t.post("/sim/v1/login", json!({"appid": APP1, "user": "carol"}))
+        .await;
+    let carol: Value = t
+        .get(&format!("/sim/v1/users/{APP1}/carol"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = t.stable_token(APP1).await;
+    let send = |body: Value| {
+        let url = format!("/cgi-bin/message/subscribe/send?access_token={token}");
+        let t = &t;
+        async move { t.post(&url, body).await.json::<Value>().await.unwrap() }
+    };
+    let message = |template: &str| {
+        json!({"touser": carol["openid"], "template_id": template, "page": "pages/index/index",
+               "data": {"thing1": {"value": "shipped"}}, "miniprogram_state": "developer"})
+    };
+    assert_eq!(errcode(&send(message("TPL_A")).await), 43101, "no consent yet");
+    for _ in 0..2 {
+        let r = t
+            .post(
+                "/sim/v1/subscribe",
+                json!({"appid": APP1, "user": "carol", "template_id": "TPL_A", "accept": true}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let r: Value = r.json().await.unwrap();
+        assert_eq!(r["result"]["TPL_A"], "accept");
+        assert_eq!(r["push_id"], Value::Null, "no push URL set");
+    }
+    // Two accepts: two sends.
+    for _ in 0..2 {
+        let ok = send(message("TPL_A")).await;
+        assert_eq!(errcode(&ok), 0, "{ok}");
+        assert!(ok["msgid"].as_u64().unwrap() > 1 << 53);
+    }
+    assert_eq!(errcode(&send(message("TPL_A")).await), 43101);
+    // A reject clears what was left.
+    for accept in [true, false] {
+        t.post(
+            "/sim/v1/subscribe",
+            json!({"appid": APP1, "user": "carol", "template_id": "TPL_B", "accept": accept}),
+        )
+        .await;
+    }
+    assert_eq!(errcode(&send(message("TPL_B")).await), 43101);
+    // WeChat's refusals of the request itself.
+    let mut bad = message("TPL_A");
+    bad["template_id"] = json!("");
+    assert_eq!(errcode(&send(bad).await), 40037);
+    let mut bad = message("TPL_A");
+    bad["data"] = json!({"thing1": "shipped"});
+    assert_eq!(errcode(&send(bad).await), 47003);
+    let mut bad = message("TPL_A");
+    bad["touser"] = json!("oNOBODY");
+    assert_eq!(errcode(&send(bad).await), 40003);
+    let mut bad = message("TPL_A");
+    bad["page"] = json!("no such page");
+    assert_eq!(errcode(&send(bad).await), 41030);
+}
