@@ -32,8 +32,9 @@ pub const LOGIN_CODE_LIFETIME: std::time::Duration = std::time::Duration::from_s
 
 pub use answer::parse_answer;
 pub use client::{
-    AccessTokenGrant, ClientConfig, Code2Session, PhoneInfo, ResetSessionKey, RetryPolicy, Suggest,
-    TextCheck, TextVerdict, WECHAT_API_BASE, Watermark, WechatClient, ensure_tls_provider,
+    AccessTokenGrant, ClientConfig, Code2Session, PhoneInfo, ResetSessionKey, RetryPolicy,
+    SubscribeMessage, Suggest, TextCheck, TextVerdict, WECHAT_API_BASE, Watermark, WechatClient,
+    ensure_tls_provider,
 };
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use crypto::DecryptError;

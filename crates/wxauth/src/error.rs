@@ -91,6 +91,10 @@ pub enum Error {
         /// What the label means.
         meaning: &'static str,
     },
+    /// A subscribe message to a user without a consent left for its
+    /// template (known here, or WeChat's 43101).
+    #[error("{0}")]
+    NotSubscribed(String),
     /// A query ran past `limits.query_timeout_ms` (or waited that long for
     /// its turn): stopped, never left running.
     #[error("{0}")]

@@ -217,7 +217,10 @@ pub async fn build_server(settings: Settings, deps: Deps) -> Result<Server> {
         data,
         files,
         realtime.clone(),
-        pushes,
+        platform::Platform {
+            pushes,
+            subscriptions: platform::subscriptions::SubscriptionBook::new(store.clone()),
+        },
         settings,
         metrics_handle(),
     )?;

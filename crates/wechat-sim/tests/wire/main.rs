@@ -817,7 +817,11 @@ async fn subscribe_send_spends_one_consent_per_accept() {
         json!({"touser": carol["openid"], "template_id": template, "page": "pages/index/index",
                "data": {"thing1": {"value": "shipped"}}, "miniprogram_state": "developer"})
     };
-    assert_eq!(errcode(&send(message("TPL_A")).await), 43101, "no consent yet");
+    assert_eq!(
+        errcode(&send(message("TPL_A")).await),
+        43101,
+        "no consent yet"
+    );
     for _ in 0..2 {
         let r = t
             .post(

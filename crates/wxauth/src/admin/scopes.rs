@@ -47,6 +47,16 @@ pub const ROUTE_SCOPES: &[(&str, &str, ServiceScope)] = &[
         "/admin/v1/users/{id}/files/{file_id}",
         ServiceScope::FilesWrite,
     ),
+    (
+        "POST",
+        "/admin/v1/users/{id}/messages",
+        ServiceScope::MessagesSend,
+    ),
+    (
+        "GET",
+        "/admin/v1/users/{id}/subscriptions",
+        ServiceScope::UsersRead,
+    ),
 ];
 
 /// The scope `method` on the route `template` needs; None: no key may call it.

@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::store::Store;
 pub use crate::vocab::Caller;
 pub use accounts::{Account, FindBy, ResealProgress};
+pub use content::MessageToSend;
 pub use phone::PhoneNumber;
 use seal::Sealer;
 pub use service_keys::{Introspection, ServiceCaller, ServiceKeys};

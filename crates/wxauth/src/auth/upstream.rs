@@ -12,6 +12,7 @@ pub(crate) enum Call {
     Login,
     Phone,
     ContentCheck,
+    Message,
 }
 
 pub(crate) fn map(err: Wx, call: Call, appid: &str) -> Error {
@@ -20,6 +21,7 @@ pub(crate) fn map(err: Wx, call: Call, appid: &str) -> Error {
             Call::Login => "WeChat says the login code is invalid or expired; call wx.login() for a new one".into(),
             Call::Phone => "WeChat says the phone code is invalid, expired or already used; ask the user to tap the button again".into(),
             Call::ContentCheck => "WeChat refused the content check's request".into(),
+            Call::Message => "WeChat refused the message".into(),
         }),
         Wx::CodeUsed { .. } => Error::InvalidCode(
             "WeChat says this login code was already used; call wx.login() for a new one".into(),

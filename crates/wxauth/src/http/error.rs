@@ -76,6 +76,7 @@ fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
             "header_too_large",
         ),
         Error::LimitExceeded(_) => (StatusCode::CONFLICT, "limit_exceeded"),
+        Error::NotSubscribed(_) => (StatusCode::CONFLICT, "not_subscribed"),
         Error::ContentRejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "content_rejected"),
         Error::UnsupportedMediaType(_) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -41,6 +41,7 @@ struct Inner {
     files: crate::files::Files,
     realtime: crate::realtime::Realtime,
     pushes: crate::platform::push::PushDesk,
+    subscriptions: crate::platform::subscriptions::SubscriptionBook,
     settings: Settings,
     gateways: Vec<crate::gateway::Gateway>,
     metrics: PrometheusHandle,
@@ -60,7 +61,7 @@ impl AppState {
         data: Data,
         files: crate::files::Files,
         realtime: crate::realtime::Realtime,
-        pushes: crate::platform::push::PushDesk,
+        platform: crate::platform::Platform,
         settings: Settings,
         metrics: PrometheusHandle,
     ) -> crate::Result<Self> {
@@ -76,7 +77,8 @@ impl AppState {
                 data,
                 files,
                 realtime,
-                pushes,
+                pushes: platform.pushes,
+                subscriptions: platform.subscriptions,
                 gateways,
                 metrics,
                 openapi_json: {
@@ -117,6 +119,14 @@ impl AppState {
     /// WeChat's message pushes.
     pub fn pushes(&self) -> &crate::platform::push::PushDesk {
         &self.inner.pushes
+    }
+
+    /// Subscribe messages.
+    pub fn subscriptions(&self) -> crate::platform::subscriptions::Subscriptions<'_> {
+        crate::platform::subscriptions::Subscriptions::new(
+            &self.inner.subscriptions,
+            &self.inner.auth,
+        )
     }
 
     /// The content checks of what users write.
@@ -207,6 +217,8 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(admin::audit))
         .routes(utoipa_axum::routes!(admin::list_user_files))
         .routes(utoipa_axum::routes!(admin::delete_user_file))
+        .routes(utoipa_axum::routes!(admin::send_message))
+        .routes(utoipa_axum::routes!(admin::user_subscriptions))
 }
 
 /// The API's routes, each registered together with its OpenAPI entry.
@@ -223,6 +235,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(routes::me::export_me))
         .routes(utoipa_axum::routes!(routes::me::bind_phone))
         .routes(utoipa_axum::routes!(routes::me::decrypt))
+        .routes(utoipa_axum::routes!(routes::me::report_subscriptions))
         .routes(utoipa_axum::routes!(
             routes::data::create,
             routes::data::list

@@ -8,6 +8,7 @@ use serde_json::json;
 use wechat_miniapp::push_event::PushEvent;
 
 use super::push::{PushDesk, Received, event_name};
+use super::subscriptions::Subscriptions;
 use crate::admin::{Admin, AuditRecord};
 use crate::auth::FindBy;
 use crate::config::OnRevoke;
@@ -28,12 +29,18 @@ pub enum Outcome {
 pub struct PushActions<'a> {
     desk: &'a PushDesk,
     admin: Admin<'a>,
+    subscriptions: Subscriptions<'a>,
 }
 
 impl<'a> PushActions<'a> {
-    /// The rules of `desk`, acting through the operator's rules.
-    pub fn new(desk: &'a PushDesk, admin: Admin<'a>) -> Self {
-        Self { desk, admin }
+    /// The rules of `desk`, acting through the operator's rules and the
+    /// subscribe-message records.
+    pub fn new(desk: &'a PushDesk, admin: Admin<'a>, subscriptions: Subscriptions<'a>) -> Self {
+        Self {
+            desk,
+            admin,
+            subscriptions,
+        }
     }
 
     /// Acts on `push` for `appid` unless a copy was taken already. When
@@ -57,6 +64,19 @@ impl<'a> PushActions<'a> {
             } => {
                 self.revoked(appid, openid, revoke_info, *account_closed)
                     .await
+            }
+            PushEvent::SubscribePopup { openid, items } => {
+                self.subscriptions
+                    .pushed_consent(appid, openid, items, false)
+                    .await
+            }
+            PushEvent::SubscribeChange { openid, items } => {
+                self.subscriptions
+                    .pushed_consent(appid, openid, items, true)
+                    .await
+            }
+            PushEvent::SubscribeSent { items, .. } => {
+                self.subscriptions.pushed_delivery(items).await
             }
             _ => Ok(()),
         };

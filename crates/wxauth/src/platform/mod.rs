@@ -7,3 +7,14 @@
 pub mod actions;
 pub mod content;
 pub mod push;
+pub mod subscriptions;
+
+/// What the platform room keeps for the running service: each app's push
+/// settings and receipts, and the subscribe-message records.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    /// Message push.
+    pub pushes: push::PushDesk,
+    /// Subscribe messages.
+    pub subscriptions: subscriptions::SubscriptionBook,
+}

@@ -177,6 +177,8 @@ pub const USER_TABLES: &[(&str, &str)] = &[
     ("files", "user_id = $1"),
     ("file_usage", "user_id = $1"),
     ("import_user_map", "user_id = $1"),
+    ("subscriptions", "user_id = $1"),
+    ("message_sends", "user_id = $1"),
     ("users", "id = $1"),
 ];
 

@@ -70,6 +70,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "change log cost",
         include_str!("../../migrations/sqlite/0012_change_log_cost.sql"),
     ),
+    (
+        13,
+        "subscriptions",
+        include_str!("../../migrations/sqlite/0013_subscriptions.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -132,6 +137,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         12,
         "change log cost",
         include_str!("../../migrations/postgres/0012_change_log_cost.sql"),
+    ),
+    (
+        13,
+        "subscriptions",
+        include_str!("../../migrations/postgres/0013_subscriptions.sql"),
     ),
 ];
 

@@ -36,6 +36,7 @@ mod query;
 mod rows;
 mod sessions;
 mod snapshot;
+mod subscriptions;
 mod user_cache;
 mod users;
 mod writer;
@@ -64,6 +65,7 @@ pub use query::{
 pub use rows::{DocumentRecord, UserRecord};
 pub use sessions::{LoggedRevocation, NewSession, RefreshOutcome, SessionRecord};
 pub use snapshot::{ExportPosition, SnapshotReader};
+pub use subscriptions::{ConsentAnswer, ConsentChange, ConsentRecord, Reservation, SendRecord};
 pub use users::{LoggedIn, LoginWrite, ProfileChange};
 pub use writer::WriterStats;
 

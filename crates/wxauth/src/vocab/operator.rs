@@ -28,11 +28,13 @@ pub enum ServiceScope {
     FilesRead,
     /// Delete any user's files.
     FilesWrite,
+    /// Send subscribe messages to users.
+    MessagesSend,
 }
 
 impl ServiceScope {
     /// Every scope, in the order the documentation lists them.
-    pub const ALL: [ServiceScope; 9] = [
+    pub const ALL: [ServiceScope; 10] = [
         Self::Introspect,
         Self::UsersRead,
         Self::UsersWrite,
@@ -42,6 +44,7 @@ impl ServiceScope {
         Self::AuditRead,
         Self::FilesRead,
         Self::FilesWrite,
+        Self::MessagesSend,
     ];
 
     /// The scope's name in configuration and messages.
@@ -56,6 +59,7 @@ impl ServiceScope {
             Self::AuditRead => "audit:read",
             Self::FilesRead => "files:read",
             Self::FilesWrite => "files:write",
+            Self::MessagesSend => "messages:send",
         }
     }
 

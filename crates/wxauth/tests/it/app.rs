@@ -187,6 +187,7 @@ pub fn test_config(database_url: &str, sim_url: &str) -> Config {
                     "audit:read",
                     "files:read",
                     "files:write",
+                    "messages:send",
                 ],
             ),
             key("reader", READER_KEY, &["users:read"]),

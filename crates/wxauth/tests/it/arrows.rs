@@ -17,7 +17,7 @@
 //! - `admin` (the operator's rules) → `auth`, `data`, `files`, `vocab`, `error`, and
 //!   `store`'s audit row and the rows it turns into views
 //! - `platform` (WeChat's pushes and services) → `admin`, `auth`, `cache`,
-//!   `config`, `vocab`, `error`
+//!   `store`, `config`, `vocab`, `error`
 //! - `http` → everything above but `store`; nothing but `lib`, `main` and
 //!   the fuzz entry points (`fuzzing`) uses `http`
 //! - `lib`, `main` and `cli` (the binary) and `fuzzing` wire everything.
@@ -45,7 +45,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("realtime", &["data", "store", "config", "vocab", "error"]),
     (
         "platform",
-        &["admin", "auth", "cache", "config", "vocab", "error"],
+        &[
+            "admin", "auth", "cache", "store", "config", "vocab", "error",
+        ],
     ),
     (
         "admin",

@@ -34,5 +34,6 @@ mod s3;
 mod secrets_in_types;
 mod spawn;
 mod store;
+mod subscriptions;
 mod watch;
 mod wechat_push;

@@ -49,6 +49,9 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/admin/v1/audit"),
     ("get", "/admin/v1/users/{id}/files"),
     ("delete", "/admin/v1/users/{id}/files/{file_id}"),
+    ("post", "/admin/v1/users/{id}/messages"),
+    ("get", "/admin/v1/users/{id}/subscriptions"),
+    ("post", "/v1/me/subscriptions"),
 ];
 
 const AUTHENTICATED: &[&str] = &[
@@ -57,6 +60,7 @@ const AUTHENTICATED: &[&str] = &[
     "/v1/me/export",
     "/v1/me/phone",
     "/v1/me/decrypt",
+    "/v1/me/subscriptions",
     "/v1/data/{collection}",
     "/v1/data/{collection}/_count",
     "/v1/data/{collection}/{id}",

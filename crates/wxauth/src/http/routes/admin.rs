@@ -617,3 +617,54 @@ pub(crate) async fn delete_user_file(
     let note = AuditNote::about(Target::File(file_id)).with(json!({ "owner": id }));
     Ok(noted(note, StatusCode::NO_CONTENT))
 }
+
+/// Send a subscribe message (订阅消息) to the user, with the app's shared
+/// access token. Refused (409 `not_subscribed`) without calling WeChat when
+/// the user's known consent for the template allows no send (each accept
+/// of `wx.requestSubscribeMessage` allows one message); WeChat's own 43101
+/// is the same answer. Each send is recorded with WeChat's answer, and its
+/// delivery once WeChat pushes it. Scope `messages:send`.
+#[utoipa::path(post, path = "/admin/v1/users/{id}/messages", tag = "admin", security(("service_key" = [])),
+    params(("id" = String, Path, description = "The user id")),
+    request_body = crate::platform::subscriptions::MessageRequest,
+    responses(
+        (status = 201, description = "WeChat accepted it for delivery", body = crate::platform::subscriptions::MessageSent),
+        (status = 400, description = "invalid_request: a bad template_id, data, page, miniprogram_state or lang (also WeChat's refusal of them)", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the key lacks messages:send", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "not_subscribed: no consent left for this template", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "upstream_unavailable: WeChat did not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn send_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<crate::platform::subscriptions::MessageRequest>,
+) -> Result<Response> {
+    let sent = state.subscriptions().send(&id, &request).await;
+    let note =
+        AuditNote::about(Target::User(id)).with(json!({ "template_id": request.template_id }));
+    let sent = sent?;
+    Ok(noted(note, (StatusCode::CREATED, Json(sent))))
+}
+
+/// The user's consent per subscribe template (from WeChat's pushed events
+/// and what the mini program reported) and their latest 50 sends with
+/// WeChat's answers and delivery results. Scope `users:read`.
+#[utoipa::path(get, path = "/admin/v1/users/{id}/subscriptions", tag = "admin", security(("service_key" = [])),
+    params(("id" = String, Path, description = "The user id")),
+    responses(
+        (status = 200, description = "Consents and sends", body = crate::platform::subscriptions::SubscriptionsView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: the key lacks users:read", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong service keys from this address", body = ErrorBody),
+    ))]
+pub(crate) async fn user_subscriptions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let view = state.subscriptions().of_user(&id).await?;
+    Ok(noted(AuditNote::about(Target::User(id)), Json(view)))
+}

@@ -228,3 +228,39 @@ pub(crate) async fn delete_me(
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
+
+/// How many template answers were recorded.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SubscriptionsRecorded {
+    /// Templates answered.
+    recorded: usize,
+}
+
+/// Report what `wx.requestSubscribeMessage` answered: the object it
+/// resolved with, as it is (`{"TEMPLATE_ID": "accept", …, "errMsg": …}`).
+/// Recorded as the caller's consent, marked client-reported; WeChat's
+/// own push of the same answer (when message push is configured) is
+/// counted once with it.
+#[utoipa::path(post, path = "/v1/me/subscriptions", tag = "me", security(("bearer" = [])),
+    request_body(content = Object, description = "wx.requestSubscribeMessage's result: template ids to accept, reject, ban or filter (errMsg is ignored)"),
+    responses(
+        (status = 200, description = "Recorded", body = SubscriptionsRecorded),
+        (status = 400, description = "invalid_request: not 1 to 20 templates, a bad template id or answer", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    ))]
+pub(crate) async fn report_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(result): ApiJson<Value>,
+) -> Result<Json<SubscriptionsRecorded>> {
+    let Value::Object(result) = result else {
+        return Err(Error::InvalidRequest(
+            "the body must be the object wx.requestSubscribeMessage resolved with".into(),
+        ));
+    };
+    let recorded = state
+        .subscriptions()
+        .client_reported(&caller, &result)
+        .await?;
+    Ok(Json(SubscriptionsRecorded { recorded }))
+}

@@ -41,7 +41,7 @@ pub(crate) async fn receive(
         state.pushes().unreadable(&appid, e.body_text(), too_large)
     })?;
     let push = state.pushes().receive(&appid, &query, &body)?;
-    PushActions::new(state.pushes(), state.admin())
+    PushActions::new(state.pushes(), state.admin(), state.subscriptions())
         .act(&appid, &push)
         .await?;
     Ok((
