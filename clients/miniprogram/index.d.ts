@@ -298,6 +298,12 @@ export interface WxauthClient {
   updateProfile(profile: Record<string, unknown>): Promise<Me>;
   /** Takes the event of <button open-type="getPhoneNumber" bindgetphonenumber="…">. */
   bindPhone(event: WechatMiniprogram.ButtonGetPhoneNumber | { detail: { code?: string; errMsg?: string } }): Promise<PhoneNumber>;
+  /**
+   * Asks the user to accept subscribe messages of 1 to 3 templates
+   * (wx.requestSubscribeMessage; call it from a tap) and reports the
+   * answers to wxauth. Resolves with WeChat's answer per template.
+   */
+  requestSubscribe(templateIds: string | string[]): Promise<SubscribeResult>;
   /** Uploads a temporary file (wx.chooseMedia, chooseAvatar, wx.chooseMessageFile) through
    * wx.uploadFile with the session; 401: one refresh and one retry. */
   uploadFile(tempFilePath: string, options?: UploadOptions): Promise<WxauthFile>;
@@ -322,8 +328,15 @@ export class WxauthError extends Error {
   statusCode: number;
   /** The request id to quote in a bug report. */
   requestId: string;
+  /** 'content_rejected': the field WeChat's content check refused. */
+  field?: string;
+  /** 'content_rejected': WeChat's label for it (e.g. 20002). */
+  label?: number;
 }
 
 export function createClient(options: ClientOptions): WxauthClient;
 /** The query operators (also `client.command`). */
 export const command: Command;
+
+/** What wx.requestSubscribeMessage answered: errMsg, and each template's answer. */
+export type SubscribeResult = { errMsg: string } & Record<string, 'accept' | 'reject' | 'ban' | 'filter' | string>;

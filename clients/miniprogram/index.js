@@ -52,6 +52,8 @@
       this.error = b.error || (statusCode ? 'http_' + statusCode : 'network_error');
       this.statusCode = statusCode || 0;
       this.requestId = b.request_id || headerValue(header, 'x-request-id') || '';
+      if (b.field !== undefined) this.field = b.field;
+      if (b.label !== undefined) this.label = b.label;
     }
   }
 
@@ -758,6 +760,38 @@
           );
         }
         return call('POST', '/v1/me/phone', { code: detail.code });
+      },
+      /**
+       * Asks the user to accept subscribe messages of 1 to 3 templates
+       * (wx.requestSubscribeMessage: call it from a tap), and reports the
+       * answers to wxauth, which then lets the operator send each accepted
+       * template once. Resolves with what WeChat answered:
+       * { errMsg, [templateId]: 'accept' | 'reject' | 'ban' | 'filter' }.
+       */
+      requestSubscribe: async function (templateIds) {
+        const ids = Array.isArray(templateIds) ? templateIds : [templateIds];
+        if (ids.length === 0 || ids.length > 3 || ids.some((id) => typeof id !== 'string' || !id)) {
+          throw new WxauthError(0, {
+            error: 'invalid_request',
+            message: 'requestSubscribe takes 1 to 3 template ids (wx.requestSubscribeMessage takes at most 3 at once)',
+          });
+        }
+        const result = await new Promise(function (resolve, reject) {
+          wxApi.requestSubscribeMessage({
+            tmplIds: ids,
+            success: resolve,
+            fail: function (e) {
+              reject(
+                new WxauthError(0, {
+                  error: 'subscribe_failed',
+                  message: (e && e.errMsg) || 'wx.requestSubscribeMessage failed',
+                })
+              );
+            },
+          });
+        });
+        await call('POST', '/v1/me/subscriptions', result);
+        return result;
       },
       /** Decrypts wx.getUserInfo / wx.getWeRunData style payloads on the server. */
       decrypt: function (payload) {

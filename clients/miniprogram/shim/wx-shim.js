@@ -11,6 +11,8 @@
  * - wx.connectSocket opens a real WebSocket (the browser's, or the
  *   constructor passed as options.WebSocket, e.g. Node's `ws`) behind a
  *   SocketTask's onOpen/onMessage/onClose/onError/send/close;
+ * - wx.requestSubscribeMessage answers the consent popup as the test user
+ *   would (setSubscribeAnswer; accept by default), through /sim/v1/subscribe;
  * - wx.onAppHide / wx.onAppShow take their callbacks, which hideApp() and
  *   showApp() call, as the app going to the background and back would;
  * - wx.*StorageSync keep values in a Map.
@@ -40,6 +42,7 @@
     let tempCount = 0;
     let failNext = null; // { pathPrefix, method }: the next matching response is "lost"
     const state = { appid: options.appid, user: options.user };
+    const subscribeAnswers = new Map(); // template id -> accept | reject | ban | filter
 
     function count(path) {
       counts.byPath[path] = (counts.byPath[path] || 0) + 1;
@@ -171,6 +174,45 @@
             o.complete && o.complete();
           });
       },
+      // The consent popup: the test user answers each template as set by
+      // setSubscribeAnswer (accept by default); accept and reject are
+      // recorded by the simulator, which pushes the popup event to the
+      // app's server as WeChat does.
+      requestSubscribeMessage: function (o) {
+        const ids = (o && o.tmplIds) || [];
+        counts.subscribe = (counts.subscribe || 0) + 1;
+        if (!Array.isArray(ids) || ids.length === 0 || ids.length > 3) {
+          const err = { errMsg: 'requestSubscribeMessage:fail invalid tmplIds', errCode: 10001 };
+          Promise.resolve().then(function () {
+            o.fail && o.fail(err);
+            o.complete && o.complete();
+          });
+          return;
+        }
+        const result = { errMsg: 'requestSubscribeMessage:ok' };
+        Promise.all(
+          ids.map(function (id) {
+            const answer = subscribeAnswers.get(id) || 'accept';
+            result[id] = answer;
+            if (answer !== 'accept' && answer !== 'reject') return null;
+            return simPost('/sim/v1/subscribe', {
+              appid: state.appid,
+              user: state.user,
+              template_id: id,
+              accept: answer === 'accept',
+            });
+          })
+        )
+          .then(function () {
+            onEvent({ kind: 'subscribe popup', result: result });
+            o.success && o.success(result);
+            o.complete && o.complete();
+          })
+          .catch(function (err) {
+            o.fail && o.fail({ errMsg: 'requestSubscribeMessage:fail ' + err.message });
+            o.complete && o.complete();
+          });
+      },
       connectSocket: function (o) {
         const WS = options.WebSocket || (typeof WebSocket !== 'undefined' ? WebSocket : null);
         if (!WS) throw new Error('wx-shim: no WebSocket (pass options.WebSocket, e.g. require("ws"))');
@@ -267,6 +309,10 @@
       /** Sockets open now. */
       openSocketCount: function () {
         return openSockets.size;
+      },
+      /** How the test user answers a template in the consent popup. */
+      setSubscribeAnswer: function (templateId, answer) {
+        subscribeAnswers.set(templateId, answer);
       },
       /** Switches the test user that wx.login speaks for. */
       setUser: function (user) {

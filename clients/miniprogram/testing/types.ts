@@ -19,6 +19,9 @@ async function usage(): Promise<void> {
   await client.deleteAccount();
   const phone = await client.bindPhone(event);
   const cc: string = phone.country_code;
+  const answers = await client.requestSubscribe(['TPL_ORDER_SHIPPED']);
+  const shipped: string | undefined = answers['TPL_ORDER_SHIPPED'];
+  void shipped;
   interface Note {
     name: string;
     age: string;

@@ -18,6 +18,13 @@ pub const DEV_APPS: [(&str, &str); 2] = [
     ("wx2222222222222222", "22222222222222222222222222222222"),
 ];
 
+/// The demo apps' message push settings (safe mode): the console's Token
+/// and EncodingAESKey, fixed like the demo secrets. `wxauth dev` points
+/// the simulator's pushes at itself with them.
+pub const DEV_PUSH_TOKEN: &str = "wxauthDevPush";
+/// See [`DEV_PUSH_TOKEN`].
+pub const DEV_PUSH_AES_KEY: &str = "wxauthDevPushKey0123456789abcdefghijklmnopq";
+
 #[derive(Serialize, Deserialize)]
 struct DevKeys {
     signing_key: String,
@@ -69,6 +76,8 @@ pub fn dev_config(
             appid: (*appid).into(),
             secret: Some((*secret).into()),
             secret_env: None,
+            push_token: Some(DEV_PUSH_TOKEN.into()),
+            push_aes_key: Some(DEV_PUSH_AES_KEY.into()),
             ..AppConfig::default()
         })
         .collect();
@@ -86,7 +95,9 @@ pub fn dev_config(
             name: PLAYGROUND_BOARD.into(),
             access: crate::config::Access::PublicRead,
             indexes: Vec::new(),
-            ..Default::default()
+            // Posts pass WeChat's content check (the simulator's word list).
+            check_text: vec!["text".into()],
+            check_scene: Some(3),
         });
     }
     config.tokens.signing_keys = vec![KeyConfig {

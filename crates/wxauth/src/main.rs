@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use wechat_sim::{SimConfig, Simulator};
+use wechat_sim::{PushFormat, PushMode, PushTarget, SimConfig, Simulator};
 use wxauth::config::Config;
 use wxauth::{Deps, build_server, dev, serve, serve_with_admin};
 
@@ -167,8 +167,9 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             .collect(),
         ..SimConfig::default()
     });
+    let sim_router = sim.router();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(sim_listener, sim.router()).await {
+        if let Err(e) = axum::serve(sim_listener, sim_router).await {
             tracing::error!(error = %e, "the simulator stopped");
         }
     });
@@ -185,6 +186,20 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let settings = config.resolve()?;
     let gateways: Vec<String> = settings.gateways.iter().map(|g| g.prefix.clone()).collect();
     let app = build_server(settings, Deps::default()).await?;
+    // WeChat's pushes (consent, revoked authorization, checks) come back
+    // to this server, signed and encrypted as WeChat sends them.
+    for (appid, _) in dev::DEV_APPS {
+        sim.set_push_target(PushTarget {
+            appid: appid.into(),
+            url: format!("{api_url}/v1/wechat/push/{appid}"),
+            token: dev::DEV_PUSH_TOKEN.into(),
+            aes_key: Some(dev::DEV_PUSH_AES_KEY.into()),
+            mode: Some(PushMode::Safe),
+            format: PushFormat::Json,
+            timeout_ms: 5000,
+            attempts: 3,
+        })?;
+    }
     let shutdown = shutdown_signal();
     println!(
         "{}",

@@ -21,7 +21,7 @@ pub struct ServiceKeyConfig {
     pub key_env: Option<String>,
     /// What it may do: `introspect`, `users:read`, `users:write`,
     /// `sessions:revoke`, `data:read`, `data:write`, `audit:read`,
-    /// `files:read`, `files:write`.
+    /// `files:read`, `files:write`, `messages:send`.
     #[serde(default)]
     pub scopes: Vec<String>,
 }
