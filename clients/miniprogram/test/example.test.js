@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { startDev, newClient, APP1 } = require('../testing/harness.js');
+const { startDev, newClient, fetchWhenChecked, APP1 } = require('../testing/harness.js');
 const { createWxShim } = require('../shim/wx-shim.js');
 
 const example = path.join(__dirname, '..', 'example');
@@ -64,7 +64,7 @@ test('the example logs in, shows the user, saves and lists a note, binds a phone
   await page.onChooseAvatar(shim.chooseAvatarEvent(avatar));
   assert.equal(page.data.error, '');
   assert.ok(page.data.avatarUrl.startsWith(server.api + '/v1/files/'), page.data.avatarUrl);
-  const shown = await fetch(page.data.avatarUrl);
+  const shown = await fetchWhenChecked(page.data.avatarUrl);
   assert.equal(shown.status, 200);
   assert.deepEqual(Buffer.from(await shown.arrayBuffer()), avatar);
 

@@ -84,4 +84,16 @@ function newClient(server, user, extra) {
   return { client, shim };
 }
 
-module.exports = { startDev, newClient, binaryPath, APP1 };
+/** GET of a picture's stable URL once WeChat's check (the simulator's,
+ * pushed back within a second) let it through: `wxauth dev` checks avatars
+ * and images, and until then only the owner's signed URL opens it. */
+async function fetchWhenChecked(url) {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const res = await fetch(url);
+    if (res.status !== 404 || Date.now() > deadline) return res;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+module.exports = { startDev, newClient, binaryPath, fetchWhenChecked, APP1 };

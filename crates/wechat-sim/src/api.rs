@@ -24,11 +24,13 @@ pub enum Api {
     MsgSecCheck,
     /// `POST /cgi-bin/message/subscribe/send`
     SubscribeSend,
+    /// `POST /wxa/media_check_async`
+    MediaCheckAsync,
 }
 
 impl Api {
     /// Every API, in a stable order.
-    pub const ALL: [Api; 8] = [
+    pub const ALL: [Api; 9] = [
         Api::Jscode2session,
         Api::Token,
         Api::StableToken,
@@ -37,6 +39,7 @@ impl Api {
         Api::Getuserphonenumber,
         Api::MsgSecCheck,
         Api::SubscribeSend,
+        Api::MediaCheckAsync,
     ];
 
     /// The name used in faults and stats.
@@ -50,6 +53,7 @@ impl Api {
             Api::Getuserphonenumber => "getuserphonenumber",
             Api::MsgSecCheck => "msg_sec_check",
             Api::SubscribeSend => "subscribe_send",
+            Api::MediaCheckAsync => "media_check_async",
         }
     }
 
@@ -70,7 +74,8 @@ impl Api {
             | Api::Resetusersessionkey
             | Api::Getuserphonenumber
             | Api::MsgSecCheck
-            | Api::SubscribeSend => "application/json; charset=UTF-8",
+            | Api::SubscribeSend
+            | Api::MediaCheckAsync => "application/json; charset=UTF-8",
         }
     }
 }

@@ -35,10 +35,10 @@ use wechat_miniapp::{Clock, OffsetClock};
 
 pub use api::{Api, WxError};
 pub use faults::{FaultHit, FaultSpec, FaultSpecError, Stats};
-pub use push::{PushFormat, PushMode, PushRecord, PushTarget, to_xml};
+pub use push::{MediaCheckRecord, PushFormat, PushMode, PushRecord, PushTarget, to_xml};
 pub use state::{
-    CODE_TTL_MS, ContentRules, MAX_CHECKED_CHARS, RISKY_LABEL, SimConfig, SimError, SimState,
-    TOKEN_OVERLAP_MS, TOKEN_TTL_MS, VISIT_WINDOW_MS,
+    CODE_TTL_MS, ContentRules, MAX_CHECKED_CHARS, REVIEW_IMAGE_MARK, RISKY_IMAGE_MARK, RISKY_LABEL,
+    SimConfig, SimError, SimState, TOKEN_OVERLAP_MS, TOKEN_TTL_MS, VISIT_WINDOW_MS,
 };
 
 struct Shared {

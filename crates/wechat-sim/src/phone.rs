@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<Simulator> {
             get(content_rules).post(set_content_rules),
         )
         .route("/sim/v1/pushes", get(pushes))
+        .route("/sim/v1/media-checks", get(media_checks))
         .route("/sim/v1/revoke-authorization", post(revoke_authorization))
         .route("/sim/v1/subscribe", post(subscribe))
         .route("/sim/v1/health", get(|| async { "ok" }))
@@ -301,4 +302,8 @@ async fn subscribe(
     let mut result = json!({"errMsg": "requestSubscribeMessage:ok"});
     result[req.template_id.as_str()] = json!(status);
     Ok(Json(json!({"push_id": push_id, "result": result})))
+}
+
+async fn media_checks(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"media_checks": sim.media_checks()}))
 }

@@ -407,6 +407,78 @@ impl Simulator {
         self.push_if_configured(appid, message)
     }
 
+    /// Runs each media check asked for: after the configured delay, the
+    /// image is fetched from its URL as WeChat would, judged, and the
+    /// verdict pushed as `wxa_media_check` (when the app has a push URL).
+    /// Every check is listed by `GET /sim/v1/media-checks`.
+    pub(crate) fn run_media_checks(&self) {
+        let (checks, delay) = {
+            let mut state = self.state();
+            let delay = state.content_rules().media_delay_ms;
+            (std::mem::take(&mut state.media_checks), delay)
+        };
+        for (appid, openid, trace_id, url) in checks {
+            let sim = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let fetched = match reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                {
+                    Ok(client) => match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => r
+                            .bytes()
+                            .await
+                            .map(|b| b.to_vec())
+                            .map_err(|e| e.to_string()),
+                        Ok(r) => Err(format!("HTTP {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                let verdict = fetched
+                    .as_ref()
+                    .ok()
+                    .map(|bytes| crate::state::SimState::judge_image(bytes));
+                let mut pushes = lock(&sim.shared.pushes);
+                if pushes.media.len() >= KEPT {
+                    pushes.media.remove(0);
+                }
+                pushes.media.push(MediaCheckRecord {
+                    appid: appid.clone(),
+                    trace_id: trace_id.clone(),
+                    fetched: fetched
+                        .as_ref()
+                        .map_or_else(Clone::clone, |b| format!("{} bytes", b.len())),
+                    suggest: verdict.map(|v| v.0.to_owned()),
+                });
+                drop(pushes);
+                // UNCONFIRMED what WeChat pushes for an image it could not
+                // fetch: the simulator pushes nothing (the check stays open).
+                let Some((suggest, label)) = verdict else {
+                    return;
+                };
+                let mut message = event(&appid, &openid, sim.now(), "wxa_media_check");
+                message.insert("appid".into(), json!(appid));
+                message.insert("trace_id".into(), json!(trace_id));
+                message.insert("version".into(), json!(2));
+                message.insert("errcode".into(), json!(0));
+                message.insert("errmsg".into(), json!("ok"));
+                message.insert("result".into(), json!({"suggest": suggest, "label": label}));
+                message.insert(
+                    "detail".into(),
+                    json!([{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": 90}]),
+                );
+                let _ = sim.push_if_configured(&appid, message);
+            });
+        }
+    }
+
+    /// Every media check run so far (the last thousand), oldest first.
+    pub fn media_checks(&self) -> Vec<MediaCheckRecord> {
+        lock(&self.shared.pushes).media.clone()
+    }
+
     /// Pushes the delivery result of each message sent since last time.
     pub(crate) fn push_deliveries(&self) {
         let sent = std::mem::take(&mut self.state().sent);
@@ -439,6 +511,20 @@ pub(crate) struct Pushes {
     targets: std::collections::HashMap<String, ReadyTarget>,
     log: Vec<PushRecord>,
     next_id: u64,
+    media: Vec<MediaCheckRecord>,
+}
+
+/// One media check the simulator ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaCheckRecord {
+    /// The app.
+    pub appid: String,
+    /// The id `media_check_async` answered.
+    pub trace_id: String,
+    /// `N bytes`, or why the image could not be fetched.
+    pub fetched: String,
+    /// The verdict pushed (none when the image could not be fetched).
+    pub suggest: Option<String>,
 }
 
 #[cfg(test)]

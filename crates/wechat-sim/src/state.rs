@@ -76,13 +76,29 @@ pub struct ContentRules {
     /// Words that make a text need review.
     #[serde(default)]
     pub review: Vec<String>,
+    /// How long after `media_check_async` its result is pushed, ms.
+    #[serde(default = "default_media_delay_ms")]
+    pub media_delay_ms: u64,
 }
+
+fn default_media_delay_ms() -> u64 {
+    200
+}
+
+/// Bytes that make an image risky in the simulated media check.
+pub const RISKY_IMAGE_MARK: &[u8] = b"RISKY-TEST-IMAGE";
+/// Bytes that make an image need review.
+pub const REVIEW_IMAGE_MARK: &[u8] = b"REVIEW-TEST-IMAGE";
+
+/// A media check asked for and not yet run: (appid, openid, trace id, URL).
+pub(crate) type MediaCheck = (String, String, String, String);
 
 impl Default for ContentRules {
     fn default() -> Self {
         Self {
             risky: vec!["risky-test-word".into(), "违规测试".into()],
             review: vec!["review-test-word".into()],
+            media_delay_ms: default_media_delay_ms(),
         }
     }
 }
@@ -147,6 +163,8 @@ pub struct SimState {
     /// (appid, openid, template, msgid).
     pub(crate) sent: Vec<(String, String, String, String)>,
     next_msgid: u64,
+    /// Media checks accepted and not yet started.
+    pub(crate) media_checks: Vec<MediaCheck>,
 }
 
 type WxResult = Result<Value, WxError>;
@@ -754,6 +772,62 @@ impl SimState {
             return Err(WxError(61010));
         }
         Ok(())
+    }
+
+    /// `POST /wxa/media_check_async?access_token=…` (version 2): a
+    /// trace id now; the verdict is pushed later (`wxa_media_check`).
+    pub fn media_check_async(
+        &mut self,
+        q: &HashMap<String, String>,
+        body: &[u8],
+        now: i64,
+    ) -> WxResult {
+        let appid = self.token_app(param(q, "access_token"), now)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(WxError(44002));
+        }
+        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let url = body
+            .get("media_url")
+            .and_then(Value::as_str)
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .ok_or(WxError(47001))?
+            .to_owned();
+        // 1 audio, 2 image; anything else is malformed (UNCONFIRMED errcode).
+        match body.get("media_type").and_then(Value::as_i64) {
+            Some(1 | 2) => {}
+            _ => return Err(WxError(47001)),
+        }
+        if body.get("version").and_then(Value::as_i64) != Some(2) {
+            return Err(WxError(47001));
+        }
+        let scene = body.get("scene").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=4).contains(&scene) {
+            return Err(WxError(40129));
+        }
+        let openid = body
+            .get("openid")
+            .and_then(Value::as_str)
+            .ok_or(WxError(40003))?
+            .to_owned();
+        self.visiting_user(&appid, &openid, now)?;
+        let trace_id = ids::trace_id();
+        self.media_checks
+            .push((appid, openid, trace_id.clone(), url));
+        Ok(json!({"errcode": 0, "errmsg": "ok", "trace_id": trace_id}))
+    }
+
+    /// The verdict on an image's bytes: (suggest, label as WeChat pushes
+    /// it, a string).
+    pub(crate) fn judge_image(bytes: &[u8]) -> (&'static str, &'static str) {
+        let holds = |mark: &[u8]| bytes.windows(mark.len()).any(|w| w == mark);
+        if holds(RISKY_IMAGE_MARK) {
+            ("risky", "20002")
+        } else if holds(REVIEW_IMAGE_MARK) {
+            ("review", "21000")
+        } else {
+            ("pass", "100")
+        }
     }
 
     /// `POST /wxa/msg_sec_check?access_token=…`. Version 2 (`version: 2`)

@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/wxa/business/getuserphonenumber", any(getuserphonenumber))
         .route("/wxa/msg_sec_check", any(msg_sec_check))
         .route("/cgi-bin/message/subscribe/send", any(subscribe_send))
+        .route("/wxa/media_check_async", any(media_check_async))
 }
 
 type Query_ = Query<HashMap<String, String>>;
@@ -114,6 +115,27 @@ async fn subscribe_send(
         .await;
     // Each message sent: its delivery result pushed, as WeChat does.
     sim.push_deliveries();
+    answer
+}
+
+async fn media_check_async(
+    State(sim): State<Simulator>,
+    method: Method,
+    Query(q): Query_,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return sim
+            .answer(Api::MediaCheckAsync, |_, _| Err(WxError(43002)))
+            .await;
+    }
+    let answer = sim
+        .answer(Api::MediaCheckAsync, |s, now| {
+            s.media_check_async(&q, &body, now)
+        })
+        .await;
+    // The check runs in the background and its verdict is pushed.
+    sim.run_media_checks();
     answer
 }
 

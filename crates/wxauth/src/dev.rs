@@ -82,6 +82,9 @@ pub fn dev_config(
         })
         .collect();
     config.default_appid = Some(DEV_APPS[0].0.into());
+    // Avatars and images wait for the simulator's check (it fetches them
+    // from this server and pushes the verdict back within a second).
+    config.content_check.images = true;
     config.playground.enabled = true;
     config.playground.sim_url = sim_url.to_owned();
     // The playground's live board: a collection every user of the app

@@ -165,6 +165,7 @@ pub async fn open_rules(settings: &Settings, deps: Deps) -> Result<Rules> {
             bytes_per_user: settings.files.bytes_per_user,
             url_ttl: settings.files.url_ttl,
             orphan_grace: settings.files.orphan_grace,
+            checked_images: settings.content_check.images,
         },
         settings.reachable_url(),
         deps.clock.clone(),

@@ -63,6 +63,27 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Starts WeChat's check of an image the caller uploaded, which WeChat
+    /// fetches from `media_url`; the trace id its pushed verdict will carry.
+    pub async fn check_image(&self, caller: &Caller, media_url: &str, scene: u8) -> Result<String> {
+        let user = &self.user_record(caller).await?;
+        let call = self.wechat_tokens.with_token(&user.appid, |token| {
+            let (client, openid) = (self.wechat.clone(), user.openid.clone());
+            let url = media_url.to_owned();
+            async move {
+                client
+                    .media_check_async(&token, &url, 2, &openid, scene)
+                    .await
+            }
+        });
+        tokio::time::timeout(self.upstream_deadline, call)
+            .await
+            .map_err(|_| upstream::unavailable("WeChat's image check did not answer in time"))?
+            .map_err(|e| upstream::map(e, Call::ContentCheck, &user.appid))
+    }
+}
+
 /// A subscribe message for a user (their openid is looked up here).
 #[derive(Debug, Clone, Copy)]
 pub struct MessageToSend<'a> {

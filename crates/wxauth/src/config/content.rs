@@ -42,6 +42,10 @@ pub enum OnUnavailable {
 pub struct ContentCheckConfig {
     /// Whether the profile's `nickname` (PATCH /v1/me) is checked (scene 1).
     pub nickname: bool,
+    /// Whether avatars and images are checked (mediaCheckAsync): each is
+    /// `pending`, seen by its owner only, until WeChat pushes the verdict.
+    /// Needs message push and a URL WeChat can fetch from (`public_url`).
+    pub images: bool,
     /// What a `review` verdict does.
     pub on_review: OnReview,
     /// What a write does when WeChat gives no verdict.
@@ -52,6 +56,7 @@ impl Default for ContentCheckConfig {
     fn default() -> Self {
         Self {
             nickname: true,
+            images: false,
             on_review: OnReview::default(),
             on_unavailable: OnUnavailable::default(),
         }
@@ -74,6 +79,8 @@ pub struct ContentCheckSettings {
     pub collections: HashMap<String, CheckedFields>,
     /// See [`ContentCheckConfig::nickname`].
     pub nickname: bool,
+    /// See [`ContentCheckConfig::images`].
+    pub images: bool,
     /// See [`ContentCheckConfig::on_review`].
     pub on_review: OnReview,
     /// See [`ContentCheckConfig::on_unavailable`].
@@ -119,6 +126,7 @@ impl Config {
         Ok(ContentCheckSettings {
             collections,
             nickname: self.content_check.nickname,
+            images: self.content_check.images,
             on_review: self.content_check.on_review,
             on_unavailable: self.content_check.on_unavailable,
         })

@@ -350,6 +350,14 @@ impl Config {
         let files = self.files.check()?;
         let realtime = self.realtime.check()?;
         let content_check = self.check_content()?;
+        if content_check.images
+            && public_url.is_none()
+            && (self.listen.ip().is_unspecified() || self.listen.port() == 0)
+        {
+            return Err(bad(
+                "content_check.images: WeChat fetches each image to check it: set public_url to the address it can reach",
+            ));
+        }
         if self.admin_listen == Some(self.listen) {
             return Err(bad(
                 "admin_listen: must differ from listen (leave it out to serve the admin API on listen)",

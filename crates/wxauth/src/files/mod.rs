@@ -80,6 +80,8 @@ pub struct FileLimits {
     pub url_ttl: Duration,
     /// How old bytes without a row must be before the sweep deletes them.
     pub orphan_grace: Duration,
+    /// Whether avatars and images wait (`pending`) for WeChat's check.
+    pub checked_images: bool,
 }
 
 /// A file as the API shows it.
@@ -103,7 +105,9 @@ pub struct FileView {
     pub purpose: String,
     /// Whether the URL needs no signature.
     pub public: bool,
-    /// `ready`.
+    /// `ready`; an avatar or image checked by WeChat (`[content_check]
+    /// images`) is `pending` (its owner alone sees it) until the verdict,
+    /// then `pass`, or `rejected` (its bytes deleted, its URL 404).
     pub status: String,
     /// The name the client gave it (cleaned: a display name, never a path).
     pub filename: String,
@@ -378,7 +382,11 @@ impl Files {
             size: i64::try_from(size).unwrap_or(i64::MAX),
             sha256: hex::encode(hasher.finalize()),
             filename: kept.filename,
-            status: "ready".into(),
+            status: if self.limits.checked_images && kept.purpose != Purpose::Attachment {
+                "pending".into()
+            } else {
+                "ready".into()
+            },
             created_at: kept.created_at,
         };
         let inserted = self
@@ -411,7 +419,9 @@ impl Files {
 
     fn view(&self, r: FileRecord) -> FileView {
         let path = self.public_url(&r.id);
-        let url = if r.public {
+        // A public file still being checked is its owner's alone: their
+        // URL is signed until it passes.
+        let url = if r.public && r.status != PENDING {
             path
         } else {
             let expires = self.clock.now_ms() / 1000
@@ -439,8 +449,8 @@ impl Files {
     /// Anything else is "not found" (whether it exists is not said).
     pub async fn get(&self, caller: Owner<'_>, id: &str) -> Result<FileView> {
         let record = self.store.file(id).await?.ok_or_else(no_file)?;
-        let readable =
-            record.owner == caller.user_id || (record.public && record.appid == caller.appid);
+        let readable = record.owner == caller.user_id
+            || (record.public && record.appid == caller.appid && shown_to_all(&record));
         if !readable {
             return Err(no_file());
         }
@@ -467,7 +477,9 @@ impl Files {
                     .into(),
             ));
         }
-        Ok(self.view(record).url)
+        // The stable URL, even while the picture is being checked (it
+        // answers others once it passes).
+        Ok(self.public_url(&record.id))
     }
 
     /// A page of the files of user `owner`, newest first.
@@ -541,7 +553,13 @@ impl Files {
     /// file's is 403.
     pub async fn download(&self, id: &str, proof: &UrlProof) -> Result<Download> {
         let record = self.store.file(id).await?.ok_or_else(no_file)?;
-        let max_age = if record.public {
+        // Refused by WeChat's check: gone. A public picture still being
+        // checked is not there yet for anyone without its owner's URL.
+        let unsigned = proof.signature.is_none();
+        if record.status == REJECTED || (record.status == PENDING && record.public && unsigned) {
+            return Err(no_file());
+        }
+        let max_age = if record.public && record.status != PENDING {
             PUBLIC_MAX_AGE
         } else {
             let (Some(expires), Some(signature)) = (&proof.expires, &proof.signature) else {
@@ -578,6 +596,45 @@ impl Files {
         })
     }
 
+    /// A URL WeChat can fetch pending file `id` from for its check: absolute
+    /// and signed (it works while the file is pending, for its lifetime,
+    /// `files.url_ttl_secs`). None when the server knows no address of its
+    /// own (`public_url`).
+    pub fn check_url(&self, id: &str) -> Option<String> {
+        if !self.base_url.starts_with("http") {
+            return None;
+        }
+        let expires = self.clock.now_ms() / 1000
+            + i64::try_from(self.limits.url_ttl.as_secs()).unwrap_or(3600);
+        Some(format!(
+            "{}?exp={expires}&sig={}",
+            self.public_url(id),
+            self.signer.sign(id, expires)
+        ))
+    }
+
+    /// Records the trace id of WeChat's check of file `id`.
+    pub async fn checking(&self, id: &str, trace_id: &str) -> Result<()> {
+        self.store.set_file_check_trace(id, trace_id).await
+    }
+
+    /// Applies WeChat's verdict on the file checked under `trace_id`:
+    /// `pass`, or `rejected` (its bytes deleted, given back to the quota,
+    /// its URL 404). The file, when one was pending under that trace.
+    pub async fn settle_check(&self, trace_id: &str, pass: bool) -> Result<Option<FileView>> {
+        let Some(record) = self.store.file_by_check_trace(trace_id).await? else {
+            return Ok(None);
+        };
+        if !self.store.settle_file_check(&record.id, pass).await? {
+            return Ok(None);
+        }
+        if !pass {
+            self.forget_bytes(&record.id).await;
+        }
+        let record = self.store.file(&record.id).await?.ok_or_else(no_file)?;
+        Ok(Some(self.view(record)))
+    }
+
     /// The bytes of an allowed download, or `range` of them.
     pub async fn read(
         &self,
@@ -586,6 +643,18 @@ impl Files {
     ) -> Result<BlobRead> {
         self.blobs.read(&download.file.id, range).await
     }
+}
+
+/// A file waiting for WeChat's check.
+const PENDING: &str = "pending";
+/// A file WeChat's check refused: its row stays (its owner sees why), its
+/// bytes are gone.
+const REJECTED: &str = "rejected";
+
+/// Whether others than the owner may see a file: not while it is checked,
+/// nor once refused.
+fn shown_to_all(record: &FileRecord) -> bool {
+    record.status != PENDING && record.status != REJECTED
 }
 
 fn no_file() -> Error {

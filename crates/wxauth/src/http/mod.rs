@@ -129,6 +129,16 @@ impl AppState {
         )
     }
 
+    /// The content checks of pictures users upload.
+    pub fn image_checks(&self) -> crate::platform::images::ImageChecks<'_> {
+        crate::platform::images::ImageChecks::new(
+            &self.inner.settings.content_check,
+            &self.inner.auth,
+            &self.inner.files,
+            self.admin(),
+        )
+    }
+
     /// The content checks of what users write.
     pub fn text_checks(&self) -> crate::platform::content::TextChecks<'_> {
         crate::platform::content::TextChecks::new(

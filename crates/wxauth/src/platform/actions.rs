@@ -7,6 +7,7 @@
 use serde_json::json;
 use wechat_miniapp::push_event::PushEvent;
 
+use super::images::ImageChecks;
 use super::push::{PushDesk, Received, event_name};
 use super::subscriptions::Subscriptions;
 use crate::admin::{Admin, AuditRecord};
@@ -30,16 +31,23 @@ pub struct PushActions<'a> {
     desk: &'a PushDesk,
     admin: Admin<'a>,
     subscriptions: Subscriptions<'a>,
+    images: ImageChecks<'a>,
 }
 
 impl<'a> PushActions<'a> {
     /// The rules of `desk`, acting through the operator's rules and the
     /// subscribe-message records.
-    pub fn new(desk: &'a PushDesk, admin: Admin<'a>, subscriptions: Subscriptions<'a>) -> Self {
+    pub fn new(
+        desk: &'a PushDesk,
+        admin: Admin<'a>,
+        subscriptions: Subscriptions<'a>,
+        images: ImageChecks<'a>,
+    ) -> Self {
         Self {
             desk,
             admin,
             subscriptions,
+            images,
         }
     }
 
@@ -78,6 +86,11 @@ impl<'a> PushActions<'a> {
             PushEvent::SubscribeSent { items, .. } => {
                 self.subscriptions.pushed_delivery(items).await
             }
+            PushEvent::MediaCheck {
+                trace_id,
+                suggest,
+                label,
+            } => self.images.verdict(appid, trace_id, suggest, *label).await,
             _ => Ok(()),
         };
         if acted.is_err() {

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod content;
+pub mod images;
 pub mod push;
 pub mod subscriptions;
 

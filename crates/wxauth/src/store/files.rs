@@ -33,7 +33,7 @@ pub struct FileRecord {
     pub sha256: String,
     /// The client's name for it, cleaned (a display name, never a path).
     pub filename: String,
-    /// `ready` (content checks may add others).
+    /// `ready`; for checked images `pending`, then `pass` or `rejected`.
     pub status: String,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -135,14 +135,20 @@ impl Write for DeleteFile {
     type Output = bool;
     fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let row = query("DELETE FROM files WHERE id = $1 AND user_id = $2 RETURNING size")
-                .bind(&self.id)
-                .bind(&self.owner)
-                .fetch_optional(tx)
-                .await?;
+            let row =
+                query("DELETE FROM files WHERE id = $1 AND user_id = $2 RETURNING size, status")
+                    .bind(&self.id)
+                    .bind(&self.owner)
+                    .fetch_optional(tx)
+                    .await?;
             let Some(row) = row else {
                 return Ok(false);
             };
+            // A rejected file's bytes were given back when it was rejected.
+            let status: String = row.try_get("status")?;
+            if status == "rejected" {
+                return Ok(true);
+            }
             let size: i64 = row.try_get("size")?;
             query("UPDATE file_usage SET bytes = bytes - $1 WHERE user_id = $2")
                 .bind(size)
@@ -154,7 +160,95 @@ impl Write for DeleteFile {
     }
 }
 
+/// A checked file's verdict: from `pending` to `pass`, or to `rejected`
+/// with its bytes given back to the owner's quota.
+struct SettleCheck {
+    id: String,
+    pass: bool,
+}
+
+impl Write for SettleCheck {
+    type Output = bool;
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let status = if self.pass { "pass" } else { "rejected" };
+            let row = query(
+                "UPDATE files SET status = $2 WHERE id = $1 AND status = 'pending' \
+                 RETURNING size, user_id",
+            )
+            .bind(&self.id)
+            .bind(status)
+            .fetch_optional(tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            if !self.pass {
+                let size: i64 = row.try_get("size")?;
+                let owner: String = row.try_get("user_id")?;
+                query("UPDATE file_usage SET bytes = bytes - $1 WHERE user_id = $2")
+                    .bind(size)
+                    .bind(&owner)
+                    .execute(tx)
+                    .await?;
+            }
+            Ok(true)
+        })
+    }
+}
+
+struct SetCheckTrace {
+    id: String,
+    trace: String,
+}
+
+impl Write for SetCheckTrace {
+    type Output = ();
+    fn apply<'a>(&'a self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            query("UPDATE files SET check_trace = $2 WHERE id = $1")
+                .bind(&self.id)
+                .bind(&self.trace)
+                .execute(tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
 impl Store {
+    /// Records the trace id of WeChat's check of file `id`.
+    pub async fn set_file_check_trace(&self, id: &str, trace: &str) -> Result<()> {
+        self.writer
+            .submit(SetCheckTrace {
+                id: id.to_owned(),
+                trace: trace.to_owned(),
+            })
+            .await
+    }
+
+    /// The file whose check has trace id `trace`.
+    pub async fn file_by_check_trace(&self, trace: &str) -> Result<Option<FileRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE check_trace = $1"
+        ))
+        .bind(trace)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(FileRecord::from_any).transpose()
+    }
+
+    /// Settles a pending file's check; false when it was not pending
+    /// (already settled: a repeated verdict changes nothing).
+    pub async fn settle_file_check(&self, id: &str, pass: bool) -> Result<bool> {
+        self.writer
+            .submit(SettleCheck {
+                id: id.to_owned(),
+                pass,
+            })
+            .await
+    }
+
     /// Stores a file's row (its bytes are already in the file store).
     pub async fn insert_file(&self, file: NewFile) -> Result<FileInsert> {
         self.writer.submit(file).await

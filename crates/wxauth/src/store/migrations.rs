@@ -75,6 +75,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "subscriptions",
         include_str!("../../migrations/sqlite/0013_subscriptions.sql"),
     ),
+    (
+        14,
+        "file checks",
+        include_str!("../../migrations/sqlite/0014_file_checks.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -142,6 +147,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         13,
         "subscriptions",
         include_str!("../../migrations/postgres/0013_subscriptions.sql"),
+    ),
+    (
+        14,
+        "file checks",
+        include_str!("../../migrations/postgres/0014_file_checks.sql"),
     ),
 ];
 

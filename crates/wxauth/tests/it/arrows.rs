@@ -17,7 +17,7 @@
 //! - `admin` (the operator's rules) → `auth`, `data`, `files`, `vocab`, `error`, and
 //!   `store`'s audit row and the rows it turns into views
 //! - `platform` (WeChat's pushes and services) → `admin`, `auth`, `cache`,
-//!   `store`, `config`, `vocab`, `error`
+//!   `files`, `store`, `config`, `vocab`, `error`
 //! - `http` → everything above but `store`; nothing but `lib`, `main` and
 //!   the fuzz entry points (`fuzzing`) uses `http`
 //! - `lib`, `main` and `cli` (the binary) and `fuzzing` wire everything.
@@ -46,7 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "platform",
         &[
-            "admin", "auth", "cache", "store", "config", "vocab", "error",
+            "admin", "auth", "cache", "files", "store", "config", "vocab", "error",
         ],
     ),
     (

@@ -128,7 +128,7 @@ pub(crate) fn wx_upload(
     body(&parts)
 }
 
-async fn post_body(app: &TestApp, token: &str, body: Vec<u8>) -> Reply {
+pub(crate) async fn post_body(app: &TestApp, token: &str, body: Vec<u8>) -> Reply {
     let resp = app
         .http
         .post(format!("{}/v1/files", app.url))
@@ -142,7 +142,7 @@ async fn post_body(app: &TestApp, token: &str, body: Vec<u8>) -> Reply {
 }
 
 /// GET of a file's URL with no header (as `<image src>` fetches it).
-async fn fetch(app: &TestApp, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn fetch(app: &TestApp, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let absolute = if url.starts_with('/') {
         format!("{}{url}", app.url)
     } else {

@@ -23,6 +23,7 @@ mod http_query;
 mod http_session;
 mod http_upstream;
 mod identity;
+mod image_check;
 mod import;
 mod matching;
 mod openapi;

@@ -144,7 +144,15 @@ pub(crate) async fn upload(
     request: Request,
 ) -> Result<Response> {
     let outcome = match caller {
-        Ok(DataCaller(caller)) => receive(&state, &caller, request).await,
+        Ok(DataCaller(caller)) => {
+            let stored = receive(&state, &caller, request).await;
+            if let Ok(file) = &stored {
+                // An avatar or image waiting for WeChat's check: asked now,
+                // its verdict pushed later.
+                state.image_checks().submit(&caller, file).await;
+            }
+            stored
+        }
         Err(refused) => {
             // 401 (an expired token, before the client refreshes) or 429:
             // read the body the client is sending, so it sees the answer.

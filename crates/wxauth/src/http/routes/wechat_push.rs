@@ -41,9 +41,14 @@ pub(crate) async fn receive(
         state.pushes().unreadable(&appid, e.body_text(), too_large)
     })?;
     let push = state.pushes().receive(&appid, &query, &body)?;
-    PushActions::new(state.pushes(), state.admin(), state.subscriptions())
-        .act(&appid, &push)
-        .await?;
+    PushActions::new(
+        state.pushes(),
+        state.admin(),
+        state.subscriptions(),
+        state.image_checks(),
+    )
+    .act(&appid, &push)
+    .await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "success",
