@@ -243,6 +243,25 @@ impl TokenIssuer {
         self.signer.sign(&header, &claims)
     }
 
+    /// A signature of a forwarded WeChat push (`X-Wxauth-Signature`): a
+    /// JWT by the same key as access tokens (verify it with
+    /// `/.well-known/jwks.json`), `aud` `wxauth-push`, `app`, and the
+    /// `sha256` of the body it came with; valid five minutes.
+    pub fn sign_push_forward(&self, appid: &str, body_sha256: &str) -> Result<String> {
+        let now = self.clock.now_ms() / 1000;
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "aud": "wxauth-push",
+            "app": appid,
+            "sha256": body_sha256,
+            "iat": now,
+            "exp": now + 300,
+        });
+        let mut header = Header::new(self.signing_alg);
+        header.kid = Some(self.signing_kid.clone());
+        self.signer.sign(&header, &claims)
+    }
+
     /// Checks signature, algorithm, issuer and expiry. Every failure is the
     /// same `Unauthorized` to the caller; the reason is not disclosed.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims> {

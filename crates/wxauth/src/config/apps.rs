@@ -40,6 +40,11 @@ pub struct AppConfig {
     /// sessions (default), or delete their account.
     #[serde(default)]
     pub on_authorization_revoke: OnRevoke,
+    /// Where pushed events wxauth does not act on itself are forwarded
+    /// (POST, the event as JSON, identity headers and a signature), e.g.
+    /// `http://127.0.0.1:3000/wechat/events`. Unset: acknowledged only.
+    #[serde(default)]
+    pub push_forward_url: Option<String>,
 }
 
 /// What a user withdrawing their authorization costs them here.
@@ -66,6 +71,8 @@ pub struct App {
     pub push: Option<PushKeys>,
     /// See [`AppConfig::on_authorization_revoke`].
     pub on_authorization_revoke: OnRevoke,
+    /// See [`AppConfig::push_forward_url`].
+    pub push_forward_url: Option<String>,
 }
 
 /// One of a pair of settings written in the file or named by an
@@ -157,11 +164,28 @@ pub(super) fn check_apps(
                     .map_err(|e| bad(format!("{key}: {e}")))?,
             ),
         };
+        let push_forward_url = match &app.push_forward_url {
+            None => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                if push.is_none() {
+                    return Err(bad(format!(
+                        "{key}.push_forward_url: needs push_token (events arrive by message push)"
+                    )));
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(url) => {
+                return Err(bad(format!(
+                    "{key}.push_forward_url: {url:?} is not an http:// or https:// URL"
+                )));
+            }
+        };
         apps.push(App {
             appid: app.appid.clone(),
             secret: AppSecret::new(secret.trim()),
             push,
             on_authorization_revoke: app.on_authorization_revoke,
+            push_forward_url,
         });
     }
     let default_appid = match default_appid {

@@ -11,7 +11,7 @@ use super::images::ImageChecks;
 use super::push::{PushDesk, Received, event_name};
 use super::subscriptions::Subscriptions;
 use crate::admin::{Admin, AuditRecord};
-use crate::auth::FindBy;
+use crate::auth::{Auth, FindBy};
 use crate::config::OnRevoke;
 use crate::error::Result;
 use crate::vocab::{Actor, Target};
@@ -32,6 +32,7 @@ pub struct PushActions<'a> {
     admin: Admin<'a>,
     subscriptions: Subscriptions<'a>,
     images: ImageChecks<'a>,
+    auth: &'a Auth,
 }
 
 impl<'a> PushActions<'a> {
@@ -42,12 +43,14 @@ impl<'a> PushActions<'a> {
         admin: Admin<'a>,
         subscriptions: Subscriptions<'a>,
         images: ImageChecks<'a>,
+        auth: &'a Auth,
     ) -> Self {
         Self {
             desk,
             admin,
             subscriptions,
             images,
+            auth,
         }
     }
 
@@ -91,12 +94,73 @@ impl<'a> PushActions<'a> {
                 suggest,
                 label,
             } => self.images.verdict(appid, trace_id, suggest, *label).await,
-            _ => Ok(()),
+            PushEvent::Other { .. } => self.forward(appid, push).await,
         };
         if acted.is_err() {
             self.desk.receipts.release(&push.digest).await;
         }
         acted.map(|()| Outcome::Done)
+    }
+
+    /// Sends an event wxauth does not act on to the app's
+    /// `push_forward_url`: the message as JSON, the gateway's identity
+    /// headers when its sender is a user here, and `X-Wxauth-Signature`
+    /// (a JWT over the body's SHA-256, verifiable with the JWKS). A
+    /// service that does not take it (no 2xx within 4 s) fails the push,
+    /// so WeChat sends it again.
+    async fn forward(&self, appid: &str, push: &Received) -> Result<()> {
+        let Some(url) = self.desk.forward_url(appid) else {
+            return Ok(());
+        };
+        let body = serde_json::Value::Object(push.message.clone()).to_string();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
+        let signature = self.auth.tokens().sign_push_forward(appid, &sha)?;
+        let field = |k: &str| push.message.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let openid = field("FromUserName");
+        let event = match field("Event") {
+            "" => field("MsgType"),
+            e => e,
+        };
+        let mut request = self
+            .desk
+            .forwarder
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-wxauth-appid", appid)
+            .header("x-wxauth-event", event)
+            .header("x-wxauth-signature", signature);
+        if !openid.is_empty() {
+            request = request.header("x-wxauth-openid", openid);
+            let users = self
+                .auth
+                .find_users(Some(appid), &FindBy::Openid(openid.to_owned()))
+                .await?;
+            if let Some(me) = users.first() {
+                request = request.header("x-wxauth-user-id", &me.user.id);
+                if let Some(unionid) = &me.user.unionid {
+                    request = request.header("x-wxauth-unionid", unionid);
+                }
+            }
+        }
+        let answered = request.body(body).send().await;
+        match answered {
+            Ok(r) if r.status().is_success() => {
+                metrics::counter!("wxauth_push_forwarded_total", "result" => "taken").increment(1);
+                Ok(())
+            }
+            other => {
+                let why = match other {
+                    Ok(r) => format!("the service answered {}", r.status()),
+                    Err(e) if e.is_timeout() => "the service did not answer in 4 s".to_owned(),
+                    Err(_) => "the service could not be reached".to_owned(),
+                };
+                metrics::counter!("wxauth_push_forwarded_total", "result" => "failed").increment(1);
+                tracing::warn!(appid, event, reason = %why, "a pushed event could not be forwarded; WeChat will send it again");
+                Err(crate::error::Error::BadGateway(format!(
+                    "the event could not be forwarded: {why}"
+                )))
+            }
+        }
     }
 
     async fn revoked(

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 /// signs each call as it sends it; an old signature is a replay.
 pub const MAX_SKEW_SECS: i64 = 300;
 
+/// How long the developer's service has to take a forwarded event.
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// How long a push's receipt is kept: past WeChat's three sends and the
 /// timestamp's window, so neither a retry nor a replay is acted on twice.
 const RECEIPT_KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -31,6 +34,9 @@ const RECEIPT_KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
 pub struct Received {
     /// The event read.
     pub event: PushEvent,
+    /// The (decrypted) message, as JSON whatever its format: what a
+    /// forwarded event carries.
+    pub message: serde_json::Map<String, serde_json::Value>,
     /// sha256 of the app and the (decrypted) message.
     pub digest: [u8; 32],
 }
@@ -40,6 +46,7 @@ pub struct Received {
 struct AppPush {
     keys: PushKeys,
     on_revoke: OnRevoke,
+    forward: Option<String>,
 }
 
 /// A push's query: its signatures, timestamp and nonce (absent ones
@@ -84,6 +91,7 @@ pub struct PushDesk {
     apps: Arc<HashMap<String, AppPush>>,
     clock: Arc<dyn Clock>,
     pub(super) receipts: Arc<PushReceipts>,
+    pub(super) forwarder: reqwest::Client,
 }
 
 impl std::fmt::Debug for PushDesk {
@@ -106,6 +114,7 @@ impl PushDesk {
                         let push = AppPush {
                             keys,
                             on_revoke: a.on_authorization_revoke,
+                            forward: a.push_forward_url.clone(),
                         };
                         Some((a.appid.clone(), push))
                     })
@@ -113,7 +122,20 @@ impl PushDesk {
             ),
             clock,
             receipts: Arc::new(PushReceipts::new(redis, RECEIPT_KEEP)),
+            // Under WeChat's five seconds, so a slow service makes WeChat
+            // send again rather than give up.
+            forwarder: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .timeout(FORWARD_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
         }
+    }
+
+    /// Where `appid`'s events wxauth does not act on go, if anywhere.
+    pub fn forward_url(&self, appid: &str) -> Option<&str> {
+        self.apps.get(appid).and_then(|a| a.forward.as_deref())
     }
 
     /// What a revoked authorization does to `appid`'s users.
@@ -200,6 +222,7 @@ impl PushDesk {
         digest.update(content);
         Ok(Received {
             event,
+            message,
             digest: digest.finalize().into(),
         })
     }

@@ -256,3 +256,134 @@ async fn with_delete_a_pushed_revoke_deletes_the_account() {
         .unwrap();
     assert!(settled(&app.sim, id).await.delivered);
 }
+
+/// `push_forward_url`: events wxauth does not act on go to the
+/// developer's service with identity headers and a signature verifiable
+/// with the JWKS; a service that does not take one makes WeChat send it
+/// again, and the next copy is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhandled_events_are_forwarded_signed_to_the_developers_service() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    use sha2::Digest;
+
+    type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+    async fn take(
+        axum::extract::State(seen): axum::extract::State<Seen>,
+        headers: HeaderMap,
+        body: String,
+    ) -> StatusCode {
+        let mut seen = seen.lock().unwrap();
+        seen.push((headers, body));
+        // The first delivery fails; later ones are taken.
+        if seen.len() == 1 {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::NO_CONTENT
+        }
+    }
+    let seen: Seen = Arc::default();
+    let service = axum::Router::new()
+        .route("/wechat/events", axum::routing::post(take))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service_url = format!("http://{}/wechat/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    let app = crate::app::spawn_app_with(crate::app::Options {
+        tweak: push_settings,
+        edit: Some(Box::new(move |c| {
+            c.apps[0].push_forward_url = Some(service_url)
+        })),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let session = app.login(APP1, "forwarded").await;
+    let openid = app.openid(APP1, "forwarded");
+    let event = json!({
+        "ToUserName": "gh_0123456789ab", "FromUserName": openid, "CreateTime": 1,
+        "MsgType": "event", "Event": "user_info_modified", "OpenID": openid, "AppID": APP1,
+    });
+    let send = |n: usize| {
+        let keys = wechat_miniapp::push::PushKeys::new(APP1, TOKEN, Some(AES_KEY)).unwrap();
+        let ts = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs())
+        .to_string();
+        let nonce = format!("77{n}");
+        let encrypt = keys
+            .encrypt(
+                event.to_string().as_bytes(),
+                *uuid::Uuid::new_v4().as_bytes(),
+            )
+            .unwrap();
+        let msg_signature = keys.msg_signature(&ts, &nonce, &encrypt);
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/v1/wechat/push/{APP1}", app.url))
+                .query(&[
+                    ("timestamp", ts.as_str()),
+                    ("nonce", nonce.as_str()),
+                    ("encrypt_type", "aes"),
+                    ("msg_signature", msg_signature.as_str()),
+                ])
+                .body(json!({"Encrypt": encrypt}).to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The service fails the first: WeChat is told to send it again (5xx).
+    let r = send(1).await;
+    assert_eq!(r.status(), 502);
+    // WeChat's next copy is forwarded and taken.
+    let r = send(2).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "success");
+    // A third copy is a repeat: acknowledged, not forwarded.
+    assert_eq!(send(3).await.status(), 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "forwarded twice: the failed and the taken");
+
+    let (headers, body) = &seen[1];
+    let got: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(got, event, "the decrypted event, as JSON");
+    let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(h("x-wxauth-appid").as_deref(), Some(APP1));
+    assert_eq!(h("x-wxauth-openid"), Some(openid.clone()));
+    assert_eq!(h("x-wxauth-event").as_deref(), Some("user_info_modified"));
+    assert_eq!(
+        h("x-wxauth-user-id").as_deref(),
+        session["user"]["id"].as_str()
+    );
+    // The signature: a JWT from the JWKS's key over the body's SHA-256.
+    let jwks = app.get("/.well-known/jwks.json", None).await;
+    let set: JwkSet = serde_json::from_value(jwks.body.clone()).unwrap();
+    let signature = h("x-wxauth-signature").unwrap();
+    let kid = jsonwebtoken::decode_header(&signature)
+        .unwrap()
+        .kid
+        .unwrap();
+    let key = DecodingKey::from_jwk(set.find(&kid).unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["wxauth-push"]);
+    let claims = jsonwebtoken::decode::<Value>(&signature, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["sha256"],
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    );
+    assert_eq!(claims["app"], APP1);
+    assert!(
+        app.metrics()
+            .await
+            .contains("wxauth_push_forwarded_total{result=\"failed\"}")
+    );
+}

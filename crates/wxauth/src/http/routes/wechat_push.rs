@@ -46,6 +46,7 @@ pub(crate) async fn receive(
         state.admin(),
         state.subscriptions(),
         state.image_checks(),
+        state.auth(),
     )
     .act(&appid, &push)
     .await?;
