@@ -17,6 +17,7 @@
 #   PEER_ROUNDS=3 ONLY=files bash bench/run.sh   # a 100 KiB image beside nginx, 200 KiB uploads beside express+multer, RSS of 32 × 10 MiB uploads
 #   ONLY=import bash bench/run.sh     # `wxauth import leancloud` of a 1,000,000-row export: time, rows/s, peak RSS, SQLite and PostgreSQL
 #   IMPORT_ROWS=100000 ONLY=import bash bench/run.sh   # a smaller export
+#   ONLY=content_check bash bench/run.sh   # creates into a collection with check_text (msgSecCheck on the simulator) vs without
 #   ONLY=realtime bash bench/run.sh   # 10,000 watching sockets (RSS), write-to-change latency on 1 and 3 instances, fan-out to 1,000 watchers
 #
 # Needs nothing but cargo (and PostgreSQL at WXAUTH_BENCH_POSTGRES_URL,
@@ -546,6 +547,38 @@ TOML
   done
 }
 
+# Content security (issue 32): creates into `bench` with check_text =
+# ["name"] (one msgSecCheck per create, answered by the simulator on this
+# machine) against the same without it, SQLite, ROUNDS (default 3) rounds
+# interleaved. The simulator also answers logins (--accept-any-code).
+run_content_check() {
+  local sim_port saved=$SIM_PORT; sim_port=$(free_port)
+  "$BIN" sim --listen "127.0.0.1:$sim_port" --app wx1111111111111111:11111111111111111111111111111111 \
+    --accept-any-code >/dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$sim_port/sim/v1/health" >/dev/null && break; sleep 0.1; done
+  SIM_PORT=$sim_port
+  for round in $(seq 1 "${ROUNDS:-3}"); do
+    for variant in without with; do
+      local port name="cc_${variant}_$round"; port=$(free_port)
+      write_config "$name" "$port" "sqlite://$WORK/$name.db"
+      if [ "$variant" = with ]; then
+        cat >> "$WORK/$name.toml" <<TOML
+[[collections]]
+name = "bench"
+check_text = ["name"]
+TOML
+      fi
+      start_instance "$name" "$port"
+      local pid=${PIDS[-1]} url="http://127.0.0.1:$port"
+      SCENARIOS="create" run_scenarios "round $round, $variant check_text" "$url" "$url"
+      echo "   msgSecCheck calls so far: $(curl -s "http://127.0.0.1:$sim_port/sim/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calls"].get("msg_sec_check", 0))')"
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+    done
+  done
+  SIM_PORT=$saved
+}
+
 run_million() {
   local users=${MILLION_USERS:-1000000} docs=${DOCS_PER_USER:-10}
   echo "== empty vs $users users and $((users * docs)) documents ($CONNECTIONS connections, ${SECONDS_PER}s each)"
@@ -781,6 +814,7 @@ case "${ONLY:-}" in
   import) run_import; exit 0 ;;
   realtime) run_realtime; exit 0 ;;
   realtime_price) run_realtime_price; exit 0 ;;
+  content_check) run_content_check; exit 0 ;;
 esac
 run_peers
 run_files
