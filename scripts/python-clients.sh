@@ -37,7 +37,7 @@ cat >"$data/dev.toml" <<TOML
 [[service_keys]]
 id = "schemathesis"
 key_env = "WXAUTH_TEST_SERVICE_KEY"
-scopes = ["introspect", "users:read", "users:write", "sessions:revoke", "data:read", "data:write", "audit:read", "files:read", "files:write"]
+scopes = ["introspect", "users:read", "users:write", "sessions:revoke", "data:read", "data:write", "audit:read", "files:read", "files:write", "messages:send"]
 TOML
 WXAUTH_LIMITS__LOGIN_FAILURES_PER_IP_PER_MINUTE=1000000 \
 WXAUTH_LIMITS__SERVICE_KEY_FAILURES_PER_IP_PER_MINUTE=1000000 \

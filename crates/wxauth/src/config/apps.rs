@@ -20,7 +20,7 @@ pub struct AppConfig {
     pub secret_env: Option<String>,
     /// Message push (消息推送): the Token set in the console (3 to 32
     /// letters or digits), written in the file. Prefer `push_token_env`.
-    /// (Read and checked now; served by `/v1/wechat/push/{appid}`, issue 32.)
+    /// WeChat's pushes to `/v1/wechat/push/{appid}` are signed with it.
     #[serde(default)]
     pub push_token: Option<SecretText>,
     /// The name of the environment variable holding the push Token.

@@ -2,7 +2,9 @@
 //! whichever instance and whichever of WeChat's copies it arrives as.
 //! A user who withdrew their authorization (or closed their WeChat
 //! account) loses their sessions, or their account when the app is so
-//! configured, and the audit log says WeChat did it.
+//! configured, and the audit log says WeChat did it; consent and delivery
+//! events update the subscribe-message records; an image check's verdict
+//! settles its file; anything else goes to the developer's service.
 
 use serde_json::json;
 use wechat_miniapp::push_event::PushEvent;

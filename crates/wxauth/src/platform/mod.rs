@@ -1,7 +1,7 @@
 //! WeChat's platform services around the user (issue 32): message push
-//! (WeChat calling this service) and what its events do (revoked
-//! authorization), with content security and subscribe messages to
-//! follow. Protocol facts:
+//! (WeChat calling this service, `push`) and what its events do
+//! (`actions`), content security of texts (`content`) and pictures
+//! (`images`), subscribe messages (`subscriptions`). Protocol facts:
 //! `docs/wechat-platform.md`.
 
 pub mod actions;

@@ -211,7 +211,7 @@ impl<'a> Subscriptions<'a> {
 
     /// Records what the mini program reports `wx.requestSubscribeMessage`
     /// answered the caller (`{"TEMPLATE_ID": "accept", …, "errMsg": …}`);
-    /// how many answers were recorded.
+    /// how many answers were recorded (none: nothing to do).
     pub async fn client_reported(
         &self,
         caller: &Caller,
@@ -220,6 +220,11 @@ impl<'a> Subscriptions<'a> {
         let mut answers = Vec::new();
         for (template_id, status) in result {
             if template_id == "errMsg" {
+                if !status.is_string() {
+                    return Err(Error::InvalidRequest(
+                        "errMsg must be text (what wx.requestSubscribeMessage answers)".into(),
+                    ));
+                }
                 continue;
             }
             check_template(template_id)?;
@@ -236,13 +241,15 @@ impl<'a> Subscriptions<'a> {
                 status: status.to_owned(),
             });
         }
-        if answers.is_empty() || answers.len() > 20 {
+        if answers.len() > 20 {
             return Err(Error::InvalidRequest(
-                "give 1 to 20 templates' answers, as wx.requestSubscribeMessage returned them"
-                    .into(),
+                "at most 20 templates' answers, as wx.requestSubscribeMessage returned them".into(),
             ));
         }
         let recorded = answers.len();
+        if recorded == 0 {
+            return Ok(0);
+        }
         self.record(&caller.user_id, answers, "client", false)
             .await?;
         Ok(recorded)

@@ -227,9 +227,17 @@ async fn run(db: Db) {
         assert_eq!(r.status, 400, "{body}: {:?}", r.body);
     }
     assert_eq!(calls(), calls_before);
+    let r = app
+        .post(
+            "/v1/me/subscriptions",
+            Some(token(&session)),
+            json!({"errMsg": "requestSubscribeMessage:ok"}),
+        )
+        .await;
+    assert_eq!(r.body["recorded"], 0, "nothing answered: {:?}", r.body);
     for body in [
         json!({"TPL_X": "maybe"}),
-        json!({"errMsg": "ok"}),
+        json!({"bad id": "accept"}),
         json!(["TPL_X"]),
     ] {
         let r = app

@@ -113,8 +113,9 @@ pub(crate) struct UploadFormSchema {
     /// `avatar`, `image` or `attachment` (default `attachment`).
     #[schema(value_type = Option<String>, pattern = "^(avatar|image|attachment)$")]
     purpose: Option<String>,
-    /// `true` or `false` (default: true for avatars, else false).
-    #[schema(value_type = Option<String>, pattern = "^(true|false)$")]
+    /// `true` or `false` (default: true for avatars, else false): a
+    /// boolean, which a multipart form carries as that text.
+    #[schema(value_type = Option<bool>)]
     public: Option<String>,
 }
 

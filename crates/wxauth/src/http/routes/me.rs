@@ -229,6 +229,35 @@ pub(crate) async fn delete_me(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
+/// What `wx.requestSubscribeMessage` resolved with: `errMsg`, and each
+/// template id's answer. (Its schema only: the handler reads the object.)
+pub(crate) struct SubscribeReport;
+
+impl utoipa::PartialSchema for SubscribeReport {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some(
+                "wx.requestSubscribeMessage's result as it is: errMsg (ignored) and up to 20 template ids, each accept, reject, ban or filter",
+            ))
+            .property("errMsg", ObjectBuilder::new().schema_type(Type::String))
+            .additional_properties(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["accept", "reject", "ban", "filter"])),
+            ))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^(errMsg|[A-Za-z0-9_-]{1,128})$")),
+            ))
+            .max_properties(Some(20))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SubscribeReport {}
+
 /// How many template answers were recorded.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct SubscriptionsRecorded {
@@ -242,10 +271,10 @@ pub(crate) struct SubscriptionsRecorded {
 /// own push of the same answer (when message push is configured) is
 /// counted once with it.
 #[utoipa::path(post, path = "/v1/me/subscriptions", tag = "me", security(("bearer" = [])),
-    request_body(content = Object, description = "wx.requestSubscribeMessage's result: template ids to accept, reject, ban or filter (errMsg is ignored)"),
+    request_body = SubscribeReport,
     responses(
         (status = 200, description = "Recorded", body = SubscriptionsRecorded),
-        (status = 400, description = "invalid_request: not 1 to 20 templates, a bad template id or answer", body = ErrorBody),
+        (status = 400, description = "invalid_request: more than 20 templates, a bad template id or answer, not an object", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
     ))]
 pub(crate) async fn report_subscriptions(
