@@ -155,9 +155,22 @@
 
   function showAvatar(url) {
     // <img src> sends no Authorization header: the file's URL is enough.
-    $('avatar').hidden = !url;
-    if (url) $('avatar').src = url;
-    else $('avatar').removeAttribute('src');
+    // A new picture is pending WeChat's check (the simulator's, pushed back
+    // within a second): its URL answers 404 until it passes, so a failed
+    // load is tried again a few times.
+    const img = $('avatar');
+    img.hidden = !url;
+    img.dataset.base = url || '';
+    let tries = 0;
+    img.onerror = () => {
+      if (!url || img.dataset.base !== url || tries >= 20) return;
+      tries++;
+      setTimeout(() => {
+        if (img.dataset.base === url) img.src = url + (url.includes('?') ? '&' : '?') + 'retry=' + tries;
+      }, 250);
+    };
+    if (url) img.src = url;
+    else img.removeAttribute('src');
   }
 
   function resetView() {
