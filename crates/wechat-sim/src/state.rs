@@ -613,6 +613,23 @@ impl SimState {
         Ok(rec.appid.clone())
     }
 
+    /// The app of the call's access token and its JSON body, as WeChat's
+    /// POST APIs read them: a bad token as [`SimState::token_app`], an
+    /// empty body 44002, a body that is not JSON 47001.
+    fn token_and_json(
+        &self,
+        q: &HashMap<String, String>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(String, Value), WxError> {
+        let appid = self.token_app(param(q, "access_token"), now)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(WxError(44002));
+        }
+        let body = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        Ok((appid, body))
+    }
+
     /// Shared checks of checksession and resetusersessionkey; returns the
     /// user's key in the map.
     fn signed_user(
@@ -782,11 +799,7 @@ impl SimState {
         body: &[u8],
         now: i64,
     ) -> WxResult {
-        let appid = self.token_app(param(q, "access_token"), now)?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(WxError(44002));
-        }
-        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let (appid, body) = self.token_and_json(q, body, now)?;
         let url = body
             .get("media_url")
             .and_then(Value::as_str)
@@ -839,11 +852,7 @@ impl SimState {
         body: &[u8],
         now: i64,
     ) -> WxResult {
-        let appid = self.token_app(param(q, "access_token"), now)?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(WxError(44002));
-        }
-        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let (appid, body) = self.token_and_json(q, body, now)?;
         let content = body
             .get("content")
             .and_then(Value::as_str)
@@ -928,11 +937,7 @@ impl SimState {
         body: &[u8],
         now: i64,
     ) -> WxResult {
-        let appid = self.token_app(param(q, "access_token"), now)?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(WxError(44002));
-        }
-        let body: Value = serde_json::from_slice(body).map_err(|_| WxError(47001))?;
+        let (appid, body) = self.token_and_json(q, body, now)?;
         let text = |k: &str| body.get(k).and_then(Value::as_str);
         let touser = text("touser").ok_or(WxError(40003))?;
         match self.openids.get(touser) {
