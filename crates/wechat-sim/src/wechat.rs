@@ -44,13 +44,10 @@ async fn token(State(sim): State<Simulator>, Query(q): Query_) -> Response {
 }
 
 async fn stable_token(State(sim): State<Simulator>, method: Method, body: Bytes) -> Response {
-    if method != Method::POST {
-        return sim
-            .answer(Api::StableToken, |_, _| Err(WxError(43002)))
-            .await;
-    }
-    sim.answer(Api::StableToken, |s, now| s.stable_token(&body, now))
-        .await
+    sim.answer_post(Api::StableToken, &method, |s, now| {
+        s.stable_token(&body, now)
+    })
+    .await
 }
 
 async fn checksession(State(sim): State<Simulator>, Query(q): Query_) -> Response {
@@ -71,12 +68,7 @@ async fn getuserphonenumber(
     Query(q): Query_,
     body: Bytes,
 ) -> Response {
-    if method != Method::POST {
-        return sim
-            .answer(Api::Getuserphonenumber, |_, _| Err(WxError(43002)))
-            .await;
-    }
-    sim.answer(Api::Getuserphonenumber, |s, now| {
+    sim.answer_post(Api::Getuserphonenumber, &method, |s, now| {
         s.getuserphonenumber(&q, &body, now)
     })
     .await
@@ -88,13 +80,10 @@ async fn msg_sec_check(
     Query(q): Query_,
     body: Bytes,
 ) -> Response {
-    if method != Method::POST {
-        return sim
-            .answer(Api::MsgSecCheck, |_, _| Err(WxError(43002)))
-            .await;
-    }
-    sim.answer(Api::MsgSecCheck, |s, now| s.msg_sec_check(&q, &body, now))
-        .await
+    sim.answer_post(Api::MsgSecCheck, &method, |s, now| {
+        s.msg_sec_check(&q, &body, now)
+    })
+    .await
 }
 
 async fn subscribe_send(
@@ -103,13 +92,8 @@ async fn subscribe_send(
     Query(q): Query_,
     body: Bytes,
 ) -> Response {
-    if method != Method::POST {
-        return sim
-            .answer(Api::SubscribeSend, |_, _| Err(WxError(43002)))
-            .await;
-    }
     let answer = sim
-        .answer(Api::SubscribeSend, |s, now| {
+        .answer_post(Api::SubscribeSend, &method, |s, now| {
             s.subscribe_send(&q, &body, now)
         })
         .await;
@@ -124,13 +108,8 @@ async fn media_check_async(
     Query(q): Query_,
     body: Bytes,
 ) -> Response {
-    if method != Method::POST {
-        return sim
-            .answer(Api::MediaCheckAsync, |_, _| Err(WxError(43002)))
-            .await;
-    }
     let answer = sim
-        .answer(Api::MediaCheckAsync, |s, now| {
+        .answer_post(Api::MediaCheckAsync, &method, |s, now| {
             s.media_check_async(&q, &body, now)
         })
         .await;
@@ -140,6 +119,20 @@ async fn media_check_async(
 }
 
 impl Simulator {
+    /// [`Simulator::answer`] for an API WeChat takes only by POST: any
+    /// other method is 43002 `require POST method`.
+    async fn answer_post(
+        &self,
+        api: Api,
+        method: &Method,
+        rule: impl FnOnce(&mut SimState, i64) -> Result<Value, WxError>,
+    ) -> Response {
+        if *method != Method::POST {
+            return self.answer(api, |_, _| Err(WxError(43002))).await;
+        }
+        self.answer(api, rule).await
+    }
+
     async fn answer(
         &self,
         api: Api,
